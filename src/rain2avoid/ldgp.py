@@ -1,0 +1,139 @@
+"""Stage 1, LDGP (locally dominant gradient prior): a binary mask of rain streaks.
+
+The streak direction is the most frequent dominant HOG orientation over square
+patches; the image is rotated so streaks are vertical, bright pixels that form
+vertical runs are kept by a morphological opening, and the result is rotated
+back. See ``method.md`` section 1; this module reproduces that computation.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import cv2
+import numpy as np
+
+__all__ = ["MaskResult", "rain_mask", "streak_angle", "rotation_for_angle"]
+
+_CELL = 8
+_CELLS_PER_BLOCK = 4
+_BINS = 36
+
+
+class MaskResult(NamedTuple):
+    """A rain mask (uint8, 255 = rain) and the dominant gradient angle in degrees."""
+
+    mask: np.ndarray
+    angle: int
+
+
+def _gray(image: np.ndarray) -> np.ndarray:
+    """uint8 grayscale of an RGB (or already gray) uint8 image, OpenCV weights."""
+    if image.ndim == 2:
+        return image
+    return cv2.cvtColor(np.ascontiguousarray(image[..., :3]), cv2.COLOR_RGB2GRAY)
+
+
+def _patch_angle(gray_patch: np.ndarray) -> int:
+    """Dominant HOG orientation (degrees, multiple of 5) of one square patch.
+
+    OpenCV's HOG returns L2-Hys normalised block histograms; each cell's
+    histogram is the average over the blocks that contain it, and the patch's
+    angle is the largest bin of the sum of all cell histograms.
+    """
+    h, w = gray_patch.shape
+    cx, cy = w // _CELL, h // _CELL
+    block = _CELL * _CELLS_PER_BLOCK
+    hog = cv2.HOGDescriptor((cx * _CELL, cy * _CELL), (block, block), (_CELL, _CELL), (_CELL, _CELL), _BINS)
+    desc = hog.compute(gray_patch)
+    nbx, nby = cx - _CELLS_PER_BLOCK + 1, cy - _CELLS_PER_BLOCK + 1
+    # OpenCV orders blocks x-major; the reference then treats axes as (by, bx, i, j).
+    blocks = desc.reshape(nbx, nby, _CELLS_PER_BLOCK, _CELLS_PER_BLOCK, _BINS).transpose(1, 0, 2, 3, 4)
+    total = np.zeros((cy, cx, _BINS))
+    count = np.zeros((cy, cx, 1))
+    for i in range(_CELLS_PER_BLOCK):
+        for j in range(_CELLS_PER_BLOCK):
+            total[i:i + nby, j:j + nbx] += blocks[:, :, i, j]
+            count[i:i + nby, j:j + nbx] += 1
+    hist = (total / count).sum(axis=(0, 1))
+    return int(np.argmax(hist)) * (180 // _BINS)
+
+
+def streak_angle(image: np.ndarray, patch_size: int = 80) -> int:
+    """Most frequent dominant gradient angle over ``patch_size`` tiles (ties: smallest).
+
+    Returns 0 when the image is smaller than one patch (no evidence: assume
+    vertical streaks).
+    """
+    if patch_size < _CELL * _CELLS_PER_BLOCK:
+        raise ValueError(f"patch_size must be at least {_CELL * _CELLS_PER_BLOCK}, got {patch_size}")
+    gray = _gray(image)
+    ny, nx = gray.shape[0] // patch_size, gray.shape[1] // patch_size
+    angles = [
+        _patch_angle(gray[y * patch_size:(y + 1) * patch_size, x * patch_size:(x + 1) * patch_size])
+        for x in range(nx) for y in range(ny)
+    ]
+    if not angles:
+        return 0
+    values, counts = np.unique(angles, return_counts=True)
+    return int(values[np.argmax(counts)])
+
+
+def rotation_for_angle(angle: int) -> int:
+    """Rotation (degrees, counter-clockwise) that makes streaks with this gradient angle vertical."""
+    if angle in (85, 90):
+        return 0
+    return angle - 180 if angle > 90 else angle
+
+
+def _rotate(image: np.ndarray, theta: float, interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
+    """Rotate about the centre on a canvas enlarged to hold the whole image, white border."""
+    rows, cols = image.shape[:2]
+    centre = (cols / 2, rows / 2)
+    m = cv2.getRotationMatrix2D(centre, theta, 1)
+    cos, sin = abs(m[0, 0]), abs(m[0, 1])
+    bw, bh = int(rows * sin + cols * cos), int(rows * cos + cols * sin)
+    m[0, 2] += bw / 2 - centre[0]
+    m[1, 2] += bh / 2 - centre[1]
+    return cv2.warpAffine(image, m, (bw, bh), flags=interpolation, borderValue=(255, 255, 255))
+
+
+def rain_mask(image: np.ndarray, patch_size: int = 80, kernel_size: int = 10,
+              angle: int | None = None) -> MaskResult:
+    """LDGP rain mask of an RGB (or gray) uint8 image.
+
+    Args:
+        image: (H, W, 3) RGB or (H, W) gray, uint8.
+        patch_size: side of the square tiles used to vote for the streak angle.
+        kernel_size: height of the vertical line used in the opening; bright
+            vertical runs shorter than this are not rain.
+        angle: dominant gradient angle to use instead of estimating it.
+
+    Returns:
+        ``MaskResult(mask, angle)``: mask is (H, W) uint8, 255 = rain, 0 = background.
+    """
+    image = np.asarray(image)
+    if image.dtype != np.uint8:
+        raise TypeError(f"rain_mask expects a uint8 image, got {image.dtype}; convert with rain2avoid.io")
+    if image.ndim not in (2, 3) or image.shape[0] < 1 or image.shape[1] < 1:
+        raise ValueError(f"rain_mask expects an (H, W) or (H, W, C) image, got shape {image.shape}")
+    if kernel_size < 1:
+        raise ValueError(f"kernel_size must be >= 1, got {kernel_size}")
+    h, w = image.shape[:2]
+    if angle is None:
+        angle = streak_angle(image, patch_size)
+    theta = rotation_for_angle(angle)
+    t = math.radians(abs(theta))
+    off_r, off_c = math.floor(w * math.sin(t) * math.cos(t)), math.floor(h * math.sin(t) * math.cos(t))
+
+    # Rotate the colour image, then take gray, as the reference does (rounding differs otherwise).
+    rotated = _gray(_rotate(np.ascontiguousarray(image[..., :3]) if image.ndim == 3 else image, theta))
+    bright = cv2.adaptiveThreshold(rotated, 255, cv2.ADAPTIVE_THRESH_MEAN_C, cv2.THRESH_BINARY, 5, 0)
+    line = cv2.getStructuringElement(cv2.MORPH_RECT, (1, kernel_size))
+    streaks = cv2.dilate(cv2.erode(bright, line), line)
+    back = _rotate(streaks, -theta)
+    mask = np.zeros((h, w), np.uint8)
+    crop = back[off_r:off_r + h, off_c:off_c + w]
+    mask[:crop.shape[0], :crop.shape[1]] = crop
+    return MaskResult(mask, int(angle))

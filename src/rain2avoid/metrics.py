@@ -1,0 +1,64 @@
+"""Full-reference metrics with the deraining field's conventions (``method.md`` section 4).
+
+One convention everywhere: images are uint8-range RGB (0-255; float input is
+taken as already on that scale, or pass ``data_range``). ``"y"`` scores the
+BT.601 studio-range luma as floats (MATLAB ``rgb2ycbcr``, not rounded);
+``"rgb"`` scores each channel and averages. SSIM uses an 11x11 Gaussian window
+with sigma 1.5 (scikit-image's ``gaussian_weights=True``), data range 255.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from skimage.metrics import structural_similarity
+
+__all__ = ["to_y", "psnr", "ssim", "CHANNELS"]
+
+CHANNELS = ("y", "rgb")
+
+
+def to_y(image: np.ndarray) -> np.ndarray:
+    """BT.601 studio-range luma (16-235) of an RGB image on the 0-255 scale, float64."""
+    image = np.asarray(image, dtype=np.float64)
+    return 16.0 + (65.481 * image[..., 0] + 128.553 * image[..., 1] + 24.966 * image[..., 2]) / 255.0
+
+
+def _prepare(pred, target, channel: str, crop_border: int) -> tuple[np.ndarray, np.ndarray]:
+    pred, target = np.asarray(pred), np.asarray(target)
+    if pred.shape != target.shape:
+        raise ValueError(f"image shapes differ: {pred.shape} vs {target.shape}")
+    if pred.ndim != 3 or pred.shape[2] not in (3, 4):
+        raise ValueError(f"expected (H, W, 3) RGB images (RGBA: alpha is ignored), got {pred.shape}")
+    if channel not in CHANNELS:
+        raise ValueError(f"channel must be one of {CHANNELS}, got {channel!r}")
+    if crop_border < 0:
+        raise ValueError(f"crop_border must be >= 0, got {crop_border}")
+    pred, target = pred[..., :3].astype(np.float64), target[..., :3].astype(np.float64)
+    if crop_border:
+        pred = pred[crop_border:-crop_border, crop_border:-crop_border]
+        target = target[crop_border:-crop_border, crop_border:-crop_border]
+        if pred.size == 0:
+            raise ValueError(f"crop_border={crop_border} leaves no pixels")
+    if channel == "y":
+        return to_y(pred)[..., None], to_y(target)[..., None]
+    return pred, target
+
+
+def psnr(pred, target, channel: str = "y", crop_border: int = 0) -> float:
+    """Peak signal-to-noise ratio in dB (peak 255). Identical images give ``inf``.
+
+    For ``"rgb"`` the MSE is taken over all three channels together.
+    """
+    a, b = _prepare(pred, target, channel, crop_border)
+    mse = np.mean((a - b) ** 2)
+    return float("inf") if mse == 0 else float(10.0 * np.log10(255.0 ** 2 / mse))
+
+
+def ssim(pred, target, channel: str = "y", crop_border: int = 0) -> float:
+    """Structural similarity (Gaussian 11x11 window, sigma 1.5, range 255), mean over channels."""
+    a, b = _prepare(pred, target, channel, crop_border)
+    return float(np.mean([
+        structural_similarity(a[..., c], b[..., c], gaussian_weights=True, sigma=1.5,
+                              use_sample_covariance=False, data_range=255)
+        for c in range(a.shape[2])
+    ]))

@@ -1,0 +1,159 @@
+"""Stage 2, stochastic derained references (SDR), uniform or NSS-weighted.
+
+Every rain pixel ``p`` (mask > ``threshold``) draws a replacement colour from
+the background pixels ``q`` (mask == 0) of the ``window`` x ``window``
+neighbourhood around it. The uniform sampler gives every candidate the same
+probability; NSS (non-local stochastic sampling) weights candidate ``q`` by
+``1 / max(d(p, q) ** eta, 1e-4)``, ``d`` the L1 distance between the
+``patch`` x ``patch`` colour patches around ``p`` and ``q`` over the positions
+that are background in ``p``'s patch (``method.md`` section 2).
+
+Everything is vectorised over pixels: one pass per window offset.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import cv2
+import numpy as np
+
+__all__ = ["Candidates", "candidates", "expected_reference", "sample_references", "SAMPLERS"]
+
+SAMPLERS = ("nss", "uniform")
+
+
+class Candidates(NamedTuple):
+    """Replacement candidates of every rain pixel.
+
+    rows, cols: (n,) coordinates of the rain pixels.
+    offsets: (m, 2) window offsets (dy, dx).
+    weights: (n, m) float64 unnormalised probabilities, 0 where the offset is not a candidate.
+    """
+
+    rows: np.ndarray
+    cols: np.ndarray
+    offsets: np.ndarray
+    weights: np.ndarray
+
+
+def _check(image: np.ndarray, mask: np.ndarray, sampler: str, window: int, patch: int) -> None:
+    if image.ndim != 3 or image.shape[0] < 1 or image.shape[1] < 1:
+        raise ValueError(f"expected an (H, W, C) image, got shape {image.shape}")
+    if mask.shape != image.shape[:2]:
+        raise ValueError(f"mask shape {mask.shape} does not match image shape {image.shape[:2]}")
+    if sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
+    if window < 3 or window % 2 == 0 or patch < 1 or patch % 2 == 0:
+        raise ValueError(f"window (>= 3) and patch sizes must be odd, got window={window}, patch={patch}")
+
+
+def candidates(image: np.ndarray, mask: np.ndarray, sampler: str = "nss", window: int = 7,
+               patch: int = 3, eta: float = 0.5, threshold: int = 10) -> Candidates:
+    """Candidate offsets and their sampling weights for every rain pixel.
+
+    Args:
+        image: (H, W, C) image, any numeric dtype (distances use its values as they are).
+        mask: (H, W) LDGP mask; > threshold is rain, == 0 is background (a candidate).
+        sampler: "nss" (similarity-weighted) or "uniform".
+        window: K, side of the candidate window.
+        patch: k, side of the similarity patch; grows by 2 (up to ``window``) while
+            the patch around ``p`` holds no background pixel.
+        eta: exponent of the NSS distance.
+        threshold: mask values above it are rain pixels to replace.
+    """
+    image = np.asarray(image)
+    mask = np.asarray(mask)
+    _check(image, mask, sampler, window, patch)
+    h, w = mask.shape
+    rain = mask > threshold
+    rows, cols = np.nonzero(rain)
+    r = window // 2
+    offsets = np.array([(dy, dx) for dy in range(-r, r + 1) for dx in range(-r, r + 1)], np.int64)
+    background = mask == 0
+
+    # Candidate validity: inside the image and background.
+    ys, xs = rows[:, None] + offsets[None, :, 0], cols[:, None] + offsets[None, :, 1]
+    inside = (ys >= 0) & (ys < h) & (xs >= 0) & (xs < w)
+    valid = inside & background[np.clip(ys, 0, h - 1), np.clip(xs, 0, w - 1)]
+    if sampler == "uniform" or rows.size == 0:
+        return Candidates(rows, cols, offsets, valid.astype(np.float64))
+
+    # Patch size per rain pixel: smallest k whose (clipped) k x k window holds a
+    # pixel with mask == 0 (the reference treats any mask value > 0 as rain here).
+    sizes = list(range(patch, window + 1, 2)) or [patch]
+    k_of = np.full(rows.size, sizes[-1])
+    for k in reversed(sizes):
+        count = cv2.boxFilter(background.astype(np.float32), -1, (k, k), normalize=False,
+                              borderType=cv2.BORDER_CONSTANT)
+        k_of[count[rows, cols] > 0.5] = k
+
+    # Zero-padded canvas; positions outside the image count as background in p's patch.
+    m = sizes[-1] // 2
+    pad = r + m
+    x = np.pad(image.astype(np.float32), ((pad, pad), (pad, pad), (0, 0)))
+    weight_bg = np.pad(background, pad, constant_values=True).astype(np.float32)
+    y0, y1, x0, x1 = pad - m, pad + h + m, pad - m, pad + w + m
+    centre = x[y0:y1, x0:x1]
+    bg = weight_bg[y0:y1, x0:x1]
+    dist = np.zeros((rows.size, len(offsets)), np.float64)
+    used = [k for k in sizes if np.any(k_of == k)]
+    for j, (dy, dx) in enumerate(offsets):
+        diff = np.abs(centre - x[y0 + dy:y1 + dy, x0 + dx:x1 + dx]).sum(axis=2) * bg
+        for k in used:
+            sel = k_of == k
+            box = cv2.boxFilter(diff, -1, (k, k), normalize=False, borderType=cv2.BORDER_CONSTANT)
+            dist[sel, j] = box[rows[sel] + m, cols[sel] + m]
+    weights = 1.0 / np.maximum(np.maximum(dist, 0.0) ** eta, 1e-4)
+    return Candidates(rows, cols, offsets, np.where(valid, weights, 0.0))
+
+
+def expected_reference(image: np.ndarray, mask: np.ndarray, sampler: str = "nss", **kwargs) -> np.ndarray:
+    """The mean the stochastic references converge to, computed in closed form.
+
+    Returns a float32 (H, W, C) image on the input's scale: the input on
+    background pixels, the weighted average of the candidates on rain pixels
+    (the input where a rain pixel has no candidate). ``kwargs`` go to :func:`candidates`.
+    """
+    image = np.asarray(image)
+    c = candidates(image, mask, sampler, **kwargs)
+    out = image.astype(np.float32)
+    total = c.weights.sum(axis=1)
+    ok = total > 0
+    if not np.any(ok):
+        return out
+    p = c.weights[ok] / total[ok, None]
+    rows, cols = c.rows[ok], c.cols[ok]
+    ys = np.clip(rows[:, None] + c.offsets[None, :, 0], 0, image.shape[0] - 1)
+    xs = np.clip(cols[:, None] + c.offsets[None, :, 1], 0, image.shape[1] - 1)
+    out[rows, cols] = np.einsum("nm,nmc->nc", p, image[ys, xs].astype(np.float64)).astype(np.float32)
+    return out
+
+
+def sample_references(image: np.ndarray, mask: np.ndarray, n: int = 50, sampler: str = "nss",
+                      seed: int = 0, **kwargs) -> np.ndarray:
+    """``n`` stochastic derained references, shape (n, H, W, C), dtype of ``image``.
+
+    Each reference equals the input on background pixels; each rain pixel takes
+    the input colour of one candidate, drawn independently per reference with
+    ``numpy.random.default_rng(seed)``. ``kwargs`` go to :func:`candidates`.
+    """
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    image = np.asarray(image)
+    c = candidates(image, mask, sampler, **kwargs)
+    refs = np.repeat(image[None], n, axis=0)
+    total = c.weights.sum(axis=1)
+    ok = total > 0
+    if not np.any(ok):
+        return refs
+    cum = np.cumsum(c.weights[ok], axis=1)
+    cum /= cum[:, -1:]
+    rows, cols = c.rows[ok], c.cols[ok]
+    rng = np.random.default_rng(seed)
+    last = len(c.offsets) - 1
+    for i in range(n):
+        u = rng.random(rows.size)
+        pick = np.minimum((cum <= u[:, None]).sum(axis=1), last)
+        refs[i, rows, cols] = image[rows + c.offsets[pick, 0], cols + c.offsets[pick, 1]]
+    return refs
