@@ -177,7 +177,7 @@ class FastNet(nn.Module):
     Space-to-depth (pixel unshuffle x2) keeps full-resolution detail while all
     convolutions run at 1/2 and 1/4 resolution; pixel shuffle brings the
     residual back to full resolution.  Output = input + residual.
-    About 50 k parameters with the default ``width=16``.
+    33,356 parameters with the defaults (``width=16, depth=2``).
     """
 
     multiple = 4

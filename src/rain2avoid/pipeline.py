@@ -1,0 +1,107 @@
+"""The whole method on one image: mask -> references -> training -> derained image.
+
+``derain(image)`` is the one-liner; :func:`derain_detailed` also returns the
+mask, the angle and the references for people who want to look inside.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from .io import from_float_rgb, to_float_rgb
+from .ldgp import rain_mask
+from .sdr import expected_reference, sample_references
+from .sdrl import Settings, resolve_settings, train_image
+
+__all__ = ["derain", "derain_detailed", "DerainResult", "compute_mask", "make_targets"]
+
+
+@dataclass
+class DerainResult:
+    """Everything :func:`derain_detailed` computed.
+
+    image: the derained image (same dtype and shape as the input).
+    mask: uint8 (H, W) rain mask used (255 = rain).
+    angle: dominant gradient angle in degrees (0 = vertical streaks).
+    targets: float32 (R, H, W, 3) references in [0, 1] the network was trained on.
+    settings: the settings used.
+    seconds: wall time.
+    """
+
+    image: np.ndarray
+    mask: np.ndarray
+    angle: int
+    targets: np.ndarray
+    settings: Settings
+    seconds: float
+
+
+def to_uint8(rgb: np.ndarray) -> np.ndarray:
+    """float (H, W, 3) in [0, 1] -> uint8, rounded."""
+    return np.clip(np.round(rgb * 255.0), 0, 255).astype(np.uint8)
+
+
+def compute_mask(rgb8: np.ndarray, kind: str = "guarded"):
+    """Rain mask of a uint8 RGB image: ``"ldgp"`` (reference) or ``"guarded"``."""
+    if kind not in ("ldgp", "guarded"):
+        raise ValueError(f"mask must be 'ldgp' or 'guarded', got {kind!r}")
+    return rain_mask(rgb8)
+
+
+def make_targets(rgb: np.ndarray, mask: np.ndarray, settings: Settings) -> np.ndarray:
+    """Training targets for a float (H, W, 3) image in [0, 1]: (R, H, W, 3) float32.
+
+    ``target="expected"`` gives the closed-form mean reference (R = 1);
+    ``"sampled"`` gives ``settings.refs`` stochastic references. Distances are
+    measured on the 0-255 scale, as in the reference implementation.
+    """
+    scaled = rgb.astype(np.float32) * 255.0
+    if settings.target == "expected":
+        refs = expected_reference(scaled, mask, settings.sampler)[None]
+    else:
+        refs = sample_references(scaled, mask, settings.refs, settings.sampler, seed=settings.seed)
+    return (refs / 255.0).astype(np.float32)
+
+
+def derain_detailed(image: np.ndarray, preset: str = "fast", device: str = "cpu", progress: bool = False,
+                    **options) -> DerainResult:
+    """Remove rain from one image, training a fresh network on it. See :func:`derain`."""
+    start = time.perf_counter()
+    settings = resolve_settings(preset, **options)
+    image = np.asarray(image)
+    rgb = to_float_rgb(image)
+    mask, angle = compute_mask(to_uint8(rgb), settings.mask)
+    targets = make_targets(rgb, mask, settings)
+    model = train_image(rgb, targets, settings, device=device, progress=progress)
+    out = model.predict(rgb)
+    if settings.only_darken:
+        out = np.minimum(out, rgb)
+    return DerainResult(from_float_rgb(out, like=image), mask, angle, targets, settings,
+                        time.perf_counter() - start)
+
+
+def derain(image: np.ndarray, preset: str = "fast", device: str = "cpu", progress: bool = False,
+           **options) -> np.ndarray:
+    """Remove rain streaks from one image; no training data needed.
+
+    Args:
+        image: (H, W) gray, (H, W, 3) RGB or (H, W, 4) RGBA; uint8, uint16 or
+            float in [0, 1]. Alpha is passed through unchanged.
+        preset: "fast" (default, seconds per image), "high" (slower, a little
+            better) or "reference" (the original method's settings: slow).
+        device: "cpu" or "cuda".
+        progress: show a progress bar for the training steps.
+        **options: any :class:`rain2avoid.sdrl.Settings` field to override
+            (``steps``, ``backbone``, ``seed``, ``target``, ...).
+
+    Returns:
+        The derained image, same shape and dtype as ``image``.
+
+    Example:
+        >>> from rain2avoid import derain, read_image, write_image
+        >>> write_image("clean.png", derain(read_image("rainy.png")))
+    """
+    return derain_detailed(image, preset, device, progress, **options).image

@@ -1,0 +1,301 @@
+"""Stage 3, SDRL: train a network to map the rainy image to its derained references.
+
+Two strategies (``method.md`` section 3):
+
+* per image: :func:`train_image` trains a fresh network on one image's references;
+* per folder: :func:`train_folder` trains one network on random crops of many
+  images and their references, saved with :meth:`Model.save` and applied to new
+  images (no references needed) with :meth:`Model.apply`.
+
+Settings are plain frozen dataclasses; ``PRESETS`` holds the named ones,
+``"reference"`` being the faithful reproduction of the original scripts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .networks import BACKBONES, build_network
+
+__all__ = [
+    "Settings", "PRESETS", "FOLDER_PRESETS", "resolve_settings", "Model", "ModelFileError",
+    "train_image", "train_folder", "load_model",
+]
+
+_FORMAT = "rain2avoid-model"
+_FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How references are made and how the network is trained.
+
+    backbone: network name (see ``networks.BACKBONES``).
+    steps: optimiser steps.
+    lr: Adam learning rate; ``schedule`` "cosine" decays it to 0, "constant" keeps it.
+    batch: samples per step.
+    crop: side of the random square crops; 0 trains on the full image.
+    refs: number of sampled references (``target="sampled"``).
+    sampler: "nss" or "uniform".
+    target: "expected" (closed-form mean reference, one target) or "sampled".
+    mask: "guarded" (LDGP plus the texture guard) or "ldgp" (the reference mask).
+    only_darken: rain only adds light, so never brighten a pixel.
+    flip_tta: average the prediction with the one on the mirrored image.
+    seed: seeds the references, the network's initial weights and the crops.
+    """
+
+    backbone: str = "fast"
+    steps: int = 200
+    lr: float = 2e-3
+    batch: int = 8
+    crop: int = 96
+    refs: int = 50
+    sampler: str = "nss"
+    target: str = "expected"
+    mask: str = "guarded"
+    schedule: str = "cosine"
+    only_darken: bool = True
+    flip_tta: bool = False
+    seed: int = 0
+
+    def __post_init__(self):
+        checks = [
+            (self.backbone in BACKBONES, f"backbone must be one of {sorted(BACKBONES)}"),
+            (self.steps >= 0, "steps must be >= 0"),
+            (self.lr > 0, "lr must be > 0"),
+            (self.batch >= 1, "batch must be >= 1"),
+            (self.crop >= 0, "crop must be >= 0 (0 = full image)"),
+            (self.refs >= 1, "refs must be >= 1"),
+            (self.sampler in ("nss", "uniform"), "sampler must be 'nss' or 'uniform'"),
+            (self.target in ("expected", "sampled"), "target must be 'expected' or 'sampled'"),
+            (self.mask in ("guarded", "ldgp"), "mask must be 'guarded' or 'ldgp'"),
+            (self.schedule in ("cosine", "constant"), "schedule must be 'cosine' or 'constant'"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(f"invalid settings: {message}")
+
+
+PRESETS = {
+    "fast": Settings(),
+    "high": Settings(steps=600, flip_tta=True),
+    "reference": Settings(backbone="unet", steps=5000, lr=1e-3, batch=1, crop=0, refs=50, sampler="nss",
+                          target="sampled", mask="ldgp", schedule="constant", only_darken=False),
+}
+
+FOLDER_PRESETS = {
+    "fast": Settings(steps=2000, batch=16, crop=96),
+    "high": Settings(steps=6000, batch=16, crop=96, flip_tta=True),
+    "reference": Settings(backbone="unet", steps=4000, lr=1e-3, batch=64, crop=64, refs=50,
+                          target="sampled", mask="ldgp", schedule="constant", only_darken=False),
+}
+
+
+def resolve_settings(preset: str = "fast", presets: dict | None = None, **overrides) -> Settings:
+    """The named preset with ``overrides`` (None values are ignored) applied."""
+    presets = PRESETS if presets is None else presets
+    if preset not in presets:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(presets)}")
+    changes = {k: v for k, v in overrides.items() if v is not None}
+    unknown = set(changes) - {f.name for f in dataclasses.fields(Settings)}
+    if unknown:
+        raise TypeError(f"unknown option(s): {', '.join(sorted(unknown))}")
+    return dataclasses.replace(presets[preset], **changes)
+
+
+def _to_tensor(images: np.ndarray) -> torch.Tensor:
+    """(..., H, W, 3) float array -> (N, 3, H, W) float32 tensor."""
+    t = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
+    return t.reshape(-1, *t.shape[-3:]).permute(0, 3, 1, 2)
+
+
+class _Samples:
+    """Draws training batches of (rainy, reference) pairs from one or more images."""
+
+    def __init__(self, inputs: Sequence[np.ndarray], targets: Sequence[np.ndarray], settings: Settings):
+        self.inputs = [_to_tensor(x) for x in inputs]                  # each (1, 3, H, W)
+        self.targets = [_to_tensor(t) for t in targets]                # each (R, 3, H, W)
+        self.s = settings
+        self.rng = np.random.default_rng(settings.seed)
+        self.step = 0
+
+    def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        s, rng = self.s, self.rng
+        if s.crop == 0:  # full image, batch 1, cycling through the references in order
+            i = int(rng.integers(len(self.inputs)))
+            t = self.targets[i]
+            k = self.step % t.shape[0]
+            self.step += 1
+            return self.inputs[i], t[k:k + 1]
+        xs, ts = [], []
+        for _ in range(s.batch):
+            i = int(rng.integers(len(self.inputs)))
+            x, t = self.inputs[i], self.targets[i]
+            h, w = x.shape[-2:]
+            ch, cw = min(s.crop, h), min(s.crop, w)
+            y0, x0 = int(rng.integers(h - ch + 1)), int(rng.integers(w - cw + 1))
+            k = int(rng.integers(t.shape[0]))
+            xc, tc = x[0, :, y0:y0 + ch, x0:x0 + cw], t[k, :, y0:y0 + ch, x0:x0 + cw]
+            if rng.random() < 0.5:
+                xc, tc = xc.flip(-1), tc.flip(-1)
+            xs.append(xc)
+            ts.append(tc)
+        if len({tuple(x.shape) for x in xs}) > 1:  # images smaller than the crop: one per batch
+            return xs[0][None], ts[0][None]
+        return torch.stack(xs), torch.stack(ts)
+
+
+def _fit(net: torch.nn.Module, samples: _Samples, settings: Settings, device: str,
+         progress: bool, desc: str, on_step: Callable[[int, float], None] | None = None) -> torch.nn.Module:
+    """Adam on the MSE between the network's output and the references."""
+    net.to(device).train()
+    opt = torch.optim.Adam(net.parameters(), lr=settings.lr)
+    sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(settings.steps, 1))
+             if settings.schedule == "cosine" else None)
+    bar = tqdm(range(settings.steps), desc=desc, unit="step", disable=not progress, leave=False)
+    for step in bar:
+        x, t = samples.batch()
+        x, t = x.to(device), t.to(device)
+        loss = torch.mean((net(x) - t) ** 2)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if sched is not None:
+            sched.step()
+        if on_step is not None:
+            on_step(step, float(loss))
+        if progress and step % 20 == 0:
+            bar.set_postfix(loss=f"{float(loss):.2e}")
+    return net.eval()
+
+
+def _new_network(settings: Settings) -> torch.nn.Module:
+    """A freshly initialised backbone, seeded without touching the global RNG."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(settings.seed)
+        return build_network(settings.backbone)
+
+
+class Model:
+    """A trained network with the settings it was trained with."""
+
+    def __init__(self, net: torch.nn.Module, settings: Settings, device: str = "cpu"):
+        self.net = net.eval()
+        self.settings = settings
+        self.device = device
+
+    @torch.no_grad()
+    def predict(self, image: np.ndarray, tile: int = 1024, overlap: int = 64) -> np.ndarray:
+        """Network output for a float32 (H, W, 3) image in [0, 1], clipped to [0, 1].
+
+        Large images are processed in ``tile`` x ``tile`` tiles that overlap by
+        ``overlap`` pixels on each side; only each tile's interior is kept, so
+        the result has no seams (the overlap exceeds the network's reach).
+        """
+        h, w = image.shape[:2]
+        out = np.empty_like(image, dtype=np.float32)
+        step = tile
+        for y0 in range(0, h, step):
+            for x0 in range(0, w, step):
+                ya, xa = max(y0 - overlap, 0), max(x0 - overlap, 0)
+                yb, xb = min(y0 + step + overlap, h), min(x0 + step + overlap, w)
+                x = _to_tensor(image[ya:yb, xa:xb]).to(self.device)
+                y = self.net(x)
+                if self.settings.flip_tta:
+                    y = (y + self.net(x.flip(-1)).flip(-1)) / 2
+                y = y.clamp(0, 1)[0].permute(1, 2, 0).cpu().numpy()
+                ye, xe = min(y0 + step, h), min(x0 + step, w)
+                out[y0:ye, x0:xe] = y[y0 - ya:ye - ya, x0 - xa:xe - xa]
+        return out
+
+    def apply(self, image: np.ndarray) -> np.ndarray:
+        """Derain ``image`` (any dtype/shape ``rain2avoid.io`` accepts); same dtype and shape back."""
+        from .io import from_float_rgb, to_float_rgb
+        x = to_float_rgb(image)
+        y = self.predict(x)
+        if self.settings.only_darken:
+            y = np.minimum(y, x)
+        return from_float_rgb(y, like=np.asarray(image))
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the weights and settings atomically (loadable with ``weights_only=True``)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        payload = {
+            "format": _FORMAT,
+            "version": _FORMAT_VERSION,
+            "settings": dataclasses.asdict(self.settings),
+            "state_dict": {k: v.detach().cpu() for k, v in self.net.state_dict().items()},
+        }
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                torch.save(payload, f)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+class ModelFileError(ValueError):
+    """A model file that is missing, damaged or not a rain2avoid model."""
+
+
+def load_model(path: str | os.PathLike, device: str = "cpu") -> Model:
+    """Load a model saved by :meth:`Model.save`. Never executes code from the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"{path}: no such model file")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # damaged zip, pickle with forbidden globals, not a torch file ...
+        raise ModelFileError(f"{path}: not a readable rain2avoid model ({type(e).__name__}: "
+                             f"{str(e).splitlines()[0][:200] if str(e) else 'no detail'})") from None
+    if not isinstance(payload, dict) or payload.get("format") != _FORMAT:
+        raise ModelFileError(f"{path}: not a rain2avoid model file (made by another program?)")
+    if payload.get("version") != _FORMAT_VERSION:
+        raise ModelFileError(f"{path}: model format version {payload.get('version')} is not supported; "
+                             f"this rain2avoid reads version {_FORMAT_VERSION}")
+    try:
+        settings = Settings(**payload["settings"])
+        net = build_network(settings.backbone)
+        net.load_state_dict(payload["state_dict"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise ModelFileError(f"{path}: damaged rain2avoid model ({str(e).splitlines()[0][:200]})") from None
+    return Model(net.to(device), settings, device)
+
+
+def train_image(image: np.ndarray, targets: np.ndarray, settings: Settings, device: str = "cpu",
+                progress: bool = False, on_step: Callable[[int, float], None] | None = None) -> Model:
+    """Train a fresh network on one image.
+
+    Args:
+        image: float32 (H, W, 3) rainy image in [0, 1].
+        targets: float32 (R, H, W, 3) references in [0, 1] (R = 1 for the expected reference).
+    """
+    net = _new_network(settings)
+    samples = _Samples([image], [targets], settings)
+    return Model(_fit(net, samples, settings, device, progress, "training", on_step), settings, device)
+
+
+def train_folder(inputs: Sequence[np.ndarray], targets: Sequence[np.ndarray], settings: Settings,
+                 device: str = "cpu", progress: bool = False,
+                 on_step: Callable[[int, float], None] | None = None) -> Model:
+    """Train one network on many images (random crops of (image, one of its references)).
+
+    ``inputs[i]`` is float32 (H_i, W_i, 3) in [0, 1]; ``targets[i]`` is (R_i, H_i, W_i, 3).
+    """
+    if not inputs:
+        raise ValueError("no images to train on")
+    net = _new_network(settings)
+    samples = _Samples(inputs, targets, settings)
+    return Model(_fit(net, samples, settings, device, progress, "training", on_step), settings, device)

@@ -1,0 +1,950 @@
+"""Tests for rain2avoid.io: reading, writing, listing and float conversion."""
+
+import errno
+import io
+import os
+import pickle
+import struct
+import warnings
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageCms, ImageOps
+
+from rain2avoid import io as rio
+from rain2avoid.io import (
+    DEFAULT_MAX_PIXELS,
+    IMAGE_EXTENSIONS,
+    ImageMeta,
+    ImageReadError,
+    ImageWriteError,
+    from_float_rgb,
+    list_images,
+    read_image,
+    to_float_rgb,
+    write_image,
+)
+
+LOSSLESS_EXTS = [".png", ".bmp", ".tif", ".tiff", ".webp"]
+EIGHT_BIT_EXTS = (".bmp", ".webp", ".jpg", ".jpeg")
+
+
+# ---------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------
+
+
+def random_image(shape, dtype=np.uint8, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, np.iinfo(dtype).max, size=shape, dtype=dtype, endpoint=True)
+
+
+def blocky_gray(height=32, width=48, seed=0, block=8):
+    """Gray image of flat blocks: survives JPEG almost exactly."""
+    rng = np.random.default_rng(seed)
+    blocks = rng.integers(0, 256, size=(height // block, width // block), dtype=np.uint8)
+    return np.kron(blocks, np.ones((block, block), dtype=np.uint8))
+
+
+def blocky_rgb(seed=0):
+    """Colour image of flat 16x16 blocks (survives JPEG chroma subsampling)."""
+    return np.stack([blocky_gray(seed=seed + c, block=16) for c in range(3)], axis=2)
+
+
+def to_8bit(array):
+    return ((array.astype(np.uint32) + 128) // 257).astype(np.uint8)
+
+
+def exif_bytes(orientation=None, make=None, date=None):
+    exif = Image.Exif()
+    if orientation is not None:
+        exif[0x0112] = orientation
+    if make is not None:
+        exif[0x010F] = make
+    if date is not None:
+        exif.get_ifd(0x8769)[0x9003] = date
+    return exif.tobytes()
+
+
+def parse_exif(data):
+    exif = Image.Exif()
+    exif.load(data)
+    return exif
+
+
+def upright_like_pillow(array, orientation):
+    """What Pillow's exif_transpose makes of ``array`` stored with ``orientation``."""
+    picture = Image.fromarray(array)
+    picture.getexif()[0x0112] = orientation
+    return np.asarray(ImageOps.exif_transpose(picture))
+
+
+def orient_like_io(image, orientation):
+    """rain2avoid.io's own orientation fix (checked against Pillow below)."""
+    return rio._UPRIGHT.get(orientation, lambda a: a)(image)
+
+
+def png_chunks(data):
+    chunks, position = [], 8
+    while position < len(data):
+        (length,) = struct.unpack(">I", data[position:position + 4])
+        chunks.append(data[position:position + 12 + length])
+        position += 12 + length
+    return chunks
+
+
+def png_chunk(kind, payload):
+    body = kind + payload
+    return struct.pack(">I", len(payload)) + body + struct.pack(">I", zlib.crc32(body))
+
+
+def png_with_size(width, height):
+    """A real 1x1 PNG whose IHDR is patched to claim width x height (CRC fixed)."""
+    out = io.BytesIO()
+    Image.new("RGB", (1, 1)).save(out, "PNG")
+    data = out.getvalue()
+    ihdr = bytearray(data[16:29])
+    ihdr[0:8] = struct.pack(">II", width, height)
+    chunk = png_chunk(b"IHDR", bytes(ihdr))
+    return data[:8] + chunk + data[33:]
+
+
+def tiff_bytes(pixels, orientation=1):
+    """Minimal uncompressed little-endian TIFF, one strip, unassociated alpha."""
+    height, width = pixels.shape[:2]
+    samples = 1 if pixels.ndim == 2 else pixels.shape[2]
+    bits = pixels.dtype.itemsize * 8
+    strip = pixels.astype(pixels.dtype.newbyteorder("<")).tobytes()
+    tags = [
+        (256, 4, 1, width),
+        (257, 4, 1, height),
+        (258, 3, samples, None),
+        (259, 3, 1, 1),
+        (262, 3, 1, 2 if samples >= 3 else 1),
+        (273, 4, 1, None),
+        (274, 3, 1, orientation),
+        (277, 3, 1, samples),
+        (278, 4, 1, height),
+        (279, 4, 1, len(strip)),
+        (284, 3, 1, 1),
+    ]
+    if samples in (2, 4):
+        tags.append((338, 3, 1, 2))
+    ifd_size = 2 + 12 * len(tags) + 4
+    bits_offset = 8 + ifd_size
+    strip_offset = bits_offset + 2 * samples
+    entries = b""
+    for tag, kind, count, value in tags:
+        if tag == 258:
+            inline = struct.pack("<HH", bits, bits if samples == 2 else 0)
+            value_field = inline if samples <= 2 else struct.pack("<I", bits_offset)
+        elif tag == 273:
+            value_field = struct.pack("<I", strip_offset)
+        elif kind == 3:
+            value_field = struct.pack("<HH", value, 0)
+        else:
+            value_field = struct.pack("<I", value)
+        entries += struct.pack("<HHI", tag, kind, count) + value_field
+    header = b"II*\x00" + struct.pack("<I", 8)
+    ifd = struct.pack("<H", len(tags)) + entries + struct.pack("<I", 0)
+    return header + ifd + struct.pack("<" + "H" * samples, *([bits] * samples)) + strip
+
+
+def temp_files(folder):
+    return [p for p in Path(folder).rglob("*") if p.name.endswith(".tmp")]
+
+
+def assert_read_error(path, fragment=None):
+    with pytest.raises(ImageReadError) as caught:
+        read_image(path)
+    message = str(caught.value)
+    assert str(path) in message
+    assert "\n" not in message
+    assert caught.value.path == str(path)
+    if fragment is not None:
+        assert fragment in message
+    return message
+
+
+# ---------------------------------------------------------------------------
+# constants and error types
+# ---------------------------------------------------------------------------
+
+
+def test_public_constants():
+    assert DEFAULT_MAX_PIXELS == 100_000_000
+    assert set(IMAGE_EXTENSIONS) == {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+    assert all(ext == ext.lower() for ext in IMAGE_EXTENSIONS)
+
+
+def test_error_types_and_pickling():
+    read_error = ImageReadError("/x/a.png", "file is empty")
+    assert isinstance(read_error, ValueError)
+    assert str(read_error) == "cannot read /x/a.png: file is empty"
+    copy = pickle.loads(pickle.dumps(read_error))
+    assert str(copy) == str(read_error) and copy.path == "/x/a.png"
+
+    write_error = ImageWriteError("/x/b.png", "no space left on device", errno.ENOSPC)
+    assert isinstance(write_error, OSError)
+    assert str(write_error) == "cannot write /x/b.png: no space left on device"
+    assert write_error.errno == errno.ENOSPC
+    copy = pickle.loads(pickle.dumps(write_error))
+    assert str(copy) == str(write_error) and copy.errno == errno.ENOSPC
+
+
+# ---------------------------------------------------------------------------
+# round trips
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ext", LOSSLESS_EXTS)
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+@pytest.mark.parametrize("channels", [1, 3, 4])
+def test_lossless_round_trip(tmp_path, ext, dtype, channels):
+    shape = (7, 11) if channels == 1 else (7, 11, channels)
+    image = random_image(shape, dtype, seed=channels)
+    if channels == 4:
+        image[..., 3] = np.iinfo(dtype).max  # webp may rewrite colours under alpha 0
+        image[0, :5, 3] = [0, 1, 2, np.iinfo(dtype).max // 2, 7]
+    path = tmp_path / f"image{ext}"
+    assert write_image(path, image) == path
+    back, meta = read_image(path, with_meta=True)
+
+    expected = to_8bit(image) if (dtype == np.uint16 and ext in EIGHT_BIT_EXTS) else image
+    if ext == ".webp" and channels == 1:  # WebP has no gray mode
+        expected = np.repeat(expected[..., None], 3, axis=2)
+    assert back.dtype == expected.dtype
+    assert back.shape == expected.shape
+    if ext == ".webp" and channels == 4:
+        visible = expected[..., 3] > 0
+        np.testing.assert_array_equal(back[..., 3], expected[..., 3])
+        np.testing.assert_array_equal(back[visible], expected[visible])
+    else:
+        np.testing.assert_array_equal(back, expected)
+    assert meta.format == {".tif": "tiff", ".tiff": "tiff"}.get(ext, ext[1:])
+    assert temp_files(tmp_path) == []
+
+
+@pytest.mark.parametrize("ext", [".jpg", ".jpeg", ".JPG"])
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_jpeg_round_trip_is_close(tmp_path, ext, dtype):
+    for image in (blocky_gray(), blocky_rgb()):
+        stored = image.astype(dtype) * 257 if dtype == np.uint16 else image
+        path = tmp_path / f"photo{ext}"
+        write_image(path, stored, jpeg_quality=95)
+        back, meta = read_image(path, with_meta=True)
+        assert meta.format == "jpeg"
+        assert back.dtype == np.uint8 and back.shape == image.shape
+        assert np.abs(back.astype(int) - image).mean() < 6  # a channel swap gives ~80
+
+
+def test_jpeg_quality_changes_size(tmp_path):
+    image = random_image((64, 64, 3))
+    write_image(tmp_path / "low.jpg", image, jpeg_quality=20)
+    write_image(tmp_path / "high.jpg", image, jpeg_quality=98)
+    assert (tmp_path / "low.jpg").stat().st_size < (tmp_path / "high.jpg").stat().st_size
+    with pytest.raises(ValueError):
+        write_image(tmp_path / "bad.jpg", image, jpeg_quality=0)
+
+
+def test_sixteen_to_eight_bit_rounds(tmp_path):
+    values = np.array([[0, 128, 129, 257, 385, 386, 65535, 65406]], dtype=np.uint16)
+    write_image(tmp_path / "v.bmp", values)
+    np.testing.assert_array_equal(
+        read_image(tmp_path / "v.bmp"), [[0, 0, 1, 1, 1, 2, 255, 254]]
+    )
+
+
+def test_rgba_to_jpeg(tmp_path):
+    image = random_image((8, 8, 4))
+    image[..., 3] = 255
+    write_image(tmp_path / "opaque.jpg", image)  # opaque alpha is simply dropped
+    assert read_image(tmp_path / "opaque.jpg").shape == (8, 8, 3)
+    image[2, 3, 3] = 10
+    with pytest.raises(ValueError, match="transparency"):
+        write_image(tmp_path / "clear.jpg", image)
+    assert not (tmp_path / "clear.jpg").exists()
+
+
+@pytest.mark.parametrize("ext", [".png", ".bmp", ".tif", ".webp", ".jpg"])
+@pytest.mark.parametrize("shape", [(1, 1, 3), (3, 300, 3), (300, 3), (1, 1), (1, 5, 4)])
+def test_tiny_images(tmp_path, ext, shape):
+    if ext == ".jpg" and len(shape) == 3 and shape[2] == 4:
+        shape = shape[:2] + (3,)
+    image = random_image(shape, seed=3)
+    write_image(tmp_path / f"t{ext}", image)
+    back = read_image(tmp_path / f"t{ext}")
+    assert back.shape[:2] == shape[:2]
+    if ext in (".png", ".bmp", ".tif"):
+        np.testing.assert_array_equal(back, image)
+
+
+def test_gray_image_with_channel_axis_is_written_as_gray(tmp_path):
+    image = random_image((5, 6, 1))
+    write_image(tmp_path / "g.png", image)
+    np.testing.assert_array_equal(read_image(tmp_path / "g.png"), image[..., 0])
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        np.zeros((4, 4, 3), dtype=np.float32),
+        np.zeros((4, 4, 2), dtype=np.uint8),
+        np.zeros((4,), dtype=np.uint8),
+        np.zeros((0, 4, 3), dtype=np.uint8),
+        [[1, 2], [3, 4]],
+    ],
+)
+def test_write_refuses_bad_arrays(tmp_path, bad):
+    with pytest.raises(ValueError):
+        write_image(tmp_path / "bad.png", bad)
+    assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------------------
+# pixel formats from other writers
+# ---------------------------------------------------------------------------
+
+
+def pillow_file(path, picture, fmt, **options):
+    picture.save(path, fmt, **options)
+    return path
+
+
+def test_palette_gray_alpha_and_bilevel_png(tmp_path):
+    gray = random_image((6, 9))
+    alpha = random_image((6, 9), seed=5)
+
+    palette = Image.fromarray(gray).convert("P")
+    back = read_image(pillow_file(tmp_path / "p.png", palette, "PNG"))
+    assert back.shape == (6, 9, 3) and back.dtype == np.uint8
+    np.testing.assert_array_equal(back, np.asarray(palette.convert("RGB")))
+
+    back = read_image(pillow_file(tmp_path / "pt.png", palette, "PNG", transparency=0))
+    assert back.shape == (6, 9, 4)
+    np.testing.assert_array_equal(back, np.asarray(palette.convert("RGBA")))
+
+    gray_alpha = Image.merge("LA", [Image.fromarray(gray), Image.fromarray(alpha)])
+    back = read_image(pillow_file(tmp_path / "la.png", gray_alpha, "PNG"))
+    np.testing.assert_array_equal(back, np.stack([gray, gray, gray, alpha], axis=2))
+
+    bilevel = Image.fromarray(gray > 128)
+    back = read_image(pillow_file(tmp_path / "1.png", bilevel, "PNG"))
+    np.testing.assert_array_equal(back, np.where(gray > 128, 255, 0))
+
+
+def test_tiff_alpha_kept_exactly(tmp_path):
+    """OpenCV would premultiply unassociated alpha or drop gray alpha; we must not."""
+    rgba = random_image((6, 9, 4), seed=8)
+    (tmp_path / "rgba.tif").write_bytes(tiff_bytes(rgba))
+    np.testing.assert_array_equal(read_image(tmp_path / "rgba.tif"), rgba)
+
+    gray_alpha = random_image((6, 9, 2), seed=9)
+    (tmp_path / "la.tif").write_bytes(tiff_bytes(gray_alpha))
+    g, a = gray_alpha[..., 0], gray_alpha[..., 1]
+    np.testing.assert_array_equal(read_image(tmp_path / "la.tif"), np.stack([g, g, g, a], 2))
+
+
+def test_sixteen_bit_colour_tiff_from_other_writer(tmp_path):
+    rgb = random_image((6, 9, 3), np.uint16, seed=10)
+    (tmp_path / "deep.tif").write_bytes(tiff_bytes(rgb))
+    back = read_image(tmp_path / "deep.tif")
+    assert back.dtype == np.uint16
+    np.testing.assert_array_equal(back, rgb)
+
+
+def test_cmyk_jpeg_becomes_rgb(tmp_path):
+    rgb = Image.fromarray(np.full((8, 8, 3), (200, 30, 60), dtype=np.uint8))
+    path = pillow_file(tmp_path / "cmyk.jpg", rgb.convert("CMYK"), "JPEG", quality=100)
+    back = read_image(path)
+    assert back.shape == (8, 8, 3) and back.dtype == np.uint8
+
+
+def test_float_tiff_is_refused_clearly(tmp_path):
+    picture = Image.fromarray(np.random.default_rng(0).random((4, 5)).astype(np.float32))
+    path = pillow_file(tmp_path / "float.tif", picture, "TIFF")
+    assert_read_error(path, "float32")
+
+
+def test_pillow_fallback_when_opencv_fails(tmp_path, monkeypatch):
+    image = random_image((6, 9, 4))
+    write_image(tmp_path / "a.png", image)
+    monkeypatch.setattr(rio.cv2, "imdecode", lambda *args: None)
+    np.testing.assert_array_equal(read_image(tmp_path / "a.png"), image)
+
+
+# ---------------------------------------------------------------------------
+# EXIF orientation and metadata
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_jpeg_orientation_applied(tmp_path, orientation):
+    gray = blocky_gray()
+    path = tmp_path / "o.jpg"
+    Image.fromarray(gray).save(path, "JPEG", quality=95, exif=exif_bytes(orientation, "Cam"))
+    back, meta = read_image(path, with_meta=True)
+    expected = upright_like_pillow(gray, orientation)
+    assert back.shape == expected.shape
+    assert np.abs(back.astype(int) - expected).max() <= 3
+    exif = parse_exif(meta.exif)
+    assert exif[0x0112] == 1 and exif[0x010F] == "Cam"
+
+
+@pytest.mark.parametrize("orientation", [3, 6, 8])
+def test_jpeg_orientation_colour(tmp_path, orientation):
+    image = np.zeros((16, 32, 3), dtype=np.uint8)
+    image[:8, :8] = (255, 0, 0)  # red block in the stored top-left corner
+    path = tmp_path / "c.jpg"
+    Image.fromarray(image).save(path, "JPEG", quality=100, exif=exif_bytes(orientation))
+    back = read_image(path)
+    expected = upright_like_pillow(image, orientation)
+    assert back.shape == expected.shape
+    red = (back[..., 0] > 128) & (back[..., 1] < 100)
+    np.testing.assert_array_equal(red, expected[..., 0] > 128)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_png_orientation_exact(tmp_path, orientation):
+    image = random_image((5, 8, 3))
+    path = tmp_path / "o.png"
+    Image.fromarray(image).save(path, "PNG", exif=exif_bytes(orientation))
+    np.testing.assert_array_equal(read_image(path), upright_like_pillow(image, orientation))
+
+
+def test_png_exif_after_pixel_data(tmp_path):
+    image = random_image((5, 8, 3))
+    out = io.BytesIO()
+    Image.fromarray(image).save(out, "PNG", exif=exif_bytes(6, "Late"))
+    chunks = png_chunks(out.getvalue())
+    exif_chunk = next(c for c in chunks if c[4:8] == b"eXIf")
+    others = [c for c in chunks if c is not exif_chunk]
+    moved = b"\x89PNG\r\n\x1a\n" + b"".join(others[:-1]) + exif_chunk + others[-1]
+    (tmp_path / "late.png").write_bytes(moved)
+    back, meta = read_image(tmp_path / "late.png", with_meta=True)
+    np.testing.assert_array_equal(back, np.rot90(image, -1))
+    assert parse_exif(meta.exif)[0x010F] == "Late"
+
+
+@pytest.mark.parametrize("orientation", [3, 6, 8])
+def test_webp_and_tiff_orientation(tmp_path, orientation):
+    image = random_image((5, 8, 3))
+    expected = upright_like_pillow(image, orientation)
+    webp = tmp_path / "o.webp"
+    Image.fromarray(image).save(webp, "WEBP", lossless=True, exif=exif_bytes(orientation))
+    np.testing.assert_array_equal(read_image(webp), expected)
+    tiff = tmp_path / "o.tif"
+    Image.fromarray(image).save(tiff, "TIFF", exif=exif_bytes(orientation, "T"))
+    back, meta = read_image(tiff, with_meta=True)
+    np.testing.assert_array_equal(back, expected)
+    exif = parse_exif(meta.exif)
+    assert exif[0x010F] == "T" and exif[0x0112] == 1
+    assert 273 not in exif and 256 not in exif  # TIFF layout tags are not EXIF
+
+
+@pytest.mark.parametrize("orientation", [3, 6, 8])
+def test_sixteen_bit_tiff_orientation(tmp_path, orientation):
+    """16-bit colour TIFF is decoded by OpenCV, which orients it itself: not twice."""
+    image = random_image((5, 8, 3), np.uint16, seed=orientation)
+    (tmp_path / "o.tif").write_bytes(tiff_bytes(image, orientation))
+    expected = orient_like_io(image, orientation)
+    np.testing.assert_array_equal(read_image(tmp_path / "o.tif"), expected)
+
+
+def test_orient_helper_matches_pillow():
+    image = random_image((4, 6))
+    for orientation in range(1, 9):
+        np.testing.assert_array_equal(
+            orient_like_io(image, orientation), upright_like_pillow(image, orientation)
+        )
+
+
+def test_exif_bytes_are_patched_in_place(tmp_path):
+    path = tmp_path / "p.jpg"
+    original = exif_bytes(6, "Canon", "2021:02:03 04:05:06")
+    Image.fromarray(blocky_gray()).save(path, "JPEG", exif=original)
+    _, meta = read_image(path, with_meta=True)
+    assert meta.exif.startswith(b"Exif\x00\x00")
+    assert len(meta.exif) == len(original)
+    differing = [i for i, (a, b) in enumerate(zip(meta.exif, original)) if a != b]
+    assert len(differing) == 1  # only the orientation value (6 -> 1)
+
+
+def test_meta_without_exif(tmp_path):
+    write_image(tmp_path / "plain.png", random_image((4, 4, 3)))
+    _, meta = read_image(tmp_path / "plain.png", with_meta=True)
+    assert meta == ImageMeta(format="png", exif=None, icc_profile=None)
+
+
+def srgb_profile():
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+@pytest.mark.parametrize("out_ext", [".jpg", ".png", ".webp", ".tif"])
+def test_rewrite_keeps_exif_and_icc(tmp_path, out_ext):
+    source = tmp_path / "in.jpg"
+    image = np.stack([blocky_gray()] * 3, axis=2)
+    icc = srgb_profile()
+    Image.fromarray(image).save(
+        source, "JPEG", exif=exif_bytes(6, "Canon", "2020:01:02 03:04:05"), icc_profile=icc
+    )
+    pixels, meta = read_image(source, with_meta=True)
+    target = tmp_path / f"out{out_ext}"
+    write_image(target, pixels, meta=meta)
+
+    back, back_meta = read_image(target, with_meta=True)
+    assert back.shape == pixels.shape  # upright, not rotated a second time
+    exif = parse_exif(back_meta.exif)
+    assert exif[0x0112] == 1
+    assert exif[0x010F] == "Canon"
+    assert exif.get_ifd(0x8769)[0x9003] == "2020:01:02 03:04:05"
+    assert back_meta.icc_profile == icc
+    with Image.open(target) as reopened:  # other readers see the same
+        assert reopened.getexif()[0x010F] == "Canon"
+
+
+def test_write_resets_orientation_of_given_meta(tmp_path):
+    meta = ImageMeta(format="jpeg", exif=exif_bytes(8, "X"))
+    write_image(tmp_path / "w.jpg", blocky_gray(), meta=meta)
+    back, back_meta = read_image(tmp_path / "w.jpg", with_meta=True)
+    assert back.shape == (32, 48)
+    assert parse_exif(back_meta.exif)[0x0112] == 1
+
+
+def test_sixteen_bit_png_keeps_exif_and_depth(tmp_path):
+    image = random_image((6, 7, 3), np.uint16)
+    meta = ImageMeta(format="png", exif=exif_bytes(1, "Deep"), icc_profile=srgb_profile())
+    write_image(tmp_path / "d.png", image, meta=meta)
+    back, back_meta = read_image(tmp_path / "d.png", with_meta=True)
+    assert back.dtype == np.uint16
+    np.testing.assert_array_equal(back, image)
+    assert parse_exif(back_meta.exif)[0x010F] == "Deep"
+    assert back_meta.icc_profile == meta.icc_profile
+
+
+def test_sixteen_bit_gray_tiff_keeps_exif(tmp_path):
+    image = random_image((6, 7), np.uint16)
+    write_image(tmp_path / "g.tif", image, meta=ImageMeta("tiff", exif_bytes(1, "Gray16")))
+    back, meta = read_image(tmp_path / "g.tif", with_meta=True)
+    np.testing.assert_array_equal(back, image)
+    assert parse_exif(meta.exif)[0x010F] == "Gray16"
+
+
+def test_sixteen_bit_colour_tiff_metadata_warns_but_keeps_pixels(tmp_path):
+    image = random_image((6, 7, 3), np.uint16)
+    with pytest.warns(UserWarning, match="16-bit colour TIFF"):
+        write_image(tmp_path / "c.tif", image, meta=ImageMeta("tiff", exif_bytes(1, "C")))
+    np.testing.assert_array_equal(read_image(tmp_path / "c.tif"), image)
+
+
+def test_oversized_jpeg_exif_warns_and_writes_pixels(tmp_path):
+    exif = Image.Exif()
+    exif[0x010F] = "Big"
+    exif.get_ifd(0x8769)[0x927C] = b"x" * 70_000  # maker note too big for a JPEG segment
+    meta = ImageMeta(format="jpeg", exif=exif.tobytes())
+    with pytest.warns(UserWarning, match="does not fit"):
+        write_image(tmp_path / "big.jpg", blocky_gray(), meta=meta)
+    assert read_image(tmp_path / "big.jpg").shape == (32, 48)
+    write_image(tmp_path / "big.png", blocky_gray(), meta=meta)  # PNG has room
+    assert parse_exif(read_image(tmp_path / "big.png", with_meta=True)[1].exif)[0x010F] == "Big"
+
+
+def test_bmp_ignores_metadata(tmp_path):
+    meta = ImageMeta(format="jpeg", exif=exif_bytes(1, "X"), icc_profile=b"icc")
+    write_image(tmp_path / "m.bmp", random_image((3, 4, 3)), meta=meta)
+    assert read_image(tmp_path / "m.bmp", with_meta=True)[1].exif is None
+
+
+# ---------------------------------------------------------------------------
+# size limit
+# ---------------------------------------------------------------------------
+
+
+def test_max_pixels_refused_before_decoding(tmp_path, monkeypatch):
+    write_image(tmp_path / "small.png", random_image((20, 30, 3)))
+
+    def must_not_decode(*args, **kwargs):
+        raise AssertionError("pixels were decoded")
+
+    monkeypatch.setattr(rio.cv2, "imdecode", must_not_decode)
+    monkeypatch.setattr(rio, "_decode_pixels", must_not_decode)
+    with pytest.raises(ImageReadError) as caught:
+        read_image(tmp_path / "small.png", max_pixels=100)
+    message = str(caught.value)
+    assert message == (
+        f"cannot read {tmp_path / 'small.png'}: image is 30x20 = 0.0 MP, above the limit "
+        "of 0.0001 MP (raise --max-pixels to allow it)"
+    )
+
+
+def test_huge_header_refused_without_pillow_bomb_errors(tmp_path):
+    path = tmp_path / "bomb.png"
+    path.write_bytes(png_with_size(20000, 20000))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no DecompressionBombWarning either
+        message = assert_read_error(path)
+    assert message == (
+        f"cannot read {path}: image is 20000x20000 = 400.0 MP, above the limit of "
+        "100 MP (raise --max-pixels to allow it)"
+    )
+    path.write_bytes(png_with_size(50000, 50000))
+    assert_read_error(path, "50000x50000 = 2500.0 MP")
+    path.write_bytes(png_with_size(12000, 12000))  # above Pillow's warning level only
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert_read_error(path, "144.0 MP")
+    assert Image.MAX_IMAGE_PIXELS is not None  # Pillow's global left alone
+
+
+def webp_with_canvas(width, height):
+    """A real lossless WebP in extended (VP8X) form, its canvas patched to width x height."""
+    out = io.BytesIO()
+    Image.new("RGB", (4, 4)).save(out, "WEBP", lossless=True, exif=exif_bytes(1))
+    data = bytearray(out.getvalue())
+    assert data[12:16] == b"VP8X"
+    data[24:27] = (width - 1).to_bytes(3, "little")
+    data[27:30] = (height - 1).to_bytes(3, "little")
+    return bytes(data)
+
+
+def test_huge_webp_canvas_gets_our_limit_message(tmp_path):
+    """Pillow's WebP reader checks its own bomb limit while reading the header."""
+    path = tmp_path / "big.webp"
+    path.write_bytes(webp_with_canvas(16383, 16383))
+    assert_read_error(path, "16383x16383 = 268.4 MP, above the limit of 100 MP")
+    message = str(pytest.raises(ImageReadError, read_image, path, max_pixels=300_000_000).value)
+    assert "too large" in message
+
+
+@pytest.mark.parametrize("shape", [(5, 7, 3), (300, 2, 4), (1, 1, 3)])
+@pytest.mark.parametrize("lossless", [True, False])
+def test_webp_canvas_size_parser(shape, lossless):
+    out = io.BytesIO()
+    Image.fromarray(random_image(shape)).save(out, "WEBP", lossless=lossless)
+    assert rio._webp_canvas_size(out.getvalue()) == (shape[1], shape[0])
+
+
+def test_limit_none_and_invalid(tmp_path):
+    write_image(tmp_path / "a.png", random_image((5, 5)))
+    assert read_image(tmp_path / "a.png", max_pixels=None).shape == (5, 5)
+    assert read_image(tmp_path / "a.png", max_pixels=25).shape == (5, 5)
+    with pytest.raises(ValueError):
+        read_image(tmp_path / "a.png", max_pixels=0)
+
+
+# ---------------------------------------------------------------------------
+# unreadable input
+# ---------------------------------------------------------------------------
+
+
+def test_missing_empty_folder_garbage(tmp_path):
+    assert_read_error(tmp_path / "missing.png", "no such file")
+    (tmp_path / "empty.png").write_bytes(b"")
+    assert_read_error(tmp_path / "empty.png", "file is empty")
+    (tmp_path / "folder.png").mkdir()
+    assert_read_error(tmp_path / "folder.png", "folder")
+    (tmp_path / "garbage.jpg").write_bytes(np.random.default_rng(1).bytes(3000))
+    assert_read_error(tmp_path / "garbage.jpg", "not an image")
+    (tmp_path / "text.bmp").write_bytes(b"BMW is not a bitmap\n" * 10)
+    assert_read_error(tmp_path / "text.bmp", "not an image")
+    out = io.BytesIO()
+    Image.new("RGB", (4, 4)).save(out, "GIF")
+    (tmp_path / "anim.gif").write_bytes(out.getvalue())
+    assert_read_error(tmp_path / "anim.gif", "not an image")
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning:PIL.TiffImagePlugin")
+@pytest.mark.parametrize("ext", [".png", ".jpg", ".bmp", ".tif", ".webp"])
+@pytest.mark.parametrize("keep", [0.05, 0.5, 0.9])
+def test_truncated_files(tmp_path, ext, keep):
+    image = random_image((40, 50, 3), seed=4)
+    full = tmp_path / f"full{ext}"
+    write_image(full, image)
+    data = full.read_bytes()
+    cut = tmp_path / f"cut{ext}"
+    cut.write_bytes(data[: max(1, int(len(data) * keep))])
+    assert_read_error(cut)
+
+
+def test_truncated_jpeg_end_marker(tmp_path):
+    write_image(tmp_path / "a.jpg", random_image((40, 50, 3)))
+    data = (tmp_path / "a.jpg").read_bytes()
+    (tmp_path / "b.jpg").write_bytes(data[:-2])
+    assert_read_error(tmp_path / "b.jpg", "corrupt")
+
+
+def test_zero_size_images(tmp_path):
+    (tmp_path / "zero.png").write_bytes(png_with_size(0, 10))
+    assert_read_error(tmp_path / "zero.png")
+    header = bytearray(struct.pack("<2sIHHIIiiHHIIiiII", b"BM", 54, 0, 0, 54, 40, 4, 0,
+                                   1, 24, 0, 0, 0, 0, 0, 0))
+    (tmp_path / "zero.bmp").write_bytes(bytes(header))
+    assert_read_error(tmp_path / "zero.bmp")
+
+
+def test_content_decides_format(tmp_path):
+    image = random_image((6, 9, 3))
+    write_image(tmp_path / "real.png", image)
+    os.replace(tmp_path / "real.png", tmp_path / "looks_like.jpg")
+    back, meta = read_image(tmp_path / "looks_like.jpg", with_meta=True)
+    assert meta.format == "png"
+    np.testing.assert_array_equal(back, image)
+
+    write_image(tmp_path / "real.jpg", blocky_gray())
+    os.replace(tmp_path / "real.jpg", tmp_path / "looks_like.tif")
+    assert read_image(tmp_path / "looks_like.tif", with_meta=True)[1].format == "jpeg"
+
+
+def test_no_raw_library_exceptions_for_corrupt_header(tmp_path):
+    write_image(tmp_path / "a.png", random_image((6, 9, 3)))
+    data = bytearray((tmp_path / "a.png").read_bytes())
+    data[20] ^= 0xFF  # break the IHDR CRC
+    (tmp_path / "b.png").write_bytes(bytes(data))
+    assert_read_error(tmp_path / "b.png", "corrupt")
+
+
+# ---------------------------------------------------------------------------
+# file names
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ext", [".png", ".jpg", ".tif", ".webp", ".bmp"])
+def test_non_ascii_and_spaced_names(tmp_path, ext):
+    folder = tmp_path / "Fotos régen ☔"
+    path = folder / f"régen ☔ 1{ext}"
+    image = np.stack([blocky_gray()] * 3, axis=2)
+    write_image(path, image)
+    assert read_image(path).shape == image.shape
+    assert list_images(folder) == [path]
+
+
+def test_error_message_names_non_ascii_path(tmp_path):
+    path = tmp_path / "régen ☔ 1.png"
+    path.write_bytes(b"nope")
+    assert_read_error(path, "régen ☔ 1.png")
+
+
+# ---------------------------------------------------------------------------
+# atomic writing
+# ---------------------------------------------------------------------------
+
+
+def test_creates_parent_folders(tmp_path):
+    target = tmp_path / "a" / "b" / "c.png"
+    write_image(target, random_image((3, 3)))
+    assert target.is_file()
+
+
+def test_new_file_mode_follows_umask(tmp_path):
+    previous = os.umask(0o022)
+    try:
+        write_image(tmp_path / "m.png", random_image((3, 3)))
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "m.png").stat().st_mode & 0o777 == 0o644
+
+
+def test_overwrite(tmp_path):
+    target = tmp_path / "o.png"
+    first, second = random_image((4, 4), seed=1), random_image((4, 4), seed=2)
+    write_image(target, first)
+    with pytest.raises(FileExistsError, match="o.png"):
+        write_image(target, second, overwrite=False)
+    np.testing.assert_array_equal(read_image(target), first)
+    write_image(target, second)
+    np.testing.assert_array_equal(read_image(target), second)
+    write_image(tmp_path / "new.png", second, overwrite=False)
+    assert temp_files(tmp_path) == []
+
+
+def test_unsupported_suffix_leaves_target_untouched(tmp_path):
+    target = tmp_path / "keep.xyz"
+    target.write_bytes(b"user data")
+    with pytest.raises(ValueError, match="unsupported output format"):
+        write_image(target, random_image((4, 4, 3)))
+    assert target.read_bytes() == b"user data"
+    with pytest.raises(ValueError):
+        write_image(tmp_path / "noext", random_image((4, 4, 3)))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.xyz"]
+
+
+def test_encoder_failure_leaves_target_untouched(tmp_path, monkeypatch):
+    target = tmp_path / "keep.png"
+    original = random_image((4, 4, 3), seed=1)
+    write_image(target, original)
+    before = target.read_bytes()
+    monkeypatch.setattr(rio.cv2, "imencode", lambda *args, **kwargs: (False, None))
+    with pytest.raises(ValueError, match="encoder failed"):
+        write_image(target, random_image((4, 4, 3), seed=2))
+    assert target.read_bytes() == before
+    assert temp_files(tmp_path) == []
+
+
+@pytest.mark.parametrize("failing", ["replace", "fsync"])
+def test_disk_full_raises_write_error_and_cleans_up(tmp_path, monkeypatch, failing):
+    target = tmp_path / "full.png"
+    write_image(target, random_image((4, 4), seed=1))
+    before = target.read_bytes()
+
+    def no_space(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(rio.os, failing, no_space)
+    with pytest.raises(ImageWriteError) as caught:
+        write_image(target, random_image((4, 4), seed=2))
+    message = str(caught.value)
+    assert message == f"cannot write {target}: no space left on device"
+    assert caught.value.errno == errno.ENOSPC
+    monkeypatch.undo()
+    assert target.read_bytes() == before
+    assert temp_files(tmp_path) == []
+
+
+def test_interrupted_write_cleans_up(tmp_path, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(rio.os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        write_image(tmp_path / "i.png", random_image((4, 4)))
+    monkeypatch.undo()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unwritable_folder(tmp_path, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(ImageWriteError, match="cannot write .*file/x.png"):
+        write_image(blocker / "x.png", random_image((4, 4)))
+
+    def denied(*args, **kwargs):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+
+    monkeypatch.setattr(rio.os, "open", denied)
+    with pytest.raises(ImageWriteError, match="permission denied") as caught:
+        write_image(tmp_path / "y.png", random_image((4, 4)))
+    assert caught.value.errno == errno.EACCES
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+def test_long_file_name(tmp_path):
+    target = tmp_path / ("é" * 120 + ".png")  # 240 bytes: fits, but name + suffixes would not
+    write_image(target, random_image((3, 3)))
+    assert read_image(target).shape == (3, 3)
+    assert temp_files(tmp_path) == []
+
+
+def test_target_is_a_folder(tmp_path):
+    (tmp_path / "d.png").mkdir()
+    with pytest.raises(ImageWriteError, match="d.png"):
+        write_image(tmp_path / "d.png", random_image((4, 4)))
+    assert temp_files(tmp_path) == []
+
+
+# ---------------------------------------------------------------------------
+# listing
+# ---------------------------------------------------------------------------
+
+
+def test_list_images(tmp_path):
+    names = ["10.png", "2.png", "1.JPG", "a.tif", "img_10.webp", "IMG_3.webp", "img_2.webp",
+             "x.jpeg", "y.TIFF", "z.bmp", ".hidden.png", "notes.txt", "archive.png.zip",
+             "noext"]
+    for name in names:
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "sub.png").mkdir()
+    (tmp_path / "sub.png" / "inner.png").write_bytes(b"x")
+    found = [p.name for p in list_images(tmp_path)]
+    assert found == ["1.JPG", "2.png", "10.png", "a.tif", "img_2.webp", "IMG_3.webp",
+                     "img_10.webp", "x.jpeg", "y.TIFF", "z.bmp"]
+    assert all(isinstance(p, Path) and p.parent == tmp_path for p in list_images(str(tmp_path)))
+
+
+def test_list_images_errors(tmp_path):
+    assert list_images(tmp_path) == []
+    with pytest.raises(FileNotFoundError):
+        list_images(tmp_path / "missing")
+    (tmp_path / "f.png").write_bytes(b"x")
+    with pytest.raises(NotADirectoryError):
+        list_images(tmp_path / "f.png")
+
+
+# ---------------------------------------------------------------------------
+# float conversion
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+@pytest.mark.parametrize("shape", [(5, 7), (5, 7, 1), (5, 7, 3), (5, 7, 4)])
+def test_float_round_trip_exact(dtype, shape):
+    image = random_image(shape, dtype, seed=11)
+    if len(shape) == 2 or shape[2] == 1:
+        image[0, 0] = 0
+        image[0, 1] = np.iinfo(dtype).max
+    rgb = to_float_rgb(image)
+    assert rgb.dtype == np.float32 and rgb.shape == (5, 7, 3)
+    assert rgb.min() >= 0 and rgb.max() <= 1
+    back = from_float_rgb(rgb, image)
+    assert back.dtype == image.dtype and back.shape == image.shape
+    np.testing.assert_array_equal(back, image)
+
+
+def test_full_value_range_round_trip():
+    every8 = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    np.testing.assert_array_equal(from_float_rgb(to_float_rgb(every8), every8), every8)
+    every16 = np.arange(65536, dtype=np.uint32).astype(np.uint16).reshape(256, 256)
+    np.testing.assert_array_equal(from_float_rgb(to_float_rgb(every16), every16), every16)
+
+
+def test_to_float_rgb_values():
+    gray = np.array([[0, 255]], dtype=np.uint8)
+    np.testing.assert_allclose(to_float_rgb(gray), [[[0, 0, 0], [1, 1, 1]]])
+    rgba = np.array([[[65535, 0, 32768, 7]]], dtype=np.uint16)
+    np.testing.assert_allclose(to_float_rgb(rgba), [[[1, 0, 32768 / 65535]]], rtol=1e-6)
+    floats = np.full((2, 2, 3), 0.25, dtype=np.float64)
+    out = to_float_rgb(floats)
+    assert out.dtype == np.float32 and np.all(out == 0.25)
+    out[0, 0, 0] = 9
+    assert floats[0, 0, 0] == 0.25  # a copy
+    with pytest.raises(ValueError):
+        to_float_rgb(np.zeros((2, 2, 2), dtype=np.uint8))
+    with pytest.raises(ValueError):
+        to_float_rgb(np.zeros((2, 2), dtype=np.int32))
+
+
+def test_from_float_rgb_rules():
+    rgb = np.array([[[0.0, 0.5, 1.0], [1.5, -2.0, np.nan]]], dtype=np.float32)
+    gray_like = np.zeros((1, 2), dtype=np.uint8)
+    np.testing.assert_array_equal(from_float_rgb(rgb, gray_like), [[128, 85]])  # mean(1, 0, 0)
+    rgba_like = np.array([[[1, 2, 3, 40], [4, 5, 6, 50]]], dtype=np.uint8)
+    out = from_float_rgb(rgb, rgba_like)
+    np.testing.assert_array_equal(out, [[[0, 128, 255, 40], [255, 0, 0, 50]]])
+    float_like = np.zeros((1, 2, 3), dtype=np.float64)
+    out = from_float_rgb(rgb, float_like)
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(out, [[[0, 0.5, 1], [1, 0, 0]]])
+    with pytest.raises(ValueError):
+        from_float_rgb(rgb, np.zeros((3, 2, 3), dtype=np.uint8))
+    with pytest.raises(ValueError):
+        from_float_rgb(rgb[..., :2], np.zeros((1, 2, 3), dtype=np.uint8))
+
+
+def test_read_process_write_pipeline(tmp_path):
+    image = random_image((6, 9, 4), np.uint16)
+    write_image(tmp_path / "in.png", image)
+    pixels, meta = read_image(tmp_path / "in.png", with_meta=True)
+    result = from_float_rgb(1.0 - to_float_rgb(pixels), pixels)
+    write_image(tmp_path / "out.png", result, meta=meta)
+    back = read_image(tmp_path / "out.png")
+    np.testing.assert_array_equal(back[..., 3], image[..., 3])
+    np.testing.assert_array_equal(back[..., :3], 65535 - image[..., :3])
+
+
+def test_arrays_are_writable(tmp_path, monkeypatch):
+    write_image(tmp_path / "w.png", random_image((4, 5, 3)))
+    read_image(tmp_path / "w.png")[0, 0, 0] = 1
+    monkeypatch.setattr(rio.cv2, "imdecode", lambda *args: None)  # Pillow path
+    read_image(tmp_path / "w.png")[0, 0, 0] = 1

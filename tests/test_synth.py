@@ -1,0 +1,102 @@
+"""Tests for rain2avoid.synth."""
+
+import time
+
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+
+from rain2avoid.synth import EXAMPLES, add_rain, clean_example, rain_presets
+
+
+@pytest.fixture(scope="module")
+def img():
+    return clean_example()
+
+
+def streak_angle(layer, sigma=1.5):
+    """Dominant streak direction (degrees from vertical, + = top to the right)
+    from the eigenvector of the smallest eigenvalue of the structure tensor."""
+    layer = layer.astype(np.float64)
+    gx = ndi.gaussian_filter(layer, sigma, order=(0, 1))
+    gy = ndi.gaussian_filter(layer, sigma, order=(1, 0))
+    J = np.array([[np.sum(gx * gx), np.sum(gx * gy)], [np.sum(gx * gy), np.sum(gy * gy)]])
+    d = np.linalg.eigh(J)[1][:, 0]
+    if d[1] > 0:  # point "up" (y decreases)
+        d = -d
+    return np.degrees(np.arctan2(d[0], -d[1]))
+
+
+def test_clean_example(img):
+    assert img.shape == (320, 480, 3) and img.dtype == np.uint8
+    for name in EXAMPLES:
+        im = clean_example(name, size=(64, 96))
+        assert im.shape == (64, 96, 3) and im.dtype == np.uint8
+    assert clean_example("coffee", size=None).shape == (400, 600, 3)
+    with pytest.raises(ValueError):
+        clean_example("nope")
+
+
+def test_shapes_dtypes_and_range(img):
+    rainy, layer = add_rain(img)
+    assert rainy.shape == img.shape and rainy.dtype == np.uint8
+    assert layer.shape == img.shape[:2] and layer.dtype == np.float32
+    assert layer.min() >= 0 and layer.max() <= 1 and layer.max() > 0.5
+
+
+def test_determinism_and_seed(img):
+    r1, l1 = add_rain(img, seed=3)
+    r2, l2 = add_rain(img, seed=3)
+    r3, _ = add_rain(img, seed=4)
+    assert np.array_equal(r1, r2) and np.array_equal(l1, l2)
+    assert not np.array_equal(r1, r3)
+
+
+@pytest.mark.parametrize("name", sorted(rain_presets()))
+def test_rain_only_brightens(img, name):
+    rainy, layer = add_rain(img, **rain_presets()[name])
+    assert np.all(rainy >= img)
+    assert np.all(rainy[layer == 0] == img[layer == 0])
+    assert (rainy != img).any()
+
+
+def test_density_zero_is_identity(img):
+    rainy, layer = add_rain(img, density=0.0)
+    assert np.array_equal(rainy, img) and not layer.any()
+
+
+def test_more_density_more_change(img):
+    changed = [np.count_nonzero((add_rain(img, density=d)[0] != img).any(-1)) for d in (0.005, 0.02, 0.08)]
+    assert changed[0] < changed[1] < changed[2]
+
+
+@pytest.mark.parametrize("angle", [-45.0, -30.0, -10.0, 0.0, 15.0, 30.0, 45.0])
+def test_orientation_matches_angle(img, angle):
+    _, layer = add_rain(img, angle=angle, density=0.03, length=30, seed=int(angle) + 50)
+    assert abs(streak_angle(layer) - angle) < 3.0
+
+
+def test_positive_angle_leans_top_right():
+    # a single long streak: the top end lies to the right of the bottom end
+    black = np.zeros((200, 200, 3), np.uint8)
+    _, layer = add_rain(black, angle=30, density=60 / 200**2, length=60, blur=0, seed=0)
+    ys, xs = np.nonzero(layer > 0.5)
+    top, bottom = xs[ys == ys.min()].mean(), xs[ys == ys.max()].mean()
+    assert top > bottom
+
+
+def test_presets_cover_range():
+    p = rain_presets()
+    assert {"light", "heavy", "wide", "slanted-left", "slanted-right"} <= set(p)
+    angles = [v["angle"] for v in p.values()]
+    assert min(angles) == -45 and max(angles) == 45
+    assert max(v["width"] for v in p.values()) > 1
+    p["light"]["angle"] = 99.0
+    assert rain_presets()["light"]["angle"] == 0.0  # fresh dict each call
+
+
+def test_fast(img):
+    add_rain(img)
+    t = time.perf_counter()
+    add_rain(img, **rain_presets()["heavy"])
+    assert time.perf_counter() - t < 0.1
