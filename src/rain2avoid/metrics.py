@@ -25,10 +25,11 @@ def to_y(image: np.ndarray) -> np.ndarray:
 
 def _prepare(pred, target, channel: str, crop_border: int) -> tuple[np.ndarray, np.ndarray]:
     pred, target = np.asarray(pred), np.asarray(target)
-    if pred.shape != target.shape:
-        raise ValueError(f"image shapes differ: {pred.shape} vs {target.shape}")
-    if pred.ndim != 3 or pred.shape[2] not in (3, 4):
-        raise ValueError(f"expected (H, W, 3) RGB images (RGBA: alpha is ignored), got {pred.shape}")
+    for image in (pred, target):
+        if image.ndim != 3 or image.shape[2] not in (3, 4):
+            raise ValueError(f"expected (H, W, 3) RGB images (RGBA: alpha is ignored), got {image.shape}")
+    if pred.shape[:2] != target.shape[:2]:
+        raise ValueError(f"image shapes differ: {pred.shape[:2]} vs {target.shape[:2]}")
     if channel not in CHANNELS:
         raise ValueError(f"channel must be one of {CHANNELS}, got {channel!r}")
     if crop_border < 0:

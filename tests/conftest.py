@@ -1,0 +1,41 @@
+"""Shared fixtures: the dev data set (skipped with a reason when absent) and small images."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+DEV = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "rain100l-dev"
+
+
+@pytest.fixture(scope="session")
+def dev_dir() -> Path:
+    if not (DEV / "input").is_dir():
+        pytest.skip(f"dev data not found at {DEV} (it lives beside the checkout in ../shared/data)")
+    return DEV
+
+
+@pytest.fixture(scope="session")
+def dev_pairs(dev_dir):
+    """[(name, rainy RGB uint8, clean RGB uint8)] for the 20 dev images."""
+    from rain2avoid.io import list_images, read_image
+    return [(p.stem, read_image(p), read_image(dev_dir / "target" / p.name)) for p in list_images(dev_dir / "input")]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tests use one torch thread: faster on the 2-core CI machine next to other work."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def rainy_pair():
+    """A small synthetic (rainy, clean) pair made by the project's own renderer."""
+    from rain2avoid.synth import add_rain, clean_example
+    clean = clean_example("coffee", size=(96, 128))
+    rainy, _ = add_rain(clean, angle=0, density=0.04, length=14, seed=3)
+    return rainy, clean

@@ -1,0 +1,59 @@
+import numpy as np
+import pytest
+
+from rain2avoid.io import read_image
+from rain2avoid.metrics import psnr, ssim, to_y
+
+
+def test_luma_range():
+    assert to_y(np.zeros((1, 1, 3)))[0, 0] == pytest.approx(16.0)
+    assert to_y(np.full((1, 1, 3), 255.0))[0, 0] == pytest.approx(235.0)
+
+
+def test_psnr_known_values():
+    a = np.full((8, 8, 3), 100, np.uint8)
+    b = a.copy()
+    b[..., :] = 110  # RGB error 10 everywhere -> MSE 100
+    assert psnr(a, b, "rgb") == pytest.approx(10 * np.log10(255 ** 2 / 100))
+    # Y difference of a grey step of 10 is 10 * 219 / 255.
+    assert psnr(a, b, "y") == pytest.approx(10 * np.log10(255 ** 2 / (10 * 219 / 255) ** 2))
+    assert psnr(a, a) == float("inf")
+
+
+def test_ssim_identity_and_order():
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (32, 32, 3)).astype(np.uint8)
+    noisy = np.clip(a + rng.normal(0, 10, a.shape), 0, 255)
+    noisier = np.clip(a + rng.normal(0, 30, a.shape), 0, 255)
+    assert ssim(a, a) == pytest.approx(1.0)
+    assert 1 > ssim(noisy, a) > ssim(noisier, a)
+
+
+def test_crop_border_and_errors():
+    a = np.zeros((10, 10, 3))
+    b = a.copy()
+    b[0] = 50  # only the first row differs
+    assert psnr(a, b, crop_border=1) == float("inf")
+    with pytest.raises(ValueError, match="differ"):
+        psnr(a, np.zeros((9, 10, 3)))
+    with pytest.raises(ValueError, match="channel"):
+        psnr(a, b, channel="lab")
+    with pytest.raises(ValueError, match="no pixels"):
+        psnr(a, b, crop_border=5)
+
+
+def test_rgba_scored_on_rgb():
+    rng = np.random.default_rng(1)
+    a, b = rng.integers(0, 256, (2, 16, 16, 3)).astype(np.uint8)
+    alpha = np.zeros((16, 16, 1), np.uint8)
+    assert psnr(np.concatenate([a, alpha], 2), b) == pytest.approx(psnr(a, b))
+
+
+def test_dev_set_known_scores(dev_pairs, dev_dir):
+    """The values stated in the dev README for the untouched input and the released outputs."""
+    rainy = np.array([[psnr(x, t), ssim(x, t), psnr(x, t, "rgb"), ssim(x, t, "rgb")] for _, x, t in dev_pairs])
+    assert rainy.mean(0) == pytest.approx([26.18, 0.814, 24.80, 0.798], abs=0.006)
+    released = np.array([[psnr(read_image(dev_dir / "r2a_released_output" / f"{n}.png"), t),
+                          ssim(read_image(dev_dir / "r2a_released_output" / f"{n}.png"), t)]
+                         for n, _, t in dev_pairs])
+    assert released.mean(0) == pytest.approx([29.25, 0.901], abs=0.006)

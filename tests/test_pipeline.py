@@ -1,0 +1,53 @@
+import numpy as np
+import pytest
+
+import rain2avoid
+from rain2avoid.metrics import psnr
+
+FAST = dict(steps=80)
+
+
+def test_derain_is_closer_to_clean_than_input(rainy_pair):
+    rainy, clean = rainy_pair
+    out = rain2avoid.derain(rainy, **FAST)
+    assert out.shape == rainy.shape and out.dtype == np.uint8
+    assert psnr(out, clean) > psnr(rainy, clean) + 1.0
+
+
+def test_same_seed_same_output(rainy_pair):
+    rainy = rainy_pair[0][:48, :64]
+    a = rain2avoid.derain(rainy, steps=10, seed=1)
+    assert np.array_equal(a, rain2avoid.derain(rainy, steps=10, seed=1))
+
+
+def test_keeps_dtype_gray_and_alpha(rainy_pair):
+    rainy = rainy_pair[0][:48, :64]
+    gray = rainy.mean(axis=2).astype(np.uint8)
+    assert rain2avoid.derain(gray, steps=5).shape == gray.shape
+    alpha = np.random.default_rng(0).integers(0, 256, rainy.shape[:2], dtype=np.uint8)
+    rgba = np.dstack([rainy, alpha])
+    out = rain2avoid.derain(rgba, steps=5)
+    assert out.shape == rgba.shape and np.array_equal(out[..., 3], alpha)
+    deep = rainy.astype(np.uint16) * 257
+    out16 = rain2avoid.derain(deep, steps=5)
+    assert out16.dtype == np.uint16 and out16.shape == deep.shape
+    as_float = rain2avoid.derain(rainy.astype(np.float32) / 255, steps=5)
+    assert as_float.dtype == np.float32 and 0 <= as_float.min() and as_float.max() <= 1
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 3), (3, 300, 3), (20, 20, 3), (37, 53, 3)])
+def test_tiny_and_odd_images(shape):
+    image = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+    assert rain2avoid.derain(image, steps=3).shape == shape
+
+
+def test_never_brightens(rainy_pair):
+    rainy = rainy_pair[0]
+    out = rain2avoid.derain(rainy, steps=20)
+    assert np.all(out <= rainy)
+
+
+def test_detailed_result(rainy_pair):
+    r = rain2avoid.derain_detailed(rainy_pair[0], steps=5)
+    assert r.mask.shape == rainy_pair[0].shape[:2] and r.targets.shape[1:] == (*rainy_pair[0].shape[:2], 3)
+    assert r.seconds > 0

@@ -1,0 +1,117 @@
+import numpy as np
+import pytest
+
+from rain2avoid.ldgp import rain_mask
+from rain2avoid.metrics import psnr
+from rain2avoid.sdr import candidates, expected_reference, sample_references
+
+
+def slow_nss_weights(image, mask, K=7, k=3, eta=0.5, threshold=10):
+    """A direct per-pixel transcription of the NSS weights of method.md section 2 (the known answer)."""
+    h, w = mask.shape
+    x = image.astype(np.float64)
+    out = {}
+    for y0, x0 in zip(*np.nonzero(mask > threshold)):
+        size = k
+        while True:
+            r = size // 2
+            window = mask[max(y0 - r, 0):y0 + r + 1, max(x0 - r, 0):x0 + r + 1]
+            if np.any(window == 0) or size >= K:
+                break
+            size += 2
+        r = size // 2
+
+        def patch(cy, cx):
+            p = np.zeros((size, size, 3))
+            for dy in range(-r, r + 1):
+                for dx in range(-r, r + 1):
+                    if 0 <= cy + dy < h and 0 <= cx + dx < w:
+                        p[dy + r, dx + r] = x[cy + dy, cx + dx]
+            return p
+
+        bg = np.ones((size, size))
+        for dy in range(-r, r + 1):
+            for dx in range(-r, r + 1):
+                if 0 <= y0 + dy < h and 0 <= x0 + dx < w and mask[y0 + dy, x0 + dx] > 0:
+                    bg[dy + r, dx + r] = 0
+        centre = patch(y0, x0)
+        R = K // 2
+        for dy in range(-R, R + 1):
+            for dx in range(-R, R + 1):
+                qy, qx = y0 + dy, x0 + dx
+                if 0 <= qy < h and 0 <= qx < w and mask[qy, qx] == 0:
+                    d = (np.abs(centre - patch(qy, qx)).sum(axis=2) * bg).sum()
+                    out[(y0, x0, dy, dx)] = 1 / max(d ** eta, 1e-4)
+    return out
+
+
+@pytest.fixture(scope="module")
+def small():
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (14, 17, 3)).astype(np.uint8)
+    mask = np.zeros((14, 17), np.uint8)
+    mask[rng.random((14, 17)) < 0.35] = 255
+    mask[2:9, 3:9] = 255          # a blob that forces the similarity patch to grow
+    mask[0, :] = 5                # neither rain (<= 10) nor a candidate (> 0)
+    return image, mask
+
+
+def test_nss_weights_match_direct_definition(small):
+    image, mask = small
+    c = candidates(image, mask, "nss")
+    expected = slow_nss_weights(image, mask)
+    got = {}
+    for i, (y, x) in enumerate(zip(c.rows, c.cols)):
+        for j, (dy, dx) in enumerate(c.offsets):
+            if c.weights[i, j] > 0:
+                got[(y, x, dy, dx)] = c.weights[i, j]
+    assert got.keys() == expected.keys()
+    for key, value in expected.items():
+        assert got[key] == pytest.approx(value, rel=1e-4)
+
+
+@pytest.mark.parametrize("sampler", ["nss", "uniform"])
+def test_reference_invariants(small, sampler):
+    image, mask = small
+    refs = sample_references(image, mask, n=20, sampler=sampler, seed=1)
+    assert refs.shape == (20, *image.shape) and refs.dtype == image.dtype
+    rain = mask > 10
+    assert np.all(refs[:, ~rain] == image[~rain])
+    h, w = mask.shape
+    for y, x in zip(*np.nonzero(rain)):
+        ys, xs = slice(max(y - 3, 0), y + 4), slice(max(x - 3, 0), x + 4)
+        allowed = {tuple(v) for v in image[ys, xs][mask[ys, xs] == 0]}
+        for ref in refs:
+            if allowed:
+                assert tuple(ref[y, x]) in allowed
+            else:
+                assert np.all(ref[y, x] == image[y, x])
+
+
+@pytest.mark.parametrize("sampler", ["nss", "uniform"])
+def test_expected_reference_is_the_mean_of_samples(small, sampler):
+    image, mask = small
+    mean = sample_references(image, mask, n=3000, sampler=sampler, seed=2).astype(np.float64).mean(0)
+    closed = expected_reference(image, mask, sampler)
+    assert np.abs(mean - closed).max() < 6.0      # 3000 samples of values in 0..255
+    assert np.abs(mean - closed).mean() < 0.5
+
+
+def test_seed_controls_samples(small):
+    image, mask = small
+    a = sample_references(image, mask, n=4, seed=7)
+    assert np.array_equal(a, sample_references(image, mask, n=4, seed=7))
+    assert not np.array_equal(a, sample_references(image, mask, n=4, seed=8))
+
+
+def test_argument_errors(small):
+    image, mask = small
+    with pytest.raises(ValueError, match="sampler"):
+        expected_reference(image, mask, "gauss")
+    with pytest.raises(ValueError, match="mask shape"):
+        expected_reference(image, mask[1:])
+
+
+def test_expected_nss_gain_on_dev_set(dev_pairs):
+    gains = [psnr(expected_reference(x, rain_mask(x).mask), t) - psnr(x, t) for _, x, t in dev_pairs]
+    assert np.mean(gains) >= 2.0

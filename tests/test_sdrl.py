@@ -1,0 +1,106 @@
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from rain2avoid.sdrl import (PRESETS, Model, ModelFileError, Settings, load_model, resolve_settings,
+                             train_folder, train_image)
+
+
+def tiny_settings(**kw):
+    return Settings(**{"steps": 30, "crop": 32, "batch": 4, **kw})
+
+
+def test_training_lowers_loss(rainy_pair):
+    rainy, clean = rainy_pair
+    x = rainy.astype(np.float32) / 255
+    target = clean[None].astype(np.float32) / 255   # any fixed target: the loss must fall
+    losses = []
+    train_image(x, target, tiny_settings(steps=60), on_step=lambda s, l: losses.append(l))
+    assert np.mean(losses[-10:]) < 0.5 * np.mean(losses[:5])
+
+
+def test_same_seed_same_model(rainy_pair):
+    x = rainy_pair[0].astype(np.float32) / 255
+    t = x[None] * 0.9
+    a = train_image(x, t, tiny_settings(seed=3)).predict(x)
+    b = train_image(x, t, tiny_settings(seed=3)).predict(x)
+    c = train_image(x, t, tiny_settings(seed=4)).predict(x)
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+
+
+def test_save_load_round_trip(tmp_path, rainy_pair):
+    x = rainy_pair[0].astype(np.float32) / 255
+    model = train_folder([x, x[::-1].copy()], [x[None] * 0.9, x[::-1][None] * 0.9], tiny_settings())
+    path = tmp_path / "m.pt"
+    model.save(path)
+    loaded = load_model(path)
+    assert loaded.settings == model.settings
+    assert np.array_equal(loaded.predict(x), model.predict(x))
+    assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]   # no temp file left
+
+
+@pytest.mark.parametrize("content", [b"", b"not a model", b"PK\x03\x04garbage" * 10])
+def test_damaged_model_file(tmp_path, content):
+    path = tmp_path / "bad.pt"
+    path.write_bytes(content)
+    with pytest.raises(ModelFileError, match="bad.pt"):
+        load_model(path)
+
+
+def test_foreign_and_malicious_files(tmp_path):
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(3)}, foreign)
+    with pytest.raises(ModelFileError, match="not a rain2avoid model"):
+        load_model(foreign)
+
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": "rain2avoid-model", "x": Evil()}, evil, pickle_protocol=2)
+    assert not marker.exists()
+    with pytest.raises(ModelFileError):
+        load_model(evil)
+    assert not marker.exists()
+    with pytest.raises(ModelFileError, match="no such"):
+        load_model(tmp_path / "missing.pt")
+
+
+def test_tiled_prediction_has_no_seams(rainy_pair):
+    x = np.tile(rainy_pair[0], (2, 2, 1)).astype(np.float32) / 255    # 192 x 256
+    model = train_image(x, x[None] * 0.8, tiny_settings(steps=10))
+    whole = model.predict(x, tile=4096)
+    tiled = model.predict(x, tile=48, overlap=32)
+    assert np.abs(whole - tiled).max() < 1e-5
+
+
+@pytest.mark.parametrize("backbone", ["unet", "resnet"])
+def test_other_backbones_train(backbone, rainy_pair):
+    x = rainy_pair[0][:64, :64].astype(np.float32) / 255
+    model = train_image(x, x[None], tiny_settings(backbone=backbone, steps=2, batch=2))
+    assert model.predict(x).shape == x.shape
+
+
+def test_presets_and_overrides():
+    ref = PRESETS["reference"]
+    assert (ref.backbone, ref.steps, ref.lr, ref.batch, ref.crop, ref.refs, ref.sampler) == \
+        ("unet", 5000, 1e-3, 1, 0, 50, "nss")
+    assert resolve_settings("fast", steps=7, seed=None).steps == 7
+    with pytest.raises(ValueError, match="preset"):
+        resolve_settings("turbo")
+    with pytest.raises(TypeError, match="colour"):
+        resolve_settings("fast", colour=1)
+    with pytest.raises(ValueError, match="backbone"):
+        Settings(backbone="vgg")
+
+
+def test_full_image_training_cycles_references(rainy_pair):
+    x = rainy_pair[0][:32, :32].astype(np.float32) / 255
+    refs = np.stack([x * 0.5, x * 0.6, x * 0.7])
+    model = train_image(x, refs, Settings(steps=6, crop=0, batch=1, backbone="fast", schedule="constant"))
+    assert isinstance(model, Model)
