@@ -115,3 +115,12 @@ def test_argument_errors(small):
 def test_expected_nss_gain_on_dev_set(dev_pairs):
     gains = [psnr(expected_reference(x, rain_mask(x).mask), t) - psnr(x, t) for _, x, t in dev_pairs]
     assert np.mean(gains) >= 2.0
+
+
+def test_bands_give_the_whole_image_result(small):
+    image, mask = small
+    whole = expected_reference(image, mask, band=10_000)
+    assert np.allclose(expected_reference(image, mask, band=3), whole, atol=1e-4)
+    refs = sample_references(image, mask, n=5, band=4, seed=0)
+    rain = mask > 10
+    assert np.all(refs[:, ~rain] == image[~rain])

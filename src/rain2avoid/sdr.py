@@ -108,30 +108,51 @@ def candidates(image: np.ndarray, mask: np.ndarray, sampler: str = "nss", window
     return Candidates(rows, cols, offsets, np.where(valid, weights, 0.0))
 
 
-def expected_reference(image: np.ndarray, mask: np.ndarray, sampler: str = "nss", **kwargs) -> np.ndarray:
+def _bands(height: int, window: int, band: int):
+    """Row bands (a, b) with their halo (lo, hi): the rows that rows a..b-1 depend on.
+
+    A rain pixel looks at most ``window // 2`` rows away for candidates and
+    another ``window // 2`` for their similarity patches, so a band computed on
+    rows lo..hi-1 alone gives exactly the whole-image result on rows a..b-1.
+    """
+    halo = 2 * (window // 2)
+    for a in range(0, height, band):
+        b = min(a + band, height)
+        yield a, b, max(a - halo, 0), min(b + halo, height)
+
+
+def expected_reference(image: np.ndarray, mask: np.ndarray, sampler: str = "nss", band: int = 512,
+                       **kwargs) -> np.ndarray:
     """The mean the stochastic references converge to, computed in closed form.
 
     Returns a float32 (H, W, C) image on the input's scale: the input on
     background pixels, the weighted average of the candidates on rain pixels
-    (the input where a rain pixel has no candidate). ``kwargs`` go to :func:`candidates`.
+    (the input where a rain pixel has no candidate). The image is processed in
+    bands of ``band`` rows to bound memory; the result does not depend on it.
+    ``kwargs`` go to :func:`candidates`.
     """
-    image = np.asarray(image)
-    c = candidates(image, mask, sampler, **kwargs)
+    image, mask = np.asarray(image), np.asarray(mask)
+    _check(image, mask, sampler, kwargs.get("window", 7), kwargs.get("patch", 3))
     out = image.astype(np.float32)
-    total = c.weights.sum(axis=1)
-    ok = total > 0
-    if not np.any(ok):
-        return out
-    p = c.weights[ok] / total[ok, None]
-    rows, cols = c.rows[ok], c.cols[ok]
-    ys = np.clip(rows[:, None] + c.offsets[None, :, 0], 0, image.shape[0] - 1)
-    xs = np.clip(cols[:, None] + c.offsets[None, :, 1], 0, image.shape[1] - 1)
-    out[rows, cols] = np.einsum("nm,nmc->nc", p, image[ys, xs].astype(np.float64)).astype(np.float32)
+    for a, b, lo, hi in _bands(image.shape[0], kwargs.get("window", 7), band):
+        sub = image[lo:hi]
+        c = candidates(sub, mask[lo:hi], sampler, **kwargs)
+        keep = (c.rows >= a - lo) & (c.rows < b - lo)
+        total = c.weights[keep].sum(axis=1)
+        ok = total > 0
+        if not np.any(ok):
+            continue
+        p = c.weights[keep][ok] / total[ok, None]
+        rows, cols = c.rows[keep][ok], c.cols[keep][ok]
+        ys = np.clip(rows[:, None] + c.offsets[None, :, 0], 0, sub.shape[0] - 1)
+        xs = np.clip(cols[:, None] + c.offsets[None, :, 1], 0, sub.shape[1] - 1)
+        values = np.einsum("nm,nmc->nc", p, sub[ys, xs].astype(np.float64))
+        out[rows + lo, cols] = values.astype(np.float32)
     return out
 
 
 def sample_references(image: np.ndarray, mask: np.ndarray, n: int = 50, sampler: str = "nss",
-                      seed: int = 0, **kwargs) -> np.ndarray:
+                      seed: int = 0, band: int = 512, **kwargs) -> np.ndarray:
     """``n`` stochastic derained references, shape (n, H, W, C), dtype of ``image``.
 
     Each reference equals the input on background pixels; each rain pixel takes
@@ -140,20 +161,23 @@ def sample_references(image: np.ndarray, mask: np.ndarray, n: int = 50, sampler:
     """
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
-    image = np.asarray(image)
-    c = candidates(image, mask, sampler, **kwargs)
+    image, mask = np.asarray(image), np.asarray(mask)
+    _check(image, mask, sampler, kwargs.get("window", 7), kwargs.get("patch", 3))
     refs = np.repeat(image[None], n, axis=0)
-    total = c.weights.sum(axis=1)
-    ok = total > 0
-    if not np.any(ok):
-        return refs
-    cum = np.cumsum(c.weights[ok], axis=1)
-    cum /= cum[:, -1:]
-    rows, cols = c.rows[ok], c.cols[ok]
     rng = np.random.default_rng(seed)
-    last = len(c.offsets) - 1
-    for i in range(n):
-        u = rng.random(rows.size)
-        pick = np.minimum((cum <= u[:, None]).sum(axis=1), last)
-        refs[i, rows, cols] = image[rows + c.offsets[pick, 0], cols + c.offsets[pick, 1]]
+    for a, b, lo, hi in _bands(image.shape[0], kwargs.get("window", 7), band):
+        c = candidates(image[lo:hi], mask[lo:hi], sampler, **kwargs)
+        keep = (c.rows >= a - lo) & (c.rows < b - lo)
+        weights = c.weights[keep]
+        ok = weights.sum(axis=1) > 0
+        if not np.any(ok):
+            continue
+        cum = np.cumsum(weights[ok], axis=1)
+        cum /= cum[:, -1:]
+        rows, cols = c.rows[keep][ok] + lo, c.cols[keep][ok]
+        last = len(c.offsets) - 1
+        for i in range(n):
+            u = rng.random(rows.size)
+            pick = np.minimum((cum <= u[:, None]).sum(axis=1), last)
+            refs[i, rows, cols] = image[rows + c.offsets[pick, 0], cols + c.offsets[pick, 1]]
     return refs
