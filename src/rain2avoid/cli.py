@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -17,12 +18,13 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from . import __version__
-from .io import (DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, ImageReadError, ImageWriteError, list_images,
+from .io import (DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, ImageReadError, list_images,
                  read_image, to_float_rgb, write_image)
 from .metrics import psnr, ssim
 from .sdrl import FOLDER_PRESETS, PRESETS, ModelFileError
 
-_ERRORS = (ImageReadError, ImageWriteError, ModelFileError, ValueError, OSError, RuntimeError, MemoryError)
+MAX_PSNR = 100.0
+"""`eval` reports PSNR above this (identical images: infinite) as this, so JSON stays valid."""
 
 
 class Context:
@@ -30,6 +32,11 @@ class Context:
 
     def __init__(self, quiet: bool, debug: bool, max_pixels: int):
         self.quiet, self.debug, self.max_pixels = quiet, debug, max_pixels
+        # Progress bars only on a terminal: in logs and pipes they are noise around the messages.
+        self.bars = not quiet and sys.stderr.isatty()
+        if not debug:  # our one-line errors say it; OpenCV's own decoder warnings would repeat it
+            import cv2
+            cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
     def say(self, message: str) -> None:
         if not self.quiet:
@@ -63,35 +70,73 @@ def _same_file(a: Path, b: Path) -> bool:
     return a.resolve() == b.resolve()
 
 
+def _reason(path: Path, error: Exception) -> str:
+    """One line naming ``path`` (once) and what went wrong."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    if not isinstance(error, (ValueError, OSError, MemoryError)):  # unexpected: say what it was
+        text = f"{type(error).__name__}: {text}"
+    return text if str(path) in text else f"{path}: {text}"
+
+
+def _make_folder(folder: Path) -> None:
+    """Create an output folder before any work, so a bad output fails fast and clearly."""
+    if folder.exists() and not folder.is_dir():
+        raise click.UsageError(f"output folder {folder} is an existing file")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise click.ClickException(f"cannot create output folder {folder}: {e.strerror or e}")
+
+
+def _check_outputs(jobs: list[tuple[Path, Path]], overwrite: bool) -> None:
+    """Usage errors before any work: unknown format, output = input, two inputs -> one output."""
+    written: dict[Path, Path] = {}
+    for src, dst in jobs:
+        if dst.suffix.lower() not in IMAGE_EXTENSIONS:
+            raise click.UsageError(f"output {dst}: unsupported image format {dst.suffix!r} "
+                                   f"(use one of {' '.join(IMAGE_EXTENSIONS)})")
+        if _same_file(src, dst) and not overwrite:
+            raise click.UsageError(f"output {dst} is the input file; choose another output or pass --overwrite")
+        if dst.resolve() in written:
+            raise click.UsageError(f"{written[dst.resolve()]} and {src} would both write {dst}; "
+                                   f"rename one of them")
+        written[dst.resolve()] = src
+    for folder in sorted({dst.parent for _, dst in jobs}):
+        _make_folder(folder)
+
+
+def _report(failures: list[str], total: int, what: str = "failed") -> None:
+    """List the failures of a multi-file run at the end, where they are seen."""
+    if failures and total > 1:
+        click.echo(f"{len(failures)} of {total} file(s) {what}:", err=True)
+        for line in failures:
+            click.echo(f"  {line}", err=True)
+
+
 def _run(ctx: Context, jobs: list[tuple[Path, Path]], work: Callable[[Path, Path], None], what: str,
          force: bool = True, overwrite: bool = False) -> None:
     """Run ``work(src, dst)`` for each job; report and skip failures; exit 1 if any failed.
 
     An output equal to its input is a usage error unless ``overwrite``; an
-    existing output is skipped unless ``force``.
+    existing output is skipped unless ``force``. Any error in one file is
+    reported in one line (a traceback only with ``--debug``) and the rest go on.
     """
-    for src, dst in jobs:
-        if _same_file(src, dst) if dst.exists() else src.resolve() == dst.resolve():
-            if not overwrite:
-                raise click.UsageError(f"output {dst} is the input file; choose another output "
-                                       f"or pass --overwrite")
+    _check_outputs(jobs, overwrite)
     failures: list[str] = []
-    bar = tqdm(jobs, desc=what, unit="image", disable=ctx.quiet or len(jobs) < 2)
+    bar = tqdm(jobs, desc=what, unit="image", disable=not ctx.bars or len(jobs) < 2)
     for src, dst in bar:
         if dst.exists() and not force and not (overwrite and _same_file(src, dst)):
             ctx.say(f"skip {src.name}: {dst} exists (use --force to redo)")
             continue
         try:
             work(src, dst)
-        except _ERRORS as e:
+        except Exception as e:  # one bad file must not stop a folder
             if ctx.debug:
                 raise
-            failures.append(f"{src}: {e}")
-            tqdm.write(f"error: {src}: {e}", file=sys.stderr)
+            failures.append(_reason(src, e))
+            tqdm.write(f"error: {failures[-1]}", file=sys.stderr)
+    _report(failures, len(jobs))
     if failures:
-        click.echo(f"{len(failures)} of {len(jobs)} file(s) failed:", err=True)
-        for line in failures:
-            click.echo(f"  {line}", err=True)
         sys.exit(1)
 
 
@@ -171,7 +216,7 @@ def derain(input, output, preset, device, backbone, steps, target, refs, sampler
 
     def work(src: Path, dst: Path) -> None:
         image, meta = ctx.read(src, with_meta=True)
-        r = derain_detailed(image, preset, device=device, progress=not quiet and len(files) == 1, **options)
+        r = derain_detailed(image, preset, device=device, progress=ctx.bars and len(files) == 1, **options)
         write_image(dst, r.image, meta=meta)
         if save_intermediates:
             write_image(dst.with_name(f"{dst.stem}_mask.png"), r.mask)
@@ -205,28 +250,34 @@ def train(folder, model_path, preset, device, backbone, steps, target, refs, sam
     settings = resolve_settings(preset, FOLDER_PRESETS, backbone=backbone, steps=steps, target=target,
                                 refs=refs, sampler=sampler, seed=seed)
     files, _ = _inputs(folder)
+    if model_path.is_dir():
+        raise click.UsageError(f"--model {model_path} is a folder; give a file name such as rain.pt")
+    _make_folder(model_path.parent)
     inputs, targets, failures = [], [], []
-    for f in tqdm(files, desc="references", unit="image", disable=quiet):
+    for f in tqdm(files, desc="references", unit="image", disable=not ctx.bars):
         try:
             rgb = to_float_rgb(ctx.read(f))
             mask, _ = compute_mask(to_uint8(rgb), settings.mask)
             inputs.append(rgb)
             targets.append(make_targets(rgb, mask, settings))
-        except _ERRORS as e:
+        except Exception as e:  # one bad file must not stop the others
             if debug:
                 raise
-            failures.append(f"{f}: {e}")
-            tqdm.write(f"error: {f}: {e}", file=sys.stderr)
+            failures.append(_reason(f, e))
+            tqdm.write(f"error: {failures[-1]}", file=sys.stderr)
     if not inputs:
         raise click.ClickException("no readable images to train on")
     start = time.perf_counter()
-    model = train_folder(inputs, targets, settings, device=device, progress=not quiet)
-    model.save(model_path)
+    model = train_folder(inputs, targets, settings, device=device, progress=ctx.bars)
+    try:
+        model.save(model_path)
+    except OSError as e:
+        if debug:
+            raise
+        raise click.ClickException(f"cannot write model {model_path}: {e.strerror or e}")
     ctx.say(f"trained on {len(inputs)} image(s) in {time.perf_counter() - start:.0f} s; saved {model_path}")
+    _report(failures, len(files), "failed and were left out")
     if failures:
-        click.echo(f"{len(failures)} of {len(files)} file(s) failed and were left out:", err=True)
-        for line in failures:
-            click.echo(f"  {line}", err=True)
         sys.exit(1)
 
 
@@ -251,8 +302,13 @@ def apply(input, model_path, output, device, overwrite, force, quiet, debug, max
     _check_device(device)
     ctx = Context(quiet, debug, max_pixels)
     try:
-        model = load_model(model_path, device=device)
+        with warnings.catch_warnings():  # torch's remarks on odd pickles would bury the one-line error
+            if not debug:
+                warnings.simplefilter("ignore")
+            model = load_model(model_path, device=device)
     except ModelFileError as e:
+        if debug:
+            raise
         raise click.ClickException(str(e))
     files, folder = _inputs(input)
 
@@ -341,6 +397,9 @@ def _pairs(pred: Path, target: Path) -> list[tuple[str, Path, Path]]:
 def evaluate(pred, target, as_json, crop_border):
     """PSNR / SSIM on Y (BT.601 luma) and RGB between two folders, paired by file stem.
 
+    Alpha is ignored (RGBA is scored on its RGB). PSNR is capped at 100 dB: identical
+    images score 100 instead of infinity, so means and JSON stay finite.
+
     \b
     Example:
       rain2avoid eval --pred derained/ --target clean/ --json
@@ -359,8 +418,16 @@ def evaluate(pred, target, as_json, crop_border):
             raise click.ClickException(f"{stem}: sizes differ ({p}: {a.shape[1]}x{a.shape[0]}, "
                                        f"{t}: {b.shape[1]}x{b.shape[0]})")
         a, b = [x.astype(np.float64) / 257.0 if x.dtype == np.uint16 else x for x in (a, b)]
-        rows.append({"name": stem, "psnr_y": psnr(a, b, "y", crop_border), "ssim_y": ssim(a, b, "y", crop_border),
-                     "psnr_rgb": psnr(a, b, "rgb", crop_border), "ssim_rgb": ssim(a, b, "rgb", crop_border)})
+        if min(a.shape[:2]) - 2 * crop_border < 7:
+            raise click.ClickException(f"{stem}: {a.shape[1]}x{a.shape[0]} is too small to score (SSIM needs "
+                                       f"at least 7x7 pixels after --crop-border {crop_border})")
+        try:
+            scores = {"psnr_y": psnr(a, b, "y", crop_border), "ssim_y": ssim(a, b, "y", crop_border),
+                      "psnr_rgb": psnr(a, b, "rgb", crop_border), "ssim_rgb": ssim(a, b, "rgb", crop_border)}
+        except ValueError as e:
+            raise click.ClickException(f"{stem}: cannot score {p} against {t}: {' '.join(str(e).split())}")
+        scores["psnr_y"], scores["psnr_rgb"] = min(scores["psnr_y"], MAX_PSNR), min(scores["psnr_rgb"], MAX_PSNR)
+        rows.append({"name": stem, **scores})
     keys = ["psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb"]
     means = {k: float(np.mean([r[k] for r in rows])) for k in keys}
     if as_json:

@@ -295,8 +295,8 @@ def _check_size(size: Tuple[int, int], max_pixels: Optional[int]) -> None:
     pixels = width * height
     if max_pixels is not None and pixels > max_pixels:
         raise _BadImage(
-            f"image is {width}x{height} = {pixels / 1e6:.1f} MP, above the limit of "
-            f"{max_pixels / 1e6:g} MP (raise --max-pixels to allow it)"
+            f"image is {width}x{height} = {pixels:,} pixels ({pixels / 1e6:.1f} MP), above the "
+            f"limit of {max_pixels:,} pixels (raise --max-pixels to allow it)"
         )
 
 

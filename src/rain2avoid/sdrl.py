@@ -292,9 +292,9 @@ def load_model(path: str | os.PathLike, device: str = "cpu") -> Model:
         raise ModelFileError(f"{path}: no such model file")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # damaged zip, pickle with forbidden globals, not a torch file ...
-        raise ModelFileError(f"{path}: not a readable rain2avoid model ({type(e).__name__}: "
-                             f"{str(e).splitlines()[0][:200] if str(e) else 'no detail'})") from None
+    except Exception:  # damaged zip, forbidden pickle globals, not a torch file ...
+        raise ModelFileError(f"{path}: damaged or not a rain2avoid model file "
+                             f"(make one with `rain2avoid train`)") from None
     if not isinstance(payload, dict) or payload.get("format") != _FORMAT:
         raise ModelFileError(f"{path}: not a rain2avoid model file (made by another program?)")
     if payload.get("version") != _FORMAT_VERSION:
@@ -304,8 +304,9 @@ def load_model(path: str | os.PathLike, device: str = "cpu") -> Model:
         settings = Settings(**payload["settings"])
         net = build_network(settings.backbone)
         net.load_state_dict(payload["state_dict"])
-    except (KeyError, TypeError, ValueError, RuntimeError) as e:
-        raise ModelFileError(f"{path}: damaged rain2avoid model ({str(e).splitlines()[0][:200]})") from None
+    except (KeyError, TypeError, ValueError, RuntimeError):
+        raise ModelFileError(f"{path}: damaged rain2avoid model (its settings or weights do not fit "
+                             f"the network it names)") from None
     return Model(net.to(device), settings, device)
 
 

@@ -1,0 +1,384 @@
+"""The command line on valid input: awkward images, outputs, checkpoints, eval, mask/refs, help.
+
+Everything runs in-process through click's CliRunner on tiny images with a few
+training steps, so the whole file takes seconds. Failure handling (bad files,
+damaged models, unwritable outputs) is in test_robustness.py.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from rain2avoid.cli import MAX_PSNR, main
+from rain2avoid.io import read_image, write_image
+
+H, W = 40, 56
+
+
+def invoke(*args, catch=False):
+    """Run ``rain2avoid ARGS``; stdout and stderr kept apart; crashes surface unless ``catch``."""
+    try:
+        runner = CliRunner(mix_stderr=False)  # click < 8.2
+    except TypeError:
+        runner = CliRunner()  # click >= 8.2 always keeps result.stderr apart
+    return runner.invoke(main, [str(a) for a in args], catch_exceptions=catch)
+
+
+def noise(shape, seed=0, dtype=np.uint8):
+    hi = np.iinfo(dtype).max
+    return np.random.default_rng(seed).integers(0, hi, shape, dtype=dtype, endpoint=True)
+
+
+def rainy(h=H, w=W, seed=3):
+    from rain2avoid.synth import add_rain, clean_example
+    image, _ = add_rain(clean_example("coffee", size=(h, w)), angle=0, density=0.04, length=14, seed=seed)
+    return image
+
+
+def tmp_files(folder):
+    return [p.name for p in folder.rglob(".*.tmp")]
+
+
+# --- help ---------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("command", [[], ["derain"], ["train"], ["apply"], ["mask"], ["refs"], ["eval"], ["demo"]])
+def test_help_has_usage_and_example(command):
+    r = invoke(*command, "--help")
+    assert r.exit_code == 0, r.output
+    assert "Usage:" in r.stdout and "Example" in r.stdout
+
+
+def test_eval_help_documents_psnr_cap():
+    assert "100 dB" in invoke("eval", "--help").stdout
+
+
+# --- awkward but valid images through `derain` ---------------------------------------------------------------
+
+EXIF_MAKE = "TestMake"
+
+
+def _exif_jpeg(path):
+    """A JPEG stored 56 wide x 40 high with orientation 6 (display rotated 90 deg clockwise).
+
+    The stored pixels are dark with a bright block at the top left; upright, the
+    block is at the top right.
+    """
+    stored = np.full((H, W, 3), 40, np.uint8)
+    stored[:12, :12] = 230
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    exif[0x010F] = EXIF_MAKE
+    Image.fromarray(stored).save(path, quality=95, exif=exif.tobytes())
+
+
+AWKWARD = {
+    "gray.png": lambda p: write_image(p, noise((H, W), 1)),
+    "rgba.png": lambda p: write_image(p, noise((H, W, 4), 2)),
+    "deep.png": lambda p: write_image(p, noise((H, W, 3), 3, np.uint16)),
+    "odd.png": lambda p: write_image(p, noise((37, 53, 3), 4)),
+    "photo.jpg": _exif_jpeg,
+    "one.png": lambda p: write_image(p, noise((1, 1, 3), 5)),
+    "thin.png": lambda p: write_image(p, noise((3, 300, 3), 6)),
+    "square.png": lambda p: write_image(p, noise((20, 20, 3), 7)),
+    "régen ☔ 1.png": lambda p: write_image(p, noise((H, W, 3), 8)),
+}
+
+
+@pytest.fixture(scope="module")
+def awkward(tmp_path_factory):
+    """(input folder, output folder, CliRunner result) of one `derain` over all AWKWARD images."""
+    root = tmp_path_factory.mktemp("awkward")
+    src, dst = root / "in", root / "out"
+    src.mkdir()
+    for name, make in AWKWARD.items():
+        make(src / name)
+    result = invoke("derain", src, "-o", dst, "--steps", "2", "-q")
+    return src, dst, result
+
+
+def test_awkward_folder_runs_cleanly(awkward):
+    src, dst, r = awkward
+    assert "Traceback" not in r.output
+    written = sorted(p.name for p in dst.iterdir())
+    failed = sorted(set(AWKWARD) - set(written))
+    # Only the tiny images may be refused, and then with a message naming them.
+    assert set(failed) <= {"one.png", "thin.png", "square.png"}, r.output
+    for name in failed:
+        assert name in r.stderr
+    assert r.exit_code == (1 if failed else 0), r.output
+    assert tmp_files(dst) == []
+
+
+@pytest.mark.parametrize("name", ["one.png", "thin.png", "square.png", "odd.png"])
+def test_small_and_odd_sizes_keep_their_size(awkward, name):
+    src, dst, r = awkward
+    if not (dst / name).exists():  # a clear refusal is allowed for tiny images
+        assert name in r.stderr and "Traceback" not in r.output
+        return
+    a, b = read_image(src / name), read_image(dst / name)
+    assert b.shape == a.shape and b.dtype == np.uint8
+
+
+def test_gray_stays_gray(awkward):
+    src, dst, _ = awkward
+    out = read_image(dst / "gray.png")
+    assert out.ndim == 2 and out.shape == (H, W) and out.dtype == np.uint8
+
+
+def test_rgba_keeps_alpha_exactly(awkward):
+    src, dst, _ = awkward
+    a, b = read_image(src / "rgba.png"), read_image(dst / "rgba.png")
+    assert b.shape == (H, W, 4)
+    assert np.array_equal(a[..., 3], b[..., 3])
+
+
+def test_16_bit_stays_16_bit(awkward):
+    src, dst, _ = awkward
+    out = read_image(dst / "deep.png")
+    assert out.dtype == np.uint16 and out.shape == (H, W, 3)
+    assert np.any(out % 257 != 0)  # real 16-bit values, not 8-bit ones scaled up
+
+
+def test_exif_orientation_applied_and_make_kept(awkward):
+    src, dst, _ = awkward
+    with Image.open(src / "photo.jpg") as im:
+        assert im.size == (W, H)  # stored sideways
+    with Image.open(dst / "photo.jpg") as im:
+        assert im.format == "JPEG"
+        assert im.size == (H, W)  # written upright: width and height swapped
+        exif = im.getexif()
+        assert exif.get(0x0112, 1) == 1
+        assert exif.get(0x010F) == EXIF_MAKE
+        out = np.asarray(im.convert("L"), dtype=float)
+    # Rotated clockwise: the bright block is now at the top right, not anywhere else.
+    corners = {"tl": out[:12, :12], "tr": out[:12, -12:], "bl": out[-12:, :12], "br": out[-12:, -12:]}
+    means = {k: v.mean() for k, v in corners.items()}
+    assert max(means, key=means.get) == "tr" and means["tr"] > 150 > max(means["tl"], means["bl"], means["br"])
+
+
+def test_jpeg_in_jpeg_out(awkward):
+    _, dst, _ = awkward
+    assert (dst / "photo.jpg").read_bytes()[:3] == b"\xff\xd8\xff"
+
+
+def test_non_ascii_name_with_spaces(awkward):
+    src, dst, r = awkward
+    name = "régen ☔ 1.png"
+    assert read_image(dst / name).shape == read_image(src / name).shape
+
+
+# --- nothing lost ------------------------------------------------------------------------------------------
+
+def test_output_equal_to_input_needs_overwrite(tmp_path):
+    p = tmp_path / "a.png"
+    write_image(p, noise((H, W, 3)))
+    before, inode = p.read_bytes(), p.stat().st_ino
+    for spelling in (p, tmp_path / "." / "x" / ".." / "a.png"):
+        r = invoke("derain", p, "-o", spelling, "--steps", "2")
+        assert r.exit_code == 2 and "--overwrite" in r.stderr
+        assert p.read_bytes() == before and p.stat().st_ino == inode
+    r = invoke("derain", p, "-o", p, "--steps", "2", "--overwrite")
+    assert r.exit_code == 0, r.output
+    assert p.stat().st_ino != inode  # a new file was renamed into place
+    assert read_image(p).shape == (H, W, 3)
+    assert tmp_files(tmp_path) == []
+
+
+def test_rerun_skips_finished_outputs_unless_force(tmp_path):
+    src, dst = tmp_path / "in", tmp_path / "out"
+    for i in range(2):
+        write_image(src / f"{i}.png", noise((H, W, 3), i))
+    assert invoke("derain", src, "-o", dst, "--steps", "2").exit_code == 0
+    stats = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in dst.iterdir()}
+    assert sorted(stats) == ["0.png", "1.png"]
+
+    r = invoke("derain", src, "-o", dst, "--steps", "2")
+    assert r.exit_code == 0, r.output
+    skipped = [line for line in r.stdout.splitlines() if line.startswith("skip ")]
+    assert len(skipped) == 2 and all("--force" in line for line in skipped)
+    assert {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in dst.iterdir()} == stats
+
+    r = invoke("derain", src, "-o", dst, "--steps", "2", "--force")
+    assert r.exit_code == 0 and not any(line.startswith("skip ") for line in r.stdout.splitlines())
+    assert all(p.stat().st_ino != stats[p.name][0] for p in dst.iterdir())
+
+
+def test_single_file_output_folder_and_intermediates(tmp_path):
+    write_image(tmp_path / "a.png", noise((H, W, 3)))
+    r = invoke("derain", tmp_path / "a.png", "-o", tmp_path / "res", "--steps", "2", "--save-intermediates")
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in (tmp_path / "res").iterdir()) == ["a.png", "a_mask.png", "a_reference.png"]
+
+
+# --- checkpoints ---------------------------------------------------------------------------------------------
+
+def test_train_then_apply_needs_no_references(tmp_path, monkeypatch):
+    src = tmp_path / "train"
+    write_image(src / "a.png", rainy(seed=1))
+    write_image(src / "b.png", rainy(seed=2))
+    model = tmp_path / "m.pt"
+    r = invoke("train", src, "--model", model, "--steps", "3", "-q")
+    assert r.exit_code == 0, r.output
+    assert model.is_file() and tmp_files(tmp_path) == []
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("apply must not compute masks or references")
+    import rain2avoid.ldgp
+    import rain2avoid.pipeline
+    import rain2avoid.sdr
+    for module, name in [(rain2avoid.sdr, "expected_reference"), (rain2avoid.sdr, "sample_references"),
+                         (rain2avoid.ldgp, "rain_mask"), (rain2avoid.pipeline, "make_targets"),
+                         (rain2avoid.pipeline, "compute_mask")]:
+        monkeypatch.setattr(module, name, forbidden)
+
+    new = tmp_path / "new"
+    write_image(new / "c.png", rainy(seed=4))
+    write_image(new / "g.png", noise((H, W), 9))
+    r = invoke("apply", new, "--model", model, "-o", tmp_path / "out", "-q")
+    assert r.exit_code == 0, r.output
+    assert read_image(tmp_path / "out" / "c.png").shape == (H, W, 3)
+    assert read_image(tmp_path / "out" / "g.png").shape == (H, W)
+
+    r = invoke("apply", new / "c.png", "--model", model, "-o", tmp_path / "single.jpg")
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "single.jpg").read_bytes()[:3] == b"\xff\xd8\xff"
+
+
+# --- eval ------------------------------------------------------------------------------------------------------
+
+KEYS = {"n", "psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb", "per_image"}
+
+
+def _no_constants(name):
+    raise AssertionError(f"JSON holds {name}")
+
+
+def eval_json(pred, target):
+    r = invoke("eval", "--pred", pred, "--target", target, "--json")
+    assert r.exit_code == 0, r.output
+    assert len(r.stdout.strip().splitlines()) == 1
+    return json.loads(r.stdout, parse_constant=_no_constants)
+
+
+@pytest.fixture
+def scored(tmp_path):
+    """clean/ (RGB), noisy/ (RGB) and noisy_rgba/ (the same noisy images plus random alpha)."""
+    folders = {n: tmp_path / n for n in ("clean", "noisy", "noisy_rgba")}
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        clean = rainy(seed=i)
+        noisy = np.clip(clean + rng.normal(0, 8, clean.shape), 0, 255).astype(np.uint8)
+        write_image(folders["clean"] / f"{i}.png", clean)
+        write_image(folders["noisy"] / f"{i}.png", noisy)
+        write_image(folders["noisy_rgba"] / f"{i}.png", np.dstack([noisy, noise((H, W), i)]))
+    return folders
+
+
+def test_eval_json_identical_folders_is_finite(scored):
+    out = eval_json(scored["clean"], scored["clean"])
+    assert set(out) == KEYS and out["n"] == 2
+    assert out["psnr_y"] == out["psnr_rgb"] == MAX_PSNR == 100.0
+    assert out["ssim_y"] == pytest.approx(1.0) and out["ssim_rgb"] == pytest.approx(1.0)
+    assert [row["name"] for row in out["per_image"]] == ["0", "1"]
+
+
+def test_eval_json_scores_and_rgba_scored_on_rgb(scored):
+    rgb = eval_json(scored["noisy"], scored["clean"])
+    assert set(rgb) == KEYS and rgb["n"] == 2
+    assert 20 < rgb["psnr_rgb"] < 40 and 0 < rgb["ssim_rgb"] < 1
+    assert rgb["psnr_y"] == pytest.approx(np.mean([row["psnr_y"] for row in rgb["per_image"]]))
+    assert eval_json(scored["noisy_rgba"], scored["clean"]) == rgb
+
+
+def test_eval_table(scored):
+    r = invoke("eval", "--pred", scored["noisy"], "--target", scored["clean"])
+    assert r.exit_code == 0
+    assert "PSNR-Y" in r.stdout and "mean (2)" in r.stdout
+
+
+def test_eval_no_matching_names(tmp_path, scored):
+    write_image(tmp_path / "other" / "zzz.png", noise((H, W, 3)))
+    r = invoke("eval", "--pred", tmp_path / "other", "--target", scored["clean"], "--json")
+    assert r.exit_code != 0 and r.stdout == ""
+    assert "matching" in r.stderr
+
+
+def test_eval_size_mismatch(tmp_path, scored):
+    write_image(tmp_path / "small" / "0.png", noise((H - 2, W, 3)))
+    r = invoke("eval", "--pred", tmp_path / "small", "--target", scored["clean"], "--json")
+    assert r.exit_code != 0 and r.stdout == ""
+    assert "sizes differ" in r.stderr and "0.png" in r.stderr
+
+
+def test_eval_too_small_to_score(tmp_path):
+    write_image(tmp_path / "t" / "a.png", noise((3, 300, 3)))
+    r = invoke("eval", "--pred", tmp_path / "t", "--target", tmp_path / "t")
+    assert r.exit_code == 1 and "too small" in r.stderr
+    r = invoke("eval", "--pred", tmp_path / "t", "--target", tmp_path / "t", "--crop-border", "200")
+    assert r.exit_code == 1 and "too small" in r.stderr
+
+
+# --- mask and refs -------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def rainy_folder(tmp_path):
+    folder = tmp_path / "rainy"
+    write_image(folder / "a.png", rainy(seed=1))
+    write_image(folder / "b.png", rainy(seed=2))
+    return folder
+
+
+def test_mask_file_and_folder(tmp_path, rainy_folder):
+    r = invoke("mask", rainy_folder, "-o", tmp_path / "masks", "-q")
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in (tmp_path / "masks").iterdir()) == ["a.png", "b.png"]
+    m = read_image(tmp_path / "masks" / "a.png")
+    assert m.shape == (H, W) and set(np.unique(m)) <= {0, 255} and 0 < (m > 0).mean() < 0.5
+
+    r = invoke("mask", rainy_folder / "a.png", "-o", tmp_path / "one.png")
+    assert r.exit_code == 0, r.output
+    assert np.array_equal(read_image(tmp_path / "one.png"), m)
+
+
+def test_refs_file_layout_and_values(tmp_path, rainy_folder):
+    out = tmp_path / "refs"
+    r = invoke("refs", rainy_folder / "a.png", "-o", out, "--n", "3", "-q")
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in out.iterdir()) == ["a", "a.png"]
+    assert sorted(p.name for p in (out / "a").iterdir()) == ["0.png", "1.png", "2.png"]
+
+    assert invoke("mask", rainy_folder / "a.png", "-o", tmp_path / "mask.png").exit_code == 0
+    rain = read_image(tmp_path / "mask.png") > 0
+    assert rain.any() and not rain.all()
+    image = read_image(rainy_folder / "a.png")
+    refs = [read_image(out / "a.png")] + [read_image(out / "a" / f"{k}.png") for k in range(3)]
+    for ref in refs:
+        assert ref.shape == image.shape
+        assert np.array_equal(ref[~rain], image[~rain])  # untouched outside the mask
+    assert not np.array_equal(refs[0][rain], image[rain])  # and rain pixels were replaced
+
+
+def test_refs_folder_and_mean_only(tmp_path, rainy_folder):
+    out = tmp_path / "refs"
+    r = invoke("refs", rainy_folder, "-o", out, "--n", "2", "-q")
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in out.iterdir()) == ["a", "a.png", "b", "b.png"]
+    assert sorted(p.name for p in (out / "b").iterdir()) == ["0.png", "1.png"]
+
+    mean_only = tmp_path / "mean"
+    r = invoke("refs", rainy_folder, "-o", mean_only, "--mean-only", "-q")
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in mean_only.iterdir()) == ["a.png", "b.png"]
+    assert np.array_equal(read_image(mean_only / "a.png"), read_image(out / "a.png"))
+    assert [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")] == []
+
+
+def test_version():
+    r = invoke("--version")
+    assert r.exit_code == 0 and "rain2avoid" in r.stdout
+

@@ -1,0 +1,342 @@
+"""The command line on bad input: one clear line per problem, no traceback, nothing half-written.
+
+Bad image files, folders with some bad files, --max-pixels, usage errors,
+unwritable outputs and damaged or malicious model files. Most run in-process
+with CliRunner (stderr kept apart from stdout); a few run the real
+``rain2avoid`` program to check exit codes and stderr as a user sees them.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from rain2avoid.cli import main
+from rain2avoid.io import ImageReadError, read_image, write_image
+
+H, W = 40, 56
+
+
+def invoke(*args, catch=False):
+    """Run ``rain2avoid ARGS``; stdout and stderr kept apart; crashes surface unless ``catch``."""
+    try:
+        runner = CliRunner(mix_stderr=False)  # click < 8.2
+    except TypeError:
+        runner = CliRunner()  # click >= 8.2 always keeps result.stderr apart
+    return runner.invoke(main, [str(a) for a in args], catch_exceptions=catch)
+
+
+def image(h=H, w=W, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def tmp_files(folder):
+    return [str(p) for p in folder.rglob(".*.tmp")]
+
+
+def no_traceback(result_or_text):
+    text = result_or_text if isinstance(result_or_text, str) else result_or_text.output
+    return "Traceback" not in text
+
+
+# --- bad image files --------------------------------------------------------------------------------------------
+
+def _png_bytes(tmp_path):
+    write_image(tmp_path / "_good.png", image())
+    return (tmp_path / "_good.png").read_bytes()
+
+
+BAD = {  # file name -> (content maker, word the reason must contain)
+    "empty.png": (lambda good: b"", "empty"),
+    "notes.png": (lambda good: b"this is a text file, not a picture\n", "not an image"),
+    "noise.jpg": (lambda good: bytes(np.random.default_rng(1).integers(0, 256, 3000, dtype=np.uint8)),
+                  "not an image"),
+    "cut.png": (lambda good: good[:len(good) // 2], "truncated"),
+}
+
+
+def make_bad(folder, good_png, names=BAD):
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        (folder / name).write_bytes(BAD[name][0](good_png))
+
+
+@pytest.mark.parametrize("name", sorted(BAD))
+def test_bad_file_one_line_no_traceback_no_output(tmp_path, name):
+    make_bad(tmp_path / "in", _png_bytes(tmp_path), [name])
+    out = tmp_path / "out" / name
+    r = invoke("derain", tmp_path / "in" / name, "-o", out, "--steps", "2")
+    assert r.exit_code == 1
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert name in lines[0] and BAD[name][1] in lines[0]
+    assert no_traceback(r)
+    assert not out.exists() and tmp_files(tmp_path) == []
+
+
+def test_debug_shows_the_exception(tmp_path):
+    make_bad(tmp_path, b"", ["empty.png"])
+    r = invoke("derain", tmp_path / "empty.png", "-o", tmp_path / "o.png", "--debug", catch=True)
+    assert isinstance(r.exception, ImageReadError)
+
+
+def test_png_named_jpg_works(tmp_path):
+    (tmp_path / "really_png.jpg").write_bytes(_png_bytes(tmp_path))
+    r = invoke("derain", tmp_path / "really_png.jpg", "-o", tmp_path / "out", "--steps", "2")
+    assert r.exit_code == 0, r.output
+    assert read_image(tmp_path / "out" / "really_png.jpg").shape == (H, W, 3)
+
+
+def test_jpeg_output_of_transparent_image_fails_cleanly(tmp_path):
+    rgba = np.dstack([image(), np.full((H, W), 100, np.uint8)])
+    write_image(tmp_path / "a.png", rgba)
+    r = invoke("derain", tmp_path / "a.png", "-o", tmp_path / "a.jpg", "--steps", "2")
+    assert r.exit_code == 1 and no_traceback(r)
+    assert "transparency" in r.stderr and "a.png" in r.stderr
+    assert not (tmp_path / "a.jpg").exists() and tmp_files(tmp_path) == []
+
+
+# --- folders keep going ----------------------------------------------------------------------------------------
+
+@pytest.fixture
+def mixed(tmp_path):
+    """A folder with two good images (one a PNG named .jpg) and every BAD file."""
+    folder = tmp_path / "mixed"
+    make_bad(folder, _png_bytes(tmp_path))
+    write_image(folder / "good.png", image(seed=1))
+    (folder / "png_named.jpg").write_bytes(_png_bytes(tmp_path))
+    return folder
+
+
+def test_folder_with_bad_files_does_the_good_ones(tmp_path, mixed):
+    out = tmp_path / "out"
+    r = invoke("derain", mixed, "-o", out, "--steps", "2")
+    assert r.exit_code == 1 and no_traceback(r)
+    assert sorted(p.name for p in out.iterdir()) == ["good.png", "png_named.jpg"]
+    assert tmp_files(out) == []
+    # The failures are listed together at the end, one line each.
+    lines = r.stderr.strip().splitlines()
+    assert lines[-len(BAD) - 1] == f"{len(BAD)} of {len(BAD) + 2} file(s) failed:"
+    summary = lines[-len(BAD):]
+    for name, (_, reason) in BAD.items():
+        assert sum(name in line and reason in line for line in summary) == 1
+
+
+def test_folder_all_good_exits_0(tmp_path):
+    for i in range(2):
+        write_image(tmp_path / "in" / f"{i}.png", image(seed=i))
+    r = invoke("derain", tmp_path / "in", "-o", tmp_path / "out", "--steps", "2")
+    assert r.exit_code == 0 and r.stderr == ""
+
+
+def test_train_leaves_out_bad_files(tmp_path, mixed):
+    model = tmp_path / "m.pt"
+    r = invoke("train", mixed, "--model", model, "--steps", "3", "-q")
+    assert r.exit_code == 1 and no_traceback(r)
+    assert model.is_file()  # trained on the good ones
+    assert "left out" in r.stderr and all(name in r.stderr for name in BAD)
+
+
+def test_train_with_no_readable_image(tmp_path):
+    make_bad(tmp_path / "bad", b"", ["empty.png", "notes.png"])
+    r = invoke("train", tmp_path / "bad", "--model", tmp_path / "m.pt", "--steps", "1", "-q")
+    assert r.exit_code == 1 and "no readable images" in r.stderr
+    assert not (tmp_path / "m.pt").exists()
+
+
+# --- usage errors: exit 2 --------------------------------------------------------------------------------------
+
+def test_usage_errors_exit_2(tmp_path):
+    write_image(tmp_path / "a.png", image())
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "empty_dir").mkdir()
+    cases = [
+        ["derain", tmp_path / "missing.png", "-o", tmp_path / "o.png"],
+        ["derain", tmp_path / "a.png", "-o", tmp_path / "o.png", "--no-such-flag"],
+        ["derain", tmp_path / "a.png"],  # no -o
+        ["derain", tmp_path / "a.png", "-o", tmp_path / "a.png"],
+        ["derain", tmp_path / "a.png", "-o", tmp_path / "o.gif"],
+        ["derain", tmp_path, "-o", tmp_path / "afile"],  # a folder into a file
+        ["derain", tmp_path / "empty_dir", "-o", tmp_path / "out"],
+        ["derain", tmp_path / "a.png", "-o", tmp_path / "o.png", "--steps", "-1"],
+        ["mask", tmp_path, "-o", tmp_path],  # masks would overwrite the inputs
+        ["refs", tmp_path / "a.png", "-o", tmp_path / "afile"],
+        ["train", tmp_path, "--model", tmp_path],
+        ["eval", "--pred", tmp_path / "nope", "--target", tmp_path],
+    ]
+    before = sorted(os.listdir(tmp_path))
+    for args in cases:
+        r = invoke(*args)
+        assert r.exit_code == 2, (args, r.output)
+        assert "Error" in r.stderr and no_traceback(r)
+    assert sorted(os.listdir(tmp_path)) == before
+
+
+def test_same_input_output_in_a_folder_needs_overwrite(tmp_path):
+    write_image(tmp_path / "a.png", image())
+    before = (tmp_path / "a.png").read_bytes()
+    r = invoke("derain", tmp_path, "-o", tmp_path, "--steps", "2")
+    assert r.exit_code == 2 and "--overwrite" in r.stderr
+    assert (tmp_path / "a.png").read_bytes() == before
+
+
+def test_two_inputs_one_output_is_refused(tmp_path):
+    write_image(tmp_path / "in" / "a.png", image())
+    write_image(tmp_path / "in" / "a.jpg", image())
+    r = invoke("mask", tmp_path / "in", "-o", tmp_path / "masks")
+    assert r.exit_code == 2 and "a.png" in r.stderr and "a.jpg" in r.stderr
+    assert not (tmp_path / "masks").exists()
+
+
+# --- --max-pixels ----------------------------------------------------------------------------------------------
+
+def test_max_pixels_refuses_large_images(tmp_path):
+    write_image(tmp_path / "in" / "big.png", image())  # 56 x 40 = 2240 pixels
+    write_image(tmp_path / "in" / "small.png", image(8, 8))  # 64 pixels
+    r = invoke("derain", tmp_path / "in" / "big.png", "-o", tmp_path / "big.png", "--max-pixels", "100")
+    assert r.exit_code == 1 and no_traceback(r)
+    assert "big.png" in r.stderr and "limit" in r.stderr and "--max-pixels" in r.stderr
+    assert not (tmp_path / "big.png").exists()
+
+    r = invoke("derain", tmp_path / "in", "-o", tmp_path / "out", "--max-pixels", "100", "--steps", "2")
+    assert r.exit_code == 1
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["small.png"]
+    assert "big.png" in r.stderr and "small.png" not in r.stderr
+
+
+# --- unwritable outputs ----------------------------------------------------------------------------------------
+
+def test_output_inside_a_file(tmp_path):
+    write_image(tmp_path / "in" / "a.png", image())
+    (tmp_path / "afile").write_text("I am a file")
+    cases = [
+        ["derain", tmp_path / "in" / "a.png", "-o", tmp_path / "afile" / "x.png", "--steps", "2"],
+        ["derain", tmp_path / "in", "-o", tmp_path / "afile" / "sub", "--steps", "2"],
+        ["mask", tmp_path / "in", "-o", tmp_path / "afile" / "masks"],
+        ["refs", tmp_path / "in", "-o", tmp_path / "afile" / "refs", "--n", "1"],
+        ["train", tmp_path / "in", "--model", tmp_path / "afile" / "m.pt", "--steps", "1"],
+    ]
+    for args in cases:
+        r = invoke(*args)
+        assert r.exit_code in (1, 2), (args, r.output)
+        assert "afile" in r.stderr and no_traceback(r), (args, r.output)
+        assert len([line for line in r.stderr.splitlines() if line.strip()]) <= 3  # usage header + 1 line
+    assert (tmp_path / "afile").read_text() == "I am a file"
+
+
+# --- damaged, foreign and malicious model files ----------------------------------------------------------------
+
+class _Shell:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch '{self.marker}'",)
+
+
+class _Open:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return open, (str(self.marker), "w")
+
+
+@pytest.fixture(scope="module")
+def trained_model(tmp_path_factory):
+    root = tmp_path_factory.mktemp("model")
+    write_image(root / "in" / "a.png", image())
+    assert invoke("train", root / "in", "--model", root / "m.pt", "--steps", "1", "-q").exit_code == 0
+    return root / "m.pt"
+
+
+def _write_model(kind, path, trained, marker):
+    if kind == "truncated":
+        data = trained.read_bytes()
+        path.write_bytes(data[:len(data) // 2])
+    elif kind == "random":
+        path.write_bytes(bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8)))
+    elif kind == "text":
+        path.write_text("not a model\n")
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "foreign":
+        torch.save({"a": 1}, path)
+    elif kind == "pickle-shell":
+        path.write_bytes(pickle.dumps(_Shell(marker)))
+    elif kind == "pickle-open":
+        path.write_bytes(pickle.dumps(_Open(marker)))
+    elif kind == "torch-shell":
+        torch.save(_Shell(marker), path)
+
+
+MODEL_KINDS = ["truncated", "random", "text", "empty", "foreign", "pickle-shell", "pickle-open", "torch-shell"]
+
+
+@pytest.mark.parametrize("kind", MODEL_KINDS)
+def test_bad_model_file(tmp_path, trained_model, kind):
+    write_image(tmp_path / "in" / "a.png", image())
+    model, marker = tmp_path / f"{kind}.pt", tmp_path / "PWNED"
+    _write_model(kind, model, trained_model, marker)
+    r = invoke("apply", tmp_path / "in", "--model", model, "-o", tmp_path / "out")
+    assert r.exit_code == 1 and no_traceback(r)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(model) in lines[0], r.stderr
+    assert not marker.exists(), "loading the model ran code from it"
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("make", [_Shell, _Open])
+def test_malicious_payloads_are_real(tmp_path, make):
+    """The payloads above do create the marker when unpickled unsafely, so the test above means something."""
+    marker = tmp_path / "marker"
+    pickle.loads(pickle.dumps(make(marker)))
+    assert marker.exists()
+
+
+def test_missing_model(tmp_path):
+    r = invoke("apply", tmp_path, "--model", tmp_path / "none.pt", "-o", tmp_path / "out")
+    assert r.exit_code == 1 and "none.pt" in r.stderr and no_traceback(r)
+
+
+# --- the real program --------------------------------------------------------------------------------------------
+
+def run_program(*args):
+    exe = shutil.which("rain2avoid")
+    cmd = [exe] if exe else [sys.executable, "-m", "rain2avoid.cli"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(cmd + [str(a) for a in args], capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_program_folder_with_bad_files(tmp_path, mixed):
+    p = run_program("derain", mixed, "-o", tmp_path / "out", "--steps", "2")
+    assert p.returncode == 1
+    assert "Traceback" not in p.stderr and "Traceback" not in p.stdout
+    assert "[ WARN" not in p.stderr  # no OpenCV chatter about the truncated PNG
+    errors = [line for line in p.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == len(BAD) and all(any(name in line for line in errors) for name in BAD)
+    assert sorted(os.listdir(tmp_path / "out")) == ["good.png", "png_named.jpg"]
+
+    p = run_program("derain", mixed, "-o", tmp_path / "out2", "--steps", "2", "--debug")
+    assert p.returncode != 0 and "Traceback" in p.stderr and "ImageReadError" in p.stderr
+
+
+def test_program_usage_error_and_bad_model(tmp_path):
+    p = run_program("derain", tmp_path / "missing.png", "-o", tmp_path / "o.png")
+    assert p.returncode == 2 and "missing.png" in p.stderr and "Traceback" not in p.stderr
+
+    marker = tmp_path / "PWNED"
+    (tmp_path / "evil.pt").write_bytes(pickle.dumps(_Shell(marker)))  # torch warns about its protocol
+    write_image(tmp_path / "in" / "a.png", image())
+    p = run_program("apply", tmp_path / "in", "--model", tmp_path / "evil.pt", "-o", tmp_path / "out")
+    assert p.returncode == 1 and "Traceback" not in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1 and "evil.pt" in p.stderr
+    assert not marker.exists()
