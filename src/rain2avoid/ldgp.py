@@ -14,7 +14,8 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-__all__ = ["MaskResult", "rain_mask", "streak_angle", "rotation_for_angle"]
+__all__ = ["MaskResult", "rain_mask", "streak_angle", "rotation_for_angle",
+           "estimate_rotation", "guarded_rain_mask", "rain_guard"]
 
 _CELL = 8
 _CELLS_PER_BLOCK = 4
@@ -137,3 +138,200 @@ def rain_mask(image: np.ndarray, patch_size: int = 80, kernel_size: int = 10,
     crop = back[off_r:off_r + h, off_c:off_c + w]
     mask[:crop.shape[0], :crop.shape[1]] = crop
     return MaskResult(mask, int(angle))
+
+
+# ---------------------------------------------------------------------------
+# Guarded variant (not part of the reference method).
+#
+# The reference LDGP mask also flags rain-free texture that is bright and runs
+# roughly along the streaks (bridge pillars, animal stripes, branches), and its
+# 5-degree HOG vote can miss the streak angle by ~10 degrees. Replacing such
+# texture with neighbouring colours destroys detail. The functions below add
+#   * a finer streak-angle estimate from thin, achromatic bright runs,
+#   * a ridge (width) test in the rotated frame: a streak pixel must stand out
+#     against a horizontal grey opening of ``ridge_width`` px, so edges and
+#     wide bright bars do not count,
+#   * a photometric guard on the derained estimate: rain only adds an
+#     achromatic (equal in R, G, B) positive increment of a plausible size.
+# ---------------------------------------------------------------------------
+
+def _thin_achromatic_bright(image: np.ndarray, size: int = 3, height: float = 4.0) -> np.ndarray:
+    """uint8 map (255) of pixels that are a thin bright detail in every colour channel.
+
+    White top-hat (image minus its opening with a ``size`` x ``size`` ellipse) per
+    channel; the minimum over channels must exceed ``height`` grey levels.
+    """
+    se = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
+    x = image.astype(np.float32)
+    top = x - cv2.morphologyEx(x, cv2.MORPH_OPEN, se)
+    if top.ndim == 3:
+        top = top.min(axis=2)
+    return ((top > height) * 255).astype(np.uint8)
+
+
+def estimate_rotation(image: np.ndarray, search: float = 45.0, coarse: float = 3.0,
+                      fine: float = 1.0, run_length: int = 21, tophat_size: int = 3,
+                      tophat_height: float = 4.0, prior: float = 5.0) -> float:
+    """Rotation (degrees, as :func:`rotation_for_angle` returns) that makes streaks vertical.
+
+    Thin achromatic bright pixels are marked (:func:`_thin_achromatic_bright`);
+    for each candidate rotation the binary map is rotated (nearest neighbour)
+    and scored by (pixels in vertical runs of ``run_length``) / (pixels in
+    horizontal runs of the same length), each count plus ``prior`` (keeps
+    the ratio stable when few pixels survive): rain streaks form long runs only along
+    their own direction, while isotropic texture scores about 1 everywhere and
+    the rotation's resampling affects numerator and denominator alike. Coarse
+    search over [-search, search] in ``coarse`` steps, then ``fine`` steps
+    around the best. Returns 0.0 when there are no thin bright pixels.
+    """
+    binary = _thin_achromatic_bright(np.asarray(image), tophat_size, tophat_height)
+    if not binary.any():
+        return 0.0
+    h, w = binary.shape
+    vline = cv2.getStructuringElement(cv2.MORPH_RECT, (1, run_length))
+    hline = cv2.getStructuringElement(cv2.MORPH_RECT, (run_length, 1))
+
+    def score(theta: float) -> float:
+        m = cv2.getRotationMatrix2D((w / 2, h / 2), float(theta), 1)
+        r = cv2.warpAffine(binary, m, (w, h), flags=cv2.INTER_NEAREST, borderValue=0)
+        return ((cv2.countNonZero(cv2.erode(r, vline)) + prior)
+                / (cv2.countNonZero(cv2.erode(r, hline)) + prior))
+
+    cands = np.arange(-search, search + 1e-9, coarse)
+    best = float(cands[int(np.argmax([score(t) for t in cands]))])
+    cands = np.arange(best - coarse + fine, best + coarse - fine + 1e-9, fine)
+    return float(cands[int(np.argmax([score(t) for t in cands]))])
+
+
+def guarded_rain_mask(image: np.ndarray, kernel_size: int = 10, ridge_width: int = 7,
+                      ridge_height: int = 2, rotation: float | None = None) -> MaskResult:
+    """Rain mask with a finer streak angle and a ridge (width) test.
+
+    Same steps as :func:`rain_mask` (rotate so streaks are vertical, adaptive
+    5x5 mean threshold, vertical opening of ``kernel_size`` px, rotate back),
+    except that
+      * the rotation comes from :func:`estimate_rotation` (1-degree steps)
+        unless ``rotation`` is given;
+      * before the vertical opening, a pixel must also exceed the grey opening
+        of its row with a 1 x ``ridge_width`` element by more than
+        ``ridge_height`` grey levels: it is brighter than both horizontal
+        neighbours within ``ridge_width`` px, i.e. part of a bright line
+        narrower than ``ridge_width`` across the streak direction. Edges and
+        wide bright structures (pillars, stripes) fail this test.
+    ``ridge_width=0`` disables the ridge test.
+
+    Returns ``MaskResult(mask, angle)`` with ``angle`` in the convention of
+    :func:`streak_angle` (degrees in [0, 180), ``rotation_for_angle(angle)``
+    gives back the rounded rotation).
+    """
+    image = np.asarray(image)
+    if image.dtype != np.uint8:
+        raise TypeError(f"guarded_rain_mask expects a uint8 image, got {image.dtype}")
+    if image.ndim not in (2, 3) or image.shape[0] < 1 or image.shape[1] < 1:
+        raise ValueError(f"guarded_rain_mask expects an (H, W) or (H, W, C) image, got shape {image.shape}")
+    if kernel_size < 1 or ridge_width < 0:
+        raise ValueError("kernel_size must be >= 1 and ridge_width >= 0")
+    h, w = image.shape[:2]
+    colour = np.ascontiguousarray(image[..., :3]) if image.ndim == 3 else image
+    theta = estimate_rotation(colour) if rotation is None else float(rotation)
+    t = math.radians(abs(theta))
+    off_r, off_c = math.floor(w * math.sin(t) * math.cos(t)), math.floor(h * math.sin(t) * math.cos(t))
+
+    rotated = _gray(_rotate(colour, theta))
+    bright = cv2.adaptiveThreshold(rotated, 255, cv2.ADAPTIVE_THRESH_MEAN_C, cv2.THRESH_BINARY, 5, 0)
+    if ridge_width:
+        opened = cv2.morphologyEx(rotated, cv2.MORPH_OPEN, np.ones((1, ridge_width), np.uint8))
+        ridge = (rotated.astype(np.int16) - opened.astype(np.int16)) > ridge_height
+        bright &= (ridge * 255).astype(np.uint8)
+    line = cv2.getStructuringElement(cv2.MORPH_RECT, (1, kernel_size))
+    streaks = cv2.dilate(cv2.erode(bright, line), line)
+    back = _rotate(streaks, -theta)
+    mask = np.zeros((h, w), np.uint8)
+    crop = back[off_r:off_r + h, off_c:off_c + w]
+    mask[:crop.shape[0], :crop.shape[1]] = crop
+    angle = int(round(theta)) % 180
+    return MaskResult(mask, angle)
+
+
+def rain_guard(image: np.ndarray, estimate: np.ndarray, mask: np.ndarray, cap: float = 4.0,
+               component_cap: float = 3.0, colour: str = "median", saturated: int = 250,
+               threshold: int = 10) -> np.ndarray:
+    """Keep only the part of ``image - estimate`` that rain can explain.
+
+    Rain only adds light, and (in Rain100L and for white rain generally) about
+    the same amount to R, G and B. Per pixel the rain increment ``a`` is
+    estimated from ``d = image - estimate``:
+      * ``colour="median"`` (default): ``a = max(0, median_c d_c)``;
+      * ``colour="min"``: ``a = max(0, min_c d_c)`` over the channels below
+        ``saturated`` (clipped channels under-report the increment). Strictly
+        achromatic; best on Rain100L, but biased low where the estimate is
+        noisy and the rain strong (-0.7 dB on heavy synthetic rain);
+      * ``colour="free"``: each channel applies its own ``max(0, d_c)``; the
+        median is used only for the tests below.
+    The output is ``image_c - min(w * a, max(0, d_c))`` per channel: never
+    darker than ``min(estimate, image)``, and never a change rain cannot make.
+
+    The weight ``w`` in [0, 1] falls back to the input where the change is
+    larger than rain plausibly makes in this image. The scale ``s`` is the
+    median of ``a`` over the mask pixels with ``a > 0.5`` (one robust
+    statistic per image, no ground truth):
+      * per pixel, ``w = clip(2 - a / (cap * s), 0, 1)``: full removal up to
+        ``cap * s``, none above ``2 * cap * s``;
+      * per connected component of the mask (8-connected), ``w = 0`` where the
+        component's median ``a`` exceeds ``component_cap * s``: a whole bright
+        structure that stands far above the image's rain increments is texture.
+    ``None`` disables either test.
+
+    Args:
+        image: (H, W, 3) rainy image (any numeric dtype, 0-255 scale).
+        estimate: (H, W, 3) derained estimate on the same scale (e.g.
+            :func:`rain2avoid.sdr.expected_reference` or a network's output).
+        mask: (H, W) rain mask, > ``threshold`` = rain (scale and components).
+
+    Returns:
+        float32 (H, W, 3) image in [0, 255].
+    """
+    x = np.asarray(image, dtype=np.float32)
+    e = np.asarray(estimate, dtype=np.float32)
+    mask = np.asarray(mask)
+    if x.ndim != 3 or e.shape != x.shape or mask.shape != x.shape[:2]:
+        raise ValueError(f"shapes do not match: image {x.shape}, estimate {e.shape}, mask {mask.shape}")
+    if colour not in ("min", "median", "free"):
+        raise ValueError(f"colour must be 'min', 'median' or 'free', got {colour!r}")
+    d = x - e
+    if colour == "min":
+        unsat = x < saturated
+        unsat = np.where(unsat.any(axis=2, keepdims=True), unsat, True)
+        a = np.maximum(np.where(unsat, d, np.float32(np.inf)).min(axis=2), 0)
+    else:
+        a = np.maximum(np.median(d, axis=2), 0)
+    rain = mask > threshold
+    sel = rain & (a > 0.5)
+    s = float(np.median(a[sel])) if sel.any() else 0.0
+    wgt = np.ones_like(a)
+    if s > 0 and cap is not None:
+        wgt = np.clip(2 - a / (cap * s), 0, 1)
+    if s > 0 and component_cap is not None:
+        n, labels = cv2.connectedComponents(rain.astype(np.uint8), connectivity=8)
+        if n > 1:
+            lab = labels[rain]
+            order = np.lexsort((a[rain], lab))          # by label, then by a
+            lab_sorted, a_sorted = lab[order], a[rain][order]
+            starts = np.searchsorted(lab_sorted, np.arange(n))
+            ends = np.append(starts[1:], lab_sorted.size)
+            counts = ends - starts
+            lo = starts + np.maximum(counts - 1, 0) // 2
+            hi = starts + counts // 2
+            med = np.zeros(n, np.float32)
+            ok = counts > 0
+            med[ok] = 0.5 * (a_sorted[np.minimum(lo[ok], a_sorted.size - 1)]
+                             + a_sorted[np.minimum(hi[ok], a_sorted.size - 1)])
+            bad = med > component_cap * s
+            bad[0] = False
+            wgt = wgt * ~bad[labels]
+    pos = np.maximum(d, 0)
+    if colour == "free":
+        sub = wgt[..., None] * pos
+    else:
+        sub = np.minimum((wgt * a)[..., None], pos)
+    return np.clip(x - sub, 0, 255).astype(np.float32)

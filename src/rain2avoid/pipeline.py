@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .io import from_float_rgb, to_float_rgb
-from .ldgp import rain_mask
+from .ldgp import guarded_rain_mask, rain_guard, rain_mask
 from .sdr import expected_reference, sample_references
 from .sdrl import Settings, resolve_settings, train_image
 
@@ -45,10 +45,14 @@ def to_uint8(rgb: np.ndarray) -> np.ndarray:
 
 
 def compute_mask(rgb8: np.ndarray, kind: str = "guarded"):
-    """Rain mask of a uint8 RGB image: ``"ldgp"`` (reference) or ``"guarded"``."""
+    """Rain mask of a uint8 RGB image: ``"ldgp"`` (the reference's) or ``"guarded"``.
+
+    The guarded mask estimates the streak angle to the degree and only keeps
+    bright lines narrower than 7 px across the streaks (see ``ldgp.guarded_rain_mask``).
+    """
     if kind not in ("ldgp", "guarded"):
         raise ValueError(f"mask must be 'ldgp' or 'guarded', got {kind!r}")
-    return rain_mask(rgb8)
+    return guarded_rain_mask(rgb8) if kind == "guarded" else rain_mask(rgb8)
 
 
 def make_targets(rgb: np.ndarray, mask: np.ndarray, settings: Settings) -> np.ndarray:
@@ -56,13 +60,17 @@ def make_targets(rgb: np.ndarray, mask: np.ndarray, settings: Settings) -> np.nd
 
     ``target="expected"`` gives the closed-form mean reference (R = 1);
     ``"sampled"`` gives ``settings.refs`` stochastic references. Distances are
-    measured on the 0-255 scale, as in the reference implementation.
+    measured on the 0-255 scale, as in the reference implementation. With
+    ``settings.guard`` each reference keeps only the change rain can explain
+    (``ldgp.rain_guard``): texture mistaken for rain falls back to the input.
     """
     scaled = rgb.astype(np.float32) * 255.0
     if settings.target == "expected":
         refs = expected_reference(scaled, mask, settings.sampler)[None]
     else:
         refs = sample_references(scaled, mask, settings.refs, settings.sampler, seed=settings.seed)
+    if settings.guard:
+        refs = np.stack([rain_guard(scaled, ref, mask) for ref in refs])
     return (refs / 255.0).astype(np.float32)
 
 

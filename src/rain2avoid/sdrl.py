@@ -48,7 +48,8 @@ class Settings:
     refs: number of sampled references (``target="sampled"``).
     sampler: "nss" or "uniform".
     target: "expected" (closed-form mean reference, one target) or "sampled".
-    mask: "guarded" (LDGP plus the texture guard) or "ldgp" (the reference mask).
+    mask: "guarded" (finer angle, thin lines only) or "ldgp" (the reference mask).
+    guard: keep only the part of each reference's change that rain can explain.
     only_darken: rain only adds light, so never brighten a pixel.
     flip_tta: average the prediction with the one on the mirrored image.
     seed: seeds the references, the network's initial weights and the crops.
@@ -63,6 +64,7 @@ class Settings:
     sampler: str = "nss"
     target: str = "expected"
     mask: str = "guarded"
+    guard: bool = True
     schedule: str = "cosine"
     only_darken: bool = True
     flip_tta: bool = False
@@ -90,14 +92,14 @@ PRESETS = {
     "fast": Settings(),
     "high": Settings(steps=600, flip_tta=True),
     "reference": Settings(backbone="unet", steps=5000, lr=1e-3, batch=1, crop=0, refs=50, sampler="nss",
-                          target="sampled", mask="ldgp", schedule="constant", only_darken=False),
+                          target="sampled", mask="ldgp", guard=False, schedule="constant", only_darken=False),
 }
 
 FOLDER_PRESETS = {
     "fast": Settings(steps=2000, batch=16, crop=96),
     "high": Settings(steps=6000, batch=16, crop=96, flip_tta=True),
     "reference": Settings(backbone="unet", steps=4000, lr=1e-3, batch=64, crop=64, refs=50,
-                          target="sampled", mask="ldgp", schedule="constant", only_darken=False),
+                          target="sampled", mask="ldgp", guard=False, schedule="constant", only_darken=False),
 }
 
 
