@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from . import __version__
 from .io import (DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, ImageReadError, list_images,
                  read_image, to_float_rgb, write_image)
+from .ldgp import rotation_for_angle
 from .metrics import psnr, ssim
 from .sdrl import FOLDER_PRESETS, PRESETS, ModelFileError
 
@@ -221,7 +222,8 @@ def derain(input, output, preset, device, backbone, steps, target, refs, sampler
         if save_intermediates:
             write_image(dst.with_name(f"{dst.stem}_mask.png"), r.mask)
             write_image(dst.with_name(f"{dst.stem}_reference.png"), to_uint8(r.targets.mean(axis=0)))
-        ctx.say(f"{src.name} -> {dst} ({r.seconds:.1f} s, streak angle {r.angle})")
+        lean = rotation_for_angle(r.angle)
+        ctx.say(f"{src.name} -> {dst} ({r.seconds:.1f} s, streaks {lean:+d} deg from vertical)")
 
     jobs = [(f, _output_for(f, output, folder)) for f in files]
     _run(ctx, jobs, work, "derain", force=force or not folder, overwrite=overwrite)
@@ -464,7 +466,8 @@ def demo(output, seed, quiet):
     for name, image in [("clean", clean), ("rainy", rainy), ("mask", r.mask), ("derained", r.image),
                         ("comparison", comparison)]:
         write_image(output / f"{name}.png", image)
-    click.echo(f"streak angle {r.angle} deg, {r.seconds:.1f} s")
+    click.echo(f"rain rendered at 10 deg from vertical, estimated {rotation_for_angle(r.angle):+d} deg; "
+               f"derained in {r.seconds:.1f} s")
     click.echo(f"{'':10} {'PSNR-Y':>8} {'SSIM-Y':>7}")
     for name, image in [("rainy", rainy), ("derained", r.image)]:
         click.echo(f"{name:10} {psnr(image, clean):8.2f} {ssim(image, clean):7.4f}")

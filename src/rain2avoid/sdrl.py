@@ -56,10 +56,10 @@ class Settings:
     """
 
     backbone: str = "fast"
-    steps: int = 200
+    steps: int = 400
     lr: float = 2e-3
     batch: int = 8
-    crop: int = 96
+    crop: int = 64
     refs: int = 50
     sampler: str = "nss"
     target: str = "expected"
@@ -90,7 +90,7 @@ class Settings:
 
 PRESETS = {
     "fast": Settings(),
-    "high": Settings(steps=600, flip_tta=True),
+    "high": Settings(steps=1600, flip_tta=True),
     "reference": Settings(backbone="unet", steps=5000, lr=1e-3, batch=1, crop=0, refs=50, sampler="nss",
                           target="sampled", mask="ldgp", guard=False, schedule="constant", only_darken=False),
 }
