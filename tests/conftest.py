@@ -2,9 +2,11 @@
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
+from click.testing import CliRunner
+
+from rain2avoid.cli import main
 
 DEV = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "rain100l-dev"
 
@@ -39,3 +41,12 @@ def rainy_pair():
     clean = clean_example("coffee", size=(96, 128))
     rainy, _ = add_rain(clean, angle=0, density=0.04, length=14, seed=3)
     return rainy, clean
+
+
+def invoke(*args, catch=False):
+    """Run ``rain2avoid ARGS``; stdout and stderr kept apart; crashes surface unless ``catch``."""
+    try:
+        runner = CliRunner(mix_stderr=False)  # click < 8.2
+    except TypeError:
+        runner = CliRunner()  # click >= 8.2 always keeps result.stderr apart
+    return runner.invoke(main, [str(a) for a in args], catch_exceptions=catch)

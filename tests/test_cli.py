@@ -11,22 +11,13 @@ import json
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
-from rain2avoid.cli import MAX_PSNR, main
+from conftest import invoke
+from rain2avoid.cli import MAX_PSNR
 from rain2avoid.io import read_image, write_image
 
 H, W = 40, 56
-
-
-def invoke(*args, catch=False):
-    """Run ``rain2avoid ARGS``; stdout and stderr kept apart; crashes surface unless ``catch``."""
-    try:
-        runner = CliRunner(mix_stderr=False)  # click < 8.2
-    except TypeError:
-        runner = CliRunner()  # click >= 8.2 always keeps result.stderr apart
-    return runner.invoke(main, [str(a) for a in args], catch_exceptions=catch)
 
 
 def noise(shape, seed=0, dtype=np.uint8):

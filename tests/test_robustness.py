@@ -17,21 +17,11 @@ import sys
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
 
-from rain2avoid.cli import main
+from conftest import invoke
 from rain2avoid.io import ImageReadError, read_image, write_image
 
 H, W = 40, 56
-
-
-def invoke(*args, catch=False):
-    """Run ``rain2avoid ARGS``; stdout and stderr kept apart; crashes surface unless ``catch``."""
-    try:
-        runner = CliRunner(mix_stderr=False)  # click < 8.2
-    except TypeError:
-        runner = CliRunner()  # click >= 8.2 always keeps result.stderr apart
-    return runner.invoke(main, [str(a) for a in args], catch_exceptions=catch)
 
 
 def image(h=H, w=W, seed=0):

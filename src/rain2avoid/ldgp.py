@@ -100,6 +100,45 @@ def _rotate(image: np.ndarray, theta: float, interpolation: int = cv2.INTER_LINE
     return cv2.warpAffine(image, m, (bw, bh), flags=interpolation, borderValue=(255, 255, 255))
 
 
+def _check_image(image: np.ndarray, who: str) -> None:
+    if image.dtype != np.uint8:
+        raise TypeError(f"{who} expects a uint8 image, got {image.dtype}; convert with rain2avoid.io")
+    if image.ndim not in (2, 3) or image.shape[0] < 1 or image.shape[1] < 1:
+        raise ValueError(f"{who} expects an (H, W) or (H, W, C) image, got shape {image.shape}")
+
+
+def _colour(image: np.ndarray) -> np.ndarray:
+    """The image without alpha, contiguous (OpenCV wants that)."""
+    return np.ascontiguousarray(image[..., :3]) if image.ndim == 3 else image
+
+
+def _vertical_streaks(image: np.ndarray, theta: float, kernel_size: int, ridge_width: int = 0,
+                      ridge_height: int = 0) -> np.ndarray:
+    """Steps 3-6 of LDGP: rotate by ``theta``, keep bright vertical runs, rotate back, crop.
+
+    Bright = above the 5x5 mean; with ``ridge_width`` also more than
+    ``ridge_height`` above the row's grey opening with a 1 x ``ridge_width``
+    line (a line narrower than that across the streaks). Runs shorter than
+    ``kernel_size`` are removed by a vertical opening.
+    """
+    h, w = image.shape[:2]
+    t = math.radians(abs(theta))
+    off_r, off_c = math.floor(w * math.sin(t) * math.cos(t)), math.floor(h * math.sin(t) * math.cos(t))
+    # Rotate the colour image, then take gray, as the reference does (rounding differs otherwise).
+    rotated = _gray(_rotate(_colour(image), theta))
+    bright = cv2.adaptiveThreshold(rotated, 255, cv2.ADAPTIVE_THRESH_MEAN_C, cv2.THRESH_BINARY, 5, 0)
+    if ridge_width:
+        opened = cv2.morphologyEx(rotated, cv2.MORPH_OPEN, np.ones((1, ridge_width), np.uint8))
+        ridge = (rotated.astype(np.int16) - opened.astype(np.int16)) > ridge_height
+        bright &= (ridge * 255).astype(np.uint8)
+    line = cv2.getStructuringElement(cv2.MORPH_RECT, (1, kernel_size))
+    back = _rotate(cv2.dilate(cv2.erode(bright, line), line), -theta)
+    mask = np.zeros((h, w), np.uint8)
+    crop = back[off_r:off_r + h, off_c:off_c + w]
+    mask[:crop.shape[0], :crop.shape[1]] = crop
+    return mask
+
+
 def rain_mask(image: np.ndarray, patch_size: int = 80, kernel_size: int = 10,
               angle: int | None = None) -> MaskResult:
     """LDGP rain mask of an RGB (or gray) uint8 image.
@@ -115,28 +154,12 @@ def rain_mask(image: np.ndarray, patch_size: int = 80, kernel_size: int = 10,
         ``MaskResult(mask, angle)``: mask is (H, W) uint8, 255 = rain, 0 = background.
     """
     image = np.asarray(image)
-    if image.dtype != np.uint8:
-        raise TypeError(f"rain_mask expects a uint8 image, got {image.dtype}; convert with rain2avoid.io")
-    if image.ndim not in (2, 3) or image.shape[0] < 1 or image.shape[1] < 1:
-        raise ValueError(f"rain_mask expects an (H, W) or (H, W, C) image, got shape {image.shape}")
+    _check_image(image, "rain_mask")
     if kernel_size < 1:
         raise ValueError(f"kernel_size must be >= 1, got {kernel_size}")
-    h, w = image.shape[:2]
     if angle is None:
         angle = streak_angle(image, patch_size)
-    theta = rotation_for_angle(angle)
-    t = math.radians(abs(theta))
-    off_r, off_c = math.floor(w * math.sin(t) * math.cos(t)), math.floor(h * math.sin(t) * math.cos(t))
-
-    # Rotate the colour image, then take gray, as the reference does (rounding differs otherwise).
-    rotated = _gray(_rotate(np.ascontiguousarray(image[..., :3]) if image.ndim == 3 else image, theta))
-    bright = cv2.adaptiveThreshold(rotated, 255, cv2.ADAPTIVE_THRESH_MEAN_C, cv2.THRESH_BINARY, 5, 0)
-    line = cv2.getStructuringElement(cv2.MORPH_RECT, (1, kernel_size))
-    streaks = cv2.dilate(cv2.erode(bright, line), line)
-    back = _rotate(streaks, -theta)
-    mask = np.zeros((h, w), np.uint8)
-    crop = back[off_r:off_r + h, off_c:off_c + w]
-    mask[:crop.shape[0], :crop.shape[1]] = crop
+    mask = _vertical_streaks(image, rotation_for_angle(angle), kernel_size)
     return MaskResult(mask, int(angle))
 
 
@@ -171,7 +194,7 @@ def _thin_achromatic_bright(image: np.ndarray, size: int = 3, height: float = 4.
 
 def estimate_rotation(image: np.ndarray, search: float = 45.0, coarse: float = 3.0,
                       fine: float = 1.0, run_length: int = 21, tophat_size: int = 3,
-                      tophat_height: float = 4.0, prior: float = 5.0) -> float:
+                      tophat_height: float = 4.0, prior: float = 5.0, around: float = 0.0) -> float:
     """Rotation (degrees, as :func:`rotation_for_angle` returns) that makes streaks vertical.
 
     Thin achromatic bright pixels are marked (:func:`_thin_achromatic_bright`);
@@ -181,12 +204,12 @@ def estimate_rotation(image: np.ndarray, search: float = 45.0, coarse: float = 3
     the ratio stable when few pixels survive): rain streaks form long runs only along
     their own direction, while isotropic texture scores about 1 everywhere and
     the rotation's resampling affects numerator and denominator alike. Coarse
-    search over [-search, search] in ``coarse`` steps, then ``fine`` steps
-    around the best. Returns 0.0 when there are no thin bright pixels.
+    search over ``around`` +- ``search`` in ``coarse`` steps, then ``fine`` steps
+    around the best. Returns ``around`` when there are no thin bright pixels.
     """
     binary = _thin_achromatic_bright(np.asarray(image), tophat_size, tophat_height)
     if not binary.any():
-        return 0.0
+        return float(around)
     h, w = binary.shape
     vline = cv2.getStructuringElement(cv2.MORPH_RECT, (1, run_length))
     hline = cv2.getStructuringElement(cv2.MORPH_RECT, (run_length, 1))
@@ -197,21 +220,22 @@ def estimate_rotation(image: np.ndarray, search: float = 45.0, coarse: float = 3
         return ((cv2.countNonZero(cv2.erode(r, vline)) + prior)
                 / (cv2.countNonZero(cv2.erode(r, hline)) + prior))
 
-    cands = np.arange(-search, search + 1e-9, coarse)
+    cands = np.arange(around - search, around + search + 1e-9, coarse)
     best = float(cands[int(np.argmax([score(t) for t in cands]))])
     cands = np.arange(best - coarse + fine, best + coarse - fine + 1e-9, fine)
     return float(cands[int(np.argmax([score(t) for t in cands]))])
 
 
 def guarded_rain_mask(image: np.ndarray, kernel_size: int = 10, ridge_width: int = 7,
-                      ridge_height: int = 2, rotation: float | None = None) -> MaskResult:
+                      ridge_height: int = 2, rotation: float | None = None, agree: float = 12.0) -> MaskResult:
     """Rain mask with a finer streak angle and a ridge (width) test.
 
     Same steps as :func:`rain_mask` (rotate so streaks are vertical, adaptive
     5x5 mean threshold, vertical opening of ``kernel_size`` px, rotate back),
     except that
       * the rotation comes from :func:`estimate_rotation` (1-degree steps)
-        unless ``rotation`` is given;
+        when it agrees with the HOG vote of :func:`streak_angle` within
+        ``agree`` degrees, from the vote otherwise, unless ``rotation`` is given;
       * before the vertical opening, a pixel must also exceed the grey opening
         of its row with a 1 x ``ridge_width`` element by more than
         ``ridge_height`` grey levels: it is brighter than both horizontal
@@ -225,30 +249,17 @@ def guarded_rain_mask(image: np.ndarray, kernel_size: int = 10, ridge_width: int
     gives back the rounded rotation).
     """
     image = np.asarray(image)
-    if image.dtype != np.uint8:
-        raise TypeError(f"guarded_rain_mask expects a uint8 image, got {image.dtype}")
-    if image.ndim not in (2, 3) or image.shape[0] < 1 or image.shape[1] < 1:
-        raise ValueError(f"guarded_rain_mask expects an (H, W) or (H, W, C) image, got shape {image.shape}")
+    _check_image(image, "guarded_rain_mask")
     if kernel_size < 1 or ridge_width < 0:
         raise ValueError("kernel_size must be >= 1 and ridge_width >= 0")
-    h, w = image.shape[:2]
-    colour = np.ascontiguousarray(image[..., :3]) if image.ndim == 3 else image
-    theta = estimate_rotation(colour) if rotation is None else float(rotation)
-    t = math.radians(abs(theta))
-    off_r, off_c = math.floor(w * math.sin(t) * math.cos(t)), math.floor(h * math.sin(t) * math.cos(t))
-
-    rotated = _gray(_rotate(colour, theta))
-    bright = cv2.adaptiveThreshold(rotated, 255, cv2.ADAPTIVE_THRESH_MEAN_C, cv2.THRESH_BINARY, 5, 0)
-    if ridge_width:
-        opened = cv2.morphologyEx(rotated, cv2.MORPH_OPEN, np.ones((1, ridge_width), np.uint8))
-        ridge = (rotated.astype(np.int16) - opened.astype(np.int16)) > ridge_height
-        bright &= (ridge * 255).astype(np.uint8)
-    line = cv2.getStructuringElement(cv2.MORPH_RECT, (1, kernel_size))
-    streaks = cv2.dilate(cv2.erode(bright, line), line)
-    back = _rotate(streaks, -theta)
-    mask = np.zeros((h, w), np.uint8)
-    crop = back[off_r:off_r + h, off_c:off_c + w]
-    mask[:crop.shape[0], :crop.shape[1]] = crop
+    if rotation is None:
+        # The fine estimate sees thin streaks only; where it strays more than
+        # ``agree`` degrees from the HOG vote (wide streaks, texture), keep the vote.
+        vote = rotation_for_angle(streak_angle(image))
+        fine = estimate_rotation(_colour(image))
+        rotation = fine if abs(fine - vote) <= agree else vote
+    theta = float(rotation)
+    mask = _vertical_streaks(image, theta, kernel_size, ridge_width, ridge_height)
     angle = int(round(theta)) % 180
     return MaskResult(mask, angle)
 
