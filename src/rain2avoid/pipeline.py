@@ -87,6 +87,8 @@ def derain_detailed(image: np.ndarray, preset: str = "fast", device: str = "cpu"
     out = model.predict(rgb)
     if settings.only_darken:
         out = np.minimum(out, rgb)
+    if settings.output_cap:
+        out = rain_guard(rgb * 255.0, out * 255.0, mask, cap=settings.output_cap, component_cap=None) / 255.0
     return DerainResult(from_float_rgb(out, like=image), mask, angle, targets, settings,
                         time.perf_counter() - start)
 

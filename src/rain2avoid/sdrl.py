@@ -50,6 +50,8 @@ class Settings:
     target: "expected" (closed-form mean reference, one target) or "sampled".
     mask: "guarded" (finer angle, thin lines only) or "ldgp" (the reference mask).
     guard: keep only the part of each reference's change that rain can explain.
+    output_cap: per image, undo the output's change where it exceeds this many
+        times the image's median rain increment (0 = off; per-image strategy only).
     only_darken: rain only adds light, so never brighten a pixel.
     flip_tta: average the prediction with the one on the mirrored image.
     seed: seeds the references, the network's initial weights and the crops.
@@ -65,6 +67,7 @@ class Settings:
     target: str = "expected"
     mask: str = "guarded"
     guard: bool = True
+    output_cap: float = 8.0
     schedule: str = "cosine"
     only_darken: bool = True
     flip_tta: bool = False
@@ -74,6 +77,7 @@ class Settings:
         checks = [
             (self.backbone in BACKBONES, f"backbone must be one of {sorted(BACKBONES)}"),
             (self.steps >= 0, "steps must be >= 0"),
+            (self.output_cap >= 0, "output_cap must be >= 0 (0 = off)"),
             (self.lr > 0, "lr must be > 0"),
             (self.batch >= 1, "batch must be >= 1"),
             (self.crop >= 0, "crop must be >= 0 (0 = full image)"),
@@ -92,7 +96,8 @@ PRESETS = {
     "fast": Settings(),
     "high": Settings(steps=1600, flip_tta=True),
     "reference": Settings(backbone="unet", steps=5000, lr=1e-3, batch=1, crop=0, refs=50, sampler="nss",
-                          target="sampled", mask="ldgp", guard=False, schedule="constant", only_darken=False),
+                          target="sampled", mask="ldgp", guard=False, output_cap=0.0, schedule="constant",
+                          only_darken=False),
 }
 
 FOLDER_PRESETS = {
