@@ -51,3 +51,11 @@ def test_detailed_result(rainy_pair):
     r = rain2avoid.derain_detailed(rainy_pair[0], steps=5)
     assert r.mask.shape == rainy_pair[0].shape[:2] and r.targets.shape[1:] == (*rainy_pair[0].shape[:2], 3)
     assert r.seconds > 0
+
+
+def test_reference_preset_runs(rainy_pair):
+    """The faithful preset (U-Net, full image, sampled NSS references), shortened."""
+    rainy = rainy_pair[0][:48, :64]
+    r = rain2avoid.derain_detailed(rainy, preset="reference", steps=2, refs=3)
+    assert r.image.shape == rainy.shape and r.targets.shape[0] == 3
+    assert r.settings.backbone == "unet" and r.settings.mask == "ldgp"

@@ -459,7 +459,7 @@ def demo(output, seed, quiet):
     from .pipeline import derain_detailed
     from .synth import add_rain, clean_example
     clean = clean_example("astronaut")
-    rainy, _ = add_rain(clean, angle=10, seed=seed)
+    rainy, _ = add_rain(clean, angle=10, intensity=0.5, seed=seed)
     r = derain_detailed(rainy, seed=seed, progress=not quiet)
     gray = np.repeat(r.mask[..., None], 3, axis=2)
     comparison = np.concatenate([rainy, gray, r.image, clean], axis=1)
