@@ -420,14 +420,12 @@ def evaluate(pred, target, as_json, crop_border):
             raise click.ClickException(f"{stem}: sizes differ ({p}: {a.shape[1]}x{a.shape[0]}, "
                                        f"{t}: {b.shape[1]}x{b.shape[0]})")
         a, b = [x.astype(np.float64) / 257.0 if x.dtype == np.uint16 else x for x in (a, b)]
-        if min(a.shape[:2]) - 2 * crop_border < 7:
-            raise click.ClickException(f"{stem}: {a.shape[1]}x{a.shape[0]} is too small to score (SSIM needs "
-                                       f"at least 7x7 pixels after --crop-border {crop_border})")
         try:
             scores = {"psnr_y": psnr(a, b, "y", crop_border), "ssim_y": ssim(a, b, "y", crop_border),
                       "psnr_rgb": psnr(a, b, "rgb", crop_border), "ssim_rgb": ssim(a, b, "rgb", crop_border)}
         except ValueError as e:
-            raise click.ClickException(f"{stem}: cannot score {p} against {t}: {' '.join(str(e).split())}")
+            raise click.ClickException(f"{stem}: too small to score {p} against {t} "
+                                       f"(--crop-border {crop_border}): {' '.join(str(e).split())}")
         scores["psnr_y"], scores["psnr_rgb"] = min(scores["psnr_y"], MAX_PSNR), min(scores["psnr_rgb"], MAX_PSNR)
         rows.append({"name": stem, **scores})
     keys = ["psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb"]

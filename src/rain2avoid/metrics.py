@@ -12,9 +12,10 @@ from __future__ import annotations
 import numpy as np
 from skimage.metrics import structural_similarity
 
-__all__ = ["to_y", "psnr", "ssim", "CHANNELS"]
+__all__ = ["to_y", "psnr", "ssim", "CHANNELS", "SSIM_MIN_SIZE"]
 
 CHANNELS = ("y", "rgb")
+SSIM_MIN_SIZE = 11  # side of the Gaussian window: 2 * int(3.5 * 1.5 + 0.5) + 1
 
 
 def to_y(image: np.ndarray) -> np.ndarray:
@@ -58,6 +59,9 @@ def psnr(pred, target, channel: str = "y", crop_border: int = 0) -> float:
 def ssim(pred, target, channel: str = "y", crop_border: int = 0) -> float:
     """Structural similarity (Gaussian 11x11 window, sigma 1.5, range 255), mean over channels."""
     a, b = _prepare(pred, target, channel, crop_border)
+    if min(a.shape[:2]) < SSIM_MIN_SIZE:
+        raise ValueError(f"SSIM needs images of at least {SSIM_MIN_SIZE}x{SSIM_MIN_SIZE} pixels "
+                         f"(its Gaussian window), got {a.shape[1]}x{a.shape[0]}")
     return float(np.mean([
         structural_similarity(a[..., c], b[..., c], gaussian_weights=True, sigma=1.5,
                               use_sample_covariance=False, data_range=255)
