@@ -121,6 +121,21 @@ def _bands(height: int, window: int, band: int):
         yield a, b, max(a - halo, 0), min(b + halo, height)
 
 
+def _candidates_in_bands(image: np.ndarray, mask: np.ndarray, sampler: str, band: int,
+                         **kwargs):
+    """:func:`candidates` of the whole image, computed band by band (bounded memory).
+
+    Yields one :class:`Candidates` per band, with rows in whole-image coordinates,
+    holding only the band's own rain pixels that have at least one candidate.
+    """
+    _check(image, mask, sampler, kwargs.get("window", 7), kwargs.get("patch", 3))
+    for a, b, lo, hi in _bands(image.shape[0], kwargs.get("window", 7), band):
+        c = candidates(image[lo:hi], mask[lo:hi], sampler, **kwargs)
+        keep = (c.rows >= a - lo) & (c.rows < b - lo) & (c.weights.sum(axis=1) > 0)
+        if np.any(keep):
+            yield Candidates(c.rows[keep] + lo, c.cols[keep], c.offsets, c.weights[keep])
+
+
 def expected_reference(image: np.ndarray, mask: np.ndarray, sampler: str = "nss", band: int = 512,
                        **kwargs) -> np.ndarray:
     """The mean the stochastic references converge to, computed in closed form.
@@ -132,22 +147,14 @@ def expected_reference(image: np.ndarray, mask: np.ndarray, sampler: str = "nss"
     ``kwargs`` go to :func:`candidates`.
     """
     image, mask = np.asarray(image), np.asarray(mask)
-    _check(image, mask, sampler, kwargs.get("window", 7), kwargs.get("patch", 3))
     out = image.astype(np.float32)
-    for a, b, lo, hi in _bands(image.shape[0], kwargs.get("window", 7), band):
-        sub = image[lo:hi]
-        c = candidates(sub, mask[lo:hi], sampler, **kwargs)
-        keep = (c.rows >= a - lo) & (c.rows < b - lo)
-        total = c.weights[keep].sum(axis=1)
-        ok = total > 0
-        if not np.any(ok):
-            continue
-        p = c.weights[keep][ok] / total[ok, None]
-        rows, cols = c.rows[keep][ok], c.cols[keep][ok]
-        ys = np.clip(rows[:, None] + c.offsets[None, :, 0], 0, sub.shape[0] - 1)
-        xs = np.clip(cols[:, None] + c.offsets[None, :, 1], 0, sub.shape[1] - 1)
-        values = np.einsum("nm,nmc->nc", p, sub[ys, xs].astype(np.float64))
-        out[rows + lo, cols] = values.astype(np.float32)
+    h, w = mask.shape
+    for c in _candidates_in_bands(image, mask, sampler, band, **kwargs):
+        p = c.weights / c.weights.sum(axis=1, keepdims=True)
+        ys = np.clip(c.rows[:, None] + c.offsets[None, :, 0], 0, h - 1)   # clipped ones have p = 0
+        xs = np.clip(c.cols[:, None] + c.offsets[None, :, 1], 0, w - 1)
+        values = np.einsum("nm,nmc->nc", p, image[ys, xs].astype(np.float64))
+        out[c.rows, c.cols] = values.astype(np.float32)
     return out
 
 
@@ -162,22 +169,14 @@ def sample_references(image: np.ndarray, mask: np.ndarray, n: int = 50, sampler:
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
     image, mask = np.asarray(image), np.asarray(mask)
-    _check(image, mask, sampler, kwargs.get("window", 7), kwargs.get("patch", 3))
     refs = np.repeat(image[None], n, axis=0)
     rng = np.random.default_rng(seed)
-    for a, b, lo, hi in _bands(image.shape[0], kwargs.get("window", 7), band):
-        c = candidates(image[lo:hi], mask[lo:hi], sampler, **kwargs)
-        keep = (c.rows >= a - lo) & (c.rows < b - lo)
-        weights = c.weights[keep]
-        ok = weights.sum(axis=1) > 0
-        if not np.any(ok):
-            continue
-        cum = np.cumsum(weights[ok], axis=1)
+    for c in _candidates_in_bands(image, mask, sampler, band, **kwargs):
+        cum = np.cumsum(c.weights, axis=1)
         cum /= cum[:, -1:]
-        rows, cols = c.rows[keep][ok] + lo, c.cols[keep][ok]
         last = len(c.offsets) - 1
         for i in range(n):
-            u = rng.random(rows.size)
+            u = rng.random(c.rows.size)
             pick = np.minimum((cum <= u[:, None]).sum(axis=1), last)
-            refs[i, rows, cols] = image[rows + c.offsets[pick, 0], cols + c.offsets[pick, 1]]
+            refs[i, c.rows, c.cols] = image[c.rows + c.offsets[pick, 0], c.cols + c.offsets[pick, 1]]
     return refs
