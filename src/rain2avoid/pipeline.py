@@ -84,9 +84,7 @@ def derain_detailed(image: np.ndarray, preset: str = "fast", device: str = "cpu"
     mask, angle = compute_mask(to_uint8(rgb), settings.mask)
     targets = make_targets(rgb, mask, settings)
     model = train_image(rgb, targets, settings, device=device, progress=progress)
-    out = model.predict(rgb)
-    if settings.only_darken:
-        out = np.minimum(out, rgb)
+    out = model.clean(rgb)
     if settings.output_cap:
         out = rain_guard(rgb * 255.0, out * 255.0, mask, cap=settings.output_cap, component_cap=None) / 255.0
     return DerainResult(from_float_rgb(out, like=image), mask, angle, targets, settings,

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .io import from_float_rgb, to_float_rgb
 from .networks import BACKBONES, build_network
 
 __all__ = [
@@ -259,14 +260,16 @@ class Model:
                 out[y0:ye, x0:xe] = y[y0 - ya:ye - ya, x0 - xa:xe - xa]
         return out
 
+    def clean(self, rgb: np.ndarray) -> np.ndarray:
+        """Derained float32 (H, W, 3) in [0, 1]: the prediction, never brighter than the input
+        when ``settings.only_darken``."""
+        y = self.predict(rgb)
+        return np.minimum(y, rgb) if self.settings.only_darken else y
+
     def apply(self, image: np.ndarray) -> np.ndarray:
         """Derain ``image`` (any dtype/shape ``rain2avoid.io`` accepts); same dtype and shape back."""
-        from .io import from_float_rgb, to_float_rgb
-        x = to_float_rgb(image)
-        y = self.predict(x)
-        if self.settings.only_darken:
-            y = np.minimum(y, x)
-        return from_float_rgb(y, like=np.asarray(image))
+        image = np.asarray(image)
+        return from_float_rgb(self.clean(to_float_rgb(image)), like=image)
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the weights and settings atomically (loadable with ``weights_only=True``)."""
@@ -319,15 +322,13 @@ def load_model(path: str | os.PathLike, device: str = "cpu") -> Model:
 
 def train_image(image: np.ndarray, targets: np.ndarray, settings: Settings, device: str = "cpu",
                 progress: bool = False, on_step: Callable[[int, float], None] | None = None) -> Model:
-    """Train a fresh network on one image.
+    """Train a fresh network on one image: :func:`train_folder` on a folder of one.
 
     Args:
         image: float32 (H, W, 3) rainy image in [0, 1].
         targets: float32 (R, H, W, 3) references in [0, 1] (R = 1 for the expected reference).
     """
-    net = _new_network(settings)
-    samples = _Samples([image], [targets], settings)
-    return Model(_fit(net, samples, settings, device, progress, "training", on_step), settings, device)
+    return train_folder([image], [targets], settings, device, progress, on_step)
 
 
 def train_folder(inputs: Sequence[np.ndarray], targets: Sequence[np.ndarray], settings: Settings,
