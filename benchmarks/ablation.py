@@ -45,7 +45,7 @@ def main(argv: list[str]) -> None:
         sys.exit(f"unknown setting(s): {', '.join(sorted(unknown))}; valid: {', '.join(types)}")
     options = {k: _parse(v, types[k]) for k, v in pairs.items()}
     settings = resolve_settings(preset, **options)
-    rows = []
+    rows, worse = [], []
     for path in list_images(dataset / "input"):
         x, t = read_image(path), read_image(dataset / "target" / path.name)
         if closed_form:
@@ -59,10 +59,12 @@ def main(argv: list[str]) -> None:
             out, seconds = r.image, r.seconds
         rows.append([psnr(out, t), ssim(out, t), psnr(out, t, "rgb"), ssim(out, t, "rgb"),
                      psnr(out, t) < psnr(x, t), seconds])
+        if rows[-1][4]:
+            worse.append(f"{path.name} {psnr(out, t) - psnr(x, t):+.2f} dB")
     m = np.array(rows, dtype=float).mean(axis=0)
     label = " ".join(rest) or "defaults"
     print(f"{label}: Y {m[0]:.2f} / {m[1]:.4f}  RGB {m[2]:.2f} / {m[3]:.4f}  worse {int(m[4] * len(rows))}/"
-          f"{len(rows)}  {m[5]:.2f} s/image")
+          f"{len(rows)}{' (' + ', '.join(worse) + ')' if worse else ''}  {m[5]:.2f} s/image")
 
 
 if __name__ == "__main__":

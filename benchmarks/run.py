@@ -181,7 +181,7 @@ def job_folder(pairs: list, out_dir: str, steps: int | None) -> dict:
     from tqdm.auto import tqdm
 
     from rain2avoid.io import read_image, to_float_rgb, write_image
-    from rain2avoid.pipeline import compute_mask, make_targets, to_uint8
+    from rain2avoid.pipeline import compute_mask, loss_weights, make_targets, to_uint8
     from rain2avoid.sdrl import FOLDER_PRESETS, resolve_settings, train_folder
 
     baseline = _imports_done()
@@ -190,16 +190,17 @@ def job_folder(pairs: list, out_dir: str, steps: int | None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
 
     t0 = time.perf_counter()
-    inputs, targets = [], []
+    inputs, targets, weights = [], [], []
     for _, input_path, _ in tqdm(pairs, desc="folder: references", unit="image"):
         rgb = to_float_rgb(read_image(input_path))
         mask, _angle = compute_mask(to_uint8(rgb), settings.mask)
         inputs.append(rgb)
         targets.append(make_targets(rgb, mask, settings))
+        weights.append(loss_weights(mask, settings.halo))
     t1 = time.perf_counter()
-    model = train_folder(inputs, targets, settings, progress=True)
+    model = train_folder(inputs, targets, settings, progress=True, weights=weights)
     t2 = time.perf_counter()
-    del inputs, targets
+    del inputs, targets, weights
 
     rows = []
     for name, input_path, _ in tqdm(pairs, desc="folder: apply", unit="image"):

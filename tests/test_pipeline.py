@@ -3,6 +3,7 @@ import pytest
 
 import rain2avoid
 from rain2avoid.metrics import psnr
+from rain2avoid.pipeline import loss_weights
 
 FAST = dict(steps=80)
 
@@ -59,3 +60,17 @@ def test_reference_preset_runs(rainy_pair):
     r = rain2avoid.derain_detailed(rainy, preset="reference", steps=2, refs=3)
     assert r.image.shape == rainy.shape and r.targets.shape[0] == 3
     assert r.settings.backbone == "unet" and r.settings.mask == "ldgp"
+
+
+def test_loss_weights_leave_out_the_halo_only():
+    mask = np.zeros((7, 9), np.uint8)
+    mask[1:6, 4] = 255
+    w = loss_weights(mask, 1)
+    expected = np.ones((7, 9), np.float32)
+    expected[0:7, 3:6] = 0      # 3x3 neighbourhood of the streak column ...
+    expected[1:6, 4] = 1        # ... but the rain pixels themselves count
+    assert w.dtype == np.float32 and np.array_equal(w, expected)
+    assert np.array_equal(loss_weights(mask, 0), np.ones((7, 9), np.float32))
+    assert loss_weights(mask, 2)[:, 2:7].sum() == 5   # wider halo: only the streak itself left
+    with pytest.raises(ValueError):
+        loss_weights(mask, -1)

@@ -103,3 +103,28 @@ def test_full_image_training_cycles_references(rainy_pair):
     refs = np.stack([x * 0.5, x * 0.6, x * 0.7])
     model = train_image(x, refs, Settings(steps=6, crop=0, batch=1, backbone="fast", schedule="constant"))
     assert isinstance(model, Model)
+
+
+def test_zero_loss_weight_pixels_do_not_pull_the_output(rainy_pair):
+    # Target: darken the left half, keep the right. With the left half weighted 0 the
+    # network (which starts as the identity) only sees "keep the input"; unweighted it darkens.
+    x = rainy_pair[0].astype(np.float32) / 255
+    t = x.copy()
+    t[:, : x.shape[1] // 2] *= 0.5
+    w = np.ones(x.shape[:2], np.float32)
+    w[:, : x.shape[1] // 2] = 0
+    left = np.s_[:, : x.shape[1] // 2]
+    plain = train_image(x, t[None], tiny_settings(steps=60)).predict(x)
+    weighted = train_image(x, t[None], tiny_settings(steps=60), weights=w).predict(x)
+    moved_plain = np.abs(plain[left] - x[left]).mean()
+    moved_weighted = np.abs(weighted[left] - x[left]).mean()
+    assert moved_plain > 0.25 * (0.5 * x[left].mean())   # the target asks for 0.5 * x
+    assert moved_weighted < 0.2 * moved_plain
+
+
+def test_weight_maps_are_checked(rainy_pair):
+    x = rainy_pair[0].astype(np.float32) / 255
+    with pytest.raises(ValueError, match="weight map shape"):
+        train_image(x, x[None], tiny_settings(steps=1), weights=np.ones((3, 3), np.float32))
+    with pytest.raises(ValueError, match="1 weight maps for 2 images"):
+        train_folder([x, x], [x[None], x[None]], tiny_settings(steps=1), weights=[np.ones(x.shape[:2])])

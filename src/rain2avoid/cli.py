@@ -245,7 +245,7 @@ def train(folder, model_path, preset, device, backbone, steps, target, refs, sam
       rain2avoid train photos/ --model rain.pt
       rain2avoid apply new_photos/ --model rain.pt -o derained/
     """
-    from .pipeline import compute_mask, make_targets, to_uint8
+    from .pipeline import compute_mask, loss_weights, make_targets, to_uint8
     from .sdrl import resolve_settings, train_folder
     _check_device(device)
     ctx = Context(quiet, debug, max_pixels)
@@ -255,13 +255,14 @@ def train(folder, model_path, preset, device, backbone, steps, target, refs, sam
     if model_path.is_dir():
         raise click.UsageError(f"--model {model_path} is a folder; give a file name such as rain.pt")
     _make_folder(model_path.parent)
-    inputs, targets, failures = [], [], []
+    inputs, targets, weights, failures = [], [], [], []
     for f in tqdm(files, desc="references", unit="image", disable=not ctx.bars):
         try:
             rgb = to_float_rgb(ctx.read(f))
             mask, _ = compute_mask(to_uint8(rgb), settings.mask)
-            inputs.append(rgb)
             targets.append(make_targets(rgb, mask, settings))
+            weights.append(loss_weights(mask, settings.halo))
+            inputs.append(rgb)
         except Exception as e:  # one bad file must not stop the others
             if debug:
                 raise
@@ -270,7 +271,7 @@ def train(folder, model_path, preset, device, backbone, steps, target, refs, sam
     if not inputs:
         raise click.ClickException("no readable images to train on")
     start = time.perf_counter()
-    model = train_folder(inputs, targets, settings, device=device, progress=ctx.bars)
+    model = train_folder(inputs, targets, settings, device=device, progress=ctx.bars, weights=weights)
     try:
         model.save(model_path)
     except OSError as e:

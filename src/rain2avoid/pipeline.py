@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from .io import from_float_rgb, to_float_rgb
@@ -16,7 +17,7 @@ from .ldgp import guarded_rain_mask, rain_guard, rain_mask
 from .sdr import expected_reference, sample_references
 from .sdrl import Settings, resolve_settings, train_image
 
-__all__ = ["derain", "derain_detailed", "DerainResult", "compute_mask", "make_targets"]
+__all__ = ["derain", "derain_detailed", "DerainResult", "compute_mask", "make_targets", "loss_weights"]
 
 
 @dataclass
@@ -74,6 +75,27 @@ def make_targets(rgb: np.ndarray, mask: np.ndarray, settings: Settings) -> np.nd
     return (refs / 255.0).astype(np.float32)
 
 
+def loss_weights(mask: np.ndarray, halo: int, threshold: int = 10) -> np.ndarray:
+    """Per-pixel loss weights for training on references made with ``mask``: float32 (H, W).
+
+    0 on the pixels within ``halo`` px of a rain pixel (a square neighbourhood)
+    that are not rain themselves, 1 elsewhere. Their reference keeps the input,
+    but many are the faint edges of streaks the mask missed; left out of the
+    loss, the network decides them from what it learned on the streaks.
+    ``halo=0`` gives all ones.
+    """
+    mask = np.asarray(mask)
+    if mask.ndim != 2:
+        raise ValueError(f"expected an (H, W) mask, got shape {mask.shape}")
+    if halo < 0:
+        raise ValueError(f"halo must be >= 0, got {halo}")
+    rain = (mask > threshold).astype(np.uint8)
+    if halo == 0:
+        return np.ones(mask.shape, np.float32)
+    near = cv2.dilate(rain, np.ones((2 * halo + 1, 2 * halo + 1), np.uint8))
+    return 1.0 - (near & (1 - rain)).astype(np.float32)
+
+
 def derain_detailed(image: np.ndarray, preset: str = "fast", device: str = "cpu", progress: bool = False,
                     **options) -> DerainResult:
     """Remove rain from one image, training a fresh network on it. See :func:`derain`."""
@@ -83,7 +105,8 @@ def derain_detailed(image: np.ndarray, preset: str = "fast", device: str = "cpu"
     rgb = to_float_rgb(image)
     mask, angle = compute_mask(to_uint8(rgb), settings.mask)
     targets = make_targets(rgb, mask, settings)
-    model = train_image(rgb, targets, settings, device=device, progress=progress)
+    model = train_image(rgb, targets, settings, device=device, progress=progress,
+                        weights=loss_weights(mask, settings.halo))
     out = model.clean(rgb)
     if settings.output_cap:
         out = rain_guard(rgb * 255.0, out * 255.0, mask, cap=settings.output_cap, component_cap=None) / 255.0

@@ -51,6 +51,9 @@ class Settings:
     target: "expected" (closed-form mean reference, one target) or "sampled".
     mask: "guarded" (finer angle, thin lines only) or "ldgp" (the reference mask).
     guard: keep only the part of each reference's change that rain can explain.
+    halo: pixels within this many px of the mask (outside it) are left out of
+        the loss: faint streak edges the mask misses, whose label (keep the
+        input) is uncertain. 0 = every pixel counts.
     output_cap: per image, undo the output's change where it exceeds this many
         times the image's median rain increment (0 = off; per-image strategy only).
     only_darken: rain only adds light, so never brighten a pixel.
@@ -68,6 +71,7 @@ class Settings:
     target: str = "expected"
     mask: str = "guarded"
     guard: bool = True
+    halo: int = 1
     output_cap: float = 8.0
     schedule: str = "cosine"
     only_darken: bool = True
@@ -79,6 +83,7 @@ class Settings:
             (self.backbone in BACKBONES, f"backbone must be one of {sorted(BACKBONES)}"),
             (self.steps >= 0, "steps must be >= 0"),
             (self.output_cap >= 0, "output_cap must be >= 0 (0 = off)"),
+            (self.halo >= 0, "halo must be >= 0 (0 = off)"),
             (self.lr > 0, "lr must be > 0"),
             (self.batch >= 1, "batch must be >= 1"),
             (self.crop >= 0, "crop must be >= 0 (0 = full image)"),
@@ -97,15 +102,16 @@ PRESETS = {
     "fast": Settings(),
     "high": Settings(steps=1600, flip_tta=True),
     "reference": Settings(backbone="unet", steps=5000, lr=1e-3, batch=1, crop=0, refs=50, sampler="nss",
-                          target="sampled", mask="ldgp", guard=False, output_cap=0.0, schedule="constant",
-                          only_darken=False),
+                          target="sampled", mask="ldgp", guard=False, halo=0, output_cap=0.0,
+                          schedule="constant", only_darken=False, flip_tta=False),
 }
 
 FOLDER_PRESETS = {
     "fast": Settings(steps=2000, batch=16, crop=96),
     "high": Settings(steps=6000, batch=16, crop=96, flip_tta=True),
     "reference": Settings(backbone="unet", steps=4000, lr=1e-3, batch=64, crop=64, refs=50,
-                          target="sampled", mask="ldgp", guard=False, schedule="constant", only_darken=False),
+                          target="sampled", mask="ldgp", guard=False, halo=0, schedule="constant",
+                          only_darken=False, flip_tta=False),
 }
 
 
@@ -128,39 +134,42 @@ def _to_tensor(images: np.ndarray) -> torch.Tensor:
 
 
 class _Samples:
-    """Draws training batches of (rainy, reference) pairs from one or more images."""
+    """Draws training batches of (rainy, reference, loss weight) from one or more images."""
 
-    def __init__(self, inputs: Sequence[np.ndarray], targets: Sequence[np.ndarray], settings: Settings):
+    def __init__(self, inputs: Sequence[np.ndarray], targets: Sequence[np.ndarray], settings: Settings,
+                 weights: Sequence[np.ndarray] | None = None):
         self.inputs = [_to_tensor(x) for x in inputs]                  # each (1, 3, H, W)
         self.targets = [_to_tensor(t) for t in targets]                # each (R, 3, H, W)
+        if weights is None:
+            weights = [np.ones(x.shape[:2], np.float32) for x in inputs]
+        self.weights = [_to_tensor(np.asarray(w, np.float32)[..., None]) for w in weights]  # (1, 1, H, W)
         self.s = settings
         self.rng = np.random.default_rng(settings.seed)
         self.step = 0
 
-    def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         s, rng = self.s, self.rng
         if s.crop == 0:  # full image, batch 1, cycling through the references in order
             i = int(rng.integers(len(self.inputs)))
             t = self.targets[i]
             k = self.step % t.shape[0]
             self.step += 1
-            return self.inputs[i], t[k:k + 1]
-        xs, ts = [], []
+            return self.inputs[i], t[k:k + 1], self.weights[i]
+        crops = []
         for _ in range(s.batch):
             i = int(rng.integers(len(self.inputs)))
-            x, t = self.inputs[i], self.targets[i]
-            h, w = x.shape[-2:]
-            ch, cw = min(s.crop, h), min(s.crop, w)
-            y0, x0 = int(rng.integers(h - ch + 1)), int(rng.integers(w - cw + 1))
+            x, t, w = self.inputs[i], self.targets[i], self.weights[i]
+            h, wd = x.shape[-2:]
+            ch, cw = min(s.crop, h), min(s.crop, wd)
+            y0, x0 = int(rng.integers(h - ch + 1)), int(rng.integers(wd - cw + 1))
             k = int(rng.integers(t.shape[0]))
-            xc, tc = x[0, :, y0:y0 + ch, x0:x0 + cw], t[k, :, y0:y0 + ch, x0:x0 + cw]
+            crop = [a[j, :, y0:y0 + ch, x0:x0 + cw] for a, j in ((x, 0), (t, k), (w, 0))]
             if rng.random() < 0.5:
-                xc, tc = xc.flip(-1), tc.flip(-1)
-            xs.append(xc)
-            ts.append(tc)
-        if len({tuple(x.shape) for x in xs}) > 1:  # images smaller than the crop: one per batch
-            return xs[0][None], ts[0][None]
-        return torch.stack(xs), torch.stack(ts)
+                crop = [a.flip(-1) for a in crop]
+            crops.append(crop)
+        if len({tuple(c[0].shape) for c in crops}) > 1:  # images smaller than the crop: one per batch
+            return tuple(a[None] for a in crops[0])
+        return tuple(torch.stack(a) for a in zip(*crops))
 
 
 class _Adam:
@@ -203,14 +212,14 @@ def _learning_rate(settings: Settings, step: int) -> float:
 
 def _fit(net: torch.nn.Module, samples: _Samples, settings: Settings, device: str,
          progress: bool, desc: str, on_step: Callable[[int, float], None] | None = None) -> torch.nn.Module:
-    """Adam on the MSE between the network's output and the references."""
-    net.to(device).train()
+    """Adam on the (loss-weighted) MSE between the network's output and the references."""
+    # Channels-last convolutions are about 20 % faster on a CPU for these small crops.
+    net.to(device, memory_format=torch.channels_last).train()
     opt = _Adam(net.parameters())
     bar = tqdm(range(settings.steps), desc=desc, unit="step", disable=not progress, leave=False)
     for step in bar:
-        x, t = samples.batch()
-        x, t = x.to(device), t.to(device)
-        loss = torch.mean((net(x) - t) ** 2)
+        x, t, w = (a.to(device, memory_format=torch.channels_last) for a in samples.batch())
+        loss = torch.sum(w * (net(x) - t) ** 2) / (torch.sum(w) * x.shape[1]).clamp_min(1e-8)
         opt.zero_grad()
         loss.backward()
         opt.step(_learning_rate(settings, step))
@@ -321,25 +330,37 @@ def load_model(path: str | os.PathLike, device: str = "cpu") -> Model:
 
 
 def train_image(image: np.ndarray, targets: np.ndarray, settings: Settings, device: str = "cpu",
-                progress: bool = False, on_step: Callable[[int, float], None] | None = None) -> Model:
+                progress: bool = False, on_step: Callable[[int, float], None] | None = None,
+                weights: np.ndarray | None = None) -> Model:
     """Train a fresh network on one image: :func:`train_folder` on a folder of one.
 
     Args:
         image: float32 (H, W, 3) rainy image in [0, 1].
         targets: float32 (R, H, W, 3) references in [0, 1] (R = 1 for the expected reference).
+        weights: optional (H, W) per-pixel loss weights (e.g. ``pipeline.loss_weights``).
     """
-    return train_folder([image], [targets], settings, device, progress, on_step)
+    return train_folder([image], [targets], settings, device, progress, on_step,
+                        None if weights is None else [weights])
 
 
 def train_folder(inputs: Sequence[np.ndarray], targets: Sequence[np.ndarray], settings: Settings,
                  device: str = "cpu", progress: bool = False,
-                 on_step: Callable[[int, float], None] | None = None) -> Model:
+                 on_step: Callable[[int, float], None] | None = None,
+                 weights: Sequence[np.ndarray] | None = None) -> Model:
     """Train one network on many images (random crops of (image, one of its references)).
 
-    ``inputs[i]`` is float32 (H_i, W_i, 3) in [0, 1]; ``targets[i]`` is (R_i, H_i, W_i, 3).
+    ``inputs[i]`` is float32 (H_i, W_i, 3) in [0, 1]; ``targets[i]`` is (R_i, H_i, W_i, 3);
+    ``weights[i]``, if given, is (H_i, W_i): how much each pixel counts in the loss
+    (0 = not at all; all ones, the default, is the plain mean squared error).
     """
     if not inputs:
         raise ValueError("no images to train on")
+    if weights is not None:
+        if len(weights) != len(inputs):
+            raise ValueError(f"got {len(weights)} weight maps for {len(inputs)} images")
+        for x, w in zip(inputs, weights):
+            if np.shape(w) != x.shape[:2]:
+                raise ValueError(f"weight map shape {np.shape(w)} does not match image shape {x.shape[:2]}")
     net = _new_network(settings)
-    samples = _Samples(inputs, targets, settings)
+    samples = _Samples(inputs, targets, settings, weights)
     return Model(_fit(net, samples, settings, device, progress, "training", on_step), settings, device)
