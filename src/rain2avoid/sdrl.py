@@ -62,7 +62,7 @@ class Settings:
     """
 
     backbone: str = "fast"
-    steps: int = 400
+    steps: int = 700
     lr: float = 2e-3
     batch: int = 8
     crop: int = 64
@@ -72,10 +72,10 @@ class Settings:
     mask: str = "guarded"
     guard: bool = True
     halo: int = 1
-    output_cap: float = 8.0
+    output_cap: float = 6.0
     schedule: str = "cosine"
     only_darken: bool = True
-    flip_tta: bool = False
+    flip_tta: bool = True
     seed: int = 0
 
     def __post_init__(self):
@@ -100,7 +100,7 @@ class Settings:
 
 PRESETS = {
     "fast": Settings(),
-    "high": Settings(steps=1600, flip_tta=True),
+    "high": Settings(steps=2400),
     "reference": Settings(backbone="unet", steps=5000, lr=1e-3, batch=1, crop=0, refs=50, sampler="nss",
                           target="sampled", mask="ldgp", guard=False, halo=0, output_cap=0.0,
                           schedule="constant", only_darken=False, flip_tta=False),
@@ -108,7 +108,7 @@ PRESETS = {
 
 FOLDER_PRESETS = {
     "fast": Settings(steps=2000, batch=16, crop=96),
-    "high": Settings(steps=6000, batch=16, crop=96, flip_tta=True),
+    "high": Settings(steps=6000, batch=16, crop=96),
     "reference": Settings(backbone="unet", steps=4000, lr=1e-3, batch=64, crop=64, refs=50,
                           target="sampled", mask="ldgp", guard=False, halo=0, schedule="constant",
                           only_darken=False, flip_tta=False),
