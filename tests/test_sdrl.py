@@ -128,3 +128,29 @@ def test_weight_maps_are_checked(rainy_pair):
         train_image(x, x[None], tiny_settings(steps=1), weights=np.ones((3, 3), np.float32))
     with pytest.raises(ValueError, match="1 weight maps for 2 images"):
         train_folder([x, x], [x[None], x[None]], tiny_settings(steps=1), weights=[np.ones(x.shape[:2])])
+
+
+class _DimAndBlackSquare(torch.nn.Module):
+    """Takes 0.01 off every pixel (a plausible rain increment) and blacks out a square."""
+
+    def forward(self, x):
+        y = x - 0.01
+        y[..., 10:40, 10:40] = 0
+        return y
+
+
+def test_apply_caps_changes_like_derain(rainy_pair):
+    # Changes far above the image's typical rain increment are undone; apply (no mask
+    # given) computes the same mask that derain passes in.
+    from rain2avoid.ldgp import MASKS
+    rainy = rainy_pair[0]
+    x = rainy.astype(np.float32) / 255
+    capped = Model(_DimAndBlackSquare(), Settings(output_cap=6.0, flip_tta=False))
+    uncapped = Model(_DimAndBlackSquare(), Settings(output_cap=0.0, flip_tta=False))
+    a, b = capped.clean(x), uncapped.clean(x)
+    assert np.array_equal(a, capped.clean(x, MASKS["guarded"](rainy).mask))
+    square, bright = np.s_[10:40, 10:40], x.min(axis=2) > 0.2
+    assert np.all(b[square] == 0)
+    assert np.allclose(a[square][bright[square]], x[square][bright[square]], atol=1e-6)  # put back
+    assert np.allclose(a[50:], b[50:], atol=0.003)                                    # kept
+    assert np.array_equal(capped.apply(rainy), np.round(a * 255).astype(np.uint8))

@@ -374,6 +374,9 @@ def guarded_rain_mask(image: np.ndarray, kernel_size: int = 10, ridge_width: int
     return MaskResult(mask, angle)
 
 
+MASKS = {"guarded": guarded_rain_mask, "ldgp": rain_mask}  # Settings.mask -> mask function
+
+
 def rain_guard(image: np.ndarray, estimate: np.ndarray, mask: np.ndarray, cap: float = 4.0,
                component_cap: float = 3.0, colour: str = "median", saturated: int = 250,
                threshold: int = 10) -> np.ndarray:

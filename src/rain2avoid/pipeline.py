@@ -6,6 +6,7 @@ mask, the angle and the references for people who want to look inside.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 
@@ -13,7 +14,7 @@ import cv2
 import numpy as np
 
 from .io import from_float_rgb, to_float_rgb
-from .ldgp import guarded_rain_mask, rain_guard, rain_mask
+from .ldgp import MASKS, rain_guard
 from .sdr import expected_reference, sample_references
 from .sdrl import Settings, resolve_settings, train_image
 
@@ -51,9 +52,9 @@ def compute_mask(rgb8: np.ndarray, kind: str = "guarded"):
     The guarded mask estimates the streak angle to the degree and only keeps
     bright lines narrower than 7 px across the streaks (see ``ldgp.guarded_rain_mask``).
     """
-    if kind not in ("ldgp", "guarded"):
+    if kind not in MASKS:
         raise ValueError(f"mask must be 'ldgp' or 'guarded', got {kind!r}")
-    return guarded_rain_mask(rgb8) if kind == "guarded" else rain_mask(rgb8)
+    return MASKS[kind](rgb8)
 
 
 def make_targets(rgb: np.ndarray, mask: np.ndarray, settings: Settings) -> np.ndarray:
@@ -105,11 +106,12 @@ def derain_detailed(image: np.ndarray, preset: str = "fast", device: str = "cpu"
     rgb = to_float_rgb(image)
     mask, angle = compute_mask(to_uint8(rgb), settings.mask)
     targets = make_targets(rgb, mask, settings)
-    model = train_image(rgb, targets, settings, device=device, progress=progress,
-                        weights=loss_weights(mask, settings.halo))
-    out = model.clean(rgb)
-    if settings.output_cap:
-        out = rain_guard(rgb * 255.0, out * 255.0, mask, cap=settings.output_cap, component_cap=None) / 255.0
+    weights = loss_weights(mask, settings.halo)
+    out = np.zeros_like(rgb)
+    for k in range(settings.ensemble):   # networks from different seeds, averaged
+        run = dataclasses.replace(settings, seed=settings.seed + k)
+        model = train_image(rgb, targets, run, device=device, progress=progress, weights=weights)
+        out += model.clean(rgb, mask) / settings.ensemble
     return DerainResult(from_float_rgb(out, like=image), mask, angle, targets, settings,
                         time.perf_counter() - start)
 

@@ -26,6 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .io import from_float_rgb, to_float_rgb
+from .ldgp import MASKS, rain_guard
 from .networks import BACKBONES, build_network
 
 __all__ = [
@@ -55,9 +56,11 @@ class Settings:
         the loss: faint streak edges the mask misses, whose label (keep the
         input) is uncertain. 0 = every pixel counts.
     output_cap: per image, undo the output's change where it exceeds this many
-        times the image's median rain increment (0 = off; per-image strategy only).
+        times the image's median rain increment (0 = off; ``ldgp.rain_guard``).
     only_darken: rain only adds light, so never brighten a pixel.
     flip_tta: average the prediction with the one on the mirrored image.
+    ensemble: per-image ``derain`` trains this many networks (seeds ``seed``,
+        ``seed + 1``, ...) and averages their outputs.
     seed: seeds the references, the network's initial weights and the crops.
     """
 
@@ -76,6 +79,7 @@ class Settings:
     schedule: str = "cosine"
     only_darken: bool = True
     flip_tta: bool = True
+    ensemble: int = 1
     seed: int = 0
 
     def __post_init__(self):
@@ -84,6 +88,7 @@ class Settings:
             (self.steps >= 0, "steps must be >= 0"),
             (self.output_cap >= 0, "output_cap must be >= 0 (0 = off)"),
             (self.halo >= 0, "halo must be >= 0 (0 = off)"),
+            (self.ensemble >= 1, "ensemble must be >= 1"),
             (self.lr > 0, "lr must be > 0"),
             (self.batch >= 1, "batch must be >= 1"),
             (self.crop >= 0, "crop must be >= 0 (0 = full image)"),
@@ -100,7 +105,7 @@ class Settings:
 
 PRESETS = {
     "fast": Settings(),
-    "high": Settings(steps=2400),
+    "high": Settings(ensemble=3),
     "reference": Settings(backbone="unet", steps=5000, lr=1e-3, batch=1, crop=0, refs=50, sampler="nss",
                           target="sampled", mask="ldgp", guard=False, halo=0, output_cap=0.0,
                           schedule="constant", only_darken=False, flip_tta=False),
@@ -110,8 +115,8 @@ FOLDER_PRESETS = {
     "fast": Settings(steps=2000, batch=16, crop=96),
     "high": Settings(steps=6000, batch=16, crop=96),
     "reference": Settings(backbone="unet", steps=4000, lr=1e-3, batch=64, crop=64, refs=50,
-                          target="sampled", mask="ldgp", guard=False, halo=0, schedule="constant",
-                          only_darken=False, flip_tta=False),
+                          target="sampled", mask="ldgp", guard=False, halo=0, output_cap=0.0,
+                          schedule="constant", only_darken=False, flip_tta=False),
 }
 
 
@@ -269,11 +274,22 @@ class Model:
                 out[y0:ye, x0:xe] = y[y0 - ya:ye - ya, x0 - xa:xe - xa]
         return out
 
-    def clean(self, rgb: np.ndarray) -> np.ndarray:
-        """Derained float32 (H, W, 3) in [0, 1]: the prediction, never brighter than the input
-        when ``settings.only_darken``."""
+    def clean(self, rgb: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+        """Derained float32 (H, W, 3) in [0, 1] for a float32 (H, W, 3) image in [0, 1].
+
+        The prediction, never brighter than the input when ``settings.only_darken``;
+        with ``settings.output_cap``, changes larger than that many times the image's
+        median rain increment over ``mask`` are undone (``ldgp.rain_guard``). The
+        mask (uint8 (H, W), 255 = rain) is computed with ``settings.mask`` if not given.
+        """
         y = self.predict(rgb)
-        return np.minimum(y, rgb) if self.settings.only_darken else y
+        if self.settings.only_darken:
+            y = np.minimum(y, rgb)
+        if self.settings.output_cap:
+            if mask is None:
+                mask = MASKS[self.settings.mask](np.clip(np.round(rgb * 255), 0, 255).astype(np.uint8)).mask
+            y = rain_guard(rgb * 255, y * 255, mask, cap=self.settings.output_cap, component_cap=None) / 255
+        return y.astype(np.float32)
 
     def apply(self, image: np.ndarray) -> np.ndarray:
         """Derain ``image`` (any dtype/shape ``rain2avoid.io`` accepts); same dtype and shape back."""
