@@ -123,8 +123,9 @@ def derain(image: np.ndarray, preset: str = "fast", device: str = "cpu", progres
     Args:
         image: (H, W) gray, (H, W, 3) RGB or (H, W, 4) RGBA; uint8, uint16 or
             float in [0, 1]. Alpha is passed through unchanged.
-        preset: "fast" (default, seconds per image), "high" (slower, a little
-            better) or "reference" (the original method's settings: slow).
+        preset: "fast" (default, seconds per image), "high" (three networks
+            averaged: 3x slower, a little better) or "reference" (the original
+            method's settings: slow).
         device: "cpu" or "cuda".
         progress: show a progress bar for the training steps.
         **options: any :class:`rain2avoid.sdrl.Settings` field to override
