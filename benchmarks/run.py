@@ -181,7 +181,7 @@ def job_folder(pairs: list, out_dir: str, steps: int | None) -> dict:
     from tqdm.auto import tqdm
 
     from rain2avoid.io import read_image, to_float_rgb, write_image
-    from rain2avoid.pipeline import compute_mask, loss_weights, make_targets, to_uint8
+    from rain2avoid.pipeline import training_data
     from rain2avoid.sdrl import FOLDER_PRESETS, resolve_settings, train_folder
 
     baseline = _imports_done()
@@ -193,10 +193,10 @@ def job_folder(pairs: list, out_dir: str, steps: int | None) -> dict:
     inputs, targets, weights = [], [], []
     for _, input_path, _ in tqdm(pairs, desc="folder: references", unit="image"):
         rgb = to_float_rgb(read_image(input_path))
-        mask, _angle = compute_mask(to_uint8(rgb), settings.mask)
+        data = training_data(rgb, settings)
         inputs.append(rgb)
-        targets.append(make_targets(rgb, mask, settings))
-        weights.append(loss_weights(mask, settings.halo))
+        targets.append(data.targets)
+        weights.append(data.weights)
     t1 = time.perf_counter()
     model = train_folder(inputs, targets, settings, progress=True, weights=weights)
     t2 = time.perf_counter()

@@ -142,13 +142,13 @@ class _DimAndBlackSquare(torch.nn.Module):
 def test_apply_caps_changes_like_derain(rainy_pair):
     # Changes far above the image's typical rain increment are undone; apply (no mask
     # given) computes the same mask that derain passes in.
-    from rain2avoid.ldgp import MASKS
+    from rain2avoid.ldgp import compute_mask
     rainy = rainy_pair[0]
     x = rainy.astype(np.float32) / 255
     capped = Model(_DimAndBlackSquare(), Settings(output_cap=6.0, flip_tta=False))
     uncapped = Model(_DimAndBlackSquare(), Settings(output_cap=0.0, flip_tta=False))
     a, b = capped.clean(x), uncapped.clean(x)
-    assert np.array_equal(a, capped.clean(x, MASKS["guarded"](rainy).mask))
+    assert np.array_equal(a, capped.clean(x, compute_mask(rainy, "guarded").mask))
     square, bright = np.s_[10:40, 10:40], x.min(axis=2) > 0.2
     assert np.all(b[square] == 0)
     assert np.allclose(a[square][bright[square]], x[square][bright[square]], atol=1e-6)  # put back

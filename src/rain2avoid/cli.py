@@ -246,7 +246,7 @@ def train(folder, model_path, preset, device, backbone, steps, target, refs, sam
       rain2avoid train photos/ --model rain.pt
       rain2avoid apply new_photos/ --model rain.pt -o derained/
     """
-    from .pipeline import compute_mask, loss_weights, make_targets, to_uint8
+    from .pipeline import training_data
     from .sdrl import resolve_settings, train_folder
     _check_device(device)
     ctx = Context(quiet, debug, max_pixels)
@@ -260,10 +260,10 @@ def train(folder, model_path, preset, device, backbone, steps, target, refs, sam
     for f in tqdm(files, desc="references", unit="image", disable=not ctx.bars):
         try:
             rgb = to_float_rgb(ctx.read(f))
-            mask, _ = compute_mask(to_uint8(rgb), settings.mask)
-            targets.append(make_targets(rgb, mask, settings))
-            weights.append(loss_weights(mask, settings.halo))
+            data = training_data(rgb, settings)
             inputs.append(rgb)
+            targets.append(data.targets)
+            weights.append(data.weights)
         except Exception as e:  # one bad file must not stop the others
             if debug:
                 raise

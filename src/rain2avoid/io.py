@@ -843,6 +843,11 @@ def from_float_rgb(rgb: np.ndarray, like: np.ndarray) -> np.ndarray:
     return out
 
 
+def to_uint8(rgb: np.ndarray) -> np.ndarray:
+    """float (H, W, 3) in [0, 1] -> uint8, rounded (what the mask functions take)."""
+    return np.clip(np.round(rgb * 255.0), 0, 255).astype(np.uint8)
+
+
 def _float_to_dtype(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """Scale [0, 1] floats to ``dtype`` (uint8, uint16 or float)."""
     if dtype == np.uint8:

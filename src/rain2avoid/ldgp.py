@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 __all__ = ["MaskResult", "rain_mask", "streak_angle", "rotation_for_angle",
-           "estimate_rotation", "guarded_rain_mask", "rain_guard"]
+           "estimate_rotation", "guarded_rain_mask", "compute_mask", "rain_guard"]
 
 _CELL = 8
 _CELLS_PER_BLOCK = 4
@@ -374,7 +374,12 @@ def guarded_rain_mask(image: np.ndarray, kernel_size: int = 10, ridge_width: int
     return MaskResult(mask, angle)
 
 
-MASKS = {"guarded": guarded_rain_mask, "ldgp": rain_mask}  # Settings.mask -> mask function
+def compute_mask(rgb8: np.ndarray, kind: str = "guarded") -> MaskResult:
+    """Rain mask of a uint8 RGB image: ``"ldgp"`` (the reference's, :func:`rain_mask`)
+    or ``"guarded"`` (:func:`guarded_rain_mask`), as ``Settings.mask`` names them."""
+    if kind not in ("guarded", "ldgp"):
+        raise ValueError(f"mask must be 'ldgp' or 'guarded', got {kind!r}")
+    return guarded_rain_mask(rgb8) if kind == "guarded" else rain_mask(rgb8)
 
 
 def rain_guard(image: np.ndarray, estimate: np.ndarray, mask: np.ndarray, cap: float = 4.0,

@@ -9,16 +9,18 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import cv2
 import numpy as np
 
-from .io import from_float_rgb, to_float_rgb
-from .ldgp import MASKS, rain_guard
+from .io import from_float_rgb, to_float_rgb, to_uint8
+from .ldgp import compute_mask, rain_guard
 from .sdr import expected_reference, sample_references
 from .sdrl import Settings, resolve_settings, train_image
 
-__all__ = ["derain", "derain_detailed", "DerainResult", "compute_mask", "make_targets", "loss_weights"]
+__all__ = ["derain", "derain_detailed", "DerainResult", "compute_mask", "make_targets", "loss_weights",
+           "training_data", "TrainingData"]
 
 
 @dataclass
@@ -39,22 +41,6 @@ class DerainResult:
     targets: np.ndarray
     settings: Settings
     seconds: float
-
-
-def to_uint8(rgb: np.ndarray) -> np.ndarray:
-    """float (H, W, 3) in [0, 1] -> uint8, rounded."""
-    return np.clip(np.round(rgb * 255.0), 0, 255).astype(np.uint8)
-
-
-def compute_mask(rgb8: np.ndarray, kind: str = "guarded"):
-    """Rain mask of a uint8 RGB image: ``"ldgp"`` (the reference's) or ``"guarded"``.
-
-    The guarded mask estimates the streak angle to the degree and only keeps
-    bright lines narrower than 7 px across the streaks (see ``ldgp.guarded_rain_mask``).
-    """
-    if kind not in MASKS:
-        raise ValueError(f"mask must be 'ldgp' or 'guarded', got {kind!r}")
-    return MASKS[kind](rgb8)
 
 
 def make_targets(rgb: np.ndarray, mask: np.ndarray, settings: Settings) -> np.ndarray:
@@ -97,6 +83,26 @@ def loss_weights(mask: np.ndarray, halo: int, threshold: int = 10) -> np.ndarray
     return 1.0 - (near & (1 - rain)).astype(np.float32)
 
 
+class TrainingData(NamedTuple):
+    """What one rainy image brings to training (:func:`training_data`).
+
+    mask: uint8 (H, W), 255 = rain. angle: streak angle (``DerainResult.angle``).
+    targets: float32 (R, H, W, 3) references in [0, 1]. weights: float32 (H, W) loss weights.
+    """
+
+    mask: np.ndarray
+    angle: int
+    targets: np.ndarray
+    weights: np.ndarray
+
+
+def training_data(rgb: np.ndarray, settings: Settings) -> TrainingData:
+    """Mask, references and loss weights of a float (H, W, 3) image in [0, 1], made
+    as ``settings`` says; ``sdrl.train_image`` / ``train_folder`` take the last two."""
+    mask, angle = compute_mask(to_uint8(rgb), settings.mask)
+    return TrainingData(mask, angle, make_targets(rgb, mask, settings), loss_weights(mask, settings.halo))
+
+
 def derain_detailed(image: np.ndarray, preset: str = "fast", device: str = "cpu", progress: bool = False,
                     **options) -> DerainResult:
     """Remove rain from one image, training a fresh network on it. See :func:`derain`."""
@@ -104,15 +110,13 @@ def derain_detailed(image: np.ndarray, preset: str = "fast", device: str = "cpu"
     settings = resolve_settings(preset, **options)
     image = np.asarray(image)
     rgb = to_float_rgb(image)
-    mask, angle = compute_mask(to_uint8(rgb), settings.mask)
-    targets = make_targets(rgb, mask, settings)
-    weights = loss_weights(mask, settings.halo)
+    data = training_data(rgb, settings)
     out = np.zeros_like(rgb)
     for k in range(settings.ensemble):   # networks from different seeds, averaged
         run = dataclasses.replace(settings, seed=settings.seed + k)
-        model = train_image(rgb, targets, run, device=device, progress=progress, weights=weights)
-        out += model.clean(rgb, mask) / settings.ensemble
-    return DerainResult(from_float_rgb(out, like=image), mask, angle, targets, settings,
+        model = train_image(rgb, data.targets, run, device=device, progress=progress, weights=data.weights)
+        out += model.clean(rgb, data.mask) / settings.ensemble
+    return DerainResult(from_float_rgb(out, like=image), data.mask, data.angle, data.targets, settings,
                         time.perf_counter() - start)
 
 

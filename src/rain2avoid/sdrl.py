@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .io import from_float_rgb, to_float_rgb
-from .ldgp import MASKS, rain_guard
+from .io import from_float_rgb, to_float_rgb, to_uint8
+from .ldgp import compute_mask, rain_guard
 from .networks import BACKBONES, build_network
 
 __all__ = [
@@ -287,7 +287,7 @@ class Model:
             y = np.minimum(y, rgb)
         if self.settings.output_cap:
             if mask is None:
-                mask = MASKS[self.settings.mask](np.clip(np.round(rgb * 255), 0, 255).astype(np.uint8)).mask
+                mask = compute_mask(to_uint8(rgb), self.settings.mask).mask
             y = rain_guard(rgb * 255, y * 255, mask, cap=self.settings.output_cap, component_cap=None) / 255
         return y.astype(np.float32)
 
