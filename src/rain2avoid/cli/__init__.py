@@ -1,0 +1,34 @@
+"""Command line: a thin layer over the Python API, one module per group of commands.
+
+Exit codes: 0 all done, 1 some files failed (each reported, the rest done),
+2 usage errors (bad flags, output equal to input, ...).
+"""
+
+from __future__ import annotations
+
+import click
+
+from .. import __version__
+from .demo import demo
+from .evaluate import MAX_PSNR, evaluate
+from .images import apply, derain, mask, refs, train
+
+__all__ = ["main", "MAX_PSNR"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="rain2avoid")
+def main():
+    """Remove rain streaks from photos, learning from each rainy image itself (Rain2Avoid).
+
+    \b
+    Examples:
+      rain2avoid demo                          # try it on a built-in example
+      rain2avoid derain rainy.jpg -o clean.jpg
+      rain2avoid derain photos/ -o derained/
+      rain2avoid eval --pred derained/ --target clean/
+    """
+
+
+for _command in (derain, train, apply, mask, refs, evaluate, demo):
+    main.add_command(_command)

@@ -1,0 +1,5 @@
+"""``python -m rain2avoid.cli``."""
+
+from . import main
+
+main()

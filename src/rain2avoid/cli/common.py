@@ -1,0 +1,161 @@
+"""What every command shares: flags, input listing, output checks and the keep-going file loop.
+
+Exit codes: 0 all done, 1 some files failed (each reported, the rest done),
+2 usage errors (bad flags, output equal to input, ...).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Callable
+
+import click
+from tqdm.auto import tqdm
+
+from ..io import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, list_images, read_image
+
+
+
+class Context:
+    """Flags shared by every command."""
+
+    def __init__(self, quiet: bool, debug: bool, max_pixels: int):
+        self.quiet, self.debug, self.max_pixels = quiet, debug, max_pixels
+        # Progress bars only on a terminal: in logs and pipes they are noise around the messages.
+        self.bars = not quiet and sys.stderr.isatty()
+        if not debug:  # our one-line errors say it; OpenCV's own decoder warnings would repeat it
+            import cv2
+            cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+
+    def say(self, message: str) -> None:
+        if not self.quiet:
+            tqdm.write(message)
+
+    def read(self, path: Path, with_meta: bool = False):
+        return read_image(path, max_pixels=self.max_pixels, with_meta=with_meta)
+
+
+def common_options(f):
+    f = click.option("--quiet", "-q", is_flag=True, help="No progress bars or per-file messages.")(f)
+    f = click.option("--debug", is_flag=True, help="Show full Python tracebacks on errors.")(f)
+    f = click.option("--max-pixels", type=click.IntRange(min=1), default=DEFAULT_MAX_PIXELS, show_default=True,
+                     help="Refuse images with more pixels than this (checked before decoding).")(f)
+    return f
+
+
+def list_inputs(path: Path) -> tuple[list[Path], bool]:
+    """The images to process and whether ``path`` is a folder."""
+    if path.is_dir():
+        files = list_images(path)
+        if not files:
+            raise click.UsageError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in folder {path}")
+        return files, True
+    if not path.exists():
+        raise click.UsageError(f"input {path} does not exist")
+    return [path], False
+
+
+def same_file(a: Path, b: Path) -> bool:
+    return a.resolve() == b.resolve()
+
+
+def reason(path: Path, error: Exception) -> str:
+    """One line naming ``path`` (once) and what went wrong."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    if not isinstance(error, (ValueError, OSError, MemoryError)):  # unexpected: say what it was
+        text = f"{type(error).__name__}: {text}"
+    return text if str(path) in text else f"{path}: {text}"
+
+
+def make_folder(folder: Path) -> None:
+    """Create an output folder before any work, so a bad output fails fast and clearly."""
+    if folder.exists() and not folder.is_dir():
+        raise click.UsageError(f"output folder {folder} is an existing file")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise click.ClickException(f"cannot create output folder {folder}: {e.strerror or e}")
+
+
+def check_outputs(jobs: list[tuple[Path, Path]], overwrite: bool) -> None:
+    """Usage errors before any work: unknown format, output = input, two inputs -> one output."""
+    written: dict[Path, Path] = {}
+    for src, dst in jobs:
+        if dst.suffix.lower() not in IMAGE_EXTENSIONS:
+            raise click.UsageError(f"output {dst}: unsupported image format {dst.suffix!r} "
+                                   f"(use one of {' '.join(IMAGE_EXTENSIONS)})")
+        if same_file(src, dst) and not overwrite:
+            raise click.UsageError(f"output {dst} is the input file; choose another output or pass --overwrite")
+        if dst.resolve() in written:
+            raise click.UsageError(f"{written[dst.resolve()]} and {src} would both write {dst}; "
+                                   f"rename one of them")
+        written[dst.resolve()] = src
+    for folder in sorted({dst.parent for _, dst in jobs}):
+        make_folder(folder)
+
+
+def report_failures(failures: list[str], total: int, what: str = "failed") -> None:
+    """List the failures of a multi-file run at the end, where they are seen."""
+    if failures and total > 1:
+        click.echo(f"{len(failures)} of {total} file(s) {what}:", err=True)
+        for line in failures:
+            click.echo(f"  {line}", err=True)
+
+
+def run_jobs(ctx: Context, jobs: list[tuple[Path, Path]], work: Callable[[Path, Path], None], what: str,
+         force: bool = True, overwrite: bool = False) -> None:
+    """Run ``work(src, dst)`` for each job; report and skip failures; exit 1 if any failed.
+
+    An output equal to its input is a usage error unless ``overwrite``; an
+    existing output is skipped unless ``force``. Any error in one file is
+    reported in one line (a traceback only with ``--debug``) and the rest go on.
+    """
+    check_outputs(jobs, overwrite)
+    failures: list[str] = []
+    bar = tqdm(jobs, desc=what, unit="image", disable=not ctx.bars or len(jobs) < 2)
+    for src, dst in bar:
+        if dst.exists() and not force and not (overwrite and same_file(src, dst)):
+            ctx.say(f"skip {src.name}: {dst} exists (use --force to redo)")
+            continue
+        try:
+            work(src, dst)
+        except Exception as e:  # one bad file must not stop a folder
+            if ctx.debug:
+                raise
+            failures.append(reason(src, e))
+            tqdm.write(f"error: {failures[-1]}", file=sys.stderr)
+    report_failures(failures, len(jobs))
+    if failures:
+        sys.exit(1)
+
+
+def output_for(src: Path, output: Path, folder: bool, suffix: str | None = None) -> Path:
+    """Output path: inside ``output`` for a folder (or when ``output`` is a folder), else ``output``."""
+    name = src.stem + suffix if suffix else src.name
+    if folder or output.is_dir() or not output.suffix:
+        return output / name
+    return output
+
+
+def settings_options(f):
+    f = click.option("--seed", type=int, default=None, help="Random seed (same seed, same output on CPU).")(f)
+    f = click.option("--sampler", type=click.Choice(["nss", "uniform"]), default=None,
+                     help="Reference sampler.")(f)
+    f = click.option("--refs", "refs", type=click.IntRange(min=1), default=None,
+                     help="Number of sampled references (with --target sampled).")(f)
+    f = click.option("--target", type=click.Choice(["expected", "sampled"]), default=None,
+                     help="Train on the closed-form expected reference or on sampled ones.")(f)
+    f = click.option("--steps", type=click.IntRange(min=0), default=None, help="Training steps.")(f)
+    f = click.option("--backbone", type=click.Choice(["fast", "unet", "dncnn", "resnet"]), default=None,
+                     help="Network.")(f)
+    f = click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)(f)
+    return f
+
+
+def check_device(device: str) -> None:
+    if device == "cuda":
+        import torch
+        if not torch.cuda.is_available():
+            raise click.UsageError("--device cuda: no CUDA GPU is available here; use --device cpu")
+

@@ -1,0 +1,216 @@
+"""The image commands: derain, train, apply, mask and refs."""
+
+from __future__ import annotations
+
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import click
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..io import to_float_rgb, write_image
+from ..ldgp import rotation_for_angle
+from ..sdrl import FOLDER_PRESETS, PRESETS, ModelFileError
+from .common import (Context, check_device, common_options, list_inputs, make_folder,
+                     output_for, reason, report_failures, run_jobs, settings_options)
+
+@click.command()
+@click.argument("input", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
+              help="Output file (one image) or folder.")
+@click.option("--preset", type=click.Choice(list(PRESETS)), default="fast", show_default=True,
+              help="fast: seconds per image; high: 3 networks averaged (3x slower, a little better); "
+                   "reference: the original "
+                   "method's settings (5,000 U-Net steps: slow).")
+@settings_options
+@click.option("--save-intermediates", is_flag=True, help="Also write <stem>_mask.png and <stem>_reference.png.")
+@click.option("--overwrite", is_flag=True, help="Allow writing over the input file.")
+@click.option("--force", is_flag=True, help="Redo images whose output already exists.")
+@common_options
+def derain(input, output, preset, device, backbone, steps, target, refs, sampler, seed, save_intermediates,
+           overwrite, force, quiet, debug, max_pixels):
+    """Derain an image, or every image in a folder (a fresh network per image).
+
+    Outputs keep the input's file name and format (JPEG at quality 95).
+
+    \b
+    Examples:
+      rain2avoid derain rainy.jpg -o clean.jpg
+      rain2avoid derain photos/ -o derained/ --save-intermediates
+      rain2avoid derain rainy.png -o out.png --preset reference
+    """
+    from ..pipeline import derain_detailed, to_uint8
+    check_device(device)
+    ctx = Context(quiet, debug, max_pixels)
+    files, folder = list_inputs(input)
+    options = dict(backbone=backbone, steps=steps, target=target, refs=refs, sampler=sampler, seed=seed)
+
+    def work(src: Path, dst: Path) -> None:
+        image, meta = ctx.read(src, with_meta=True)
+        r = derain_detailed(image, preset, device=device, progress=ctx.bars and len(files) == 1, **options)
+        write_image(dst, r.image, meta=meta)
+        if save_intermediates:
+            write_image(dst.with_name(f"{dst.stem}_mask.png"), r.mask)
+            write_image(dst.with_name(f"{dst.stem}_reference.png"), to_uint8(r.targets.mean(axis=0)))
+        lean = rotation_for_angle(r.angle)
+        ctx.say(f"{src.name} -> {dst} ({r.seconds:.1f} s, streaks {lean:+d} deg from vertical)")
+
+    jobs = [(f, output_for(f, output, folder)) for f in files]
+    run_jobs(ctx, jobs, work, "derain", force=force or not folder, overwrite=overwrite)
+
+
+@click.command()
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--model", "model_path", type=click.Path(path_type=Path), required=True,
+              help="Where to save the trained model (.pt).")
+@click.option("--preset", type=click.Choice(list(FOLDER_PRESETS)), default="fast", show_default=True)
+@settings_options
+@common_options
+def train(folder, model_path, preset, device, backbone, steps, target, refs, sampler, seed, quiet, debug,
+          max_pixels):
+    """Train one network on every image of FOLDER (no clean images needed) and save it.
+
+    \b
+    Example:
+      rain2avoid train photos/ --model rain.pt
+      rain2avoid apply new_photos/ --model rain.pt -o derained/
+    """
+    from ..pipeline import training_data
+    from ..sdrl import resolve_settings, train_folder
+    check_device(device)
+    ctx = Context(quiet, debug, max_pixels)
+    settings = resolve_settings(preset, FOLDER_PRESETS, backbone=backbone, steps=steps, target=target,
+                                refs=refs, sampler=sampler, seed=seed)
+    files, _ = list_inputs(folder)
+    if model_path.is_dir():
+        raise click.UsageError(f"--model {model_path} is a folder; give a file name such as rain.pt")
+    make_folder(model_path.parent)
+    inputs, targets, weights, failures = [], [], [], []
+    for f in tqdm(files, desc="references", unit="image", disable=not ctx.bars):
+        try:
+            rgb = to_float_rgb(ctx.read(f))
+            data = training_data(rgb, settings)
+            inputs.append(rgb)
+            targets.append(data.targets)
+            weights.append(data.weights)
+        except Exception as e:  # one bad file must not stop the others
+            if debug:
+                raise
+            failures.append(reason(f, e))
+            tqdm.write(f"error: {failures[-1]}", file=sys.stderr)
+    if not inputs:
+        raise click.ClickException("no readable images to train on")
+    start = time.perf_counter()
+    model = train_folder(inputs, targets, settings, device=device, progress=ctx.bars, weights=weights)
+    try:
+        model.save(model_path)
+    except OSError as e:
+        if debug:
+            raise
+        raise click.ClickException(f"cannot write model {model_path}: {e.strerror or e}")
+    ctx.say(f"trained on {len(inputs)} image(s) in {time.perf_counter() - start:.0f} s; saved {model_path}")
+    report_failures(failures, len(files), "failed and were left out")
+    if failures:
+        sys.exit(1)
+
+
+@click.command()
+@click.argument("input", type=click.Path(path_type=Path))
+@click.option("--model", "model_path", type=click.Path(path_type=Path), required=True,
+              help="A model saved by `rain2avoid train`.")
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
+              help="Output file (one image) or folder.")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--overwrite", is_flag=True, help="Allow writing over the input file.")
+@click.option("--force", is_flag=True, help="Redo images whose output already exists.")
+@common_options
+def apply(input, model_path, output, device, overwrite, force, quiet, debug, max_pixels):
+    """Derain images with a model trained by `rain2avoid train` (no references needed).
+
+    \b
+    Example:
+      rain2avoid apply new_photos/ --model rain.pt -o derained/
+    """
+    from ..sdrl import load_model
+    check_device(device)
+    ctx = Context(quiet, debug, max_pixels)
+    try:
+        with warnings.catch_warnings():  # torch's remarks on odd pickles would bury the one-line error
+            if not debug:
+                warnings.simplefilter("ignore")
+            model = load_model(model_path, device=device)
+    except ModelFileError as e:
+        if debug:
+            raise
+        raise click.ClickException(str(e))
+    files, folder = list_inputs(input)
+
+    def work(src: Path, dst: Path) -> None:
+        image, meta = ctx.read(src, with_meta=True)
+        write_image(dst, model.apply(image), meta=meta)
+
+    jobs = [(f, output_for(f, output, folder)) for f in files]
+    run_jobs(ctx, jobs, work, "apply", force=force or not folder, overwrite=overwrite)
+
+
+@click.command()
+@click.argument("input", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
+              help="Output PNG (one image) or folder (one <stem>.png per image).")
+@click.option("--patch-size", type=click.IntRange(min=32), default=80, show_default=True)
+@click.option("--kernel-size", type=click.IntRange(min=1), default=10, show_default=True)
+@common_options
+def mask(input, output, patch_size, kernel_size, quiet, debug, max_pixels):
+    """Write the LDGP rain mask (255 = rain) of an image or of every image in a folder.
+
+    \b
+    Example:
+      rain2avoid mask rainy/ -o masks/
+    """
+    from ..ldgp import rain_mask
+    from ..pipeline import to_uint8
+    ctx = Context(quiet, debug, max_pixels)
+    files, folder = list_inputs(input)
+
+    def work(src: Path, dst: Path) -> None:
+        r = rain_mask(to_uint8(to_float_rgb(ctx.read(src))), patch_size, kernel_size)
+        write_image(dst, r.mask)
+
+    run_jobs(ctx, [(f, output_for(f, output, folder, ".png")) for f in files], work, "mask")
+
+
+@click.command()
+@click.argument("input", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Output folder.")
+@click.option("--n", "n", type=click.IntRange(min=1), default=50, show_default=True, help="References per image.")
+@click.option("--sampler", type=click.Choice(["nss", "uniform"]), default="nss", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--mean-only", is_flag=True, help="Only write the closed-form mean reference.")
+@common_options
+def refs(input, output, n, sampler, seed, mean_only, quiet, debug, max_pixels):
+    """Write stochastic derained references: OUTDIR/<stem>/<k>.png and the closed-form mean OUTDIR/<stem>.png.
+
+    \b
+    Example:
+      rain2avoid refs rainy.png -o refs/ --n 50 --sampler nss
+    """
+    from ..ldgp import rain_mask
+    from ..pipeline import to_uint8
+    from ..sdr import expected_reference, sample_references
+    ctx = Context(quiet, debug, max_pixels)
+    files, _ = list_inputs(input)
+
+    def work(src: Path, dst: Path) -> None:
+        rgb8 = to_uint8(to_float_rgb(ctx.read(src)))
+        m = rain_mask(rgb8).mask
+        write_image(dst, np.clip(np.round(expected_reference(rgb8, m, sampler)), 0, 255).astype(np.uint8))
+        if not mean_only:
+            for k, ref in enumerate(sample_references(rgb8, m, n, sampler, seed=seed)):
+                write_image(dst.parent / src.stem / f"{k}.png", ref)
+
+    run_jobs(ctx, [(f, output / f"{f.stem}.png") for f in files], work, "refs")
+
