@@ -74,3 +74,12 @@ def test_loss_weights_leave_out_the_halo_only():
     assert loss_weights(mask, 2)[:, 2:7].sum() == 5   # wider halo: only the streak itself left
     with pytest.raises(ValueError):
         loss_weights(mask, -1)
+
+
+def test_progress_callback_counts_every_step():
+    from rain2avoid.pipeline import derain_detailed
+    rng = np.random.default_rng(0)
+    image = (rng.random((40, 48, 3)) * 255).astype(np.uint8)
+    seen = []
+    derain_detailed(image, steps=5, ensemble=2, on_progress=lambda done, total: seen.append((done, total)))
+    assert seen == [(i, 10) for i in range(1, 11)]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import cv2
 import numpy as np
@@ -104,17 +104,27 @@ def training_data(rgb: np.ndarray, settings: Settings) -> TrainingData:
 
 
 def derain_detailed(image: np.ndarray, preset: str = "fast", device: str = "cpu", progress: bool = False,
-                    **options) -> DerainResult:
-    """Remove rain from one image, training a fresh network on it. See :func:`derain`."""
+                    on_progress: Callable[[int, int], None] | None = None, **options) -> DerainResult:
+    """Remove rain from one image, training a fresh network on it. See :func:`derain`.
+
+    ``on_progress(done, total)``, if given, is called after every training step
+    (``total`` counts the steps of every network of the ensemble).
+    """
     start = time.perf_counter()
     settings = resolve_settings(preset, **options)
     image = np.asarray(image)
     rgb = to_float_rgb(image)
     data = training_data(rgb, settings)
     out = np.zeros_like(rgb)
+    total = settings.ensemble * settings.steps
     for k in range(settings.ensemble):   # networks from different seeds, averaged
         run = dataclasses.replace(settings, seed=settings.seed + k)
-        model = train_image(rgb, data.targets, run, device=device, progress=progress, weights=data.weights)
+        on_step = None
+        if on_progress is not None:
+            def on_step(step: int, loss: float, k: int = k) -> None:
+                on_progress(k * settings.steps + step + 1, total)
+        model = train_image(rgb, data.targets, run, device=device, progress=progress, weights=data.weights,
+                            on_step=on_step)
         out += model.clean(rgb, data.mask) / settings.ensemble
     return DerainResult(from_float_rgb(out, like=image), data.mask, data.angle, data.targets, settings,
                         time.perf_counter() - start)
