@@ -18,12 +18,13 @@ deviation from vertical recovers ``|angle|``.
 
 from __future__ import annotations
 
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
 
-__all__ = ["EXAMPLES", "clean_example", "add_rain", "rain_presets"]
+__all__ = ["EXAMPLES", "clean_example", "rain_layer", "add_rain", "add_heavy_rain", "rain_presets",
+           "heavy_rain_presets", "random_heavy_rain"]
 
 # RGB sample images stored inside the scikit-image package (no download).
 EXAMPLES = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field",
@@ -62,6 +63,39 @@ def _blur_gain(width: int, sigma: float) -> float:
     return float(erf(width / (2.0 * np.sqrt(2.0) * sigma)))
 
 
+def rain_layer(shape: Tuple[int, int], angle: float = 0.0, density: float = 0.03, length: float = 20,
+               width: int = 1, blur: float = 1.0, seed: int = 0) -> np.ndarray:
+    """One layer of rain streaks: float32 (H, W) in [0, 1] (1 = a streak core at full brightness).
+
+    ``shape = (H, W)``; the other arguments are those of :func:`add_rain`.
+    """
+    if density < 0 or length <= 0 or width < 1:
+        raise ValueError("need density >= 0, length > 0 and width >= 1")
+    rng = np.random.default_rng(seed)
+    H, W = int(shape[0]), int(shape[1])
+    n = int(round(density * H * W / (length * width)))
+    canvas = np.zeros((H, W), np.uint8)
+    if n > 0:
+        shift = 4  # sub-pixel precision of cv2 drawing: coordinates in 1/16 px
+        a = np.deg2rad(angle)
+        direction = np.array([np.sin(a), -np.cos(a)])
+        centre = rng.uniform((0, 0), (W, H), size=(n, 2))
+        half = 0.5 * length * rng.uniform(0.5, 1.5, size=(n, 1)) * direction
+        pts = np.stack([centre - half, centre + half], axis=1)          # (n, 2, 2) x,y
+        pts = np.round(pts * (1 << shift)).astype(np.int32)
+        level = rng.integers(0, 4, size=n)
+        for k in range(4):  # one vectorised polylines call per brightness level
+            sel = pts[level == k]
+            if len(sel):
+                cv2.polylines(canvas, list(sel), False, int(round(255 * (0.6 + 0.4 * k / 3))),
+                              thickness=int(width), lineType=cv2.LINE_AA, shift=shift)
+    layer = canvas.astype(np.float32) / 255.0
+    if blur > 0 and n > 0:
+        layer = cv2.GaussianBlur(layer, (0, 0), sigmaX=blur, borderType=cv2.BORDER_REFLECT)
+        layer = np.clip(layer / _blur_gain(int(width), blur), 0.0, 1.0)
+    return layer.astype(np.float32)
+
+
 def add_rain(image: np.ndarray, angle: float = 0.0, density: float = 0.03, length: float = 20,
              width: int = 1, intensity: float = 0.8, blur: float = 1.0,
              seed: int = 0) -> Tuple[np.ndarray, np.ndarray]:
@@ -90,33 +124,52 @@ def add_rain(image: np.ndarray, angle: float = 0.0, density: float = 0.03, lengt
     image = np.asarray(image)
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"expected a uint8 (H, W, 3) image, got {image.dtype} {image.shape}")
-    if density < 0 or length <= 0 or width < 1:
-        raise ValueError("need density >= 0, length > 0 and width >= 1")
-    rng = np.random.default_rng(seed)
-    H, W = image.shape[:2]
-    n = int(round(density * H * W / (length * width)))
-    canvas = np.zeros((H, W), np.uint8)
-    if n > 0:
-        shift = 4  # sub-pixel precision of cv2 drawing: coordinates in 1/16 px
-        a = np.deg2rad(angle)
-        direction = np.array([np.sin(a), -np.cos(a)])
-        centre = rng.uniform((0, 0), (W, H), size=(n, 2))
-        half = 0.5 * length * rng.uniform(0.5, 1.5, size=(n, 1)) * direction
-        pts = np.stack([centre - half, centre + half], axis=1)          # (n, 2, 2) x,y
-        pts = np.round(pts * (1 << shift)).astype(np.int32)
-        level = rng.integers(0, 4, size=n)
-        for k in range(4):  # one vectorised polylines call per brightness level
-            sel = pts[level == k]
-            if len(sel):
-                cv2.polylines(canvas, list(sel), False, int(round(255 * (0.6 + 0.4 * k / 3))),
-                              thickness=int(width), lineType=cv2.LINE_AA, shift=shift)
-    layer = canvas.astype(np.float32) / 255.0
-    if blur > 0 and n > 0:
-        layer = cv2.GaussianBlur(layer, (0, 0), sigmaX=blur, borderType=cv2.BORDER_REFLECT)
-        layer = np.clip(layer / _blur_gain(int(width), blur), 0.0, 1.0)
+    layer = rain_layer(image.shape[:2], angle, density, length, width, blur, seed)
     rainy = image.astype(np.float32) + np.float32(intensity * 255.0) * layer[..., None]
     rainy = np.clip(np.rint(rainy), 0, 255).astype(np.uint8)
-    return rainy, layer.astype(np.float32)
+    return rainy, layer
+
+
+def add_heavy_rain(image: np.ndarray, layers: Sequence[dict], veil: float = 0.0, airlight: float = 0.9,
+                   seed: int = 0) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Heavy rain: several streak layers seen through a veil of rain accumulation (mist).
+
+    The model of heavy-rain photos (Li et al., CVPR 2019):
+    ``rainy = t * (image + 255 * sum_i intensity_i * layer_i) + (1 - t) * 255 * A``,
+    clipped and rounded to uint8. Each entry of ``layers`` is a dict of
+    :func:`add_rain` arguments (``angle``, ``density``, ``length``, ``width``,
+    ``intensity``, ``blur``; its ``seed`` defaults to ``seed + index``), so
+    layers can differ in direction, width and softness. The veil: the
+    transmission ``t = 1 - veil * v`` where ``v`` in [0.5, 1] grows smoothly
+    towards the top of the picture (farther away) with a little low-frequency
+    variation; ``A`` is a bright, slightly bluish grey of level ``airlight``
+    (a fraction of 255). ``veil=0`` gives no veil.
+
+    Returns ``(rainy, rain, transmission)``: uint8 (H, W, 3), the summed rain
+    increment before the veil (float32 (H, W) on the 0-255 scale) and ``t``
+    (float32 (H, W) in (0, 1]).
+    """
+    image = np.asarray(image)
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"expected a uint8 (H, W, 3) image, got {image.dtype} {image.shape}")
+    if not 0 <= veil < 1 or not 0 < airlight <= 1:
+        raise ValueError(f"need 0 <= veil < 1 and 0 < airlight <= 1, got veil={veil}, airlight={airlight}")
+    H, W = image.shape[:2]
+    rain = np.zeros((H, W), np.float32)
+    for i, spec in enumerate(layers):
+        spec = dict(spec)
+        intensity = float(spec.pop("intensity", 0.8))
+        spec.setdefault("seed", seed + i)
+        rain += np.float32(255.0 * intensity) * rain_layer((H, W), **spec)
+    rng = np.random.default_rng(seed + 1000)
+    rows = np.linspace(1.0, 0.0, H, dtype=np.float32)[:, None]          # 1 at the top
+    noise = cv2.resize(rng.random((4, 6)).astype(np.float32), (W, H), interpolation=cv2.INTER_CUBIC)
+    v = np.clip(0.5 + 0.35 * rows + 0.15 * noise, 0.5, 1.0)
+    t = (1.0 - veil * v).astype(np.float32)
+    tint = np.array([0.97, 0.99, 1.0], np.float32)                     # slightly bluish grey
+    light = 255.0 * airlight * tint
+    rainy = t[..., None] * (image.astype(np.float32) + rain[..., None]) + (1 - t[..., None]) * light
+    return np.clip(np.rint(rainy), 0, 255).astype(np.uint8), rain, t
 
 
 def rain_presets() -> Dict[str, dict]:
@@ -131,3 +184,45 @@ def rain_presets() -> Dict[str, dict]:
         "steep-left": dict(angle=-45.0, density=0.04, length=25, width=2, intensity=0.8, blur=1.0),
         "steep-right": dict(angle=45.0, density=0.04, length=25, width=2, intensity=0.8, blur=1.0),
     }
+
+
+def heavy_rain_presets() -> Dict[str, dict]:
+    """Named :func:`add_heavy_rain` settings (fresh dicts): rain unlike Rain100L's.
+
+    Dense fine rain, two directions at once, wide soft (out-of-focus) streaks,
+    faint low-contrast streaks, steep slants, and each of those under a veil.
+    """
+    return {
+        "dense-fine": dict(layers=[dict(angle=-12, density=0.12, length=18, width=1, intensity=0.45, blur=0.6)]),
+        "two-directions": dict(layers=[dict(angle=-25, density=0.05, length=30, width=1, intensity=0.7, blur=1.0),
+                                       dict(angle=15, density=0.04, length=22, width=1, intensity=0.5, blur=0.8)]),
+        "wide-soft": dict(layers=[dict(angle=8, density=0.05, length=45, width=5, intensity=0.35, blur=3.0)]),
+        "faint": dict(layers=[dict(angle=5, density=0.06, length=25, width=1, intensity=0.18, blur=0.8)]),
+        "steep": dict(layers=[dict(angle=55, density=0.05, length=30, width=2, intensity=0.6, blur=1.0)]),
+        "veil-dense": dict(layers=[dict(angle=-10, density=0.10, length=30, width=2, intensity=0.5, blur=1.2),
+                                   dict(angle=-8, density=0.06, length=18, width=1, intensity=0.35, blur=0.7)],
+                           veil=0.35),
+        "veil-mixed": dict(layers=[dict(angle=20, density=0.07, length=35, width=3, intensity=0.45, blur=2.0),
+                                   dict(angle=20, density=0.05, length=20, width=1, intensity=0.5, blur=0.8)],
+                           veil=0.25),
+        "veil-light": dict(layers=[dict(angle=0, density=0.03, length=25, width=1, intensity=0.7, blur=1.0)],
+                           veil=0.15),
+    }
+
+
+def random_heavy_rain(rng: np.random.Generator, veil: bool = True) -> dict:
+    """Random :func:`add_heavy_rain` settings for benchmarks: 1-3 layers of streaks
+    (angles within +-60 degrees, the layers within 30 degrees of one another,
+    widths 1-5 px, blur 0.5-3 px, density 0.02-0.12) and, with ``veil``, a veil
+    of 0.1-0.4. Layers never take the random state of the image they go on."""
+    base = float(rng.uniform(-60, 60))
+    layers = []
+    for _ in range(int(rng.integers(1, 4))):
+        width = int(rng.choice([1, 1, 2, 3, 5]))
+        layers.append(dict(angle=float(np.clip(base + rng.uniform(-30, 30), -70, 70)),
+                           density=float(rng.uniform(0.02, 0.12)) / len(layers + [0]) ** 0.5,
+                           length=float(rng.uniform(15, 50)), width=width,
+                           intensity=float(rng.uniform(0.25, 0.8)),
+                           blur=float(rng.uniform(0.5, 1.0) * (1 + width / 2))))
+    return dict(layers=layers, veil=float(rng.uniform(0.1, 0.4)) if veil else 0.0,
+                airlight=float(rng.uniform(0.8, 0.95)))
