@@ -207,3 +207,9 @@ def test_serve_warns_when_exposed_beyond_this_machine(monkeypatch):
     assert r.exit_code == 0 and "warning" not in r.stderr
     assert [command._is_local(h) for h in ("127.0.0.1", "::1", "localhost", "0.0.0.0", "192.168.1.2", "::")] == \
         [True, True, True, False, False, False]
+
+
+def test_serve_help_has_usage_and_examples():
+    r = invoke("serve", "--help")
+    assert r.exit_code == 0 and "Usage:" in r.stdout and "Examples:" in r.stdout
+    assert "--max-upload-mb" in r.stdout and "--jobs" in r.stdout
