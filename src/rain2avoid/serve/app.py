@@ -227,7 +227,7 @@ async def _receive(request: Request, target: Path, limit: int, too_large: str) -
             if not isinstance(upload, UploadFile):
                 raise HTTPException(400, "no file: send the image in the multipart field 'file'")
             await run_in_threadpool(_save, upload, target)
-            return safe_stem(upload.filename), form.get("preset", "fast"), form.get("seed")
+            return safe_stem(upload.filename), form.get("preset") or "fast", form.get("seed")
     except _TooLarge:
         await _discard_body(request.receive)
         raise HTTPException(413, too_large) from None
