@@ -183,7 +183,7 @@ class JobStore:
         shutil.rmtree(folder, ignore_errors=True)
 
     def check_settings(self, preset: str, seed: int | None) -> int:
-        """The number of training steps of a job; ValueError for an unknown preset or bad seed."""
+        """The number of training steps of a job; ValueError for an unknown preset."""
         settings = resolve_settings(preset, **{**self.options, "seed": seed})
         return settings.ensemble * settings.steps
 
