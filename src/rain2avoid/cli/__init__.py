@@ -12,6 +12,7 @@ from .. import __version__
 from .demo import demo
 from .evaluate import MAX_PSNR, evaluate
 from .images import apply, derain, mask, refs, train
+from .serve import serve
 
 __all__ = ["main", "MAX_PSNR"]
 
@@ -27,8 +28,9 @@ def main():
       rain2avoid derain rainy.jpg -o clean.jpg
       rain2avoid derain photos/ -o derained/
       rain2avoid eval --pred derained/ --target clean/
+      rain2avoid serve                         # a web page at http://127.0.0.1:8000/
     """
 
 
-for _command in (derain, train, apply, mask, refs, evaluate, demo):
+for _command in (derain, train, apply, mask, refs, evaluate, demo, serve):
     main.add_command(_command)

@@ -1,0 +1,304 @@
+"""The server's jobs: a bounded queue, worker threads, and expiry of finished jobs.
+
+Each accepted upload becomes a :class:`Job` with a random id (uuid4 hex). Its
+files live in a private folder named by that id under the store's own
+temporary folder: ``upload`` (the bytes as received), then ``result.<ext>``
+(the derained image, in the uploaded format, with its metadata) and
+``mask.png``. No file is ever named after anything the client sent.
+
+Workers call the same pipeline as the command line,
+:func:`rain2avoid.pipeline.derain_detailed`, and record its progress after
+every training step. Finished jobs (done or failed) are deleted with their
+files after ``ttl`` seconds, or sooner when more than ``keep`` have finished,
+so memory and disk stay bounded; the queue holds at most ``queue_size``
+waiting jobs.
+
+This module does not depend on the web framework; :mod:`.app` puts HTTP on it.
+"""
+
+from __future__ import annotations
+
+import math
+import queue
+import re
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..io import read_image, write_image
+from ..pipeline import derain_detailed
+from ..sdrl import resolve_settings
+
+__all__ = ["MEDIA_TYPES", "SUFFIXES", "Job", "JobStore", "QueueFull", "safe_stem"]
+
+SUFFIXES = {"png": ".png", "jpeg": ".jpg", "bmp": ".bmp", "tiff": ".tif", "webp": ".webp"}
+"""Result file suffix for each format :func:`rain2avoid.io.read_image` reports."""
+
+MEDIA_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "bmp": "image/bmp", "tiff": "image/tiff",
+               "webp": "image/webp"}
+
+
+class QueueFull(Exception):
+    """The queue holds ``queue_size`` waiting jobs; try again after ``retry_after`` seconds."""
+
+    def __init__(self, retry_after: int):
+        super().__init__(f"the queue is full; try again in {retry_after} s")
+        self.retry_after = retry_after
+
+
+class _Stopped(Exception):
+    """Raised from the progress callback when the server shuts down mid-training."""
+
+
+def safe_stem(filename: str | None) -> str:
+    """A display name from a client's file name: no folders, no suffix, only word characters, '.' and '-'.
+
+    It is used for the download name only, never for a file on the server.
+    """
+    name = re.split(r"[/\\]", filename or "")[-1]
+    stem = name.rsplit(".", 1)[0] if "." in name.lstrip(".") else name
+    stem = re.sub(r"[^\w.-]+", "_", stem).strip("._")[:80]
+    return stem or "image"
+
+
+@dataclass
+class Job:
+    """One upload and what became of it. ``status``: queued, running, done or failed."""
+
+    id: str
+    folder: Path
+    name: str
+    format: str
+    width: int
+    height: int
+    preset: str
+    seed: int | None
+    total_steps: int
+    created: float = field(default_factory=time.monotonic)
+    status: str = "queued"
+    done_steps: int = 0
+    error: str | None = None
+    seconds: float | None = None
+    finished: float | None = None
+    order: int = 0
+
+    @property
+    def upload_path(self) -> Path:
+        return self.folder / "upload"
+
+    @property
+    def result_path(self) -> Path:
+        return self.folder / f"result{SUFFIXES[self.format]}"
+
+    @property
+    def mask_path(self) -> Path:
+        return self.folder / "mask.png"
+
+    @property
+    def download_name(self) -> str:
+        return f"{self.name}-derained{SUFFIXES[self.format]}"
+
+
+class JobStore:
+    """Queue, workers and finished jobs of one server.
+
+    workers: images trained at the same time (threads). queue_size: most
+    waiting jobs. ttl: seconds a finished job is kept. keep: most finished
+    jobs kept. max_pixels: as :func:`rain2avoid.io.read_image`. options:
+    :class:`rain2avoid.sdrl.Settings` overrides for every job (tests use a
+    few ``steps``). root: where the private temporary folder is made
+    (default: the system's).
+
+    Call :meth:`start` before use and :meth:`close` at the end; ``close``
+    stops running jobs at their next training step and deletes every file.
+    """
+
+    def __init__(self, workers: int = 1, queue_size: int = 32, ttl: float = 3600.0, keep: int = 100,
+                 max_pixels: int | None = None, options: dict | None = None,
+                 root: Path | None = None):
+        if workers < 1 or queue_size < 1 or keep < 0 or ttl < 0:
+            raise ValueError("workers and queue_size must be >= 1, keep and ttl >= 0")
+        self.workers, self.ttl, self.keep, self.max_pixels = workers, ttl, keep, max_pixels
+        self.options = dict(options or {})
+        self._parent = root
+        self._root: Path | None = None
+        self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
+        self._jobs: dict[str, Job] = {}
+        self._lock = threading.Lock()
+        self._closing = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._count = 0
+        self._mean_seconds: float | None = None
+
+    # --- life cycle ------------------------------------------------------------------------------
+
+    @property
+    def root(self) -> Path:
+        """The private folder holding every job's files (made by :meth:`start`)."""
+        if self._root is None:
+            raise RuntimeError("the job store is not started")
+        return self._root
+
+    def start(self) -> None:
+        """Make the private folder and start the workers."""
+        self._root = Path(tempfile.mkdtemp(prefix="rain2avoid-serve-", dir=self._parent))
+        for k in range(self.workers):
+            thread = threading.Thread(target=self._work, name=f"rain2avoid-worker-{k}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Fail the waiting jobs, stop the running ones at their next step, delete all files."""
+        self._closing.set()
+        while True:
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            self._finish(job, error="the server stopped before this job ran")
+        for _ in self._threads:
+            self._queue.put(None)
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        self._threads.clear()
+        if self._root is not None:
+            shutil.rmtree(self._root, ignore_errors=True)
+
+    # --- submitting ------------------------------------------------------------------------------
+
+    def new_folder(self) -> tuple:
+        """(id, folder) for a new upload: a fresh uuid4 and a private folder named by it."""
+        job_id = uuid.uuid4().hex
+        folder = self.root / job_id
+        folder.mkdir(mode=0o700)
+        return job_id, folder
+
+    def discard(self, folder: Path) -> None:
+        """Delete the folder of an upload that did not become a job."""
+        shutil.rmtree(folder, ignore_errors=True)
+
+    def check_settings(self, preset: str, seed: int | None) -> int:
+        """The number of training steps of a job; ValueError for an unknown preset."""
+        settings = resolve_settings(preset, **{**self.options, "seed": seed})
+        return settings.ensemble * settings.steps
+
+    def full(self) -> bool:
+        return self._queue.full()
+
+    def retry_after(self) -> int:
+        """Seconds a refused client should wait: about one job's time."""
+        return max(1, math.ceil(self._mean_seconds or 10.0))
+
+    def submit(self, job_id: str, folder: Path, name: str, image_format: str, width: int, height: int,
+               preset: str = "fast", seed: int | None = None) -> Job:
+        """Queue the upload saved as ``folder/upload``; QueueFull when no place is left."""
+        if self._closing.is_set():
+            raise QueueFull(self.retry_after())
+        job = Job(id=job_id, folder=folder, name=name, format=image_format, width=width, height=height,
+                  preset=preset, seed=seed, total_steps=self.check_settings(preset, seed))
+        self.expire()
+        with self._lock:
+            self._count += 1
+            job.order = self._count
+            self._jobs[job.id] = job
+            try:
+                self._queue.put_nowait(job)
+            except queue.Full:
+                del self._jobs[job.id]
+                raise QueueFull(self.retry_after()) from None
+        return job
+
+    # --- looking up ------------------------------------------------------------------------------
+
+    def get(self, job_id: str) -> Job | None:
+        """The job with this id, or None when it is unknown or has expired."""
+        self.expire()
+        with self._lock:
+            return self._jobs.get(job_id)
+
+    def status(self, job: Job) -> dict:
+        """The job's state as JSON-ready values (what ``GET /api/jobs/{id}`` answers)."""
+        with self._lock:
+            ahead = sum(1 for j in self._jobs.values() if j.status == "queued" and j.order < job.order)
+            done = job.done_steps if job.status != "done" else job.total_steps
+            return {
+                "id": job.id, "status": job.status,
+                "progress": round(done / job.total_steps, 4) if job.total_steps else float(job.status == "done"),
+                "error": job.error, "steps_done": done, "steps_total": job.total_steps,
+                "queue_position": ahead if job.status == "queued" else None,
+                "preset": job.preset, "seed": job.seed, "width": job.width, "height": job.height,
+                "format": job.format, "filename": job.download_name, "seconds": job.seconds,
+            }
+
+    def counts(self) -> dict:
+        with self._lock:
+            states = [j.status for j in self._jobs.values()]
+        return {s: states.count(s) for s in ("queued", "running", "done", "failed")}
+
+    # --- expiry ----------------------------------------------------------------------------------
+
+    def expire(self) -> list[str]:
+        """Delete finished jobs older than ``ttl`` or beyond the newest ``keep``; returns their ids."""
+        now = time.monotonic()
+        with self._lock:
+            finished = sorted((j for j in self._jobs.values() if j.finished is not None),
+                              key=lambda j: j.finished, reverse=True)
+            old = [j for k, j in enumerate(finished) if k >= self.keep or now - j.finished > self.ttl]
+            for job in old:
+                del self._jobs[job.id]
+        for job in old:
+            shutil.rmtree(job.folder, ignore_errors=True)
+        return [job.id for job in old]
+
+    # --- working ---------------------------------------------------------------------------------
+
+    def _work(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            self._run(job)
+            self.expire()
+
+    def _run(self, job: Job) -> None:
+        if self._closing.is_set():
+            self._finish(job, error="the server stopped before this job ran")
+            return
+        with self._lock:
+            job.status = "running"
+        start = time.perf_counter()
+
+        def on_progress(done: int, total: int) -> None:
+            if self._closing.is_set():
+                raise _Stopped
+            with self._lock:
+                job.done_steps, job.total_steps = done, total
+
+        try:
+            image, meta = read_image(job.upload_path, max_pixels=self.max_pixels, with_meta=True)
+            options = {**self.options, "seed": job.seed}
+            result = derain_detailed(image, job.preset, on_progress=on_progress, **options)
+            write_image(job.result_path, result.image, meta=meta)
+            write_image(job.mask_path, result.mask)
+        except _Stopped:
+            self._finish(job, error="the server stopped while this job ran")
+        except Exception as exc:  # one bad job must not stop the worker
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            self._finish(job, error=reason.replace(str(job.upload_path), "the upload"))
+        else:
+            self._finish(job, seconds=time.perf_counter() - start)
+        finally:
+            job.upload_path.unlink(missing_ok=True)
+
+    def _finish(self, job: Job, error: str | None = None, seconds: float | None = None) -> None:
+        with self._lock:
+            job.status = "failed" if error else "done"
+            job.error, job.seconds, job.finished = error, seconds, time.monotonic()
+            if seconds is not None:
+                self._mean_seconds = seconds if self._mean_seconds is None else \
+                    0.7 * self._mean_seconds + 0.3 * seconds

@@ -1,0 +1,225 @@
+// The rain2avoid page: upload photos, follow their training, compare, download.
+// It only talks to this server's JSON API (/api/...), like any other client.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const jobs = [];          // this visit's jobs, newest last
+let current = null;       // the job shown in the viewer
+let maxUploadBytes = null;
+
+function describe(job) {
+  const s = job.state;
+  if (!s) return job.note || "uploading…";
+  if (s.status === "queued") {
+    return s.queue_position ? `waiting: ${s.queue_position} ahead` : "waiting for a worker";
+  }
+  if (s.status === "running") {
+    if (!s.steps_done) return "finding the rain…";
+    return `training: step ${s.steps_done} of ${s.steps_total} (${Math.round(100 * s.progress)}%)`;
+  }
+  if (s.status === "done") return `done in ${s.seconds.toFixed(1)} s`;
+  return `failed: ${s.error}`;
+}
+
+function resultUrl(job, what) {
+  return `/api/jobs/${job.id}/${what}`;
+}
+
+// --- gallery -----------------------------------------------------------------------------------
+
+function addCard(job) {
+  const item = document.createElement("li");
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = "card";
+  const thumb = document.createElement("img");
+  thumb.src = job.localUrl;
+  thumb.alt = "";
+  const name = document.createElement("span");
+  name.className = "name";
+  name.textContent = job.file.name;
+  const state = document.createElement("span");
+  state.className = "state";
+  const bar = document.createElement("progress");
+  bar.max = 1;
+  button.append(thumb, name, state, bar);
+  button.addEventListener("click", () => show(job));
+  item.append(button);
+  $("gallery").append(item);
+  $("visit").hidden = false;
+  job.card = { button, thumb, state, bar };
+}
+
+function renderCard(job) {
+  const c = job.card;
+  c.state.textContent = describe(job);
+  c.bar.value = job.state ? job.state.progress : 0;
+  c.bar.hidden = !job.state || ["done", "failed"].includes(job.state.status);
+  c.button.classList.toggle("failed", job.failed());
+  c.button.setAttribute("aria-current", job === current ? "true" : "false");
+  if (job.done() && !c.thumbDone) {
+    c.thumbDone = true;
+    c.thumb.src = resultUrl(job, "result");
+  }
+}
+
+// --- viewer ------------------------------------------------------------------------------------
+
+function show(job) {
+  current = job;
+  $("viewer").hidden = false;
+  $("title").textContent = job.file.name;
+  $("before").src = job.localUrl;
+  jobs.forEach(renderCard);
+  renderViewer();
+}
+
+function renderViewer() {
+  const job = current;
+  if (!job) return;
+  const done = job.done();
+  $("busy").hidden = done;
+  $("after").hidden = !done;
+  $("divider").hidden = !done;
+  $("state").textContent = describe(job);
+  $("progress").value = job.state ? job.state.progress : 0;
+  $("progress").hidden = job.failed();
+  const download = $("download");
+  if (done) {
+    const want = resultUrl(job, $("mask").checked ? "mask" : "result");
+    if (!$("after").src.endsWith(want)) $("after").src = want;
+    download.href = resultUrl(job, "result");
+    download.download = job.state.filename;
+    download.removeAttribute("aria-disabled");
+  } else {
+    download.removeAttribute("href");
+    download.setAttribute("aria-disabled", "true");
+  }
+  $("error").hidden = !job.failed();
+  $("error").textContent = job.failed() ? describe(job) : "";
+}
+
+function setSplit() {
+  $("compare").style.setProperty("--split", `${$("slider").value}%`);
+}
+
+function dragSplit(event) {   // drag (or tap) on the picture itself moves the split too
+  if (event.type === "pointermove" && !event.buttons) return;
+  const box = $("compare").getBoundingClientRect();
+  $("slider").value = Math.round(100 * Math.min(1, Math.max(0, (event.clientX - box.left) / box.width)));
+  setSplit();
+}
+
+// --- talking to the server ---------------------------------------------------------------------
+
+async function detail(response) {
+  try {
+    return (await response.json()).detail;
+  } catch (e) {
+    return `HTTP ${response.status}`;
+  }
+}
+
+async function upload(job) {
+  if (maxUploadBytes !== null && job.file.size > maxUploadBytes) {
+    return fail(job, `the file is larger than this server's limit of ${(maxUploadBytes / 1048576).toFixed(0)} MB`);
+  }
+  const form = new FormData();
+  form.append("file", job.file);
+  form.append("preset", job.preset);
+  let response;
+  try {
+    response = await fetch("/api/derain", { method: "POST", body: form });
+  } catch (e) {
+    return fail(job, `cannot reach the server (${e.message})`);
+  }
+  if (response.status === 503) {   // queue full: wait as the server asks, then try again
+    const wait = Number(response.headers.get("Retry-After")) || 5;
+    job.note = `the server is busy; trying again in ${wait} s`;
+    update(job);
+    setTimeout(() => upload(job), wait * 1000);
+    return;
+  }
+  if (response.status !== 202) return fail(job, await detail(response));
+  job.id = (await response.json()).id;
+  poll(job);
+}
+
+async function poll(job) {
+  let response;
+  try {
+    response = await fetch(`/api/jobs/${job.id}`, { cache: "no-store" });
+  } catch (e) {
+    job.note = "lost the server; retrying…";
+    update(job);
+    setTimeout(() => poll(job), 2000);
+    return;
+  }
+  if (!response.ok) return fail(job, await detail(response));
+  job.state = await response.json();
+  update(job);
+  if (!["done", "failed"].includes(job.state.status)) setTimeout(() => poll(job), 400);
+}
+
+function fail(job, message) {
+  job.state = { status: "failed", error: message, progress: 0 };
+  update(job);
+}
+
+function update(job) {
+  renderCard(job);
+  if (job === current) renderViewer();
+}
+
+function addFiles(fileList) {
+  const preset = $("preset").value;
+  for (const file of fileList) {
+    const job = {
+      file, preset, id: null, state: null, note: null, localUrl: URL.createObjectURL(file),
+      done() { return this.state && this.state.status === "done"; },
+      failed() { return this.state && this.state.status === "failed"; },
+    };
+    jobs.push(job);
+    addCard(job);
+    if (!current || current.done() || current.failed()) show(job);
+    update(job);
+    upload(job);
+  }
+}
+
+// --- wiring ------------------------------------------------------------------------------------
+
+function start() {
+  $("files").addEventListener("change", (event) => {
+    addFiles(event.target.files);
+    event.target.value = "";
+  });
+  const drop = $("drop");
+  document.addEventListener("dragover", (event) => {
+    event.preventDefault();
+    drop.classList.add("over");
+  });
+  document.addEventListener("dragleave", (event) => {
+    if (!event.relatedTarget) drop.classList.remove("over");
+  });
+  document.addEventListener("drop", (event) => {
+    event.preventDefault();
+    drop.classList.remove("over");
+    addFiles([...event.dataTransfer.files].filter((f) => f.type.startsWith("image/") || /\.tiff?$/i.test(f.name)));
+  });
+  $("slider").addEventListener("input", setSplit);
+  $("compare").addEventListener("pointerdown", dragSplit);
+  $("compare").addEventListener("pointermove", dragSplit);
+  $("mask").addEventListener("change", renderViewer);
+  $("before").addEventListener("error", () => {
+    if (current) $("state").textContent = `${describe(current)} (this browser cannot show this format)`;
+  });
+  setSplit();
+  fetch("/api/config").then((r) => r.json()).then((config) => {
+    maxUploadBytes = config.max_upload_bytes;
+    const pixels = config.max_pixels ? ` and ${(config.max_pixels / 1e6).toFixed(0)} MP` : "";
+    $("limits").textContent = `up to ${(maxUploadBytes / 1048576).toFixed(0)} MB${pixels} per photo`;
+  }).catch(() => {});
+}
+
+start();

@@ -1,0 +1,297 @@
+"""The `rain2avoid serve` JSON API through the framework's test client: results, every error, jobs, expiry.
+
+Jobs train for a few steps (``FAST``) on tiny images, so each takes well under a second.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+import warnings
+from io import BytesIO
+
+import numpy as np
+import pytest
+
+pytest.importorskip("fastapi", reason='the web extra is not installed (pip install "rain2avoid[web]")')
+pytest.importorskip("httpx", reason="the test client needs httpx")
+with warnings.catch_warnings():  # newer Starlette prefers httpx2 to httpx; both work
+    warnings.simplefilter("ignore")
+    from fastapi.testclient import TestClient  # noqa: E402
+from PIL import Image  # noqa: E402
+from serving import FAST, decoded, encoded, rainy, wait_done  # noqa: E402
+
+from rain2avoid.pipeline import derain_detailed  # noqa: E402
+from rain2avoid.serve import ServeSettings, create_app  # noqa: E402
+
+UUID4_HEX = re.compile(r"^[0-9a-f]{12}4[0-9a-f]{3}[89ab][0-9a-f]{15}$")
+
+
+@pytest.fixture
+def make_client(tmp_path):
+    """make_client(**ServeSettings fields) -> a TestClient whose app runs its workers (closed at the end)."""
+    clients = []
+
+    def make(**fields):
+        fields = {"options": FAST, "temp_root": tmp_path, **fields}
+        client = TestClient(create_app(ServeSettings(**fields)))
+        clients.append(client.__enter__())
+        return client
+
+    yield make
+    for client in clients:
+        client.__exit__(None, None, None)
+
+
+@pytest.fixture
+def client(make_client):
+    return make_client()
+
+
+def store(client):
+    return client.app.state.store
+
+
+def post(client, data: bytes, name="rainy.png", **form):
+    return client.post("/api/derain", files={"file": (name, data, "application/octet-stream")}, data=form)
+
+
+# --- the happy path -----------------------------------------------------------------------------------------
+
+def test_health(client):
+    r = client.get("/api/health")
+    assert r.status_code == 200 and r.json() == {"status": "ok"}
+
+
+def test_png_end_to_end_matches_the_pipeline(client, tmp_path):
+    image = rainy()
+    r = post(client, encoded(image, tmp_path), seed="5")
+    assert r.status_code == 202, r.text
+    job_id = r.json()["id"]
+    assert UUID4_HEX.match(job_id) and r.headers["location"] == f"/api/jobs/{job_id}"
+    status = wait_done(client.get, job_id)
+    assert status["status"] == "done" and status["error"] is None, status
+    assert status["progress"] == 1.0 and status["steps_done"] == status["steps_total"] == FAST["steps"]
+    assert (status["width"], status["height"], status["format"]) == (56, 40, "png")
+
+    expected = derain_detailed(image, "fast", seed=5, **FAST)   # same pipeline, same seed: same pixels
+    result = client.get(f"/api/jobs/{job_id}/result")
+    assert result.status_code == 200 and result.headers["content-type"] == "image/png"
+    assert 'filename="rainy-derained.png"' in result.headers["content-disposition"]
+    pixels, meta = decoded(result.content, tmp_path)
+    assert meta.format == "png"
+    np.testing.assert_array_equal(pixels, expected.image)
+
+    mask = client.get(f"/api/jobs/{job_id}/mask")
+    assert mask.status_code == 200 and mask.headers["content-type"] == "image/png"
+    np.testing.assert_array_equal(decoded(mask.content, tmp_path, "mask")[0], expected.mask)
+
+
+def test_jpeg_comes_back_as_jpeg_with_its_exif(client, tmp_path):
+    exif = Image.Exif()
+    exif[0x010F] = "ServeTestMake"
+    buffer = BytesIO()
+    Image.fromarray(rainy(48, 64)).save(buffer, format="JPEG", quality=95, exif=exif.tobytes())
+    r = post(client, buffer.getvalue(), name="Holiday photo.JPG")
+    assert r.status_code == 202, r.text
+    status = wait_done(client.get, r.json()["id"])
+    assert status["format"] == "jpeg" and status["filename"] == "Holiday_photo-derained.jpg"
+    result = client.get(f"/api/jobs/{status['id']}/result")
+    assert result.headers["content-type"] == "image/jpeg"
+    with Image.open(BytesIO(result.content)) as picture:
+        assert picture.format == "JPEG" and picture.size == (64, 48)
+        assert picture.getexif().get(0x010F) == "ServeTestMake"
+
+
+def test_a_hostile_file_name_never_reaches_the_disk(client, tmp_path):
+    r = post(client, encoded(rainy(), tmp_path), name="../../etc/evil name.png")
+    status = wait_done(client.get, r.json()["id"])
+    assert status["filename"] == "evil_name-derained.png"
+    names = [p.name for p in store(client).root.rglob("*")]
+    assert not [n for n in names if "evil" in n or "etc" in n], names
+    assert set(names) == {status["id"], "result.png", "mask.png"}
+
+
+def test_eight_clients_at_once_all_get_their_own_result(make_client, tmp_path):
+    client = make_client(jobs=2)
+    sizes = [(32 + 4 * k, 48 + 8 * k) for k in range(8)]   # a different size each, to catch mix-ups
+    answers = [None] * 8
+
+    def one_client(k):
+        h, w = sizes[k]
+        r = post(client, encoded(rainy(h, w, seed=k), tmp_path, f"in{k}.png"), name=f"in{k}.png")
+        assert r.status_code == 202, r.text
+        status = wait_done(client.get, r.json()["id"])
+        answers[k] = (status, client.get(f"/api/jobs/{status['id']}/result").content)
+
+    threads = [threading.Thread(target=one_client, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    for k, (status, data) in enumerate(answers):
+        assert status["status"] == "done", status
+        assert decoded(data, tmp_path, f"out{k}")[0].shape == sizes[k] + (3,)
+    assert len({status["id"] for status, _ in answers}) == 8
+
+
+def test_progress_is_reported_while_training(make_client, tmp_path):
+    client = make_client(options={"steps": 150})
+    job_id = post(client, encoded(rainy(), tmp_path)).json()["id"]
+    seen = set()
+    while (status := client.get(f"/api/jobs/{job_id}").json())["status"] != "done":
+        if status["status"] == "running":
+            seen.add(status["steps_done"])
+            assert status["progress"] == round(status["steps_done"] / 150, 4) and status["steps_total"] == 150
+        time.sleep(0.01)
+    assert len([s for s in seen if 0 < s < 150]) >= 2, seen   # real steps, not just 0 and done
+
+
+# --- errors -------------------------------------------------------------------------------------------------
+
+def test_not_an_image_is_415(client):
+    r = post(client, b"these are not the pixels you are looking for", name="photo.png")
+    assert r.status_code == 415 and "not an image" in r.json()["detail"]
+
+
+@pytest.mark.parametrize("data, why", [(b"", "empty"), (b"\x89PNG\r\n\x1a\n" + bytes(40), "corrupt")])
+def test_unreadable_images_are_400_saying_why(client, tmp_path, data, why):
+    r = post(client, data)
+    assert r.status_code == 400 and why in r.json()["detail"]
+
+
+def test_truncated_jpeg_is_refused(client, tmp_path):
+    data = encoded(rainy(), tmp_path, "x.jpg")
+    assert post(client, data[: len(data) // 3]).status_code == 400
+
+
+def test_form_mistakes_are_explained(client, tmp_path):
+    png = encoded(rainy(), tmp_path)
+    r = client.post("/api/derain", data={"preset": "fast"}, files={"other": ("x.png", png)})
+    assert r.status_code == 400 and "'file'" in r.json()["detail"]
+    r = client.post("/api/derain", content=png, headers={"content-type": "image/png"})
+    assert r.status_code == 415 and "multipart/form-data" in r.json()["detail"]
+    r = post(client, png, preset="ultra")
+    assert r.status_code == 400 and "fast, high, reference" in r.json()["detail"]
+    for seed in ("-1", "1.5", "x", str(2 ** 32)):
+        assert post(client, png, seed=seed).status_code == 400, seed
+    r = client.post("/api/derain", files=[("file", ("a.png", png)), ("file", ("b.png", png))])
+    assert r.status_code == 400
+    assert list(store(client).root.iterdir()) == []   # nothing refused stays on disk
+
+
+def test_too_large_upload_is_413_before_it_is_read(make_client, tmp_path):
+    client = make_client(max_upload_bytes=4096)
+    r = post(client, bytes(5000))
+    assert r.status_code == 413 and "limit" in r.json()["detail"]
+    assert list(store(client).root.iterdir()) == []
+
+
+def test_too_many_pixels_is_413(make_client, tmp_path):
+    client = make_client(max_pixels=1000)
+    r = post(client, encoded(rainy(40, 56), tmp_path))
+    assert r.status_code == 413 and "56x40" in r.json()["detail"]
+
+
+@pytest.mark.parametrize("path", [
+    "/api/jobs/0123456789abcdef0123456789abcdef", "/api/jobs/nope/result", "/api/jobs/nope/mask",
+    "/api/jobs/..%2F..%2Fetc%2Fpasswd", "/api/jobs/%2e%2e", "/api/jobs/..%5C..%5Cwindows",
+    "/api/jobs/%2Fetc%2Fpasswd/result",
+])
+def test_unknown_and_traversal_ids_are_404(client, path):
+    r = client.get(path)
+    assert r.status_code == 404 and "detail" in r.json()
+
+
+def test_result_before_done_is_409(make_client, tmp_path):
+    client = make_client(options={"steps": 100_000})   # stopped by the shutdown
+    job_id = post(client, encoded(rainy(), tmp_path)).json()["id"]
+    for what in ("result", "mask"):
+        r = client.get(f"/api/jobs/{job_id}/{what}")
+        assert r.status_code == 409 and "poll" in r.json()["detail"]
+
+
+def test_queue_full_is_503_with_retry_after(make_client, tmp_path):
+    client = make_client(options={"steps": 100_000}, queue_size=1)   # the first job runs until shutdown
+    png = encoded(rainy(), tmp_path)
+    running = post(client, png).json()["id"]
+    deadline = time.monotonic() + 30
+    while client.get(f"/api/jobs/{running}").json()["status"] != "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    waiting = post(client, png)
+    assert waiting.status_code == 202
+    assert client.get(f"/api/jobs/{waiting.json()['id']}").json()["queue_position"] == 0
+    r = post(client, png)
+    assert r.status_code == 503 and "full" in r.json()["detail"]
+    assert int(r.headers["retry-after"]) >= 1
+
+
+def test_a_job_that_fails_says_why(client, tmp_path):
+    # An upload that turns out unusable in the worker fails with a reason (no crash, no traceback).
+    s = store(client)
+    job_id2, folder = s.new_folder()
+    (folder / "upload").write_bytes(b"not an image")
+    job = s.submit(job_id2, folder, "x", "png", 56, 40)
+    status = wait_done(client.get, job.id)
+    assert status["status"] == "failed" and "not an image" in status["error"]
+    assert str(folder) not in status["error"]
+    assert client.get(f"/api/jobs/{job.id}/result").status_code == 409
+
+
+# --- expiry and clean-up ------------------------------------------------------------------------------------
+
+def test_finished_jobs_expire_with_their_files(make_client, tmp_path):
+    client = make_client(ttl=0.5)
+    job_id = post(client, encoded(rainy(), tmp_path)).json()["id"]
+    wait_done(client.get, job_id)
+    folder = store(client).root / job_id
+    assert (folder / "result.png").is_file()
+    time.sleep(0.7)
+    assert client.get(f"/api/jobs/{job_id}").status_code == 404
+    assert client.get(f"/api/jobs/{job_id}/result").status_code == 404
+    assert not folder.exists()
+
+
+def test_only_the_newest_finished_jobs_are_kept(make_client, tmp_path):
+    client = make_client(keep=2)
+    png = encoded(rainy(), tmp_path)
+    ids = []
+    for _ in range(3):
+        ids.append(post(client, png).json()["id"])
+        wait_done(client.get, ids[-1])
+    assert client.get(f"/api/jobs/{ids[0]}").status_code == 404
+    assert [client.get(f"/api/jobs/{i}").status_code for i in ids[1:]] == [200, 200]
+    assert sorted(p.name for p in store(client).root.iterdir()) == sorted(ids[1:])
+
+
+def test_shutdown_deletes_every_file(tmp_path):
+    app = create_app(ServeSettings(options=FAST, temp_root=tmp_path))
+    with TestClient(app) as client:
+        wait_done(client.get, post(client, encoded(rainy(), tmp_path)).json()["id"])
+        root = app.state.store.root
+        assert any(root.iterdir())
+    assert not root.exists()
+
+
+# --- the page and the docs ----------------------------------------------------------------------------------
+
+def test_page_is_self_contained(client):
+    page = client.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    for path in ("/", "/app.js", "/style.css"):
+        body = client.get(path).text
+        assert not re.search(r"(src|href)\s*=\s*[\"']?(https?:)?//", body), path
+        assert "@import" not in body and "url(http" not in body
+    assert client.get("/app.js").headers["content-type"].startswith("text/javascript")
+
+
+def test_openapi_documents_the_api(client):
+    spec = client.get("/openapi.json").json()
+    assert {"/api/health", "/api/derain", "/api/jobs/{job_id}", "/api/jobs/{job_id}/result",
+            "/api/jobs/{job_id}/mask"} <= set(spec["paths"])
+    form = spec["paths"]["/api/derain"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
+    assert set(form["properties"]) == {"file", "preset", "seed"}
+    assert client.get("/docs").status_code == 200
