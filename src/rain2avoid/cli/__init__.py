@@ -12,6 +12,7 @@ from .. import __version__
 from .demo import demo
 from .evaluate import MAX_PSNR, evaluate
 from .images import apply, derain, mask, refs, train
+from .report import report
 
 __all__ = ["main", "MAX_PSNR"]
 
@@ -27,8 +28,9 @@ def main():
       rain2avoid derain rainy.jpg -o clean.jpg
       rain2avoid derain photos/ -o derained/
       rain2avoid eval --pred derained/ --target clean/
+      rain2avoid report rainy/ derained/ -o report.html
     """
 
 
-for _command in (derain, train, apply, mask, refs, evaluate, demo):
+for _command in (derain, train, apply, mask, refs, evaluate, report, demo):
     main.add_command(_command)
