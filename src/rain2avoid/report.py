@@ -177,14 +177,13 @@ def build_report(inputs, outputs, path, target=None, masks=None, max_width: int 
             problem(f"{source}: no result named {stem}.* in {outputs}; left out")
             continue
         paths = {"input": source, "result": results[stem]}
-        if target is not None:
-            if stem in cleans:
-                paths["target"] = cleans[stem]
-            else:
-                problem(f"{source}: no clean image named {stem}.* in {target} (no PSNR/SSIM for it)")
+        if stem in cleans:
+            paths["target"] = cleans[stem]
         notes: list[str] = []
         try:
             report.images.append(_entry(stem, paths, mask_files, max_width, max_pixels, notes))
+            if target is not None and stem not in cleans:
+                notes.append(f"{source}: no clean image named {stem}.* in {target} (no PSNR/SSIM for it)")
         except Exception as e:  # one bad file must not stop the report
             text = " ".join(str(e).split()) or type(e).__name__
             notes.append(text if str(source) in text or str(results[stem]) in text else f"{source}: {text}")
@@ -248,7 +247,9 @@ def render(entries: list[dict], summary: list[dict], title: str, problems: list[
               + "".join(f"<li>{esc(p)}</li>" for p in problems) + "</ul></details>") if problems else ""
     data = json.dumps([{"name": e["name"], "scores": e["scores"], "rain": e["rain"]} for e in entries])
     data = data.replace("</", "<\\/")  # safe inside <script>
-    return _PAGE.format(title=esc(title), n=len(entries), top=top, head=head, index=index, sections=sections,
+    full = ("; higher PSNR and SSIM (on Y, against the clean images) are better"
+            if any(m[4] for m in used) else "")
+    return _PAGE.format(title=esc(title), n=len(entries), full=full, top=top, head=head, index=index, sections=sections,
                         problems=issues, data=data, css=_CSS, js=_JS)
 
 
@@ -325,8 +326,8 @@ _PAGE = """<!DOCTYPE html>
 <title>{title}</title><style>{css}</style></head>
 <body>
 <h1>{title}</h1>
-<p>{n} image(s). Lower NIQE and BRISQUE are better (no clean image needed; BRISQUE also rewards blur);
-higher PSNR and SSIM (on Y, against the clean images) are better. Drag across a picture to compare input and result.</p>
+<p>{n} image(s). Lower NIQE and BRISQUE are better (no clean image needed; BRISQUE also rewards blur){full}.
+Drag across a picture, or move the bar under it, to compare input and result.</p>
 {problems}
 <table class="summary"><tr><th>mean</th><th>input</th><th>result</th><th>change</th><th>improved</th></tr>{top}</table>
 <table class="index"><tr><th>image</th>{head}</tr>{index}</table>
