@@ -51,7 +51,7 @@ def _aggd(x: np.ndarray) -> tuple[float, float, float, float]:
     x = x.ravel()
     neg, pos = np.minimum(x, 0), np.maximum(x, 0)
     n_neg = np.count_nonzero(neg)
-    sq_neg, sq_pos = float(neg @ neg), float(pos @ pos)
+    sq_neg, sq_pos = float(np.einsum("i,i->", neg, neg)), float(np.einsum("i,i->", pos, pos))  # no BLAS threads
     with np.errstate(divide="ignore", invalid="ignore"):
         var_l = sq_neg / n_neg if n_neg else np.nan
         var_r = sq_pos / (x.size - n_neg) if n_neg < x.size else np.nan
