@@ -2,8 +2,8 @@
 
 Natural-scene statistics of the gray image and of its half-size copy (36
 numbers) go through a support vector regressor trained on the LIVE database's
-human opinion scores. Lower is better; typical photos score 0-60 (it can leave
-0-100). This reproduces the scores of the ``brisque`` 0.2.0 package with the
+human opinion scores. Lower is better; photos mostly score 0-60 (the scale is
+about 0-100, a score can fall outside). This reproduces the scores of the ``brisque`` 0.2.0 package with the
 LIVE-trained RBF model it ships (see NOTICE.md beside this file).
 """
 
