@@ -71,8 +71,9 @@ def _scale_features(gray: np.ndarray) -> list[float]:
     m = (gray - mu) / (sd + _C)
     alpha, _, var_l, var_r = _aggd(m)
     features = [alpha, (var_l + var_r) / 2]
-    for pairs in (m[:, :-1] * m[:, 1:], m[:-1, :] * m[1:, :], m[:-1, :-1] * m[1:, 1:], m[1:, :-1] * m[:-1, 1:]):
-        features += list(_aggd(pairs))
+    neighbours = ((m[:, :-1], m[:, 1:]), (m[:-1, :], m[1:, :]), (m[:-1, :-1], m[1:, 1:]), (m[1:, :-1], m[:-1, 1:]))
+    for a, b in neighbours:  # right, below, below right, above right
+        features += list(_aggd(a * b))
     return features
 
 
@@ -85,7 +86,10 @@ def _gray(image, who: str) -> np.ndarray:
     image, scale = checked_image(image, who)
     if image.ndim == 2:  # a gray picture scores like its RGB copy (the weights add up to 1)
         return image.astype(np.float64) * (scale / 255.0)
-    return (image.astype(np.float64) * (scale / 255.0)) @ np.array(_GRAY)
+    gray = np.empty(image.shape[:2])
+    for top in range(0, len(gray), 256):  # in bands of rows: no float copy of the whole picture
+        gray[top:top + 256] = (image[top:top + 256].astype(np.float64) * (scale / 255.0)) @ np.array(_GRAY)
+    return gray
 
 
 def _features(image, who: str) -> np.ndarray:
