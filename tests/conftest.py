@@ -50,3 +50,14 @@ def invoke(*args, catch=False):
     except TypeError:
         runner = CliRunner()  # click >= 8.2 always keeps result.stderr apart
     return runner.invoke(main, [str(a) for a in args], catch_exceptions=catch)
+
+
+REAL = DEV.parent / "real-rain-dev"
+
+
+@pytest.fixture(scope="session")
+def real_rain_dir() -> Path:
+    """The 15 real rainy photos (no ground truth); skipped with a reason when absent."""
+    if not (REAL / "README.md").is_file():
+        pytest.skip(f"real-rain dev data not found at {REAL} (it lives beside the checkout in ../shared/data)")
+    return REAL

@@ -7,6 +7,7 @@
 from .io import ImageReadError, ImageWriteError, read_image, write_image
 from .ldgp import MaskResult, rain_mask, streak_angle
 from .metrics import psnr, ssim
+from .noref import brisque, niqe
 from .pipeline import DerainResult, derain, derain_detailed
 from .sdr import expected_reference, sample_references
 from .sdrl import PRESETS, Model, ModelFileError, Settings, load_model, train_folder, train_image
@@ -15,7 +16,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "derain", "derain_detailed", "DerainResult", "read_image", "write_image", "ImageReadError",
-    "ImageWriteError", "MaskResult", "rain_mask", "streak_angle", "psnr", "ssim", "expected_reference",
-    "sample_references", "PRESETS", "Settings", "Model", "ModelFileError", "load_model", "train_folder",
-    "train_image", "__version__",
+    "ImageWriteError", "MaskResult", "rain_mask", "streak_angle", "psnr", "ssim", "niqe", "brisque",
+    "expected_reference", "sample_references", "PRESETS", "Settings", "Model", "ModelFileError", "load_model",
+    "train_folder", "train_image", "__version__",
 ]

@@ -12,6 +12,7 @@ from .. import __version__
 from .demo import demo
 from .evaluate import MAX_PSNR, evaluate
 from .images import apply, derain, mask, refs, train
+from .report import report
 from .serve import serve
 
 __all__ = ["main", "MAX_PSNR"]
@@ -28,9 +29,10 @@ def main():
       rain2avoid derain rainy.jpg -o clean.jpg
       rain2avoid derain photos/ -o derained/
       rain2avoid eval --pred derained/ --target clean/
+      rain2avoid report rainy/ derained/ -o report.html
       rain2avoid serve                         # a web page at http://127.0.0.1:8000/
     """
 
 
-for _command in (derain, train, apply, mask, refs, evaluate, demo, serve):
+for _command in (derain, train, apply, mask, refs, evaluate, report, demo, serve):
     main.add_command(_command)

@@ -1,0 +1,338 @@
+"""A picture report: one self-contained HTML page that shows what deraining did to a folder.
+
+For each image (inputs and results paired by file stem): input | result | rain
+mask, a before/after slider, and the scores: NIQE and BRISQUE of input and
+result always, PSNR and SSIM (Y) against clean images when a target folder is
+given. A summary table on top gives the means and how many images improved.
+Everything is inside the one file: pictures as base64 ``data:`` URIs (shrunk
+to a display width), inline CSS and JavaScript, no external reference.
+
+>>> from rain2avoid.report import build_report
+>>> build_report("rainy/", "derained/", "report.html", target="clean/")
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import os
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import cv2
+import numpy as np
+from tqdm.auto import tqdm
+
+from .io import DEFAULT_MAX_PIXELS, list_images, read_image, to_float_rgb, to_uint8
+from .ldgp import compute_mask
+from .metrics import psnr, ssim
+from .noref import brisque, niqe
+
+__all__ = ["build_report", "Report", "METRICS", "MAX_PSNR"]
+
+MAX_PSNR = 100.0
+"""PSNR above this (identical images: infinite) counts as this, as in ``rain2avoid eval``."""
+
+# key, label, decimals, whether higher is better, needs clean images
+METRICS = (("niqe", "NIQE", 4, False, False), ("brisque", "BRISQUE", 3, False, False),
+           ("psnr_y", "PSNR-Y (dB)", 2, True, True), ("ssim_y", "SSIM-Y", 4, True, True))
+
+
+@dataclass
+class Report:
+    """What :func:`build_report` did: the file, the images in it, and the problems met (one line each)."""
+
+    path: Path
+    images: list = field(default_factory=list)
+    problems: list = field(default_factory=list)
+
+
+def _by_stem(folder: Optional[Path]) -> dict[str, Path]:
+    return {p.stem: p for p in list_images(folder)} if folder is not None else {}
+
+
+def _rgb255(image: np.ndarray) -> np.ndarray:
+    """RGB on the 0-255 scale, as ``eval`` scores it: gray repeated, alpha dropped, uint16 / 257."""
+    rgb = np.stack([image] * 3, axis=-1) if image.ndim == 2 else image[..., :3]
+    return rgb.astype(np.float64) / 257.0 if rgb.dtype == np.uint16 else rgb
+
+
+def _try(score: Callable, *images) -> Optional[float]:
+    """A score, or None where it is undefined for these images (too small, flat)."""
+    try:
+        return float(score(*images))
+    except ValueError:
+        return None
+
+
+def _data_uri(rgb8: np.ndarray, max_width: int, png: bool = False, size: Optional[tuple] = None) -> str:
+    """``rgb8`` (uint8, gray or RGB) shrunk to ``max_width`` (or to ``size``) as a base64 JPEG/PNG URI."""
+    h, w = rgb8.shape[:2]
+    if size is None:
+        size = (w, h) if w <= max_width else (max_width, max(1, round(h * max_width / w)))
+    if size != (w, h):
+        rgb8 = cv2.resize(rgb8, size, interpolation=cv2.INTER_NEAREST if png else cv2.INTER_AREA)
+    pixels = rgb8 if rgb8.ndim == 2 else cv2.cvtColor(rgb8, cv2.COLOR_RGB2BGR)
+    ok, data = cv2.imencode(".png" if png else ".jpg", pixels, [] if png else [cv2.IMWRITE_JPEG_QUALITY, 88])
+    if not ok:
+        raise ValueError(f"could not encode a {w}x{h} picture for the report")
+    kind = "png" if png else "jpeg"
+    return f"data:image/{kind};base64," + base64.b64encode(data.tobytes()).decode("ascii")
+
+
+def _mask_for(stem: str, rgb8: np.ndarray, masks: dict[str, Path], max_pixels, problems: list) -> np.ndarray:
+    """The mask file ``<stem>_mask.*`` or ``<stem>.*`` from the mask folder, else the guarded LDGP mask."""
+    path = masks.get(f"{stem}_mask") or masks.get(stem)
+    if path is not None:
+        try:
+            mask = to_uint8(to_float_rgb(read_image(path, max_pixels=max_pixels))).max(axis=2)
+            if mask.shape == rgb8.shape[:2]:
+                return mask
+            problems.append(f"{path}: mask is {mask.shape[1]}x{mask.shape[0]}, the image "
+                            f"{rgb8.shape[1]}x{rgb8.shape[0]}; computing the mask instead")
+        except ValueError as e:
+            problems.append(f"{' '.join(str(e).split())}; computing the mask instead")
+    return compute_mask(rgb8, "guarded").mask
+
+
+def _entry(stem: str, paths: dict, masks: dict, max_width: int, max_pixels, problems: list) -> dict:
+    """Scores and pictures of one image; ValueError (one line) when its input or result is unusable."""
+    image = read_image(paths["input"], max_pixels=max_pixels)
+    result = read_image(paths["result"], max_pixels=max_pixels)
+    if image.shape[:2] != result.shape[:2]:
+        raise ValueError(f"{paths['result']}: the result is {result.shape[1]}x{result.shape[0]}, its input "
+                         f"{image.shape[1]}x{image.shape[0]}; a result must keep the input's size")
+    scores = {"input": {"niqe": _try(niqe, image), "brisque": _try(brisque, image)},
+              "result": {"niqe": _try(niqe, result), "brisque": _try(brisque, result)}}
+    if "target" in paths:
+        try:
+            clean = read_image(paths["target"], max_pixels=max_pixels)
+            if clean.shape[:2] != image.shape[:2]:
+                raise ValueError(f"{paths['target']}: the clean image is {clean.shape[1]}x{clean.shape[0]}, "
+                                 f"the input {image.shape[1]}x{image.shape[0]}")
+            for name, picture in (("input", image), ("result", result)):
+                p = _try(psnr, _rgb255(picture), _rgb255(clean), "y")
+                scores[name]["psnr_y"] = None if p is None else min(p, MAX_PSNR)
+                scores[name]["ssim_y"] = _try(ssim, _rgb255(picture), _rgb255(clean), "y")
+        except ValueError as e:
+            problems.append(f"{' '.join(str(e).split())} (no PSNR/SSIM for {stem})")
+    rgb8, out8 = to_uint8(to_float_rgb(image)), to_uint8(to_float_rgb(result))
+    mask = _mask_for(stem, rgb8, masks, max_pixels, problems)
+    shown = _data_uri(rgb8, max_width)
+    h, w = rgb8.shape[:2]
+    size = (w, h) if w <= max_width else (max_width, max(1, round(h * max_width / w)))
+    return {"name": stem, "width": w, "height": h, "shown_width": size[0], "scores": scores,
+            "rain": round(float(np.mean(mask > 127)), 4),
+            "pictures": {"input": shown, "result": _data_uri(out8, max_width, size=size),
+                         "mask": _data_uri(mask, max_width, png=True, size=size)}}
+
+
+def _summary(entries: list[dict]) -> list[dict]:
+    """Per metric: mean of input and result over images with both, and how many images improved."""
+    rows = []
+    for key, label, decimals, higher, _ in METRICS:
+        pairs = [(e["scores"]["input"].get(key), e["scores"]["result"].get(key)) for e in entries]
+        pairs = [(a, b) for a, b in pairs if a is not None and b is not None]
+        if pairs:
+            a, b = np.mean(pairs, axis=0)
+            better = sum((y > x) if higher else (y < x) for x, y in pairs)
+            rows.append({"key": key, "label": label, "decimals": decimals, "input": float(a), "result": float(b),
+                         "improved": int(better), "n": len(pairs), "higher_is_better": higher})
+    return rows
+
+
+def build_report(inputs, outputs, path, target=None, masks=None, max_width: int = 1200,
+                 title: str = "rain2avoid report", max_pixels: Optional[int] = DEFAULT_MAX_PIXELS,
+                 progress: bool = False, on_problem: Optional[Callable[[str], None]] = None) -> Report:
+    """Write the HTML report of the rainy ``inputs`` and their derained ``outputs`` (folders) to ``path``.
+
+    Images pair by file stem. ``target``: folder of clean images (adds PSNR/SSIM
+    on Y). ``masks``: folder of rain masks, ``<stem>_mask.png`` (``derain
+    --save-intermediates``) or ``<stem>.png`` (``rain2avoid mask``); without it
+    the guarded LDGP mask of each input is computed. Pictures are shrunk to
+    ``max_width`` pixels. A missing or unreadable file is reported (in
+    ``Report.problems`` and to ``on_problem``) and its image left out. The
+    file is written atomically; ``ValueError`` when no image could be shown.
+    """
+    inputs, outputs, path = Path(inputs), Path(outputs), Path(path)
+    if max_width < 16:
+        raise ValueError(f"max_width must be at least 16 pixels, got {max_width}")
+    results, cleans, mask_files = _by_stem(outputs), _by_stem(target), _by_stem(masks)
+    report = Report(path)
+
+    def problem(line: str) -> None:
+        report.problems.append(line)
+        if on_problem is not None:
+            on_problem(line)
+
+    sources = list_images(inputs)
+    if not sources:
+        raise ValueError(f"no images in {inputs}")
+    for source in tqdm(sources, desc="report", unit="image", disable=not progress or len(sources) < 2):
+        stem = source.stem
+        if stem not in results:
+            problem(f"{source}: no result named {stem}.* in {outputs}; left out")
+            continue
+        paths = {"input": source, "result": results[stem]}
+        if stem in cleans:
+            paths["target"] = cleans[stem]
+        notes: list[str] = []
+        try:
+            report.images.append(_entry(stem, paths, mask_files, max_width, max_pixels, notes))
+            if target is not None and stem not in cleans:
+                notes.append(f"{source}: no clean image named {stem}.* in {target} (no PSNR/SSIM for it)")
+        except Exception as e:  # one bad file must not stop the report
+            text = " ".join(str(e).split()) or type(e).__name__
+            notes.append(text if str(source) in text or str(results[stem]) in text else f"{source}: {text}")
+            notes[-1] += "; left out"
+        for line in notes:
+            problem(line)
+    if not report.images:
+        raise ValueError(f"nothing to report: no image of {inputs} could be shown with its result")
+    page = render(report.images, _summary(report.images), title, report.problems)
+    _write_text_atomically(path, page)
+    return report
+
+
+def _write_text_atomically(path: Path, text: str) -> None:
+    """Write through a hidden temporary file beside ``path`` and a rename: never a half-written page."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:12]}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # 0o666 & ~umask, like open()
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# --- the page ------------------------------------------------------------------------------------------------------
+
+def _fmt(value: Optional[float], decimals: int) -> str:
+    return "n/a" if value is None else f"{value:.{decimals}f}"
+
+
+def _change(a: Optional[float], b: Optional[float], decimals: int, higher: bool) -> str:
+    if a is None or b is None:
+        return "<td>n/a</td>"
+    d = b - a
+    kind = "same" if abs(d) < 0.5 * 10 ** -decimals else ("better" if (d > 0) == higher else "worse")
+    return f'<td class="{kind}">{d:+.{decimals}f}</td>'
+
+
+def render(entries: list[dict], summary: list[dict], title: str, problems: list[str]) -> str:
+    """The HTML page (a string) for the entries of :func:`build_report`."""
+    used = [m for m in METRICS if any(e["scores"]["input"].get(m[0]) is not None or
+                                      e["scores"]["result"].get(m[0]) is not None for e in entries)]
+    esc = html.escape
+    top = "".join(
+        f'<tr><th>{esc(r["label"])}</th><td>{_fmt(r["input"], r["decimals"])}</td>'
+        f'<td>{_fmt(r["result"], r["decimals"])}</td>'
+        f'{_change(r["input"], r["result"], r["decimals"], r["higher_is_better"])}'
+        f'<td>{r["improved"]} of {r["n"]}</td></tr>' for r in summary)
+    head = "".join(f"<th>{esc(label)}<br>input &rarr; result</th>" for _, label, *_ in used)
+    index = "".join(
+        f'<tr><td><a href="#image-{i}">{esc(e["name"])}</a></td>' + "".join(
+            f'<td>{_fmt(e["scores"]["input"].get(k), d)} &rarr; {_fmt(e["scores"]["result"].get(k), d)}</td>'
+            for k, _, d, *_ in used) + "</tr>" for i, e in enumerate(entries))
+    sections = "".join(_section(i, e, used) for i, e in enumerate(entries))
+    issues = ("<details class='problems'><summary>" + f"{len(problems)} problem(s) with the files</summary><ul>"
+              + "".join(f"<li>{esc(p)}</li>" for p in problems) + "</ul></details>") if problems else ""
+    data = json.dumps([{"name": e["name"], "scores": e["scores"], "rain": e["rain"]} for e in entries])
+    data = data.replace("</", "<\\/")  # safe inside <script>
+    full = ("; higher PSNR and SSIM (on Y, against the clean images) are better"
+            if any(m[4] for m in used) else "")
+    return _PAGE.format(title=esc(title), n=len(entries), full=full, top=top, head=head, index=index, sections=sections,
+                        problems=issues, data=data, css=_CSS, js=_JS)
+
+
+def _section(i: int, e: dict, used) -> str:
+    esc, s = html.escape, e["scores"]
+    rows = "".join(
+        f'<tr><th>{esc(label)}</th><td>{_fmt(s["input"].get(k), d)}</td><td>{_fmt(s["result"].get(k), d)}</td>'
+        f'{_change(s["input"].get(k), s["result"].get(k), d, higher)}</tr>' for k, label, d, higher, _ in used)
+    pic = e["pictures"]
+    name = esc(e["name"])
+    return f"""
+<section class="image" id="image-{i}" data-name="{name}">
+  <h2>{name} <small>{e["width"]}&times;{e["height"]} px, mask covers {100 * e["rain"]:.1f}%</small></h2>
+  <div class="row">
+    <figure><img id="in-{i}" src="{pic["input"]}" alt="input {name}"><figcaption>input</figcaption></figure>
+    <figure><img id="out-{i}" src="{pic["result"]}" alt="result {name}"><figcaption>result</figcaption></figure>
+    <figure><img src="{pic["mask"]}" alt="rain mask {name}"><figcaption>rain mask</figcaption></figure>
+  </div>
+  <div class="row">
+    <div class="slider" data-before="in-{i}" data-after="out-{i}" style="max-width:{e["shown_width"]}px">
+      <img class="after" alt="result {name}" draggable="false"><img class="before" alt="input {name}" draggable="false">
+      <span class="tag left">input</span><span class="tag right">result</span><div class="bar"></div>
+      <input type="range" min="0" max="100" step="0.1" value="50" aria-label="input / result split for {name}">
+    </div>
+    <table class="scores"><tr><th></th><th>input</th><th>result</th><th>change</th></tr>{rows}</table>
+  </div>
+</section>"""
+
+
+_CSS = """
+body{font:15px/1.4 system-ui,sans-serif;margin:1.5em auto;max-width:1400px;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}
+th:first-child,td:first-child{text-align:left}.better{color:#087a2a}.worse{color:#b3261e}
+.image{border-top:2px solid #ddd;margin-top:2em}.image h2 small{font-weight:normal;color:#666;font-size:.7em}
+.row{display:flex;flex-wrap:wrap;gap:1em;align-items:flex-start}
+figure{margin:0;flex:1 1 0;min-width:200px}figure img{width:100%;display:block;background:#eee}
+figcaption{text-align:center;color:#555}.problems{margin:1em 0;color:#b3261e}
+.slider{position:relative;flex:3 1 600px;user-select:none;touch-action:none;cursor:ew-resize}
+.slider img{display:block;width:100%}.slider .before{position:absolute;top:0;left:0;clip-path:inset(0 50% 0 0)}
+.slider .bar{position:absolute;top:0;bottom:2em;left:50%;width:2px;background:#fff;box-shadow:0 0 3px #000}
+.slider input{width:100%;margin:.5em 0}.tag{position:absolute;top:.4em;background:#000a;color:#fff;
+padding:0 .4em;border-radius:3px;font-size:.85em}.tag.left{left:.4em}.tag.right{right:.4em}
+"""
+
+_JS = """
+document.querySelectorAll('.slider').forEach(function (box) {
+  var before = box.querySelector('.before'), after = box.querySelector('.after');
+  var range = box.querySelector('input'), bar = box.querySelector('.bar');
+  before.src = document.getElementById(box.dataset.before).src;
+  after.src = document.getElementById(box.dataset.after).src;
+  function show(v) {
+    before.style.clipPath = 'inset(0 ' + (100 - v) + '% 0 0)';
+    bar.style.left = v + '%';
+  }
+  range.addEventListener('input', function () { show(range.value); });
+  function drag(ev) {
+    var r = after.getBoundingClientRect();
+    range.value = Math.max(0, Math.min(100, 100 * (ev.clientX - r.left) / r.width));
+    show(range.value);
+  }
+  box.addEventListener('pointerdown', function (ev) {
+    if (ev.target === range) return;
+    ev.preventDefault(); box.setPointerCapture(ev.pointerId); drag(ev);
+    box.onpointermove = drag;
+  });
+  box.addEventListener('pointerup', function () { box.onpointermove = null; });
+  show(range.value);
+});
+"""
+
+_PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title><style>{css}</style></head>
+<body>
+<h1>{title}</h1>
+<p>{n} image(s). Lower NIQE and BRISQUE are better (no clean image needed; BRISQUE also rewards blur){full}.
+Drag across a picture, or move the bar under it, to compare input and result.</p>
+{problems}
+<table class="summary"><tr><th>mean</th><th>input</th><th>result</th><th>change</th><th>improved</th></tr>{top}</table>
+<table class="index"><tr><th>image</th>{head}</tr>{index}</table>
+{sections}
+<script type="application/json" id="scores">{data}</script>
+<script>{js}</script>
+</body></html>
+"""
