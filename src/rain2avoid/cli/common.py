@@ -14,7 +14,15 @@ import click
 from tqdm.auto import tqdm
 
 from ..io import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, list_images, read_image
+from ..networks import BACKBONES
+from ..sdrl import TARGETS
 
+# Measured with `python benchmarks/backbones.py` (see the README): one training step, batch 1, a full
+# 480x320 image, on this project's 2-core CPU.
+BACKBONE_HELP = ("Network. Seconds per full-image training step on a 2-core CPU (480x320): "
+                 "fast SPEED_FAST, unet SPEED_UNET, dncnn SPEED_DNCNN, resnet SPEED_RESNET, "
+                 "restormer SPEED_RESTORMER, drsformer SPEED_DRSFORMER; "
+                 "use --device cuda for restormer and drsformer.")
 
 
 class Context:
@@ -144,11 +152,11 @@ def settings_options(f):
                      help="Reference sampler.")(f)
     f = click.option("--refs", "refs", type=click.IntRange(min=1), default=None,
                      help="Number of sampled references (with --target sampled).")(f)
-    f = click.option("--target", type=click.Choice(["expected", "sampled"]), default=None,
-                     help="Train on the closed-form expected reference or on sampled ones.")(f)
+    f = click.option("--target", type=click.Choice(TARGETS), default=None,
+                     help="Train on the closed-form expected reference, on --refs references sampled "
+                          "once, or on a fresh reference drawn at every step (online).")(f)
     f = click.option("--steps", type=click.IntRange(min=0), default=None, help="Training steps.")(f)
-    f = click.option("--backbone", type=click.Choice(["fast", "unet", "dncnn", "resnet"]), default=None,
-                     help="Network.")(f)
+    f = click.option("--backbone", type=click.Choice(list(BACKBONES)), default=None, help=BACKBONE_HELP)(f)
     f = click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)(f)
     return f
 
