@@ -9,8 +9,10 @@ One training step as ``--preset reference`` takes it: batch 1, the full image
 Each backbone runs alone in a fresh spawned child process, so the peak
 resident memory (``VmHWM``) is its own; it includes the Python and torch
 imports (``imports MB``). s/step is the median of ``--steps`` steps after one
-warm-up step (the first step also allocates; it is reported apart).
-Timings depend on what else the machine is doing: the load average is printed.
+warm-up step (the first step also allocates; it is reported apart); "x unet
+step" divides it by the reference U-Net's step in the same run, which moves
+less than seconds do when the machine is busy. Timings depend on what else
+the machine is doing: the load average is printed.
 """
 
 from __future__ import annotations
@@ -94,15 +96,20 @@ def main() -> None:
     print(f"# one training step, batch 1, full {size[0]}x{size[1]} image ({args.device}); "
           f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"load average {os.getloadavg()[0]:.2f} at start")
-    print("| backbone | parameters | s/step | first step s | peak MB | imports MB | threads |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    results = {}
     for name in args.backbones.split(","):
-        r = measure(name, steps=args.steps, size=size, threads=args.threads, device=args.device)
+        results[name] = measure(name, steps=args.steps, size=size, threads=args.threads, device=args.device)
+        print(f"# {name}: {results[name]}", flush=True)
+    unet = results.get("unet", {}).get("step")
+    print("| backbone | parameters | s/step | x unet step | first step s | peak MB | imports MB | threads |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for name, r in results.items():
         if "error" in r:
-            print(f"| {name} | - | {r['error']} | | | | |", flush=True)
+            print(f"| {name} | - | {r['error']} | | | | | |")
             continue
-        print(f"| {name} | {r['params']:,} | {r['step']:.3f} | {r['first']:.2f} | {r['peak_mb']:,.0f} | "
-              f"{r['imports_mb']:,.0f} | {r['threads']} |", flush=True)
+        ratio = f"{r['step'] / unet:.1f}" if unet else "-"
+        print(f"| {name} | {r['params']:,} | {r['step']:.2f} | {ratio} | {r['first']:.2f} | {r['peak_mb']:,.0f} | "
+              f"{r['imports_mb']:,.0f} | {r['threads']} |")
     print(f"# load average {os.getloadavg()[0]:.2f} at end")
 
 

@@ -186,3 +186,15 @@ def test_top_k_attention_keeps_the_largest_scores():
         assert torch.allclose(weights.sum(-1), torch.ones(2, 1, 30))
         # the kept entries are each row's largest scores
         assert torch.equal(weights > 0, scores >= scores.topk(keep, dim=-1).values[..., -1:])
+
+
+@pytest.mark.parametrize("name", ["restormer", "drsformer"])
+def test_saving_memory_gives_the_same_gradients(name):
+    x = torch.rand(1, 3, 16, 24)
+    grads = []
+    for save in (True, False):
+        torch.manual_seed(0)
+        net = build_network(name, save_memory=save, **SMALL[name]).train()
+        net(x).square().mean().backward()
+        grads.append(torch.cat([p.grad.flatten() for p in net.parameters()]))
+    assert torch.allclose(grads[0], grads[1], rtol=1e-4, atol=1e-7)

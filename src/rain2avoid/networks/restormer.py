@@ -125,8 +125,9 @@ class UTransformer(nn.Module):
     ``refinement`` on the last decoder level's output (``2 * dim`` channels),
     before the output conv. With ``save_memory`` (the default), training
     recomputes each block's activations in the backward pass instead of
-    keeping them (:func:`run_saving_memory`): a full 320 x 480 image otherwise
-    needs some 26 GB for Restormer's activations alone.
+    keeping them (:func:`run_saving_memory`). Without it a full 320 x 480 image
+    needs about 26 GB for Restormer's saved activations alone (1.6 GB measured
+    at 80 x 120, and it grows with the pixels).
     """
 
     multiple = 8
