@@ -17,12 +17,12 @@ from ..io import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, list_images, read_image
 from ..networks import BACKBONES
 from ..sdrl import TARGETS
 
-# Measured with `python benchmarks/backbones.py` (see the README): one training step, batch 1, a full
-# 480x320 image, on this project's 2-core CPU.
-BACKBONE_HELP = ("Network. Seconds per full-image training step on a 2-core CPU (480x320): "
-                 "fast SPEED_FAST, unet SPEED_UNET, dncnn SPEED_DNCNN, resnet SPEED_RESNET, "
-                 "restormer SPEED_RESTORMER, drsformer SPEED_DRSFORMER; "
-                 "use --device cuda for restormer and drsformer.")
+# Measured with `python benchmarks/backbones.py` (README, Backbones): one training step, batch 1, a full
+# 480x320 image, on this project's 2-core CPU, in steps of the reference U-Net (0.42-0.46 s there).
+BACKBONE_HELP = ("Network. A full-image (480x320) training step on a 2-core CPU costs, in reference "
+                 "U-Net steps (about 0.45 s): fast 0.13, resnet 0.23, unet 1, dncnn 2.3, restormer 83, "
+                 "drsformer 180. Use --device cuda for restormer and drsformer: on a CPU, "
+                 "--preset reference takes days per image with them.")
 
 
 class Context:
