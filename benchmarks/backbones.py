@@ -9,10 +9,11 @@ One training step as ``--preset reference`` takes it: batch 1, the full image
 Each backbone runs alone in a fresh spawned child process, so the peak
 resident memory (``VmHWM``) is its own; it includes the Python and torch
 imports (``imports MB``). s/step is the median of ``--steps`` steps after one
-warm-up step (the first step also allocates; it is reported apart); "x unet
-step" divides it by the reference U-Net's step in the same run, which moves
-less than seconds do when the machine is busy. Timings depend on what else
-the machine is doing: the load average is printed.
+warm-up step (the first step also allocates; it is reported apart); CPU
+s/step is the process's CPU time (all threads) for that step; "x unet step"
+divides s/step by the reference U-Net's in the same run. When other jobs
+share the machine, wall seconds grow much more than the CPU time and the
+ratio do: the load average is printed.
 """
 
 from __future__ import annotations
@@ -50,17 +51,19 @@ def _measure(conn, name: str, steps: int, size: tuple[int, int], threads: int | 
         x = rainy.astype(np.float32) / 255
         target = clean[None].astype(np.float32) / 255      # the values do not change the cost
         params = sum(p.numel() for p in build_network(name).parameters())
-        stamps = [time.perf_counter()]
+        stamps = [(time.perf_counter(), time.process_time())]
 
         def on_step(step: int, loss: float) -> None:
             if device == "cuda":
                 torch.cuda.synchronize()
-            stamps.append(time.perf_counter())
+            stamps.append((time.perf_counter(), time.process_time()))
 
         settings = Settings(backbone=name, steps=steps + 1, lr=1e-3, batch=1, crop=0, schedule="constant")
         train_image(x, target, settings, device=device, on_step=on_step)
-        times = [b - a for a, b in zip(stamps, stamps[1:])]
+        times = [b[0] - a[0] for a, b in zip(stamps, stamps[1:])]
+        cpu = [b[1] - a[1] for a, b in zip(stamps, stamps[1:])]
         conn.send({"params": params, "first": times[0], "step": statistics.median(times[1:]),
+                   "cpu": statistics.median(cpu[1:]),
                    "imports_mb": imports, "peak_mb": _status_mb("VmHWM"), "threads": torch.get_num_threads()})
     except BaseException as e:  # noqa: BLE001 - reported by the parent
         conn.send({"error": f"{type(e).__name__}: {e}"})
@@ -101,14 +104,15 @@ def main() -> None:
         results[name] = measure(name, steps=args.steps, size=size, threads=args.threads, device=args.device)
         print(f"# {name}: {results[name]}", flush=True)
     unet = results.get("unet", {}).get("step")
-    print("| backbone | parameters | s/step | x unet step | first step s | peak MB | imports MB | threads |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| backbone | parameters | s/step | CPU s/step | x unet step | first step s | peak MB | imports MB | threads |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for name, r in results.items():
         if "error" in r:
-            print(f"| {name} | - | {r['error']} | | | | | |")
+            print(f"| {name} | - | {r['error']} | | | | | | |")
             continue
         ratio = f"{r['step'] / unet:.1f}" if unet else "-"
-        print(f"| {name} | {r['params']:,} | {r['step']:.2f} | {ratio} | {r['first']:.2f} | {r['peak_mb']:,.0f} | "
+        print(f"| {name} | {r['params']:,} | {r['step']:.2f} | {r['cpu']:.2f} | {ratio} | {r['first']:.2f} | "
+              f"{r['peak_mb']:,.0f} | "
               f"{r['imports_mb']:,.0f} | {r['threads']} |")
     print(f"# load average {os.getloadavg()[0]:.2f} at end")
 
