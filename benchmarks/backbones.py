@@ -104,7 +104,8 @@ def main() -> None:
         results[name] = measure(name, steps=args.steps, size=size, threads=args.threads, device=args.device)
         print(f"# {name}: {results[name]}", flush=True)
     unet = results.get("unet", {}).get("step")
-    print("| backbone | parameters | s/step | CPU s/step | x unet step | first step s | peak MB | imports MB | threads |")
+    print("| backbone | parameters | s/step | CPU s/step | x unet step | first step s | peak MB | imports MB "
+          "| threads |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for name, r in results.items():
         if "error" in r:
