@@ -373,3 +373,40 @@ def test_version():
     r = invoke("--version")
     assert r.exit_code == 0 and "rain2avoid" in r.stdout
 
+
+
+# --- backbones and targets of the reference --------------------------------------------------------------
+
+@pytest.mark.parametrize("backbone", ["restormer", "drsformer"])
+def test_transformer_backbones_derain_train_apply(tmp_path, backbone):
+    # Full-size networks on a tiny image, one step: only that the wiring works (they are slow on a CPU).
+    write_image(tmp_path / "in" / "a.png", rainy(16, 24))
+    r = invoke("derain", tmp_path / "in" / "a.png", "-o", tmp_path / "a.png", "--backbone", backbone,
+               "--preset", "reference", "--refs", "2", "--steps", "1", "-q")
+    assert r.exit_code == 0, r.output
+    assert read_image(tmp_path / "a.png").shape == (16, 24, 3)
+    model = tmp_path / "m.pt"
+    r = invoke("train", tmp_path / "in", "--model", model, "--backbone", backbone, "--preset", "reference",
+               "--refs", "2", "--steps", "0", "-q")
+    assert r.exit_code == 0, r.output
+    r = invoke("apply", tmp_path / "in", "--model", model, "-o", tmp_path / "out", "-q")
+    assert r.exit_code == 0, r.output
+    assert read_image(tmp_path / "out" / "a.png").shape == (16, 24, 3)
+
+
+def test_online_target_derain_and_train(tmp_path):
+    write_image(tmp_path / "in" / "a.png", rainy(seed=1))
+    r = invoke("derain", tmp_path / "in", "-o", tmp_path / "d", "--target", "online", "--steps", "3",
+               "--save-intermediates", "-q")
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in (tmp_path / "d").iterdir()) == ["a.png", "a_mask.png", "a_reference.png"]
+    r = invoke("train", tmp_path / "in", "--model", tmp_path / "m.pt", "--target", "online", "--steps", "3", "-q")
+    assert r.exit_code == 0, r.output
+    from rain2avoid.sdrl import load_model
+    assert load_model(tmp_path / "m.pt").settings.target == "online"
+
+
+def test_help_names_every_backbone_and_target():
+    from rain2avoid.networks import BACKBONES
+    text = " ".join(invoke("derain", "--help").output.split())
+    assert all(name in text for name in BACKBONES) and "online" in text and "--device cuda" in text

@@ -83,3 +83,53 @@ def test_progress_callback_counts_every_step():
     seen = []
     derain_detailed(image, steps=5, ensemble=2, on_progress=lambda done, total: seen.append((done, total)))
     assert seen == [(i, 10) for i in range(1, 11)]
+
+
+class _Recorder:
+    """Online targets that remember every reference (or window) the training asked for."""
+
+    def __init__(self, online):
+        self.online, self.seen = online, []
+
+    def draw(self, rng, box=None):
+        self.seen.append((box, self.online.draw(rng, box)))
+        return self.seen[-1][1]
+
+
+@pytest.mark.parametrize("crop", [0, 32])
+def test_online_targets_are_fresh_at_every_step(rainy_pair, crop):
+    from rain2avoid.ldgp import rain_mask
+    from rain2avoid.pipeline import OnlineTargets
+    from rain2avoid.sdrl import Settings, train_image
+    rainy = rainy_pair[0]
+    rgb = rainy.astype(np.float32) / 255
+    mask = rain_mask(rainy).mask
+    settings = Settings(target="online", mask="ldgp", guard=False, steps=3, crop=crop, batch=2)
+    online = _Recorder(OnlineTargets(rgb, mask, settings))
+    train_image(rgb, online, settings)
+    assert len(online.seen) == 3 * (1 if crop == 0 else 2)    # one reference per sample per step
+    rain = mask > 10
+    full = [t for box, t in online.seen if box is None]
+    if crop == 0:
+        assert not np.array_equal(full[0], full[1])             # two steps, two different targets
+        for t in full:                                          # references: input off the rain
+            assert np.array_equal(t[~rain], rgb[~rain])
+            assert not np.array_equal(t[rain], rgb[rain])
+    else:
+        assert all(t.shape == (32, 32, 3) and box[1] - box[0] == 32 for box, t in online.seen)
+    again = _Recorder(OnlineTargets(rgb, mask, settings))       # same seed, same references
+    train_image(rgb, again, settings)
+    assert all(a[0] == b[0] and np.array_equal(a[1], b[1]) for a, b in zip(online.seen, again.seen))
+
+
+def test_online_target_trains_and_is_seeded(rainy_pair):
+    rainy, clean = rainy_pair
+    out = rain2avoid.derain(rainy, target="online", **FAST)
+    assert psnr(out, clean) > psnr(rainy, clean) + 1.0
+    small = rainy[:48, :64]
+    a = rain2avoid.derain_detailed(small, preset="reference", target="online", backbone="fast", steps=4, seed=1)
+    assert np.array_equal(a.image, rain2avoid.derain(small, preset="reference", target="online", backbone="fast",
+                                                     steps=4, seed=1))
+    assert not np.array_equal(a.image, rain2avoid.derain(small, preset="reference", target="online",
+                                                         backbone="fast", steps=4, seed=2))
+    assert a.targets.shape == (1, 48, 64, 3)        # the mean the online references are drawn around

@@ -3,7 +3,7 @@ import pytest
 
 from rain2avoid.ldgp import rain_mask
 from rain2avoid.metrics import psnr
-from rain2avoid.sdr import candidates, expected_reference, sample_references
+from rain2avoid.sdr import ReferenceSampler, candidates, expected_reference, sample_references
 
 
 def slow_nss_weights(image, mask, K=7, k=3, eta=0.5, threshold=10):
@@ -124,3 +124,32 @@ def test_bands_give_the_whole_image_result(small):
     refs = sample_references(image, mask, n=5, band=4, seed=0)
     rain = mask > 10
     assert np.all(refs[:, ~rain] == image[~rain])
+
+
+def test_reference_sampler_draws_what_sample_references_draws(small):
+    # One band: k draws from a generator seeded s are sample_references(n=k, seed=s).
+    image, mask = small
+    sampler = ReferenceSampler(image, mask, "nss")
+    rng = np.random.default_rng(7)
+    drawn = np.stack([sampler.draw(rng) for _ in range(4)])
+    assert np.array_equal(drawn, sample_references(image, mask, n=4, seed=7))
+    assert not np.array_equal(drawn[0], drawn[1])          # each draw is a fresh reference
+
+
+def test_reference_sampler_windows_and_bands(small):
+    image, mask = small
+    rain = mask > 10
+    banded = ReferenceSampler(image, mask, "nss", band=4)
+    whole = ReferenceSampler(image, mask, "nss")
+    assert np.array_equal(banded.cum, whole.cum) and np.array_equal(banded.rows, whole.rows)
+    window = banded.draw(np.random.default_rng(0), (3, 11, 5, 16))
+    assert window.shape == (8, 11, 3)
+    inside = rain[3:11, 5:16]
+    assert np.array_equal(window[~inside], image[3:11, 5:16][~inside])   # background kept
+    # every replaced pixel took a colour from its 7x7 window
+    for y, x in zip(*np.nonzero(inside)):
+        y0, x0 = y + 3, x + 5
+        block = image[max(y0 - 3, 0):y0 + 4, max(x0 - 3, 0):x0 + 4].reshape(-1, 3)
+        assert (block == window[y, x]).all(axis=1).any()
+    with pytest.raises(ValueError, match="window"):
+        banded.draw(np.random.default_rng(0), (0, 20, 0, 5))

@@ -112,6 +112,20 @@ def _colour(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image[..., :3]) if image.ndim == 3 else image
 
 
+def _crop_offsets(h: int, w: int, theta: float) -> tuple[int, int]:
+    """(row, column) offset of the H x W window cut from the back-rotated canvas (LDGP step 6).
+
+    Bit for bit as the reference: rows ``floor(W * sin t * cos t)``, columns
+    ``floor(H * cos t * sin t)``, t = |theta| in radians, multiplied left to
+    right in exactly that order. The product is often a whole number in exact
+    arithmetic (480 x sin 15 x cos 15 = 120), and the two orders of
+    multiplication round it to either side of it (120.0 and 119.99999999999999),
+    which floor turns into different offsets.
+    """
+    t = math.radians(abs(theta))
+    return math.floor(w * math.sin(t) * math.cos(t)), math.floor(h * math.cos(t) * math.sin(t))
+
+
 def _vertical_streaks(image: np.ndarray, theta: float, kernel_size: int, ridge_width: int = 0,
                       ridge_height: int = 0) -> np.ndarray:
     """Steps 3-6 of LDGP: rotate by ``theta``, keep bright vertical runs, rotate back, crop.
@@ -122,8 +136,7 @@ def _vertical_streaks(image: np.ndarray, theta: float, kernel_size: int, ridge_w
     ``kernel_size`` are removed by a vertical opening.
     """
     h, w = image.shape[:2]
-    t = math.radians(abs(theta))
-    off_r, off_c = math.floor(w * math.sin(t) * math.cos(t)), math.floor(h * math.sin(t) * math.cos(t))
+    off_r, off_c = _crop_offsets(h, w, theta)
     # Rotate the colour image, then take gray, as the reference does (rounding differs otherwise).
     rotated = _gray(_rotate(_colour(image), theta))
     bright = cv2.adaptiveThreshold(rotated, 255, cv2.ADAPTIVE_THRESH_MEAN_C, cv2.THRESH_BINARY, 5, 0)

@@ -16,11 +16,11 @@ import numpy as np
 
 from .io import from_float_rgb, to_float_rgb, to_uint8
 from .ldgp import compute_mask, rain_guard
-from .sdr import expected_reference, sample_references
+from .sdr import ReferenceSampler, expected_reference, sample_references
 from .sdrl import Settings, resolve_settings, train_image
 
 __all__ = ["derain", "derain_detailed", "DerainResult", "compute_mask", "make_targets", "loss_weights",
-           "training_data", "TrainingData"]
+           "training_data", "TrainingData", "OnlineTargets"]
 
 
 @dataclass
@@ -30,7 +30,8 @@ class DerainResult:
     image: the derained image (same dtype and shape as the input).
     mask: uint8 (H, W) rain mask used (255 = rain).
     angle: dominant gradient angle in degrees (0 = vertical streaks).
-    targets: float32 (R, H, W, 3) references in [0, 1] the network was trained on.
+    targets: float32 (R, H, W, 3) references in [0, 1] the network was trained on; with
+        ``target="online"`` (a fresh reference each step) the closed-form mean reference.
     settings: the settings used.
     seconds: wall time.
     """
@@ -43,15 +44,47 @@ class DerainResult:
     seconds: float
 
 
-def make_targets(rgb: np.ndarray, mask: np.ndarray, settings: Settings) -> np.ndarray:
+class OnlineTargets:
+    """A fresh stochastic reference for every training step (``Settings.target = "online"``).
+
+    The reference implementation's online variant: instead of a fixed set of N
+    references, every step trains on a new one. The candidates and weights are
+    computed once (``sdr.ReferenceSampler``); each :meth:`draw` only samples,
+    then applies the rain guard if ``settings.guard``, as :func:`make_targets`
+    does for sampled references. ``sdrl`` training asks for one per step
+    (a ``sdrl.TargetSampler``).
+    """
+
+    def __init__(self, rgb: np.ndarray, mask: np.ndarray, settings: Settings):
+        self.scaled = rgb.astype(np.float32) * 255.0
+        self.mask = mask
+        self.guard = settings.guard
+        self.sampler = ReferenceSampler(self.scaled, mask, settings.sampler)
+
+    def draw(self, rng: np.random.Generator, box: tuple[int, int, int, int] | None = None) -> np.ndarray:
+        """A new float32 reference in [0, 1]: (H, W, 3), or its ``box = (y0, y1, x0, x1)`` window."""
+        if self.guard:   # the guard looks at the whole image (its typical rain increment)
+            ref = rain_guard(self.scaled, self.sampler.draw(rng), self.mask)
+            if box is not None:
+                ref = ref[box[0]:box[1], box[2]:box[3]]
+        else:
+            ref = self.sampler.draw(rng, box)
+        return (ref / 255.0).astype(np.float32)
+
+
+def make_targets(rgb: np.ndarray, mask: np.ndarray, settings: Settings) -> np.ndarray | OnlineTargets:
     """Training targets for a float (H, W, 3) image in [0, 1]: (R, H, W, 3) float32.
 
     ``target="expected"`` gives the closed-form mean reference (R = 1);
-    ``"sampled"`` gives ``settings.refs`` stochastic references. Distances are
-    measured on the 0-255 scale, as in the reference implementation. With
-    ``settings.guard`` each reference keeps only the change rain can explain
-    (``ldgp.rain_guard``): texture mistaken for rain falls back to the input.
+    ``"sampled"`` gives ``settings.refs`` stochastic references; ``"online"``
+    an :class:`OnlineTargets` that draws a new one at every training step.
+    Distances are measured on the 0-255 scale, as in the reference
+    implementation. With ``settings.guard`` each reference keeps only the
+    change rain can explain (``ldgp.rain_guard``): texture mistaken for rain
+    falls back to the input.
     """
+    if settings.target == "online":
+        return OnlineTargets(rgb, mask, settings)
     scaled = rgb.astype(np.float32) * 255.0
     if settings.target == "expected":
         refs = expected_reference(scaled, mask, settings.sampler)[None]
@@ -87,12 +120,13 @@ class TrainingData(NamedTuple):
     """What one rainy image brings to training (:func:`training_data`).
 
     mask: uint8 (H, W), 255 = rain. angle: streak angle (``DerainResult.angle``).
-    targets: float32 (R, H, W, 3) references in [0, 1]. weights: float32 (H, W) loss weights.
+    targets: float32 (R, H, W, 3) references in [0, 1], or :class:`OnlineTargets`.
+    weights: float32 (H, W) loss weights.
     """
 
     mask: np.ndarray
     angle: int
-    targets: np.ndarray
+    targets: np.ndarray | OnlineTargets
     weights: np.ndarray
 
 
@@ -126,7 +160,10 @@ def derain_detailed(image: np.ndarray, preset: str = "fast", device: str = "cpu"
         model = train_image(rgb, data.targets, run, device=device, progress=progress, weights=data.weights,
                             on_step=on_step)
         out += model.clean(rgb, data.mask) / settings.ensemble
-    return DerainResult(from_float_rgb(out, like=image), data.mask, data.angle, data.targets, settings,
+    targets = data.targets
+    if isinstance(targets, OnlineTargets):   # no fixed set: report the mean they are drawn around
+        targets = make_targets(rgb, data.mask, dataclasses.replace(settings, target="expected"))
+    return DerainResult(from_float_rgb(out, like=image), data.mask, data.angle, targets, settings,
                         time.perf_counter() - start)
 
 
@@ -143,7 +180,8 @@ def derain(image: np.ndarray, preset: str = "fast", device: str = "cpu", progres
         device: "cpu" or "cuda".
         progress: show a progress bar for the training steps.
         **options: any :class:`rain2avoid.sdrl.Settings` field to override
-            (``steps``, ``backbone``, ``seed``, ``target``, ...).
+            (``steps``, ``backbone``, ``seed``, ``target``, ...); ``target="online"``
+            trains on a fresh stochastic reference at every step.
 
     Returns:
         The derained image, same shape and dtype as ``image``.

@@ -18,7 +18,8 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-__all__ = ["Candidates", "candidates", "expected_reference", "sample_references", "SAMPLERS"]
+__all__ = ["Candidates", "candidates", "expected_reference", "sample_references", "ReferenceSampler",
+           "SAMPLERS"]
 
 SAMPLERS = ("nss", "uniform")
 
@@ -180,3 +181,45 @@ def sample_references(image: np.ndarray, mask: np.ndarray, n: int = 50, sampler:
             pick = np.minimum((cum <= u[:, None]).sum(axis=1), last)
             refs[i, c.rows, c.cols] = image[c.rows + c.offsets[pick, 0], c.cols + c.offsets[pick, 1]]
     return refs
+
+
+class ReferenceSampler:
+    """Stochastic references drawn one at a time from candidates computed once.
+
+    The candidates and their cumulative weights (:func:`candidates`, band by
+    band) are kept, so each :meth:`draw` only samples: a fresh reference per
+    training step costs a few milliseconds for a 480 x 320 image. Each draw
+    has the distribution of one of :func:`sample_references`'s; for an image
+    of at most ``band`` rows, ``k`` draws from ``numpy.random.default_rng(seed)``
+    are exactly the ``k`` references of ``sample_references(..., n=k, seed=seed)``.
+    ``kwargs`` go to :func:`candidates`.
+    """
+
+    def __init__(self, image: np.ndarray, mask: np.ndarray, sampler: str = "nss", band: int = 512, **kwargs):
+        self.image = np.asarray(image)
+        parts = list(_candidates_in_bands(self.image, np.asarray(mask), sampler, band, **kwargs))
+        r = kwargs.get("window", 7) // 2
+        self.offsets = np.array([(dy, dx) for dy in range(-r, r + 1) for dx in range(-r, r + 1)], np.int64)
+        # Rain pixels in row-major order (bands come in order), as sample_references visits them.
+        self.rows = np.concatenate([c.rows for c in parts]) if parts else np.zeros(0, np.int64)
+        self.cols = np.concatenate([c.cols for c in parts]) if parts else np.zeros(0, np.int64)
+        self.cum = [np.cumsum(c.weights, axis=1) for c in parts]
+        self.cum = np.concatenate([c / c[:, -1:] for c in self.cum]) if parts else np.zeros((0, len(self.offsets)))
+
+    def draw(self, rng: np.random.Generator, box: tuple[int, int, int, int] | None = None) -> np.ndarray:
+        """One reference: (H, W, C), the image's dtype; with ``box = (y0, y1, x0, x1)`` only
+        that window of it, (y1 - y0, x1 - x0, C), sampling only the rain pixels inside."""
+        h, w = self.image.shape[:2]
+        y0, y1, x0, x1 = box if box is not None else (0, h, 0, w)
+        if not (0 <= y0 < y1 <= h and 0 <= x0 < x1 <= w):
+            raise ValueError(f"box {box} is not a window of the {h} x {w} image")
+        out = self.image[y0:y1, x0:x1].copy()
+        lo, hi = np.searchsorted(self.rows, [y0, y1])
+        inside = lo + np.flatnonzero((self.cols[lo:hi] >= x0) & (self.cols[lo:hi] < x1))
+        if inside.size == 0:
+            return out
+        rows, cols, cum = self.rows[inside], self.cols[inside], self.cum[inside]
+        u = rng.random(inside.size)
+        pick = np.minimum((cum <= u[:, None]).sum(axis=1), len(self.offsets) - 1)
+        out[rows - y0, cols - x0] = self.image[rows + self.offsets[pick, 0], cols + self.offsets[pick, 1]]
+        return out

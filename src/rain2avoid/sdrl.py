@@ -19,7 +19,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Protocol, Sequence, Union
 
 import numpy as np
 import torch
@@ -30,12 +30,21 @@ from .ldgp import compute_mask, rain_guard
 from .networks import BACKBONES, build_network
 
 __all__ = [
-    "Settings", "PRESETS", "FOLDER_PRESETS", "resolve_settings", "Model", "ModelFileError",
-    "train_image", "train_folder", "load_model",
+    "Settings", "PRESETS", "FOLDER_PRESETS", "TARGETS", "TargetSampler", "resolve_settings", "Model",
+    "ModelFileError", "train_image", "train_folder", "load_model",
 ]
 
 _FORMAT = "rain2avoid-model"
 _FORMAT_VERSION = 1
+TARGETS = ("expected", "sampled", "online")
+
+
+class TargetSampler(Protocol):
+    """Training targets drawn afresh at every step (``Settings.target = "online"``), e.g.
+    ``pipeline.OnlineTargets``: ``draw(rng)`` gives a float32 (H, W, 3) reference in [0, 1];
+    ``draw(rng, (y0, y1, x0, x1))`` only that window of one."""
+
+    def draw(self, rng: np.random.Generator, box: tuple[int, int, int, int] | None = None) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -49,7 +58,9 @@ class Settings:
     crop: side of the random square crops; 0 trains on the full image.
     refs: number of sampled references (``target="sampled"``).
     sampler: "nss" or "uniform".
-    target: "expected" (closed-form mean reference, one target) or "sampled".
+    target: "expected" (closed-form mean reference, one target), "sampled"
+        (``refs`` references drawn once) or "online" (a fresh reference drawn
+        at every step, the reference's online SDR variant).
     mask: "guarded" (finer angle, thin lines only) or "ldgp" (the reference mask).
     guard: keep only the part of each reference's change that rain can explain.
     halo: pixels within this many px of the mask (outside it) are left out of
@@ -94,7 +105,7 @@ class Settings:
             (self.crop >= 0, "crop must be >= 0 (0 = full image)"),
             (self.refs >= 1, "refs must be >= 1"),
             (self.sampler in ("nss", "uniform"), "sampler must be 'nss' or 'uniform'"),
-            (self.target in ("expected", "sampled"), "target must be 'expected' or 'sampled'"),
+            (self.target in TARGETS, f"target must be one of {', '.join(TARGETS)}"),
             (self.mask in ("guarded", "ldgp"), "mask must be 'guarded' or 'ldgp'"),
             (self.schedule in ("cosine", "constant"), "schedule must be 'cosine' or 'constant'"),
         ]
@@ -138,37 +149,56 @@ def _to_tensor(images: np.ndarray) -> torch.Tensor:
     return t.reshape(-1, *t.shape[-3:]).permute(0, 3, 1, 2)
 
 
-class _Samples:
-    """Draws training batches of (rainy, reference, loss weight) from one or more images."""
+Targets = Union[np.ndarray, TargetSampler]
 
-    def __init__(self, inputs: Sequence[np.ndarray], targets: Sequence[np.ndarray], settings: Settings,
+
+class _Samples:
+    """Draws training batches of (rainy, reference, loss weight) from one or more images.
+
+    Each image's targets are a fixed stack of references or a :class:`TargetSampler`,
+    which gives a fresh one (or a crop of one) whenever asked, from its own generator
+    seeded with ``settings.seed``.
+    """
+
+    def __init__(self, inputs: Sequence[np.ndarray], targets: Sequence[Targets], settings: Settings,
                  weights: Sequence[np.ndarray] | None = None):
         self.inputs = [_to_tensor(x) for x in inputs]                  # each (1, 3, H, W)
-        self.targets = [_to_tensor(t) for t in targets]                # each (R, 3, H, W)
+        self.targets = [t if hasattr(t, "draw") else _to_tensor(t) for t in targets]  # (R, 3, H, W) or sampler
         if weights is None:
             weights = [np.ones(x.shape[:2], np.float32) for x in inputs]
         self.weights = [_to_tensor(np.asarray(w, np.float32)[..., None]) for w in weights]  # (1, 1, H, W)
         self.s = settings
         self.rng = np.random.default_rng(settings.seed)
+        self.reference_rng = np.random.default_rng(settings.seed)      # online references
         self.step = 0
+
+    def _target(self, i: int, box: tuple[int, int, int, int] | None = None) -> torch.Tensor:
+        """(3, h, w): a reference of image ``i`` (its ``box`` window): a fresh draw from a
+        sampler, else one of its fixed references, in turn for full images, at random for crops."""
+        t = self.targets[i]
+        if hasattr(t, "draw"):
+            return _to_tensor(t.draw(self.reference_rng, box))[0]
+        if box is None:
+            k = self.step % t.shape[0]
+            self.step += 1
+            return t[k]
+        y0, y1, x0, x1 = box
+        return t[int(self.rng.integers(t.shape[0])), :, y0:y1, x0:x1]
 
     def batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         s, rng = self.s, self.rng
         if s.crop == 0:  # full image, batch 1, cycling through the references in order
             i = int(rng.integers(len(self.inputs)))
-            t = self.targets[i]
-            k = self.step % t.shape[0]
-            self.step += 1
-            return self.inputs[i], t[k:k + 1], self.weights[i]
+            return self.inputs[i], self._target(i)[None], self.weights[i]
         crops = []
         for _ in range(s.batch):
             i = int(rng.integers(len(self.inputs)))
-            x, t, w = self.inputs[i], self.targets[i], self.weights[i]
+            x, w = self.inputs[i], self.weights[i]
             h, wd = x.shape[-2:]
             ch, cw = min(s.crop, h), min(s.crop, wd)
             y0, x0 = int(rng.integers(h - ch + 1)), int(rng.integers(wd - cw + 1))
-            k = int(rng.integers(t.shape[0]))
-            crop = [a[j, :, y0:y0 + ch, x0:x0 + cw] for a, j in ((x, 0), (t, k), (w, 0))]
+            window = np.s_[:, y0:y0 + ch, x0:x0 + cw]
+            crop = [x[0][window], self._target(i, (y0, y0 + ch, x0, x0 + cw)), w[0][window]]
             if rng.random() < 0.5:
                 crop = [a.flip(-1) for a in crop]
             crops.append(crop)
@@ -345,27 +375,29 @@ def load_model(path: str | os.PathLike, device: str = "cpu") -> Model:
     return Model(net.to(device), settings, device)
 
 
-def train_image(image: np.ndarray, targets: np.ndarray, settings: Settings, device: str = "cpu",
+def train_image(image: np.ndarray, targets: Targets, settings: Settings, device: str = "cpu",
                 progress: bool = False, on_step: Callable[[int, float], None] | None = None,
                 weights: np.ndarray | None = None) -> Model:
     """Train a fresh network on one image: :func:`train_folder` on a folder of one.
 
     Args:
         image: float32 (H, W, 3) rainy image in [0, 1].
-        targets: float32 (R, H, W, 3) references in [0, 1] (R = 1 for the expected reference).
+        targets: float32 (R, H, W, 3) references in [0, 1] (R = 1 for the expected reference),
+            or a :class:`TargetSampler` that draws a fresh one at every step.
         weights: optional (H, W) per-pixel loss weights (e.g. ``pipeline.loss_weights``).
     """
     return train_folder([image], [targets], settings, device, progress, on_step,
                         None if weights is None else [weights])
 
 
-def train_folder(inputs: Sequence[np.ndarray], targets: Sequence[np.ndarray], settings: Settings,
+def train_folder(inputs: Sequence[np.ndarray], targets: Sequence[Targets], settings: Settings,
                  device: str = "cpu", progress: bool = False,
                  on_step: Callable[[int, float], None] | None = None,
                  weights: Sequence[np.ndarray] | None = None) -> Model:
     """Train one network on many images (random crops of (image, one of its references)).
 
-    ``inputs[i]`` is float32 (H_i, W_i, 3) in [0, 1]; ``targets[i]`` is (R_i, H_i, W_i, 3);
+    ``inputs[i]`` is float32 (H_i, W_i, 3) in [0, 1]; ``targets[i]`` is (R_i, H_i, W_i, 3)
+    or a :class:`TargetSampler` of that image;
     ``weights[i]``, if given, is (H_i, W_i): how much each pixel counts in the loss
     (0 = not at all; all ones, the default, is the plain mean squared error).
     """

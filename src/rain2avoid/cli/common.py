@@ -14,7 +14,15 @@ import click
 from tqdm.auto import tqdm
 
 from ..io import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, list_images, read_image
+from ..networks import BACKBONES
+from ..sdrl import TARGETS
 
+# Measured with `python benchmarks/backbones.py` (README, Backbones): one training step, batch 1, a full
+# 480x320 image, on this project's 2-core CPU, in steps of the reference U-Net (0.42-0.46 s there).
+BACKBONE_HELP = ("Network. A full-image (480x320) training step on a 2-core CPU costs, in reference "
+                 "U-Net steps (about 0.45 s): fast 0.1-0.2, resnet 0.2-1.6, unet 1, dncnn 2-4, "
+                 "restormer 40-80, drsformer 90-180 (README, Backbones). Use --device cuda for restormer "
+                 "and drsformer: on a CPU, --preset reference takes days per image with them.")
 
 
 class Context:
@@ -144,11 +152,11 @@ def settings_options(f):
                      help="Reference sampler.")(f)
     f = click.option("--refs", "refs", type=click.IntRange(min=1), default=None,
                      help="Number of sampled references (with --target sampled).")(f)
-    f = click.option("--target", type=click.Choice(["expected", "sampled"]), default=None,
-                     help="Train on the closed-form expected reference or on sampled ones.")(f)
+    f = click.option("--target", type=click.Choice(TARGETS), default=None,
+                     help="Train on the closed-form expected reference, on --refs references sampled "
+                          "once, or on a fresh reference drawn at every step (online).")(f)
     f = click.option("--steps", type=click.IntRange(min=0), default=None, help="Training steps.")(f)
-    f = click.option("--backbone", type=click.Choice(["fast", "unet", "dncnn", "resnet"]), default=None,
-                     help="Network.")(f)
+    f = click.option("--backbone", type=click.Choice(list(BACKBONES)), default=None, help=BACKBONE_HELP)(f)
     f = click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)(f)
     return f
 

@@ -1,61 +1,18 @@
-"""Image-to-image backbones for self-supervised rain removal.
+"""The convolutional backbones: the reference's U-Net, DnCNN and ResNet, and our small ``fast`` net.
 
-Every network maps a batch of RGB images ``(B, 3, H, W)`` in ``[0, 1]`` to a
-tensor of the same shape.  Networks that downsample pad the input inside
-``forward`` to the multiple they need (reflect padding, replicate when the
-image is too small to reflect) and crop the result back, so any ``H, W`` works.
-
-Backbones
----------
-``unet``    the U-Net of the Rain2Avoid reference (about 4.54 M parameters).
-``dncnn``   DnCNN (17 layers, residual noise prediction).
-``resnet``  ResNet-18 encoder with a light U-Net decoder, residual output.
-``fast``    a tiny residual U-Net meant for quick per-image training on a CPU.
+Each maps ``(B, 3, H, W)`` to the same shape; those that downsample pad the
+input to the multiple they need and crop the result back.
 """
 
 from __future__ import annotations
-
-from typing import Tuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = [
-    "pad_to_multiple", "crop_to", "UNet", "DnCNN", "ResNetUNet", "FastNet",
-    "BACKBONES", "build_network",
-]
+from .base import conv_bn, crop_to, pad_to_multiple
 
-
-def pad_to_multiple(x: torch.Tensor, m: int) -> Tuple[torch.Tensor, Tuple[int, int]]:
-    """Pad ``x`` (B, C, H, W) at the bottom/right so H and W are multiples of ``m``.
-
-    Uses reflect padding, or replicate padding when the image is too small to
-    reflect (reflect needs the pad to be smaller than the dimension).
-    Returns the padded tensor and the original ``(h, w)`` for :func:`crop_to`.
-    """
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % m, (-w) % m
-    if ph == 0 and pw == 0:
-        return x, (h, w)
-    mode = "reflect" if ph < h and pw < w else "replicate"
-    return F.pad(x, (0, pw, 0, ph), mode=mode), (h, w)
-
-
-def crop_to(x: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
-    """Crop ``x`` back to the top-left ``size = (h, w)`` (inverse of :func:`pad_to_multiple`)."""
-    h, w = size
-    return x[..., :h, :w]
-
-
-def conv_bn(cin: int, cout: int, k: int, stride: int = 1, act: nn.Module | None = None,
-            bias: bool = False) -> nn.Sequential:
-    """Conv(k, padding k//2) + BatchNorm + activation (ReLU by default)."""
-    return nn.Sequential(
-        nn.Conv2d(cin, cout, k, stride, k // 2, bias=bias),
-        nn.BatchNorm2d(cout),
-        act if act is not None else nn.ReLU(inplace=True),
-    )
+__all__ = ["UNet", "DnCNN", "ResNet", "FastNet"]
 
 
 class UNet(nn.Module):
@@ -101,24 +58,25 @@ class UNet(nn.Module):
 
 
 class DnCNN(nn.Module):
-    """DnCNN: conv+ReLU, (depth-2) x conv+BN+ReLU, conv; output = input - noise.
+    """DnCNN as the Rain2Avoid reference builds it: conv+ReLU, (depth-2) x conv+BN+ReLU, conv.
 
-    All convs are 3x3 with padding 1, so no padding to a multiple is needed.
+    All convs are 3x3, padding 1, without bias; the output is the last conv's
+    (the reference does not subtract it from the input). 558,336 parameters.
     """
 
     def __init__(self, in_ch: int = 3, depth: int = 17, width: int = 64):
         super().__init__()
-        layers = [nn.Conv2d(in_ch, width, 3, 1, 1), nn.ReLU(inplace=True)]
+        layers = [nn.Conv2d(in_ch, width, 3, 1, 1, bias=False), nn.ReLU(inplace=True)]
         layers += [conv_bn(width, width, 3) for _ in range(depth - 2)]
-        layers += [nn.Conv2d(width, in_ch, 3, 1, 1)]
+        layers += [nn.Conv2d(width, in_ch, 3, 1, 1, bias=False)]
         self.body = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x - self.body(x)
+        return self.body(x)
 
 
 class BasicBlock(nn.Module):
-    """ResNet basic block: two 3x3 conv+BN, identity (or 1x1/stride projection) shortcut."""
+    """ResNet basic block: two 3x3 conv+BN, identity (or 1x1/stride projection) shortcut, ReLU."""
 
     def __init__(self, cin: int, cout: int, stride: int = 1):
         super().__init__()
@@ -132,43 +90,50 @@ class BasicBlock(nn.Module):
         return F.relu(self.conv2(self.conv1(x)) + self.short(x))
 
 
-class ResNetUNet(nn.Module):
-    """ResNet-18 encoder (stem 7x7/2 + maxpool, 4 stages of 2 BasicBlocks with
-    64, 128, 256, 512 channels) and a light U-Net decoder (bilinear x2 upsample,
-    concat skip, 3x3 conv+BN+ReLU) back to full resolution; output = input + residual.
+class ResNet(nn.Module):
+    """The Rain2Avoid reference's ResNet backbone: a ResNet-18 encoder and a transposed-conv decoder.
+
+    Encoder, ResNet-18 without its pooling and classifier: 7x7/2 conv 3->64 +
+    BN + ReLU (1/2); 3x3/2 max-pool and 2 basic blocks of 64 (1/4); 2 blocks
+    of 128 (1/8), 256 (1/16), 512 (1/32), each stage starting with stride 2.
+    Decoder: 4x4/2 transposed convs with bias, each followed by ReLU and added
+    to the encoder feature of its resolution: 512->256 (+ 1/16), 256->128
+    (+ 1/8), 128->64 (+ 1/4), 64->64 (+ 1/2); then 64->3 with no activation,
+    which is the output (no residual connection to the input).
+
+    13,998,147 parameters. The reference's module also holds ResNet-18's
+    classifier (fc 512->1000, 513,000 parameters) although it never uses it,
+    so it counts 14,511,147.
     """
 
     multiple = 32
 
-    def __init__(self, in_ch: int = 3, dec: Tuple[int, ...] = (256, 128, 64, 32, 16)):
+    def __init__(self, in_ch: int = 3):
         super().__init__()
-        self.stem = conv_bn(in_ch, 64, 7, 2)                       # /2, 64
-        self.pool = nn.MaxPool2d(3, 2, 1)                           # /4
+        self.stem = conv_bn(in_ch, 64, 7, 2)
+        self.pool = nn.MaxPool2d(3, 2, 1)
         chans, stages, cin = (64, 128, 256, 512), [], 64
         for i, c in enumerate(chans):
             stages.append(nn.Sequential(BasicBlock(cin, c, 1 if i == 0 else 2), BasicBlock(c, c)))
             cin = c
-        self.stages = nn.ModuleList(stages)                         # /4 /8 /16 /32
-        skips = (256, 128, 64, 64, in_ch)                           # s3, s2, s1, stem, input
-        ups, cin = [], 512
-        for c, s in zip(dec, skips):
-            ups.append(conv_bn(cin + s, c, 3))
-            cin = c
-        self.ups = nn.ModuleList(ups)
-        self.head = nn.Conv2d(cin, in_ch, 3, 1, 1)
+        self.stages = nn.ModuleList(stages)
+        self.ups = nn.ModuleList(nn.ConvTranspose2d(a, b, 4, 2, 1) for a, b in
+                                 ((512, 256), (256, 128), (128, 64), (64, 64), (64, in_ch)))
+        for m in self.modules():  # ResNet-18's initialisation of its convolutions
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        xp, size = pad_to_multiple(x, self.multiple)
-        s0 = self.stem(xp)
-        feats, f = [], self.pool(s0)
-        for stage in self.stages:
+        x, size = pad_to_multiple(x, self.multiple)
+        skips = [self.stem(x)]                                   # 1/2
+        f = self.pool(skips[0])
+        for stage in self.stages:                                # 1/4 1/8 1/16 1/32
             f = stage(f)
-            feats.append(f)
-        skips = [feats[2], feats[1], feats[0], s0, xp]
-        for up, s in zip(self.ups, skips):
-            f = F.interpolate(f, size=s.shape[-2:], mode="bilinear", align_corners=False)
-            f = up(torch.cat([f, s], dim=1))
-        return crop_to(xp + self.head(f), size)
+            skips.append(f)
+        f = skips.pop()
+        for up in self.ups[:-1]:
+            f = F.relu(up(f)) + skips.pop()
+        return crop_to(self.ups[-1](f), size)
 
 
 class FastNet(nn.Module):
@@ -201,15 +166,3 @@ class FastNet(nn.Module):
         m = self.mid(self.down(e))
         d = self.dec(torch.cat([self.up(m), e], dim=1))
         return crop_to(xp + self.out(d), size)
-
-
-BACKBONES = {"unet": UNet, "dncnn": DnCNN, "resnet": ResNetUNet, "fast": FastNet}
-
-
-def build_network(name: str, **kwargs) -> nn.Module:
-    """Instantiate the backbone called ``name`` (see ``BACKBONES``) with ``kwargs``."""
-    try:
-        cls = BACKBONES[name.lower()]
-    except (KeyError, AttributeError):
-        raise ValueError(f"unknown backbone {name!r}; valid names: {', '.join(sorted(BACKBONES))}") from None
-    return cls(**kwargs)
