@@ -26,7 +26,8 @@ import numpy as np
 from tqdm import tqdm
 
 from rain2avoid import derain_detailed, expected_reference, psnr, rain_mask, ssim
-from rain2avoid.ldgp import guarded_rain_mask, rotation_for_angle
+from rain2avoid.detect import guarded_rain_mask
+from rain2avoid.ldgp import rotation_for_angle
 from rain2avoid.synth import add_rain, clean_example
 
 ANGLES = (-45, -30, -15, 0, 15, 30, 45)

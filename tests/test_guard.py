@@ -3,7 +3,9 @@
 import numpy as np
 import pytest
 
-from rain2avoid.ldgp import guarded_rain_mask, rain_guard, rain_mask, rotation_for_angle
+from rain2avoid.detect import guarded_rain_mask
+from rain2avoid.guard import rain_guard
+from rain2avoid.ldgp import rain_mask, rotation_for_angle
 from rain2avoid.metrics import psnr
 from rain2avoid.pipeline import compute_mask, make_targets, to_uint8
 from rain2avoid.sdrl import Settings

@@ -11,7 +11,7 @@ import pytest
 
 from conftest import invoke
 from rain2avoid import brisque, niqe, psnr, ssim, write_image
-from rain2avoid.ldgp import compute_mask
+from rain2avoid.detect import compute_mask
 from rain2avoid.report import build_report
 from rain2avoid.synth import add_rain, clean_example
 

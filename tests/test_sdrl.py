@@ -142,7 +142,7 @@ class _DimAndBlackSquare(torch.nn.Module):
 def test_apply_caps_changes_like_derain(rainy_pair):
     # Changes far above the image's typical rain increment are undone; apply (no mask
     # given) computes the same mask that derain passes in.
-    from rain2avoid.ldgp import compute_mask
+    from rain2avoid.detect import compute_mask
     rainy = rainy_pair[0]
     x = rainy.astype(np.float32) / 255
     capped = Model(_DimAndBlackSquare(), Settings(output_cap=6.0, flip_tta=False))

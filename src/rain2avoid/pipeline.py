@@ -15,7 +15,8 @@ import cv2
 import numpy as np
 
 from .io import from_float_rgb, to_float_rgb, to_uint8
-from .ldgp import compute_mask, rain_guard
+from .detect import compute_mask
+from .guard import rain_guard
 from .sdr import ReferenceSampler, expected_reference, sample_references
 from .sdrl import Settings, resolve_settings, train_image
 
@@ -80,7 +81,7 @@ def make_targets(rgb: np.ndarray, mask: np.ndarray, settings: Settings) -> np.nd
     an :class:`OnlineTargets` that draws a new one at every training step.
     Distances are measured on the 0-255 scale, as in the reference
     implementation. With ``settings.guard`` each reference keeps only the
-    change rain can explain (``ldgp.rain_guard``): texture mistaken for rain
+    change rain can explain (``guard.rain_guard``): texture mistaken for rain
     falls back to the input.
     """
     if settings.target == "online":

@@ -27,7 +27,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .io import DEFAULT_MAX_PIXELS, list_images, read_image, to_float_rgb, to_uint8
-from .ldgp import compute_mask
+from .detect import compute_mask
 from .metrics import psnr, ssim
 from .noref import brisque, niqe
 

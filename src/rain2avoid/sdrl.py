@@ -26,7 +26,8 @@ import torch
 from tqdm.auto import tqdm
 
 from .io import from_float_rgb, to_float_rgb, to_uint8
-from .ldgp import compute_mask, rain_guard
+from .detect import compute_mask
+from .guard import rain_guard
 from .networks import BACKBONES, build_network
 
 __all__ = [
@@ -67,7 +68,7 @@ class Settings:
         the loss: faint streak edges the mask misses, whose label (keep the
         input) is uncertain. 0 = every pixel counts.
     output_cap: per image, undo the output's change where it exceeds this many
-        times the image's median rain increment (0 = off; ``ldgp.rain_guard``).
+        times the image's median rain increment (0 = off; ``guard.rain_guard``).
     only_darken: rain only adds light, so never brighten a pixel.
     flip_tta: average the prediction with the one on the mirrored image.
     ensemble: per-image ``derain`` trains this many networks (seeds ``seed``,
@@ -309,7 +310,7 @@ class Model:
 
         The prediction, never brighter than the input when ``settings.only_darken``;
         with ``settings.output_cap``, changes larger than that many times the image's
-        median rain increment over ``mask`` are undone (``ldgp.rain_guard``). The
+        median rain increment over ``mask`` are undone (``guard.rain_guard``). The
         mask (uint8 (H, W), 255 = rain) is computed with ``settings.mask`` if not given.
         """
         y = self.predict(rgb)
