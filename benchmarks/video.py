@@ -84,7 +84,8 @@ def table(rows: list) -> str:
     for r in rows:
         lines.append(f"| {r['clip']} | {r['rain']} | {r['pan'][0]:+g}, {r['pan'][1]:+g} | {r['rainy_psnr']:.2f} | "
                      f"{r['psnr']:.2f} | {r['gain']:+.2f} | {r['rainy_flicker']:.2f} -> {r['flicker']:.2f} "
-                     f"({100 * r['flicker_share']:.0f} %) | {r['trusted']:.3f} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} |")
+                     f"({100 * r['flicker_share']:.0f} %) | {r['trusted']:.3f} | {r['wall_s']:.1f} | "
+                     f"{r['cpu_s']:.1f} |")
     mean = {k: np.mean([r[k] for r in rows]) for k in ("gain", "flicker_share", "wall_s", "cpu_s")}
     lines.append(f"| **mean** | | | | | **{mean['gain']:+.2f}** | ({100 * mean['flicker_share']:.0f} %) | | "
                  f"{mean['wall_s']:.1f} | {mean['cpu_s']:.1f} |")

@@ -8,9 +8,9 @@ clip with its audio (``io``), holding only a few frames in memory.
 
 from .io import (VIDEO_EXTENSIONS, VideoInfo, VideoReadError, VideoWriteError, VideoWriter, is_video, probe,
                  read_frames, sniff_video, write_video)
-from .pipeline import VIDEO_STEPS, VideoResult, derain_video
+from .pipeline import VIDEO_STEPS, VideoResult, derain_video, video_job
 from .temporal import TemporalReference, sliding_references, temporal_reference
 
-__all__ = ["derain_video", "VideoResult", "VIDEO_STEPS", "VIDEO_EXTENSIONS", "VideoInfo", "VideoReadError",
+__all__ = ["derain_video", "video_job", "VideoResult", "VIDEO_STEPS", "VIDEO_EXTENSIONS", "VideoInfo", "VideoReadError",
            "VideoWriteError", "VideoWriter", "is_video", "probe", "read_frames", "sniff_video", "write_video",
            "TemporalReference", "sliding_references", "temporal_reference"]

@@ -33,7 +33,7 @@ from ..sdrl import Model, Settings, resolve_settings, train_folder
 from .io import VIDEO_EXTENSIONS, PathLike, VideoInfo, VideoWriter, probe, read_frames, sniff_video
 from .temporal import TemporalReference, sliding_references
 
-__all__ = ["derain_video", "VideoResult", "VIDEO_STEPS"]
+__all__ = ["derain_video", "video_job", "VideoResult", "VIDEO_STEPS"]
 
 VIDEO_STEPS = {"fast": 700, "high": 2000, "reference": 5000}
 """Training steps per clip for each preset (``steps=`` overrides)."""
@@ -128,7 +128,7 @@ def derain_video(src: PathLike, dst: PathLike, preset: str = "fast", model: Opti
     start = time.perf_counter()
     src, dst = Path(src), Path(dst)
     if src.is_file() and sniff_video(src) is None and dst.suffix.lower() in IMAGE_EXTENSIONS:
-        return _derain_still(src, dst, preset, device, progress, start, **options)
+        return _derain_still(src, dst, preset, model, device, progress, start, **options)
     if dst.suffix.lower() not in VIDEO_EXTENSIONS:
         raise ValueError(f"output {dst}: unsupported video format {dst.suffix!r} "
                          f"(use one of {' '.join(VIDEO_EXTENSIONS)})")
@@ -197,10 +197,30 @@ def _still_as_clip(path: Path) -> List[np.ndarray]:
     return [to_uint8(to_float_rgb(read_image(path)))]
 
 
-def _derain_still(src: Path, dst: Path, preset: str, device: str, progress: bool, start: float,
-                  **options) -> VideoResult:
-    """A still image to a still image: today's ``derain``, unchanged."""
+def _derain_still(src: Path, dst: Path, preset: str, model: Optional[Model], device: str, progress: bool,
+                  start: float, **options) -> VideoResult:
+    """A still image to a still image: today's ``derain`` (or ``Model.apply``), unchanged."""
     image, meta = read_image(src, with_meta=True)
-    result = derain_detailed(image, preset, device=device, progress=progress, **options)
-    write_image(dst, result.image, meta=meta)
-    return VideoResult(src, dst, 1, time.perf_counter() - start, [0], 0.0)
+    if model is not None:
+        write_image(dst, model.apply(image), meta=meta)
+    else:
+        write_image(dst, derain_detailed(image, preset, device=device, progress=progress, **options).image, meta=meta)
+    return VideoResult(src, dst, 1, time.perf_counter() - start, [0], 0.0, model=model)
+
+
+def video_job(src: PathLike, dst: PathLike, model: Optional[Model] = None, preset: str = "fast",
+              max_pixels: Optional[int] = None, progress: bool = False, **options) -> str:
+    """One file of ``rain2avoid derain``/``apply``: derain ``src`` into ``dst``; returns the line to print.
+
+    Refuses frames of more than ``max_pixels`` pixels before any work.
+    """
+    src, dst = Path(src), Path(dst)
+    if max_pixels is not None and sniff_video(src) is not None:
+        info = probe(src)
+        if info.width * info.height > max_pixels:
+            raise ValueError(f"{src}: frames of {info.width}x{info.height} are larger than --max-pixels "
+                             f"{max_pixels}")
+    r = derain_video(src, dst, preset=preset, model=model, progress=progress, **options)
+    notes = "".join(f"; {note}" for note in r.notes)
+    return (f"{src.name} -> {dst} ({r.frames} frame{'s' * (r.frames != 1)}, {r.seconds:.1f} s, "
+            f"{100 * r.trusted:.0f} % from neighbouring frames{notes})")

@@ -174,17 +174,27 @@ def _ramp(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
 
 
 def _wide_regions(binary: np.ndarray, wide: int) -> np.ndarray:
-    """The parts of ``binary`` that hold discs of diameter ``wide`` over at least 3 disc areas,
-    grown by a quarter of ``wide``: objects, not streaks (crossing streaks make only small ones)."""
+    """The parts of ``binary`` that are objects rather than streaks, grown a little.
+
+    Cores: where discs of diameter ``wide`` fit, over at least 3 disc areas
+    (crossing streaks make only small ones). Each core is grown within
+    ``binary`` by up to ``wide`` px (thin parts of the same object, not whole
+    webs of touching streaks) and then by a quarter of ``wide`` beyond it.
+    """
     disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (wide, wide))
-    cores = cv2.morphologyEx(binary.astype(np.uint8), cv2.MORPH_OPEN, disc)
+    binary = binary.astype(np.uint8)
+    cores = cv2.morphologyEx(binary, cv2.MORPH_OPEN, disc)
     n, labels, stats, _ = cv2.connectedComponentsWithStats(cores, connectivity=8)
     big = np.zeros(n, bool)
     big[1:] = stats[1:, cv2.CC_STAT_AREA] >= 3 * int(disc.sum())
     if not big.any():
         return np.zeros(binary.shape, bool)
-    grow = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (wide // 2 * 2 + 1,) * 2)
-    return cv2.dilate(big[labels].astype(np.uint8), grow).astype(bool)
+    grown = big[labels].astype(np.uint8)
+    step = np.ones((3, 3), np.uint8)
+    for _ in range(wide):
+        grown = cv2.dilate(grown, step) & binary
+    margin = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (wide // 2 * 2 + 1,) * 2)
+    return cv2.dilate(grown, margin).astype(bool)
 
 
 def temporal_reference(frame: np.ndarray, aligned: List[np.ndarray], inside: List[np.ndarray],
