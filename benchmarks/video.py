@@ -9,9 +9,11 @@ another .mkv (defaults), read back and scored against the clean clip (used only 
 score): mean Y-PSNR over the frames (``metrics.psnr``) of the rainy and derained
 clips, the flicker of each (``metrics.flicker``) and the derained clip's flicker as
 a share of the rainy clip's, and the wall and CPU seconds of ``derain_video``
-(reading, training, deraining, writing). Prints a Markdown table, writes
-``results.md``/``results.json`` in ``--out`` and a strip of frames of the first clip
-(rainy | derained) to ``--strip``.
+(reading, training, deraining, writing), and how far the camera shift found
+between a few pairs of frames is from the truth (ours, median-max over the pairs;
+in brackets, the median error of OpenCV's DIS optical flow on the same pairs). Prints a Markdown table, writes
+``results.md``/``results.json`` in ``--out`` and a strip of the first, middle and
+last frames of one clip (rainy | derained, half size) to ``--strip``.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 
@@ -31,6 +34,7 @@ from rain2avoid import derain_video, psnr, write_image
 from rain2avoid.metrics import flicker
 from rain2avoid.synth import clean_example, rainy_clip
 from rain2avoid.video import read_frames, write_video
+from rain2avoid.video.temporal import alignment_features, estimate_shift, refine_shift
 
 # name: (clean photo, rain preset (None: add_rain's defaults), pan (dx, dy) px/frame, seed)
 CASES = {
@@ -42,6 +46,25 @@ CASES = {
     "cells-steep": ("immunohistochemistry", "steep-right", (0.0, 2.0), 6),
     "retina-slanted": ("retina", "slanted-right", (-1.5, -0.5), 7),
 }
+
+
+def alignment_errors(rainy: np.ndarray, pan, pairs=((0, 1), (10, 13), (20, 23), (30, 31), (40, 43))) -> dict:
+    """How far the camera shift between frames (t, n) is from the truth, -pan * (n - t), in px:
+    ours (``temporal``: phase correlation and robust Lucas-Kanade) and OpenCV's DIS optical flow
+    (median end-point error over the frame, on the same rain-suppressed grey images)."""
+    ours, dis = [], []
+    flow = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+    for t, n in pairs:
+        if n >= len(rainy):
+            continue
+        truth = -np.asarray(pan, float) * (n - t)
+        a, b = alignment_features(rainy[t]), alignment_features(rainy[n])
+        dx, dy, _ = estimate_shift(a, b)
+        ours.append(float(np.hypot(*(np.array(refine_shift(a, b, dx, dy)) - truth))))
+        field = flow.calc(a[0].astype(np.uint8), b[0].astype(np.uint8), None)[16:-16, 16:-16]
+        dis.append(float(np.median(np.hypot(*(field - truth).transpose(2, 0, 1)))))
+    return {"shift_error_median": float(np.median(ours)), "shift_error_max": float(np.max(ours)),
+            "dis_flow_error": float(np.median(dis))}
 
 
 def run_case(name: str, frames: int, folder: Path, **options) -> dict:
@@ -61,6 +84,7 @@ def run_case(name: str, frames: int, folder: Path, **options) -> dict:
         "rainy_flicker": flicker(rainy, clean), "flicker": flicker(out, clean),
         "trusted": result.trusted, "wall_s": wall, "cpu_s": cpu,
     }
+    row.update(alignment_errors(rainy, pan))
     row["gain"] = row["psnr"] - row["rainy_psnr"]
     row["flicker_share"] = row["flicker"] / row["rainy_flicker"]
     row["strip"] = (rainy, out)
@@ -80,14 +104,14 @@ def strip(rainy: np.ndarray, out: np.ndarray, picks=(0, 0.5, 1.0), gap: int = 4)
 
 def table(rows: list) -> str:
     lines = ["| clip | rain | pan px/frame | rainy dB | derained dB | gain dB | flicker rainy -> derained (share) "
-             "| trusted | wall s | CPU s |", "|" + " --- |" * 10]
+             "| trusted | shift error px (DIS flow) | wall s | CPU s |", "|" + " --- |" * 11]
     for r in rows:
         lines.append(f"| {r['clip']} | {r['rain']} | {r['pan'][0]:+g}, {r['pan'][1]:+g} | {r['rainy_psnr']:.2f} | "
                      f"{r['psnr']:.2f} | {r['gain']:+.2f} | {r['rainy_flicker']:.2f} -> {r['flicker']:.2f} "
-                     f"({100 * r['flicker_share']:.0f} %) | {r['trusted']:.3f} | {r['wall_s']:.1f} | "
-                     f"{r['cpu_s']:.1f} |")
+                     f"({100 * r['flicker_share']:.0f} %) | {r['trusted']:.3f} | {r['shift_error_median']:.2f}-"
+                     f"{r['shift_error_max']:.2f} ({r['dis_flow_error']:.2f}) | {r['wall_s']:.1f} | {r['cpu_s']:.1f} |")
     mean = {k: np.mean([r[k] for r in rows]) for k in ("gain", "flicker_share", "wall_s", "cpu_s")}
-    lines.append(f"| **mean** | | | | | **{mean['gain']:+.2f}** | ({100 * mean['flicker_share']:.0f} %) | | "
+    lines.append(f"| **mean** | | | | | **{mean['gain']:+.2f}** | ({100 * mean['flicker_share']:.0f} %) | | | "
                  f"{mean['wall_s']:.1f} | {mean['cpu_s']:.1f} |")
     return "\n".join(lines)
 
@@ -100,6 +124,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=None, help="training steps (default: VIDEO_STEPS)")
     ap.add_argument("--network-only", action="store_true", help="write the network's output everywhere")
     ap.add_argument("--strip", type=Path, default=Path("docs/video-strip.png"), help="'' for none")
+    ap.add_argument("--strip-clip", default="rocket-slanted", help="the clip the strip shows")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/video"))
     args = ap.parse_args()
     if args.threads:
@@ -117,9 +142,10 @@ def main() -> None:
             print(f"{name}: {r['rainy_psnr']:.2f} -> {r['psnr']:.2f} dB ({r['gain']:+.2f}), flicker "
                   f"{100 * r['flicker_share']:.0f} % of the rainy clip's, {r['wall_s']:.1f} s wall, "
                   f"{r['cpu_s']:.1f} s CPU", flush=True)
+    shown = [r for r in rows if r["clip"] == args.strip_clip] or rows[:1]
     if str(args.strip) not in ("", "."):
-        write_image(args.strip, strip(*rows[0]["strip"]))
-        print(f"wrote {args.strip}")
+        write_image(args.strip, strip(*shown[0]["strip"]))
+        print(f"wrote {args.strip} ({shown[0]['clip']})")
     header = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
               f"{torch.__version__} ({torch.get_num_threads()} threads), load average {load[0]:.1f} at the start "
               f"and {os.getloadavg()[0]:.1f} at the end; {args.frames} frames of 480x320 per clip"

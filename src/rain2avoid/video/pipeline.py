@@ -49,7 +49,9 @@ class VideoResult:
     frames: frames written; seconds: wall time; sample: indices of the frames
     trained on; trusted: mean temporal confidence over the clip (share of pixels
     taken from the neighbours rather than the network); notes: what could not be
-    kept as it was (e.g. audio re-encoded); model: the network (None for a still image).
+    kept as it was (e.g. audio re-encoded); model: the network trained or given
+    (None for a still image written as an image); info: the input video's header
+    (None for a still image).
     """
 
     source: Path
@@ -185,9 +187,10 @@ def _train_on_clip(frames, info: Optional[VideoInfo], radius: int, sample: int, 
             on_frame("read", count, total)
     bar.close()
     if not inputs:  # the file announced more frames than it has: train on its last frame
-        last = list(sliding_references(frames(), radius, wanted=lambda i: i == count - 1))[-1]
-        x, y, w = _training_pair(last[1], last[2], settings)
-        inputs, targets, weights, at = [x], [y], [w], [count - 1]
+        for t, frame, ref in sliding_references(frames(), radius, wanted=lambda i: i == count - 1):
+            if ref is not None:
+                x, y, w = _training_pair(frame, ref, settings)
+                inputs, targets, weights, at = [x], [y], [w], [t]
     model = train_folder(inputs, targets, settings, device=device, progress=progress, weights=weights)
     return model, at
 

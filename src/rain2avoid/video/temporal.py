@@ -4,13 +4,14 @@ A pixel hidden by a streak in one frame is usually clean at the same scene
 point in the neighbouring frames, and rain only adds light. So, for frame t:
 
 1. **Align** each neighbour to it. Dense optical flow is unreliable in rain (the
-   streaks move from frame to frame and pull the flow with them: OpenCV's DIS
-   flow was 1-2 px off on the project's synthetic clips), so the camera motion is
-   taken as a global translation: phase correlation, then robust Lucas-Kanade, on
-   images rain barely touches (the grey image with thin bright lines opened away,
-   and the colour differences R - G and B - G, which white rain does not change).
-   That was within 0.4 px (median 0.1 px) on those clips, dark and heavy rain
-   included. A neighbour whose correlation peak is weak (a cut) is left out.
+   streaks move from frame to frame and pull the flow with them: OpenCV's DIS flow
+   was 0.55-12.7 px off, median, on the project's synthetic clips), so the camera
+   motion is taken as a global translation: phase correlation, then robust
+   Lucas-Kanade, on images rain barely touches (the grey image with thin bright
+   lines opened away, and the colour differences R - G and B - G, which white rain
+   does not change). That was within 0.16 px on those clips, dark and heavy rain
+   included (``benchmarks/video.py``). A neighbour whose correlation peak is weak
+   (a cut) is left out.
 2. **Reference**: per pixel, the mean of the two darkest aligned neighbours (by
    luma), since rain only brightens; it is robust to rain in all but one of the
    neighbours and to a single misaligned one.
