@@ -286,6 +286,8 @@ def test_cli_video_errors_are_one_line(tmp_path, clip, monkeypatch):
     assert not (tmp_path / "out.mkv").exists() and leftovers(tmp_path) == []
     r = invoke("derain", tmp_path / "clip.mkv", "-o", tmp_path / "out.png")
     assert r.exit_code == 2 and "unsupported video format" in r.stderr
+    r = invoke("derain", tmp_path / "clip.mkv", "-o", tmp_path / "out.mkv", "--max-pixels", "1000")
+    assert r.exit_code == 1 and "larger than --max-pixels 1000" in r.stderr and not (tmp_path / "out.mkv").exists()
     monkeypatch.setitem(__import__("sys").modules, "av", None)          # PyAV not installed
     r = invoke("derain", tmp_path / "clip.mkv", "-o", tmp_path / "out.mkv")
     assert r.exit_code == 2 and 'pip install "rain2avoid[video]"' in r.stderr
