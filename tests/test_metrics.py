@@ -57,3 +57,22 @@ def test_dev_set_known_scores(dev_pairs, dev_dir):
                           ssim(read_image(dev_dir / "r2a_released_output" / f"{n}.png"), t)]
                          for n, _, t in dev_pairs])
     assert released.mean(0) == pytest.approx([29.25, 0.901], abs=0.006)
+
+
+def test_flicker_known_values():
+    from rain2avoid.metrics import flicker
+    clean = np.zeros((3, 4, 5, 3), np.uint8)
+    clean[1] = 10                                             # the scene itself changes: that is not flicker
+    assert flicker(clean, clean) == 0.0
+    out = clean.copy()
+    out[1, :2] += 4                                          # half of frame 1 is 4 grey levels too bright
+    # Y of a grey change g is 219/255 * g; frame pairs (0, 1) and (1, 2) each see half the pixels off.
+    assert flicker(out, clean) == pytest.approx(0.5 * 4 * 219 / 255)
+    assert flicker(out, clean, channel="rgb") == pytest.approx(0.5 * 4)
+    assert flicker(out + 7, clean + 7) == pytest.approx(flicker(out, clean))   # a constant offset does not flicker
+    with pytest.raises(ValueError):
+        flicker(clean[:1], clean[:1])
+    with pytest.raises(ValueError):
+        flicker(clean, clean[:2])
+    with pytest.raises(ValueError):
+        flicker(clean, clean, channel="lab")

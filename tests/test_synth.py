@@ -100,3 +100,32 @@ def test_fast(img):
     t = time.perf_counter()
     add_rain(img, **rain_presets()["heavy"])
     assert time.perf_counter() - t < 0.1
+
+
+# --- rainy_clip -------------------------------------------------------------------------------------------------
+
+def test_rainy_clip_pans_and_redraws_rain():
+    from rain2avoid.synth import rainy_clip
+    source = clean_example("coffee", size=None)
+    rainy, clean = rainy_clip(source, frames=5, size=(48, 64), pan=(3, -1), rain="light", seed=2)
+    assert rainy.shape == clean.shape == (5, 48, 64, 3) and rainy.dtype == clean.dtype == np.uint8
+    assert (rainy >= clean).all()                                # rain only adds light
+    # Integer pan: frame i + 1 is frame i moved 3 px left and 1 px down, exactly.
+    assert np.array_equal(clean[1][1:, :-3], clean[0][:-1, 3:])
+    layers = [(r.astype(int) - c).max(axis=2) > 0 for r, c in zip(rainy, clean)]
+    assert not np.array_equal(layers[0], layers[1])             # rain is redrawn every frame
+    again = rainy_clip(source, frames=5, size=(48, 64), pan=(3, -1), rain="light", seed=2)[0]
+    assert np.array_equal(again, rainy)
+    assert not np.array_equal(rainy_clip(source, frames=5, size=(48, 64), pan=(3, -1), rain="light", seed=3)[0],
+                              rainy)
+
+
+def test_rainy_clip_scales_a_small_photo_and_checks_arguments():
+    from rain2avoid.synth import rainy_clip
+    small = clean_example("chelsea", size=(40, 50))
+    rainy, clean = rainy_clip(small, frames=3, size=(32, 48), pan=(10.5, 0), rain=dict(density=0.0), seed=0)
+    assert clean.shape == (3, 32, 48, 3) and np.array_equal(rainy, clean)
+    with pytest.raises(ValueError):
+        rainy_clip(small.astype(np.float32), frames=3)
+    with pytest.raises(ValueError):
+        rainy_clip(small, frames=0)

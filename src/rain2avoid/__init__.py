@@ -11,6 +11,7 @@ from .noref import brisque, niqe
 from .pipeline import DerainResult, derain, derain_detailed
 from .sdr import expected_reference, sample_references
 from .sdrl import PRESETS, Model, ModelFileError, Settings, load_model, train_folder, train_image
+from .video import derain_video  # PyAV (the "video" extra) is imported only when a video is opened
 
 __version__ = "0.1.0"
 
@@ -18,5 +19,5 @@ __all__ = [
     "derain", "derain_detailed", "DerainResult", "read_image", "write_image", "ImageReadError",
     "ImageWriteError", "MaskResult", "rain_mask", "streak_angle", "psnr", "ssim", "niqe", "brisque",
     "expected_reference", "sample_references", "PRESETS", "Settings", "Model", "ModelFileError", "load_model",
-    "train_folder", "train_image", "__version__",
+    "train_folder", "train_image", "derain_video", "__version__",
 ]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from skimage.metrics import structural_similarity
 
-__all__ = ["to_y", "psnr", "ssim", "CHANNELS", "SSIM_MIN_SIZE"]
+__all__ = ["to_y", "psnr", "ssim", "flicker", "CHANNELS", "SSIM_MIN_SIZE"]
 
 CHANNELS = ("y", "rgb")
 SSIM_MIN_SIZE = 11  # side of the Gaussian window: 2 * int(3.5 * 1.5 + 0.5) + 1
@@ -67,3 +67,23 @@ def ssim(pred, target, channel: str = "y", crop_border: int = 0) -> float:
                               use_sample_covariance=False, data_range=255)
         for c in range(a.shape[2])
     ]))
+
+
+def flicker(pred, target, channel: str = "y") -> float:
+    """Temporal flicker of a clip against its clean clip (0-255 scale; 0 = none).
+
+    The mean absolute difference between the frame-to-frame changes of ``pred``
+    and those of ``target``: ``mean |(p[t+1] - p[t]) - (c[t+1] - c[t])|`` over
+    frames and pixels, on Y (as :func:`psnr`) or on RGB. Both are (F, H, W, 3)
+    arrays (or sequences of frames) with F >= 2.
+    """
+    pred, target = np.asarray(pred), np.asarray(target)
+    if pred.ndim != 4 or pred.shape != target.shape or pred.shape[0] < 2 or pred.shape[-1] not in (3, 4):
+        raise ValueError(f"expected two (F >= 2, H, W, 3) clips of the same shape, got {pred.shape} "
+                         f"and {target.shape}")
+    if channel not in CHANNELS:
+        raise ValueError(f"channel must be one of {CHANNELS}, got {channel!r}")
+    p, t = pred[..., :3].astype(np.float64), target[..., :3].astype(np.float64)
+    if channel == "y":
+        p, t = to_y(p), to_y(t)
+    return float(np.mean(np.abs(np.diff(p, axis=0) - np.diff(t, axis=0))))

@@ -4,6 +4,8 @@
 adds it to the image (``rainy = clip(image + intensity * 255 * layer)``), the
 way Rain100L-style data sets are made.  ``clean_example`` gives a clean RGB
 image from the samples that ship inside scikit-image (no download needed).
+``rainy_clip`` makes a short video: a slow pan across a clean image with rain
+redrawn every frame.
 
 Angle convention
 ----------------
@@ -18,13 +20,13 @@ deviation from vertical recovers ``|angle|``.
 
 from __future__ import annotations
 
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
 
 __all__ = ["EXAMPLES", "clean_example", "rain_layer", "add_rain", "add_heavy_rain", "rain_presets",
-           "heavy_rain_presets", "random_heavy_rain"]
+           "heavy_rain_presets", "random_heavy_rain", "rainy_clip"]
 
 # RGB sample images stored inside the scikit-image package (no download).
 EXAMPLES = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field",
@@ -227,3 +229,53 @@ def random_heavy_rain(rng: np.random.Generator, veil: bool = True) -> dict:
                            blur=float(rng.uniform(0.5, 1.0) * (1 + width / 2))))
     return dict(layers=layers, veil=float(rng.uniform(0.05, 0.3)) if veil else 0.0,
                 airlight=float(rng.uniform(0.8, 0.95)))
+
+
+def rainy_clip(clean: np.ndarray, frames: int = 48, size: Tuple[int, int] = (320, 480),
+               pan: Tuple[float, float] = (2.0, 0.5), rain: Union[str, dict, None] = None,
+               seed: int = 0) -> Tuple[np.ndarray, np.ndarray]:
+    """A synthetic rainy video: a camera panning across ``clean``, rain redrawn every frame.
+
+    Frame ``i`` of the clean clip is the ``size = (h, w)`` window of ``clean``
+    whose top-left corner is at ``(x0 + i * pan[0], y0 + i * pan[1])`` (``pan``
+    is (dx, dy) in pixels per frame; fractional shifts are resampled with
+    bicubic interpolation). ``clean`` is scaled up first if the whole path does
+    not fit in it, and the path is centred in it. Each rainy frame is
+    :func:`add_rain` on its clean frame with the same rain settings (``rain``:
+    a :func:`rain_presets` name, a dict of ``add_rain`` arguments, or ``None``
+    for ``add_rain``'s defaults) and a new seed drawn from ``seed``.
+
+    Returns ``(rainy, clean_frames)``: two uint8 arrays (frames, h, w, 3).
+    """
+    clean = np.asarray(clean)
+    if clean.dtype != np.uint8 or clean.ndim != 3 or clean.shape[2] != 3:
+        raise ValueError(f"expected a uint8 (H, W, 3) image, got {clean.dtype} {clean.shape}")
+    if frames < 1:
+        raise ValueError(f"frames must be >= 1, got {frames}")
+    kwargs = rain_presets()[rain] if isinstance(rain, str) else dict(rain or {})
+    kwargs.pop("seed", None)
+    h, w = int(size[0]), int(size[1])
+    dx, dy = float(pan[0]), float(pan[1])
+    need_w, need_h = w + abs(dx) * (frames - 1) + 4, h + abs(dy) * (frames - 1) + 4
+    H, W = clean.shape[:2]
+    scale = max(need_h / H, need_w / W, 1.0)
+    if scale > 1:
+        clean = cv2.resize(clean, (int(np.ceil(W * scale)), int(np.ceil(H * scale))),
+                           interpolation=cv2.INTER_CUBIC)
+        H, W = clean.shape[:2]
+    # Start so that the path is centred: the window moves from x0 to x0 + dx * (frames - 1).
+    x0 = (W - w - dx * (frames - 1)) / 2
+    y0 = (H - h - dy * (frames - 1)) / 2
+    seeds = np.random.default_rng(seed).integers(0, 2 ** 31, size=frames)
+    rainy_frames = np.empty((frames, h, w, 3), np.uint8)
+    clean_frames = np.empty((frames, h, w, 3), np.uint8)
+    for i in range(frames):
+        x, y = x0 + i * dx, y0 + i * dy
+        if float(x).is_integer() and float(y).is_integer():
+            frame = clean[int(y):int(y) + h, int(x):int(x) + w]
+        else:
+            shift = np.float32([[1, 0, -x], [0, 1, -y]])
+            frame = cv2.warpAffine(clean, shift, (w, h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
+        clean_frames[i] = frame
+        rainy_frames[i] = add_rain(clean_frames[i], seed=int(seeds[i]), **kwargs)[0]
+    return rainy_frames, clean_frames

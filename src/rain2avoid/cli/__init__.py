@@ -28,6 +28,7 @@ def main():
       rain2avoid demo                          # try it on a built-in example
       rain2avoid derain rainy.jpg -o clean.jpg
       rain2avoid derain photos/ -o derained/
+      rain2avoid derain clip.mp4 -o derained.mp4   # videos: pip install "rain2avoid[video]"
       rain2avoid eval --pred derained/ --target clean/
       rain2avoid report rainy/ derained/ -o report.html
       rain2avoid serve                         # a web page at http://127.0.0.1:8000/

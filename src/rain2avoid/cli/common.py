@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 from ..io import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, list_images, read_image
 from ..networks import BACKBONES
 from ..sdrl import TARGETS
+from ..video.io import INSTALL_HINT, VIDEO_EXTENSIONS, is_video, list_videos, sniff_video
 
 # Measured with `python benchmarks/backbones.py` (README, Backbones): one training step, batch 1, a full
 # 480x320 image, on this project's 2-core CPU, in steps of the reference U-Net (0.42-0.46 s there).
@@ -52,12 +53,15 @@ def common_options(f):
     return f
 
 
-def list_inputs(path: Path) -> tuple[list[Path], bool]:
-    """The images to process and whether ``path`` is a folder."""
+def list_inputs(path: Path, videos: bool = False) -> tuple[list[Path], bool]:
+    """The images (and, with ``videos``, the videos, told by content) to process and whether ``path`` is a folder."""
     if path.is_dir():
         files = list_images(path)
+        if videos:
+            files = sorted(set(files) | set(list_videos(path)))
         if not files:
-            raise click.UsageError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in folder {path}")
+            kinds = ", ".join(IMAGE_EXTENSIONS + (VIDEO_EXTENSIONS if videos else ()))
+            raise click.UsageError(f"no {'images or videos' if videos else 'images'} ({kinds}) in folder {path}")
         return files, True
     if not path.exists():
         raise click.UsageError(f"input {path} does not exist")
@@ -90,7 +94,11 @@ def check_outputs(jobs: list[tuple[Path, Path]], overwrite: bool) -> None:
     """Usage errors before any work: unknown format, output = input, two inputs -> one output."""
     written: dict[Path, Path] = {}
     for src, dst in jobs:
-        if dst.suffix.lower() not in IMAGE_EXTENSIONS:
+        suffix = dst.suffix.lower()
+        if is_video(src) and suffix not in VIDEO_EXTENSIONS:
+            raise click.UsageError(f"output {dst}: unsupported video format {dst.suffix!r} "
+                                   f"(use one of {' '.join(VIDEO_EXTENSIONS)})")
+        if suffix not in IMAGE_EXTENSIONS + VIDEO_EXTENSIONS:  # an image may become a one-frame video
             raise click.UsageError(f"output {dst}: unsupported image format {dst.suffix!r} "
                                    f"(use one of {' '.join(IMAGE_EXTENSIONS)})")
         if same_file(src, dst) and not overwrite:
@@ -141,9 +149,23 @@ def run_jobs(ctx: Context, jobs: list[tuple[Path, Path]], work: Callable[[Path, 
 def output_for(src: Path, output: Path, folder: bool, suffix: str | None = None) -> Path:
     """Output path: inside ``output`` for a folder (or when ``output`` is a folder), else ``output``."""
     name = src.stem + suffix if suffix else src.name
+    if suffix is None and src.suffix.lower() not in VIDEO_EXTENSIONS and is_video(src):
+        name = f"{src.stem}.{sniff_video(src)}"  # a video with another suffix gets its container's
     if folder or output.is_dir() or not output.suffix:
         return output / name
     return output
+
+
+def video_jobs(jobs: list[tuple[Path, Path]]) -> set[Path]:
+    """The inputs of ``jobs`` to go through the video path (videos, or images written as videos);
+    a usage error naming the extra when there are some and PyAV is missing."""
+    videos = {src for src, dst in jobs if is_video(src) or dst.suffix.lower() in VIDEO_EXTENSIONS}
+    if videos:
+        try:
+            import av  # noqa: F401
+        except ImportError:
+            raise click.UsageError(f"{sorted(videos)[0]} is a video; {INSTALL_HINT}") from None
+    return videos
 
 
 def settings_options(f):

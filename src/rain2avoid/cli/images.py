@@ -15,7 +15,7 @@ from ..io import to_float_rgb, write_image
 from ..ldgp import rotation_for_angle
 from ..sdrl import FOLDER_PRESETS, PRESETS, ModelFileError
 from .common import (Context, check_device, common_options, list_inputs, make_folder,
-                     output_for, reason, report_failures, run_jobs, settings_options)
+                     output_for, reason, report_failures, run_jobs, settings_options, video_jobs)
 
 @click.command()
 @click.argument("input", type=click.Path(path_type=Path))
@@ -26,29 +26,41 @@ from .common import (Context, check_device, common_options, list_inputs, make_fo
                    "reference: the original "
                    "method's settings (5,000 U-Net steps: slow).")
 @settings_options
-@click.option("--save-intermediates", is_flag=True, help="Also write <stem>_mask.png and <stem>_reference.png.")
+@click.option("--save-intermediates", is_flag=True,
+              help="Also write <stem>_mask.png and <stem>_reference.png (images only).")
 @click.option("--overwrite", is_flag=True, help="Allow writing over the input file.")
 @click.option("--force", is_flag=True, help="Redo images whose output already exists.")
 @common_options
 def derain(input, output, preset, device, backbone, steps, target, refs, sampler, seed, save_intermediates,
            overwrite, force, quiet, debug, max_pixels):
-    """Derain an image, or every image in a folder (a fresh network per image).
+    """Derain an image or a video, or every image and video in a folder.
 
-    Outputs keep the input's file name and format (JPEG at quality 95).
+    Images get a fresh network each; a video gets one network for the whole
+    clip and uses its neighbouring frames (needs `pip install "rain2avoid[video]"`).
+    Outputs keep the input's file name and format (JPEG at quality 95; videos:
+    .mkv lossless FFV1, .mp4/.mov H.264, .webm VP9, .avi MPEG-4; audio copied).
 
     \b
     Examples:
       rain2avoid derain rainy.jpg -o clean.jpg
       rain2avoid derain photos/ -o derained/ --save-intermediates
       rain2avoid derain rainy.png -o out.png --preset reference
+      rain2avoid derain clip.mp4 -o derained.mp4
     """
     from ..pipeline import derain_detailed, to_uint8
     check_device(device)
     ctx = Context(quiet, debug, max_pixels)
-    files, folder = list_inputs(input)
+    files, folder = list_inputs(input, videos=True)
     options = dict(backbone=backbone, steps=steps, target=target, refs=refs, sampler=sampler, seed=seed)
+    jobs = [(f, output_for(f, output, folder)) for f in files]
+    videos = video_jobs(jobs)
 
     def work(src: Path, dst: Path) -> None:
+        if src in videos:
+            from ..video import video_job
+            ctx.say(video_job(src, dst, preset=preset, device=device, max_pixels=ctx.max_pixels,
+                              progress=ctx.bars, **options))
+            return
         image, meta = ctx.read(src, with_meta=True)
         r = derain_detailed(image, preset, device=device, progress=ctx.bars and len(files) == 1, **options)
         write_image(dst, r.image, meta=meta)
@@ -58,7 +70,6 @@ def derain(input, output, preset, device, backbone, steps, target, refs, sampler
         lean = rotation_for_angle(r.angle)
         ctx.say(f"{src.name} -> {dst} ({r.seconds:.1f} s, streaks {lean:+d} deg from vertical)")
 
-    jobs = [(f, output_for(f, output, folder)) for f in files]
     run_jobs(ctx, jobs, work, "derain", force=force or not folder, overwrite=overwrite)
 
 
@@ -128,11 +139,14 @@ def train(folder, model_path, preset, device, backbone, steps, target, refs, sam
 @click.option("--force", is_flag=True, help="Redo images whose output already exists.")
 @common_options
 def apply(input, model_path, output, device, overwrite, force, quiet, debug, max_pixels):
-    """Derain images with a model trained by `rain2avoid train` (no references needed).
+    """Derain images and videos with a model trained by `rain2avoid train` (no references needed).
+
+    Videos also use their neighbouring frames (`pip install "rain2avoid[video]"`).
 
     \b
-    Example:
+    Examples:
       rain2avoid apply new_photos/ --model rain.pt -o derained/
+      rain2avoid apply clip.mp4 --model rain.pt -o derained.mp4
     """
     from ..sdrl import load_model
     check_device(device)
@@ -146,13 +160,18 @@ def apply(input, model_path, output, device, overwrite, force, quiet, debug, max
         if debug:
             raise
         raise click.ClickException(str(e))
-    files, folder = list_inputs(input)
+    files, folder = list_inputs(input, videos=True)
+    jobs = [(f, output_for(f, output, folder)) for f in files]
+    videos = video_jobs(jobs)
 
     def work(src: Path, dst: Path) -> None:
+        if src in videos:
+            from ..video import video_job
+            ctx.say(video_job(src, dst, model=model, max_pixels=ctx.max_pixels, progress=ctx.bars))
+            return
         image, meta = ctx.read(src, with_meta=True)
         write_image(dst, model.apply(image), meta=meta)
 
-    jobs = [(f, output_for(f, output, folder)) for f in files]
     run_jobs(ctx, jobs, work, "apply", force=force or not folder, overwrite=overwrite)
 
 

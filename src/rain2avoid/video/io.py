@@ -1,0 +1,424 @@
+"""Video files in and out, one frame at a time (PyAV, which bundles FFmpeg).
+
+* The container is recognised from the file's first bytes, not its name
+  (:func:`sniff_video`): MP4/MOV, Matroska/WebM and AVI.
+* :func:`read_frames` yields upright RGB uint8 frames (a rotation flag is
+  applied to the pixels) and raises one :class:`VideoReadError` for a file
+  that is missing, not a video, damaged or truncated (fewer frames than the
+  file announces).
+* :class:`VideoWriter` keeps the frame rate and size, copies the source's audio
+  (re-encoding it only where the output container cannot hold it), and writes a
+  hidden temporary file next to the target that is renamed over it only when
+  everything is written: a failure leaves no partial output.
+
+Codecs by output suffix: ``.mkv`` FFV1 (lossless RGB), ``.mp4``/``.mov``/``.m4v``
+H.264 (libx264, CRF 16), ``.webm`` VP9 (CRF 20), ``.avi`` MPEG-4 part 2 at
+quantiser 2. Frames are 8-bit RGB; videos are written at a constant frame rate.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterator, List, Optional, Union
+
+import numpy as np
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi")
+"""Lower-case suffixes written (and listed in folders); reading goes by content."""
+
+INSTALL_HINT = 'video needs PyAV: pip install "rain2avoid[video]"'
+
+# Output suffix -> (FFmpeg muxer, video encoders to try in order, audio codecs the muxer takes, audio fallback)
+_OUTPUTS = {
+    ".mkv": ("matroska", ("ffv1",), None, "flac"),
+    ".mp4": ("mp4", ("libx264", "h264", "mpeg4"), ("aac", "mp3", "ac3", "eac3", "alac", "flac", "opus"), "aac"),
+    ".m4v": ("mp4", ("libx264", "h264", "mpeg4"), ("aac", "mp3", "ac3", "eac3", "alac", "flac", "opus"), "aac"),
+    ".mov": ("mov", ("libx264", "h264", "mpeg4"), ("aac", "mp3", "ac3", "eac3", "alac", "pcm_s16le",
+                                                    "pcm_s24le", "pcm_f32le"), "aac"),
+    ".webm": ("webm", ("libvpx-vp9", "libvpx"), ("opus", "vorbis"), "libopus"),
+    ".avi": ("avi", ("mpeg4",), ("mp3", "ac3", "pcm_s16le", "pcm_u8"), "pcm_s16le"),
+}
+
+
+class VideoReadError(ValueError):
+    """An input file cannot be used as a video: ``"cannot read <path>: <reason>"``."""
+
+    def __init__(self, path: PathLike, reason: str):
+        self.path, self.reason = Path(path), reason
+        super().__init__(f"cannot read {path}: {reason}")
+
+
+class VideoWriteError(OSError):
+    """An output video cannot be written: ``"cannot write <path>: <reason>"``."""
+
+    def __init__(self, path: PathLike, reason: str):
+        self.path, self.reason = Path(path), reason
+        super().__init__(f"cannot write {path}: {reason}")
+
+
+def require_av():
+    """The ``av`` module, or an ImportError that says how to install it."""
+    try:
+        import av
+    except ImportError:
+        raise ImportError(INSTALL_HINT) from None
+    av.logging.set_level(None)  # our errors say what went wrong; FFmpeg's log lines would repeat it
+    return av
+
+
+def sniff_video(path: PathLike) -> Optional[str]:
+    """The container of ``path`` from its first bytes: "mp4", "mov", "mkv", "webm", "avi" or None.
+
+    Needs no PyAV, so a caller can tell videos from images before the extra is installed.
+    """
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+    except OSError:
+        return None
+    if head[4:8] == b"ftyp":
+        return "mov" if head[8:12] == b"qt  " else "mp4"
+    if head[4:8] in (b"moov", b"mdat", b"wide", b"free", b"skip", b"pnot"):
+        return "mov"
+    if head[:4] == b"\x1a\x45\xdf\xa3":  # EBML: Matroska or WebM, told apart by the DocType
+        return "webm" if b"webm" in head else "mkv"
+    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+        return "avi"
+    return None
+
+
+def is_video(path: PathLike) -> bool:
+    """True when ``path`` is a file whose content is one of the supported video containers."""
+    return Path(path).is_file() and sniff_video(path) is not None
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What :func:`probe` learns from a video's header.
+
+    frames: the frame count the file announces (0 when it does not say);
+    fps: the average frame rate; rotation: degrees the pixels are turned to be
+    upright (``width``/``height`` are those of the upright frames); audio: the
+    audio codec's name, or None.
+    """
+
+    path: Path
+    container: str
+    codec: str
+    width: int
+    height: int
+    fps: Fraction
+    frames: int
+    seconds: float
+    audio: Optional[str]
+    rotation: int = 0
+
+
+def probe(path: PathLike) -> VideoInfo:
+    """Read a video's header (no frames are decoded); :class:`VideoReadError` if it is not one."""
+    av = require_av()
+    path = Path(path)
+    if not path.is_file():
+        raise VideoReadError(path, "no such file" if not path.exists() else "not a file")
+    kind = sniff_video(path)
+    if kind is None:
+        raise VideoReadError(path, "not a video (mp4, mov, mkv, webm or avi)")
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise VideoReadError(path, "no video stream")
+            stream = container.streams.video[0]
+            fps = stream.average_rate or stream.guessed_rate or stream.base_rate
+            if not fps:
+                raise VideoReadError(path, "no frame rate in the file")
+            seconds = _stream_seconds(stream, container)
+            frames = int(stream.frames or 0)
+            if not frames and seconds:
+                frames = int(round(seconds * float(fps)))
+            if not frames:  # the header does not say: count the packets (no decoding)
+                frames = sum(1 for packet in container.demux(stream) if packet.size)
+                container.seek(0)
+            audio = container.streams.audio[0].codec_context.name if container.streams.audio else None
+            width, height = stream.codec_context.width, stream.codec_context.height
+            rotation = _rotation(container, stream)
+    except VideoReadError:
+        raise
+    except Exception as e:  # PyAV's InvalidDataError, EOFError, ... for damaged files
+        raise VideoReadError(path, f"damaged or truncated {kind} file ({_short(e)})") from None
+    if rotation % 180:
+        width, height = height, width
+    return VideoInfo(path, kind, stream.codec_context.name, width, height, Fraction(fps), frames, seconds,
+                     audio, rotation)
+
+
+def _stream_seconds(stream, container) -> float:
+    """The video stream's duration in seconds: its own, its DURATION tag (Matroska), or 0."""
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    tag = stream.metadata.get("DURATION") or stream.metadata.get("duration")
+    if tag:  # Matroska's tag is the stream's end time; its first frame may start later than 0
+        start = float(stream.start_time * stream.time_base) if stream.start_time and stream.time_base else 0.0
+        try:
+            h, m, s = tag.split(":")
+            return max(int(h) * 3600 + int(m) * 60 + float(s) - start, 0.0)
+        except ValueError:
+            pass
+    if container.duration and len(container.streams) == 1:  # the container's duration is the video's
+        return container.duration / 1_000_000
+    return 0.0
+
+
+def _rotation(container, stream) -> int:
+    """Clockwise degrees (0, 90, 180, 270) the stored frames must turn to be upright."""
+    for frame in container.decode(stream):
+        return int(round(-(getattr(frame, "rotation", 0) or 0))) % 360
+    return 0
+
+
+def read_frames(path: PathLike, info: Optional[VideoInfo] = None) -> Iterator[np.ndarray]:
+    """Yield the frames of a video as upright uint8 RGB (H, W, 3) arrays, one at a time.
+
+    Raises :class:`VideoReadError` (after the frames it could decode) when the
+    file is damaged or holds fewer frames than it announces.
+    """
+    av = require_av()
+    info = info or probe(path)
+    count = 0
+    turns = {0: 0, 90: -1, 180: 2, 270: 1}.get(info.rotation, 0)
+    try:
+        with av.open(str(info.path)) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            for frame in container.decode(stream):
+                if getattr(frame, "is_corrupt", False):
+                    raise VideoReadError(info.path, f"frame {count + 1} is damaged")
+                rgb = frame.to_ndarray(format="rgb24")
+                yield np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb
+                count += 1
+    except VideoReadError:
+        raise
+    except Exception as e:
+        raise VideoReadError(info.path, f"damaged video: decoding stopped after {count} frame(s) "
+                                        f"({_short(e)})") from None
+    if count == 0:
+        raise VideoReadError(info.path, "no frames could be decoded")
+    # Containers round their durations; a frame or 2 % less is not a truncation.
+    if info.frames and count < info.frames - max(1, int(0.02 * info.frames)):
+        raise VideoReadError(info.path, f"truncated: {count} of {info.frames} frames could be decoded")
+
+
+class VideoWriter:
+    """Write RGB uint8 frames to a video file, atomically, keeping a source's audio.
+
+    >>> with VideoWriter("out.mkv", fps=info.fps, audio_from="in.mp4") as w:
+    ...     for frame in frames:
+    ...         w.write(frame)
+
+    The target appears only when the ``with`` block ends without an error.
+    ``notes`` lists what could not be kept as it was (e.g. audio re-encoded).
+    """
+
+    def __init__(self, path: PathLike, fps: Union[Fraction, float], audio_from: Optional[PathLike] = None,
+                 codec: Optional[str] = None):
+        self.av = require_av()
+        self.path = Path(path)
+        suffix = self.path.suffix.lower()
+        if suffix not in _OUTPUTS:
+            raise VideoWriteError(self.path, f"unsupported video format {suffix!r} "
+                                             f"(use one of {' '.join(VIDEO_EXTENSIONS)})")
+        self.muxer, self.encoders, self.audio_ok, self.audio_fallback = _OUTPUTS[suffix]
+        if codec is not None:
+            self.encoders = (codec,)
+        self.fps = Fraction(fps).limit_denominator(1_000_000)
+        self.audio_from = Path(audio_from) if audio_from is not None else None
+        self.notes: List[str] = []
+        self.frames = 0
+        self._tmp: Optional[Path] = None
+        self._out = self._video = None
+        self._audio_in = self._audio_packets = self._audio_out = self._transcode = None
+
+    def __enter__(self) -> "VideoWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    def _open(self, height: int, width: int) -> None:
+        folder = self.path.parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise VideoWriteError(self.path, f"cannot create folder {folder}: {e.strerror or e}") from None
+        self._tmp = folder / f".{self.path.stem[:40]}.{uuid.uuid4().hex[:12]}.tmp{self.path.suffix}"
+        try:
+            self._out = self.av.open(str(self._tmp), "w", format=self.muxer)
+        except OSError as e:
+            self._tmp = None
+            raise VideoWriteError(self.path, e.strerror or str(e)) from None
+        self._video = self._video_stream(height, width)
+        if self.audio_from is not None:
+            self._add_audio()
+
+    def _video_stream(self, height: int, width: int):
+        for name in self.encoders:
+            try:
+                stream = self._out.add_stream(name, rate=self.fps)
+            except Exception:  # encoder not in this FFmpeg build: try the next
+                continue
+            stream.width, stream.height = width, height
+            even = width % 2 == 0 and height % 2 == 0
+            if name == "ffv1":
+                stream.pix_fmt = "bgr0"  # lossless RGB
+            else:
+                stream.pix_fmt = "yuv420p" if even or name == "mpeg4" else "yuv444p"
+            if name == "libx264":
+                stream.options = {"crf": "16", "preset": "medium"}
+            elif name.startswith("libvpx"):
+                stream.options = {"crf": "20", "b": "0", "deadline": "good", "cpu-used": "4", "row-mt": "1"}
+            elif name == "mpeg4":
+                stream.options = {"flags": "+qscale", "global_quality": str(2 * 118)}  # -q:v 2
+                if not even:
+                    raise VideoWriteError(self.path, f"{width}x{height}: MPEG-4 needs an even width and "
+                                                     f"height; write .mkv or .mp4 instead")
+            if name != self.encoders[0]:
+                self.notes.append(f"encoder {self.encoders[0]} is not available; used {name}")
+            return stream
+        raise VideoWriteError(self.path, f"no encoder for {self.path.suffix} here ({', '.join(self.encoders)})")
+
+    def _add_audio(self) -> None:
+        """Copy the source's first audio stream; re-encode it where this container cannot hold it."""
+        try:
+            self._audio_in = self.av.open(str(self.audio_from))
+        except Exception:
+            return
+        if not self._audio_in.streams.audio:
+            self._audio_in.close()
+            self._audio_in = None
+            return
+        source = self._audio_in.streams.audio[0]
+        name = source.codec_context.name
+        if self.audio_ok is None or name in self.audio_ok:
+            add = getattr(self._out, "add_stream_from_template", None)
+            self._audio_out = add(source) if add else self._out.add_stream(template=source)
+        else:
+            rate = source.codec_context.sample_rate or 48000
+            if self.audio_fallback == "libopus" and rate not in (8000, 12000, 16000, 24000, 48000):
+                rate = 48000
+            self._audio_out = self._out.add_stream(self.audio_fallback, rate=rate)
+            layout = source.codec_context.layout.name if source.codec_context.layout else "stereo"
+            self._audio_out.layout = layout if source.codec_context.channels <= 2 else "stereo"
+            fmt = self._audio_out.codec_context.codec.audio_formats[0].name
+            self._transcode = self.av.AudioResampler(format=fmt, layout=self._audio_out.layout, rate=rate)
+            self.notes.append(f"audio re-encoded from {name} to {self.audio_fallback}: "
+                              f"{self.path.suffix} cannot hold {name}")
+        self._audio_packets = self._audio_in.demux(source)
+
+    def _mux_audio(self, until: Optional[float]) -> None:
+        """Write the source's audio up to ``until`` seconds (None: all of it), interleaved with the video."""
+        if self._audio_packets is None:
+            return
+        for packet in self._audio_packets:
+            if packet.dts is None:  # the demuxer's end-of-stream marker
+                continue
+            if self._transcode is None:
+                packet.stream = self._audio_out
+                self._out.mux(packet)
+            else:
+                for frame in packet.decode():
+                    frame.pts = None
+                    for part in self._transcode.resample(frame):
+                        self._out.mux(self._audio_out.encode(part))
+            if until is not None and packet.pts is not None and packet.pts * packet.time_base > until:
+                return
+        if self._transcode is not None:
+            for part in self._transcode.resample(None):
+                self._out.mux(self._audio_out.encode(part))
+            self._out.mux(self._audio_out.encode(None))
+        self._audio_packets = None
+
+    def write(self, frame: np.ndarray) -> None:
+        """Append one uint8 RGB (H, W, 3) frame; every frame must have the first one's size."""
+        frame = np.asarray(frame)
+        if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+            raise ValueError(f"expected a uint8 (H, W, 3) RGB frame, got {frame.dtype} {frame.shape}")
+        if self._out is None:
+            self._open(*frame.shape[:2])
+        elif (frame.shape[1], frame.shape[0]) != (self._video.width, self._video.height):
+            raise ValueError(f"frame {self.frames + 1} is {frame.shape[1]}x{frame.shape[0]}, the video "
+                             f"{self._video.width}x{self._video.height}")
+        picture = self.av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+        picture.pts = self.frames
+        picture.time_base = 1 / self.fps
+        try:
+            self._out.mux(self._video.encode(picture))
+            self.frames += 1
+            self._mux_audio(self.frames / self.fps)
+        except OSError as e:
+            raise VideoWriteError(self.path, e.strerror or str(e)) from None
+
+    def close(self) -> None:
+        """Finish the file and rename it over the target (nothing is written for no frames)."""
+        if self._out is None:
+            raise VideoWriteError(self.path, "no frames to write")
+        try:
+            self._out.mux(self._video.encode(None))
+            self._mux_audio(None)
+            self._out.close()
+            self._out = None
+            os.replace(self._tmp, self.path)
+            self._tmp = None
+        except OSError as e:
+            self.abort()
+            raise VideoWriteError(self.path, e.strerror or str(e)) from None
+        except BaseException:
+            self.abort()
+            raise
+        finally:
+            if self._audio_in is not None:
+                self._audio_in.close()
+                self._audio_in = None
+
+    def abort(self) -> None:
+        """Stop and remove the temporary file; the target is left as it was."""
+        for handle in (self._out, self._audio_in):
+            try:
+                if handle is not None:
+                    handle.close()
+            except Exception:
+                pass
+        self._out = self._audio_in = None
+        if self._tmp is not None:
+            try:
+                os.unlink(self._tmp)
+            except OSError:
+                pass
+            self._tmp = None
+
+
+def write_video(path: PathLike, frames, fps: Union[Fraction, float] = 25,
+                audio_from: Optional[PathLike] = None) -> List[str]:
+    """Write an iterable of uint8 RGB frames to ``path`` (see :class:`VideoWriter`); returns its notes."""
+    with VideoWriter(path, fps, audio_from=audio_from) as writer:
+        for frame in frames:
+            writer.write(frame)
+    return writer.notes
+
+
+def list_videos(folder: PathLike) -> List[Path]:
+    """The video files directly inside ``folder`` (by content), sorted by name; hidden files skipped."""
+    root = Path(folder)
+    return sorted(p for p in root.iterdir() if not p.name.startswith(".") and p.is_file() and sniff_video(p))
+
+
+def _short(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 120 else text[:117] + "..."
