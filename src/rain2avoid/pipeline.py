@@ -14,11 +14,12 @@ from typing import Callable, NamedTuple
 import cv2
 import numpy as np
 
-from .io import from_float_rgb, to_float_rgb, to_uint8
 from .detect import compute_mask
 from .guard import rain_guard
+from .io import from_float_rgb, to_float_rgb, to_uint8
 from .sdr import ReferenceSampler, expected_reference, sample_references
 from .sdrl import Settings, resolve_settings, train_image
+from .veil import Veil, clear_veil
 
 __all__ = ["derain", "derain_detailed", "DerainResult", "compute_mask", "make_targets", "loss_weights",
            "training_data", "TrainingData", "OnlineTargets"]
@@ -35,6 +36,7 @@ class DerainResult:
         ``target="online"`` (a fresh reference each step) the closed-form mean reference.
     settings: the settings used.
     seconds: wall time.
+    veil: the veil taken away (``rain2avoid.veil.Veil``), or None.
     """
 
     image: np.ndarray
@@ -43,6 +45,7 @@ class DerainResult:
     targets: np.ndarray
     settings: Settings
     seconds: float
+    veil: Veil | None = None
 
 
 class OnlineTargets:
@@ -161,11 +164,12 @@ def derain_detailed(image: np.ndarray, preset: str = "fast", device: str = "cpu"
         model = train_image(rgb, data.targets, run, device=device, progress=progress, weights=data.weights,
                             on_step=on_step)
         out += model.clean(rgb, data.mask) / settings.ensemble
+    out, veil = clear_veil(out, settings.veil, settings.veil_threshold)
     targets = data.targets
     if isinstance(targets, OnlineTargets):   # no fixed set: report the mean they are drawn around
         targets = make_targets(rgb, data.mask, dataclasses.replace(settings, target="expected"))
     return DerainResult(from_float_rgb(out, like=image), data.mask, data.angle, targets, settings,
-                        time.perf_counter() - start)
+                        time.perf_counter() - start, veil)
 
 
 def derain(image: np.ndarray, preset: str = "fast", device: str = "cpu", progress: bool = False,

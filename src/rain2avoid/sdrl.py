@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from .io import from_float_rgb, to_float_rgb, to_uint8
 from .detect import compute_mask
 from .guard import rain_guard
+from .veil import VEIL_MODES, clear_veil
 from .networks import BACKBONES, build_network
 
 __all__ = [
@@ -73,6 +74,10 @@ class Settings:
     flip_tta: average the prediction with the one on the mirrored image.
     ensemble: per-image ``derain`` trains this many networks (seeds ``seed``,
         ``seed + 1``, ...) and averages their outputs.
+    veil: the veil of heavy rain (mist) on the derained image: "auto" takes it
+        away where the photo shows one (``veil.veil_strength`` at least
+        ``veil_threshold``), "on" always, "off" never (``rain2avoid.veil``).
+    veil_threshold: the strength from which "auto" takes the veil away.
     seed: seeds the references, the network's initial weights and the crops.
     """
 
@@ -92,6 +97,8 @@ class Settings:
     only_darken: bool = True
     flip_tta: bool = True
     ensemble: int = 1
+    veil: str = "auto"
+    veil_threshold: float = 0.25
     seed: int = 0
 
     def __post_init__(self):
@@ -109,6 +116,7 @@ class Settings:
             (self.target in TARGETS, f"target must be one of {', '.join(TARGETS)}"),
             (self.mask in ("guarded", "ldgp"), "mask must be 'guarded' or 'ldgp'"),
             (self.schedule in ("cosine", "constant"), "schedule must be 'cosine' or 'constant'"),
+            (self.veil in VEIL_MODES, f"veil must be one of {', '.join(VEIL_MODES)}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -120,7 +128,7 @@ PRESETS = {
     "high": Settings(ensemble=3),
     "reference": Settings(backbone="unet", steps=5000, lr=1e-3, batch=1, crop=0, refs=50, sampler="nss",
                           target="sampled", mask="ldgp", guard=False, halo=0, output_cap=0.0,
-                          schedule="constant", only_darken=False, flip_tta=False),
+                          schedule="constant", only_darken=False, flip_tta=False, veil="off"),
 }
 
 FOLDER_PRESETS = {
@@ -128,7 +136,7 @@ FOLDER_PRESETS = {
     "high": Settings(steps=6000, batch=16, crop=96),
     "reference": Settings(backbone="unet", steps=4000, lr=1e-3, batch=64, crop=64, refs=50,
                           target="sampled", mask="ldgp", guard=False, halo=0, output_cap=0.0,
-                          schedule="constant", only_darken=False, flip_tta=False),
+                          schedule="constant", only_darken=False, flip_tta=False, veil="off"),
 }
 
 
@@ -323,9 +331,11 @@ class Model:
         return y.astype(np.float32)
 
     def apply(self, image: np.ndarray) -> np.ndarray:
-        """Derain ``image`` (any dtype/shape ``rain2avoid.io`` accepts); same dtype and shape back."""
+        """Derain ``image`` (any dtype/shape ``rain2avoid.io`` accepts) and take its veil away
+        as ``settings.veil`` says; same dtype and shape back."""
         image = np.asarray(image)
-        return from_float_rgb(self.clean(to_float_rgb(image)), like=image)
+        out, _ = clear_veil(self.clean(to_float_rgb(image)), self.settings.veil, self.settings.veil_threshold)
+        return from_float_rgb(out, like=image)
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the weights and settings atomically (loadable with ``weights_only=True``)."""

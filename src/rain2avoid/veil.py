@@ -1,0 +1,136 @@
+"""The veil of heavy rain (rain accumulation, mist): estimate it and take it away.
+
+Heavy rain is seen through a veil: far from the camera, countless drops scatter
+light towards it, so a photo is ``I = t * J + (1 - t) * A`` (the heavy-rain
+model of Li et al., CVPR 2019, which is the haze model of Koschmieder): the
+scene ``J`` attenuated by the transmission ``t`` in (0, 1], plus the airlight
+``A`` (the colour of the veil, a bright grey). The dark channel prior (He et
+al., CVPR 2009) estimates ``t``: in most patches of a clear outdoor photo some
+pixel is dark in some channel, so whatever lifts the darkest value of a patch
+is veil.
+
+The estimate is conservative: only a fraction ``omega`` of the veil is taken
+away, the transmission never goes below ``t_min``, and :func:`veil_strength`
+says how much veil a photo shows, so that ``veil="auto"`` leaves clear photos
+alone. All functions take float32 RGB images in [0, 1].
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import cv2
+import numpy as np
+
+__all__ = ["Veil", "dark_channel", "guided_filter", "estimate_veil", "veil_strength", "remove_veil",
+           "clear_veil", "VEIL_MODES"]
+
+VEIL_MODES = ("auto", "on", "off")
+
+
+class Veil(NamedTuple):
+    """A veil estimate: ``airlight`` float32 (3,) in [0, 1], ``transmission`` float32
+    (H, W) in (0, 1] at the image's size, and ``strength`` (:func:`veil_strength`)."""
+
+    airlight: np.ndarray
+    transmission: np.ndarray
+    strength: float
+
+
+def _check(rgb: np.ndarray) -> np.ndarray:
+    rgb = np.asarray(rgb)
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.shape[0] < 1 or rgb.shape[1] < 1:
+        raise ValueError(f"expected a float (H, W, 3) RGB image in [0, 1], got shape {rgb.shape}")
+    return rgb.astype(np.float32, copy=False)
+
+
+def dark_channel(rgb: np.ndarray, radius: int = 7) -> np.ndarray:
+    """Minimum over the colour channels and over the ``(2 radius + 1)`` square around each pixel."""
+    rgb = _check(rgb)
+    return cv2.erode(np.ascontiguousarray(rgb.min(axis=2)), np.ones((2 * radius + 1,) * 2, np.uint8),
+                     borderType=cv2.BORDER_REPLICATE)
+
+
+def guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float) -> np.ndarray:
+    """Edge-preserving smoothing of ``src`` that follows the edges of ``guide`` (both (H, W)
+    float32; He et al., ECCV 2010): a local linear model ``a * guide + b`` per window."""
+    size = (2 * radius + 1, 2 * radius + 1)
+
+    def mean(a):
+        return cv2.boxFilter(a, -1, size, borderType=cv2.BORDER_REFLECT)
+
+    mg, ms = mean(guide), mean(src)
+    a = (mean(guide * src) - mg * ms) / (mean(guide * guide) - mg * mg + eps)
+    b = ms - a * mg
+    return mean(a) * guide + mean(b)
+
+
+def _airlight(small: np.ndarray, dark: np.ndarray, fraction: float = 0.001) -> np.ndarray:
+    """Mean colour of the pixels whose dark channel is in the top ``fraction``: the most
+    veiled, where the photo shows the veil itself."""
+    count = max(1, int(dark.size * fraction))
+    idx = np.argpartition(dark.ravel(), -count)[-count:]
+    return small.reshape(-1, 3)[idx].mean(axis=0).clip(0.05, 1.0).astype(np.float32)
+
+
+def veil_strength(dark: np.ndarray, airlight: np.ndarray) -> float:
+    """How much veil an image shows: the 5th percentile of its dark channel relative to
+    the airlight's darkest channel (0 = some dark pixel almost everywhere: no veil).
+
+    A veil lifts every dark value, the darkest ones too; a clear photo keeps some
+    shadows or saturated colours. Bright, low-contrast scenes (snow, water in
+    daylight) also score high, which is why ``"auto"`` needs a clear margin.
+    """
+    return float(np.percentile(dark, 5) / max(float(airlight.min()), 1e-3))
+
+
+def estimate_veil(rgb: np.ndarray, omega: float = 0.7, radius: int = 7, max_side: int = 640) -> Veil:
+    """Estimate the veil of a float32 RGB image in [0, 1] with the dark channel prior.
+
+    Works on a copy at most ``max_side`` px on its longer side (the veil is
+    smooth, so this loses nothing and bounds the cost): the airlight ``A`` is
+    the mean colour of the most veiled 0.1 % of pixels; the raw transmission
+    ``1 - omega * dark_channel(I / A)`` is refined with a guided filter on the
+    grey image (so it follows object edges) and scaled back up.
+    """
+    rgb = _check(rgb)
+    if not 0 < omega <= 1:
+        raise ValueError(f"omega must be in (0, 1], got {omega}")
+    h, w = rgb.shape[:2]
+    scale = min(1.0, max_side / max(h, w))
+    small = rgb if scale == 1.0 else cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))),
+                                                interpolation=cv2.INTER_AREA)
+    dark = dark_channel(small, radius)
+    airlight = _airlight(small, dark)
+    raw = 1.0 - omega * dark_channel(small / airlight, radius)
+    grey = cv2.cvtColor(np.ascontiguousarray(small), cv2.COLOR_RGB2GRAY)
+    t = guided_filter(grey, raw.astype(np.float32), max(2, 4 * radius), 1e-3)
+    if scale != 1.0:
+        t = cv2.resize(t, (w, h), interpolation=cv2.INTER_LINEAR)
+    return Veil(airlight, np.clip(t, 0.05, 1.0).astype(np.float32), veil_strength(dark, airlight))
+
+
+def remove_veil(rgb: np.ndarray, veil: Veil, t_min: float = 0.4) -> np.ndarray:
+    """``J = (I - A) / t + A`` with ``t`` clipped to at least ``t_min``; float32 in [0, 1]."""
+    rgb = _check(rgb)
+    if veil.transmission.shape != rgb.shape[:2]:
+        raise ValueError(f"veil of shape {veil.transmission.shape} does not fit an image of shape {rgb.shape[:2]}")
+    t = np.maximum(veil.transmission, t_min)[..., None]
+    return np.clip((rgb - veil.airlight) / t + veil.airlight, 0, 1).astype(np.float32)
+
+
+def clear_veil(rgb: np.ndarray, mode: str = "auto", threshold: float = 0.25) -> tuple[np.ndarray, Veil | None]:
+    """Take the veil away as ``mode`` says: ``"on"`` always, ``"off"`` never, ``"auto"`` when
+    :func:`estimate_veil` finds a strength of at least ``threshold``.
+
+    Returns the image (float32 RGB in [0, 1]; the input itself when nothing is
+    done) and the veil that was taken away, or ``None``.
+    """
+    if mode not in VEIL_MODES:
+        raise ValueError(f"veil must be one of {', '.join(VEIL_MODES)}, got {mode!r}")
+    if mode == "off":
+        return rgb, None
+    veil = estimate_veil(rgb)
+    if mode == "auto" and veil.strength < threshold:
+        return rgb, None
+    return remove_veil(rgb, veil), veil

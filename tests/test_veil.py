@@ -1,0 +1,71 @@
+"""The veil of heavy rain: dark channel, guided filter, estimate and removal, auto mode."""
+
+import numpy as np
+import pytest
+
+from rain2avoid.metrics import psnr
+from rain2avoid.synth import add_heavy_rain, clean_example
+from rain2avoid.veil import clear_veil, dark_channel, estimate_veil, guided_filter, remove_veil
+
+
+def veiled(clean, t=0.6, airlight=0.9):
+    rgb = clean.astype(np.float32) / 255
+    return (t * rgb + (1 - t) * airlight).astype(np.float32)
+
+
+def test_dark_channel_is_the_local_minimum_over_channels():
+    rgb = np.full((9, 9, 3), 0.8, np.float32)
+    rgb[4, 4, 2] = 0.1
+    dark = dark_channel(rgb, radius=1)
+    assert dark[4, 4] == pytest.approx(0.1) and dark[3, 5] == pytest.approx(0.1)
+    assert dark[0, 0] == pytest.approx(0.8) and dark[4, 7] == pytest.approx(0.8)
+
+
+def test_guided_filter_keeps_constants_and_follows_the_guide():
+    guide = np.zeros((40, 40), np.float32)
+    guide[:, 20:] = 1.0
+    assert np.allclose(guided_filter(guide, np.full_like(guide, 0.3), 4, 1e-3), 0.3, atol=1e-5)
+    out = guided_filter(guide, guide.copy(), 4, 1e-4)   # an edge of the guide survives smoothing
+    assert out[:, :15].max() < 0.05 and out[:, 25:].min() > 0.95
+
+
+def test_a_uniform_veil_is_found_and_taken_away():
+    clean = clean_example("astronaut")
+    rgb = veiled(clean, t=0.6, airlight=0.9)
+    veil = estimate_veil(rgb)
+    assert np.allclose(veil.airlight, 0.9, atol=0.08)
+    assert veil.strength > 0.3
+    out = remove_veil(rgb, veil)
+    assert psnr(out * 255, clean) > psnr(rgb * 255, clean) + 3
+
+
+def test_auto_leaves_clear_photos_alone_and_clears_veiled_ones():
+    clean = clean_example("coffee").astype(np.float32) / 255
+    out, veil = clear_veil(clean, "auto")
+    assert veil is None and out is clean
+    hazy = veiled(clean_example("coffee"), t=0.55)
+    out, veil = clear_veil(hazy, "auto")
+    assert veil is not None and out.std() > hazy.std()
+    assert clear_veil(hazy, "off")[1] is None
+    assert clear_veil(clean, "on")[1] is not None
+
+
+def test_heavy_rain_renderer_veil_is_taken_away():
+    clean = clean_example("rocket")
+    rainy, _, t = add_heavy_rain(clean, layers=[], veil=0.35, airlight=0.9, seed=1)
+    assert t.min() >= 1 - 0.35 - 1e-6 and t.max() <= 1 - 0.35 * 0.5 + 1e-6
+    out, veil = clear_veil(rainy.astype(np.float32) / 255, "auto")
+    assert veil is not None
+    assert psnr(out * 255, clean) > psnr(rainy, clean) + 2
+
+
+def test_bad_arguments_are_refused():
+    rgb = np.zeros((8, 8, 3), np.float32)
+    with pytest.raises(ValueError, match="veil must be one of"):
+        clear_veil(rgb, "sometimes")
+    with pytest.raises(ValueError, match="omega"):
+        estimate_veil(rgb, omega=0)
+    with pytest.raises(ValueError, match="RGB"):
+        dark_channel(np.zeros((8, 8), np.float32))
+    with pytest.raises(ValueError, match="does not fit"):
+        remove_veil(rgb, estimate_veil(np.zeros((4, 4, 3), np.float32)))
