@@ -17,16 +17,21 @@ The photometric guard on derained estimates is :mod:`rain2avoid.guard`.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import cv2
 import numpy as np
 
 from .ldgp import MaskResult, _check_image, _colour, _vertical_streaks, rain_mask, rotation_for_angle, streak_angle
 
-__all__ = ["estimate_rotation", "guarded_rain_mask", "compute_mask"]
+__all__ = ["Streaks", "find_streaks", "estimate_rotation", "guarded_rain_mask", "streak_mask", "compute_mask"]
+
+_STEP = 0.5                                         # degrees per orientation bin
+_CELLS = 8                                          # support counts cells of an 8 x 8 grid per tile
+_GRID = np.arange(int(round(180 / _STEP))) * _STEP - 90   # bin centres, degrees in [-90, 90)
 
 
-def _achromatic_tophat(image: np.ndarray, size: int = 7, saturated: int = 250) -> np.ndarray:
+def _achromatic_tophat(image: np.ndarray, size: int = 7, saturated: int = 250, balance: float = 0.0) -> np.ndarray:
     """uint8 map of how far each pixel stands out as a thin bright detail in every colour channel.
 
     White top-hat (image minus its grey opening with a ``size`` x ``size``
@@ -35,7 +40,9 @@ def _achromatic_tophat(image: np.ndarray, size: int = 7, saturated: int = 250) -
     B, so a rain pixel is a bright detail in all of them, while coloured
     texture is not. Channels at ``saturated`` or above cannot show the
     increment (they are clipped) and are left out of the minimum, unless all
-    channels of the pixel are.
+    channels of the pixel are. With ``balance`` > 0, pixels whose smallest
+    channel top-hat is below ``balance`` times their largest (unclipped) one
+    score 0: a coloured highlight (wood grain, a red stripe) is not white rain.
     """
     se = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
     top = cv2.subtract(image, cv2.morphologyEx(image, cv2.MORPH_OPEN, se))
@@ -43,12 +50,17 @@ def _achromatic_tophat(image: np.ndarray, size: int = 7, saturated: int = 250) -
         return top
     clipped = image >= saturated
     clipped &= ~clipped.all(axis=2, keepdims=True)
+    largest = np.where(clipped, 0, top).max(axis=2)
     top[clipped] = 255
-    return top.min(axis=2)
+    low = top.min(axis=2)
+    if balance > 0:
+        low[low < balance * largest] = 0
+    return low
 
 
-def _segments(binary: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Orientation, length and width of each 8-connected component of ``binary``.
+def _segments(binary: np.ndarray, centres: bool = False) -> tuple[np.ndarray, ...]:
+    """Orientation, length and width (and with ``centres`` the centre row and column) of
+    each 8-connected component of ``binary``.
 
     From the second moments of the component's pixels (each pixel a unit
     square): the major axis gives the orientation, as the lean of the axis
@@ -60,8 +72,8 @@ def _segments(binary: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     ys, xs = np.nonzero(labels)
     lab = labels[ys, xs]
     count = np.maximum(np.bincount(lab, minlength=n), 1).astype(np.float64)
-    dx = xs - (np.bincount(lab, xs, n) / count)[lab]
-    dy = ys - (np.bincount(lab, ys, n) / count)[lab]
+    cx, cy = np.bincount(lab, xs, n) / count, np.bincount(lab, ys, n) / count
+    dx, dy = xs - cx[lab], ys - cy[lab]
     sxx = np.bincount(lab, dx * dx, n)[1:] / count[1:] + 1 / 12
     syy = np.bincount(lab, dy * dy, n)[1:] / count[1:] + 1 / 12
     sxy = np.bincount(lab, dx * dy, n)[1:] / count[1:]
@@ -71,6 +83,8 @@ def _segments(binary: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     phi = 0.5 * np.arctan2(2 * sxy, sxx - syy)          # major axis from +x, y pointing down
     lean = np.degrees(np.arctan2(np.cos(phi), -np.sin(phi)))
     lean = (lean + 90) % 180 - 90
+    if centres:
+        return lean, np.sqrt(12 * major), np.sqrt(12 * minor), cy[1:], cx[1:]
     return lean, np.sqrt(12 * major), np.sqrt(12 * minor)
 
 
@@ -93,47 +107,145 @@ def _sample_tiles(image: np.ndarray, max_pixels: int, tile: int = 256) -> list[n
     return [image[y:y + th, x:x + tw] for y in ys for x in xs]
 
 
-def _segment_orientation(tiles: list[np.ndarray], search: float, tophat_size: int,
-                         heights: tuple[float, ...], min_length: float, max_length: float,
-                         elongation: float, spread: float) -> tuple[float, int]:
-    """Steps 1-4 of :func:`estimate_rotation` on a list of image tiles.
+def _kept_segments(tops: list[np.ndarray], height: float, min_length: float, max_length: float,
+                   elongation: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Orientation, length and cell (tile and ``_CELLS`` x ``_CELLS`` grid of it) of every
+    straight segment of the top-hat maps ``tops`` above ``height``."""
+    leans, lengths, cells = [], [], []
+    for i, top in enumerate(tops):
+        lean, length, width, cy, cx = _segments(((top > height) * 255).astype(np.uint8), centres=True)
+        keep = (length >= min_length) & (length <= max_length) & (length >= elongation * width)
+        leans.append(lean[keep])
+        lengths.append(length[keep])
+        row = (cy[keep] * _CELLS // top.shape[0]).astype(int)
+        col = (cx[keep] * _CELLS // top.shape[1]).astype(int)
+        cells.append((i * _CELLS + row) * _CELLS + col)
+    return np.concatenate(leans), np.concatenate(lengths), np.concatenate(cells)
 
-    Returns the orientation with most votes (degrees, 0.5-degree steps) and its
-    support: the number of kept segments within ``2 * spread`` degrees of it,
-    at the height that has most; ``(0.0, 0)`` when no segment is kept.
+
+def _segment_votes(tiles: list[np.ndarray], tophat_size: int, heights: tuple[float, ...], min_length: float,
+                   max_length: float, elongation: float, spread: float) -> tuple[np.ndarray, list[tuple]]:
+    """Steps 1-3 of :func:`estimate_rotation` on a list of image tiles.
+
+    Returns the smoothed votes over the orientation grid ``_GRID`` (0.5-degree
+    bins, degrees in [-90, 90)) and, per height, the orientations and cells of
+    the bright segments and of the dark ones, for :func:`_peak`'s support count.
+
+    Rain only adds light: it makes bright lines and no dark ones. Texture that
+    is made of lines (wood grain, fabric, a fence) shows dark lines as well as
+    bright ones along the same direction, so the dark segments' votes are
+    taken off the bright segments' votes, orientation by orientation.
     """
-    step = 0.5                                   # degrees per histogram bin
-    bins = int(round(180 / step))
-    grid = np.arange(bins) * step - 90           # bin centres, degrees in [-90, 90)
-    radius = int(math.ceil(4 * spread / step))
-    kernel = np.exp(-0.5 * (np.arange(-radius, radius + 1) * step / spread) ** 2)
-    tops = [_achromatic_tophat(t, tophat_size) for t in tiles]
-    votes = np.zeros(bins)
+    radius = int(math.ceil(4 * spread / _STEP))
+    kernel = np.exp(-0.5 * (np.arange(-radius, radius + 1) * _STEP / spread) ** 2)
+    bright = [_achromatic_tophat(t, tophat_size, balance=0.5) for t in tiles]
+    dark = [_achromatic_tophat(255 - t, tophat_size, balance=0.5) for t in tiles]
+
+    def smoothed(lean, length):
+        hist = np.bincount(np.round((lean + 90) / _STEP).astype(int) % _GRID.size, length, _GRID.size)
+        wrapped = np.concatenate([hist[-radius:], hist, hist[:radius]])   # orientations wrap at 180
+        return np.convolve(wrapped, kernel, mode="valid")
+
+    votes = np.zeros(_GRID.size)
     found = []
     for height in heights:
-        leans, lengths = [], []
-        for top in tops:
-            lean, length, width = _segments(((top > height) * 255).astype(np.uint8))
-            keep = (length >= min_length) & (length <= max_length) & (length >= elongation * width)
-            leans.append(lean[keep])
-            lengths.append(length[keep])
-        lean, length = np.concatenate(leans), np.concatenate(lengths)
+        lean, length, cells = _kept_segments(bright, height, min_length, max_length, elongation)
         if lean.size == 0:
             continue
-        hist = np.bincount(np.round((lean + 90) / step).astype(int) % bins, length, bins)
-        wrapped = np.concatenate([hist[-radius:], hist, hist[:radius]])   # orientations wrap at 180
-        smooth = np.convolve(wrapped, kernel, mode="valid")
-        votes += smooth / smooth.max()
-        found.append(lean)
-    inside = np.abs(grid) <= search
-    if not found or not votes[inside].any():
+        dlean, dlength, dcells = _kept_segments(dark, height, min_length, max_length, elongation)
+        smooth = smoothed(lean, length)
+        votes += np.maximum(smooth - smoothed(dlean, dlength), 0) / smooth.max()
+        found.append((lean, cells, dlean, dcells))
+    return votes, found
+
+
+def _angle_gap(a, b):
+    """Smallest difference between orientations (degrees, period 180)."""
+    return np.abs((np.asarray(a) - b + 90) % 180 - 90)
+
+
+def _peak(votes: np.ndarray, found: list[tuple], search: float, spread: float,
+          avoid: tuple[float, ...] = (), separation: float = 0.0) -> tuple[float, int]:
+    """Step 4 of :func:`estimate_rotation`: the orientation with most votes within ``search``
+    degrees of vertical and more than ``separation`` degrees from each of ``avoid``, and its
+    support: the number of cells of the picture (``_CELLS`` x ``_CELLS`` per tile) that hold a
+    bright segment within ``2 * spread`` degrees of it, less those that hold such a dark
+    segment, at the height that has most. Rain falls all over a picture; line-like texture
+    (a roof, a railing) lies in a few places, and has dark lines too.
+    Orientations steeper than 45 degrees have their votes scaled down (by half at 75
+    degrees). ``(0.0, 0)`` when there is none."""
+    allowed = np.abs(_GRID) <= search
+    for a in avoid:
+        allowed &= _angle_gap(_GRID, a) > separation
+    if not found or not votes[allowed].any():
         return 0.0, 0
-    best = float(grid[inside][np.argmax(votes[inside])])
-    support = max(int((np.abs((lean - best + 90) % 180 - 90) <= 2 * spread).sum()) for lean in found)
-    return best, support
+    # Rain seldom falls at more than 45 degrees from vertical: votes there count less (half at 75).
+    prior = 1.0 - np.clip((np.abs(_GRID) - 45.0) / 60.0, 0.0, 0.5)
+    best = float(_GRID[allowed][np.argmax((votes * prior)[allowed])])
+    support = max(np.unique(cells[_angle_gap(lean, best) <= 2 * spread]).size
+                  - np.unique(dcells[_angle_gap(dlean, best) <= 2 * spread]).size
+                  for lean, cells, dlean, dcells in found)
+    return best, int(support)
 
 
-def estimate_rotation(image: np.ndarray, search: float = 45.0, tophat_size: int = 7,
+class Streaks(NamedTuple):
+    """One direction of rain streaks found by :func:`find_streaks`.
+
+    rotation: degrees, as :func:`rotation_for_angle` returns (0 = vertical streaks).
+    support: how many straight segments voted for it.
+    scale: the copy it was seen on was ``scale`` times smaller than the image (1, 2, 4, ...).
+    """
+
+    rotation: float
+    support: int
+    scale: int
+
+
+def find_streaks(image: np.ndarray, search: float = 75.0, tophat_size: int = 7,
+                 heights: tuple[float, ...] = (10, 20, 40), min_length: float = 8.0,
+                 max_length: float = 80.0, elongation: float = 3.0, spread: float = 1.5,
+                 min_segments: int = 5, max_directions: int = 2, separation: float = 10.0,
+                 min_share: float = 0.3, max_gap: float = 45.0, max_pixels: int = 1 << 20,
+                 min_side: int = 128) -> list[Streaks]:
+    """Every direction of rain streaks in ``image``, at every scale where they show.
+
+    The steps of :func:`estimate_rotation` run on the image and on copies
+    halved again and again (area averaging; streaks wider than the top-hat
+    become thin on a smaller copy) while the shorter side stays at least
+    ``min_side`` px. On each copy the orientation with most votes is a
+    direction if at least ``min_segments`` segments support it; up to
+    ``max_directions - 1`` more orientations, each more than ``separation``
+    degrees from those found and at most ``max_gap`` from the first, count
+    too if their support is at least ``min_share`` times the first's (rain
+    falling in two directions, or a near and a far layer). Returns them sorted by support, largest first;
+    an empty list when no copy shows straight streaks.
+    """
+    image = np.ascontiguousarray(_colour(np.asarray(image)))
+    found: list[Streaks] = []
+    scale = 1
+    while True:
+        votes, leans = _segment_votes(_sample_tiles(image, max_pixels), tophat_size, heights, min_length,
+                                      max_length, elongation, spread)
+        first = None
+        chosen: list[float] = []
+        for _ in range(max_directions):
+            angle, count = _peak(votes, leans, search, spread, tuple(chosen), separation)
+            if count < min_segments or (first is not None and count < min_share * first):
+                break
+            if chosen and _angle_gap(angle, chosen[0]) > max_gap:
+                break
+            first = count if first is None else first
+            chosen.append(angle)
+            found.append(Streaks(angle, count, scale))
+        h, w = image.shape[:2]
+        if min(h, w) // 2 < min_side:
+            break
+        image = cv2.resize(image, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
+        scale *= 2
+    return sorted(found, key=lambda s: (-s.support, s.scale))
+
+
+def estimate_rotation(image: np.ndarray, search: float = 75.0, tophat_size: int = 7,
                       heights: tuple[float, ...] = (10, 20, 40), min_length: float = 8.0,
                       max_length: float = 80.0, elongation: float = 3.0, spread: float = 1.5,
                       min_segments: int = 5, default: float | None = 0.0,
@@ -169,18 +281,9 @@ def estimate_rotation(image: np.ndarray, search: float = 45.0, tophat_size: int 
     more than ``max_pixels`` pixels are searched on evenly spread 256 x 256
     crops (:func:`_sample_tiles`), so the cost is bounded.
     """
-    image = np.ascontiguousarray(_colour(np.asarray(image)))
-    best, support = 0.0, 0
-    while True:
-        angle, count = _segment_orientation(_sample_tiles(image, max_pixels), search, tophat_size,
-                                            heights, min_length, max_length, elongation, spread)
-        if count > support:
-            best, support = angle, count
-        h, w = image.shape[:2]
-        if min(h, w) // 2 < min_side:
-            break
-        image = cv2.resize(image, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
-    return best if support >= min_segments else default
+    found = find_streaks(image, search, tophat_size, heights, min_length, max_length, elongation, spread,
+                         min_segments, 1, max_pixels=max_pixels, min_side=min_side)
+    return found[0].rotation if found else default
 
 
 def guarded_rain_mask(image: np.ndarray, kernel_size: int = 10, ridge_width: int = 7,
@@ -227,3 +330,49 @@ def compute_mask(rgb8: np.ndarray, kind: str = "guarded") -> MaskResult:
     if kind not in ("guarded", "ldgp"):
         raise ValueError(f"mask must be 'ldgp' or 'guarded', got {kind!r}")
     return guarded_rain_mask(rgb8) if kind == "guarded" else rain_mask(rgb8)
+
+
+def streak_mask(image: np.ndarray, streaks: list[Streaks] | None = None, kernel_size: int = 10,
+                ridge_width: int = 7, ridge_height: int = 2, overlap: float = 0.5) -> MaskResult:
+    """Rain mask for rain in several directions and of several widths.
+
+    The union of :func:`guarded_rain_mask`'s masks for every direction in
+    ``streaks`` (default: :func:`find_streaks`), each computed on the copy of
+    the image it was seen on (wide streaks are thin on a smaller copy) and
+    scaled back up. A connected piece of a coarser mask is left out when more
+    than ``overlap`` of it is already covered (after dilating by the scale) by
+    the finer masks: thin streaks are best masked at full size. With no
+    streaks found at all this is :func:`guarded_rain_mask` (the HOG fallback).
+
+    Returns ``MaskResult(mask, angle)``, ``angle`` that of the best-supported
+    direction.
+    """
+    image = np.asarray(image)
+    _check_image(image, "streak_mask")
+    if streaks is None:
+        streaks = find_streaks(image)
+    if not streaks:
+        return guarded_rain_mask(image)
+    h, w = image.shape[:2]
+    mask = np.zeros((h, w), np.uint8)
+    colour = _colour(image)
+    for scale in sorted({s.scale for s in streaks}):
+        small = colour if scale == 1 else cv2.resize(colour, (max(1, w // scale), max(1, h // scale)),
+                                                     interpolation=cv2.INTER_AREA)
+        part = np.zeros(small.shape[:2], np.uint8)
+        for s in streaks:
+            if s.scale == scale:
+                part |= _vertical_streaks(small, float(s.rotation), kernel_size, ridge_width, ridge_height)
+        if scale == 1:
+            mask |= part
+            continue
+        part = cv2.resize(part, (w, h), interpolation=cv2.INTER_NEAREST)
+        covered = cv2.dilate(mask, np.ones((2 * scale + 1,) * 2, np.uint8)) > 0
+        n, labels = cv2.connectedComponents((part > 127).astype(np.uint8), connectivity=8)
+        if n > 1:
+            size = np.bincount(labels.ravel(), minlength=n)
+            inside = np.bincount(labels.ravel(), covered.ravel(), minlength=n)
+            keep = inside <= overlap * size
+            keep[0] = False
+            mask |= (keep[labels] * 255).astype(np.uint8)
+    return MaskResult(mask, int(round(streaks[0].rotation)) % 180)
