@@ -13,8 +13,9 @@ from typing import Callable
 import click
 from tqdm.auto import tqdm
 
-from ..io import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, list_images, read_image
-
+from ..batch.plan import Job, find_images, split_done
+from ..batch.work import describe_error
+from ..io import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, read_image
 
 
 class Context:
@@ -44,12 +45,14 @@ def common_options(f):
     return f
 
 
-def list_inputs(path: Path) -> tuple[list[Path], bool]:
-    """The images to process and whether ``path`` is a folder."""
+def list_inputs(path: Path, recursive: bool = False, exclude: Path | None = None) -> tuple[list[Path], bool]:
+    """The images to process and whether ``path`` is a folder (``recursive``: the whole tree,
+    leaving out ``exclude``)."""
     if path.is_dir():
-        files = list_images(path)
+        files = find_images(path, recursive, exclude)
         if not files:
-            raise click.UsageError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in folder {path}")
+            where = "folder tree" if recursive else "folder"
+            raise click.UsageError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {where} {path}")
         return files, True
     if not path.exists():
         raise click.UsageError(f"input {path} does not exist")
@@ -60,12 +63,7 @@ def same_file(a: Path, b: Path) -> bool:
     return a.resolve() == b.resolve()
 
 
-def reason(path: Path, error: Exception) -> str:
-    """One line naming ``path`` (once) and what went wrong."""
-    text = " ".join(str(error).split()) or type(error).__name__
-    if not isinstance(error, (ValueError, OSError, MemoryError)):  # unexpected: say what it was
-        text = f"{type(error).__name__}: {text}"
-    return text if str(path) in text else f"{path}: {text}"
+reason = describe_error  # one line naming the file (once) and what went wrong
 
 
 def make_folder(folder: Path) -> None:
@@ -113,11 +111,10 @@ def run_jobs(ctx: Context, jobs: list[tuple[Path, Path]], work: Callable[[Path, 
     """
     check_outputs(jobs, overwrite)
     failures: list[str] = []
-    bar = tqdm(jobs, desc=what, unit="image", disable=not ctx.bars or len(jobs) < 2)
+    todo, done = split_done(jobs, force, overwrite)
+    say_skipped(ctx, done)
+    bar = tqdm(todo, desc=what, unit="image", disable=not ctx.bars or len(jobs) < 2)
     for src, dst in bar:
-        if dst.exists() and not force and not (overwrite and same_file(src, dst)):
-            ctx.say(f"skip {src.name}: {dst} exists (use --force to redo)")
-            continue
         try:
             work(src, dst)
         except Exception as e:  # one bad file must not stop a folder
@@ -128,6 +125,15 @@ def run_jobs(ctx: Context, jobs: list[tuple[Path, Path]], work: Callable[[Path, 
     report_failures(failures, len(jobs))
     if failures:
         sys.exit(1)
+
+
+def say_skipped(ctx: Context, done: list[Job]) -> None:
+    """Name the images skipped because their output exists (a count when there are many)."""
+    if len(done) > 10:
+        ctx.say(f"skip {len(done)} image(s) whose output exists (use --force to redo them)")
+        return
+    for src, dst in done:
+        ctx.say(f"skip {src.name}: {dst} exists (use --force to redo)")
 
 
 def output_for(src: Path, output: Path, folder: bool, suffix: str | None = None) -> Path:

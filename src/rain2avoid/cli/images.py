@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import click
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..batch.work import ApplyTask, DerainTask, cached_model
 from ..io import to_float_rgb, write_image
-from ..ldgp import rotation_for_angle
-from ..sdrl import FOLDER_PRESETS, PRESETS, ModelFileError
+from ..sdrl import FOLDER_PRESETS, PRESETS, ModelFileError, resolve_settings
+from .batch import batch_options, plan, run_batch
 from .common import (Context, check_device, common_options, list_inputs, make_folder,
                      output_for, reason, report_failures, run_jobs, settings_options)
 
@@ -29,9 +29,10 @@ from .common import (Context, check_device, common_options, list_inputs, make_fo
 @click.option("--save-intermediates", is_flag=True, help="Also write <stem>_mask.png and <stem>_reference.png.")
 @click.option("--overwrite", is_flag=True, help="Allow writing over the input file.")
 @click.option("--force", is_flag=True, help="Redo images whose output already exists.")
+@batch_options
 @common_options
 def derain(input, output, preset, device, backbone, steps, target, refs, sampler, seed, save_intermediates,
-           overwrite, force, quiet, debug, max_pixels):
+           overwrite, force, workers, recursive, shard, dask, dask_write, quiet, debug, max_pixels):
     """Derain an image, or every image in a folder (a fresh network per image).
 
     Outputs keep the input's file name and format (JPEG at quality 95).
@@ -41,25 +42,22 @@ def derain(input, output, preset, device, backbone, steps, target, refs, sampler
       rain2avoid derain rainy.jpg -o clean.jpg
       rain2avoid derain photos/ -o derained/ --save-intermediates
       rain2avoid derain rainy.png -o out.png --preset reference
+      rain2avoid derain archive/ -o derained/ --recursive --workers 2
+      rain2avoid derain archive/ -o derained/ -r --shard $SLURM_ARRAY_TASK_ID/100
+      rain2avoid derain archive/ -o derained/ -r --dask tcp://scheduler:8786
     """
-    from ..pipeline import derain_detailed, to_uint8
     check_device(device)
     ctx = Context(quiet, debug, max_pixels)
-    files, folder = list_inputs(input)
     options = dict(backbone=backbone, steps=steps, target=target, refs=refs, sampler=sampler, seed=seed)
-
-    def work(src: Path, dst: Path) -> None:
-        image, meta = ctx.read(src, with_meta=True)
-        r = derain_detailed(image, preset, device=device, progress=ctx.bars and len(files) == 1, **options)
-        write_image(dst, r.image, meta=meta)
-        if save_intermediates:
-            write_image(dst.with_name(f"{dst.stem}_mask.png"), r.mask)
-            write_image(dst.with_name(f"{dst.stem}_reference.png"), to_uint8(r.targets.mean(axis=0)))
-        lean = rotation_for_angle(r.angle)
-        ctx.say(f"{src.name} -> {dst} ({r.seconds:.1f} s, streaks {lean:+d} deg from vertical)")
-
-    jobs = [(f, output_for(f, output, folder)) for f in files]
-    run_jobs(ctx, jobs, work, "derain", force=force or not folder, overwrite=overwrite)
+    jobs, folder = plan(input, output, recursive, shard)
+    task = DerainTask(preset, tuple(options.items()), device, save_intermediates, max_pixels,
+                      progress=ctx.bars and not folder)
+    try:
+        settings = resolve_settings(preset, **options)
+    except ValueError as e:
+        raise click.UsageError(str(e))
+    seconds = 0.3 + 0.0045 * settings.steps * settings.ensemble * (100 if settings.backbone == "unet" else 1)
+    run_batch(ctx, task, jobs, "derain", force or not folder, overwrite, workers, dask, dask_write, seconds)
 
 
 @click.command()
@@ -126,34 +124,28 @@ def train(folder, model_path, preset, device, backbone, steps, target, refs, sam
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--overwrite", is_flag=True, help="Allow writing over the input file.")
 @click.option("--force", is_flag=True, help="Redo images whose output already exists.")
+@batch_options
 @common_options
-def apply(input, model_path, output, device, overwrite, force, quiet, debug, max_pixels):
+def apply(input, model_path, output, device, overwrite, force, workers, recursive, shard, dask, dask_write,
+          quiet, debug, max_pixels):
     """Derain images with a model trained by `rain2avoid train` (no references needed).
 
     \b
     Example:
       rain2avoid apply new_photos/ --model rain.pt -o derained/
+      rain2avoid apply archive/ --model rain.pt -o derained/ --recursive --workers 2
     """
-    from ..sdrl import load_model
     check_device(device)
     ctx = Context(quiet, debug, max_pixels)
     try:
-        with warnings.catch_warnings():  # torch's remarks on odd pickles would bury the one-line error
-            if not debug:
-                warnings.simplefilter("ignore")
-            model = load_model(model_path, device=device)
+        cached_model(model_path, device)  # a bad model file is one clear error before any work
     except ModelFileError as e:
         if debug:
             raise
         raise click.ClickException(str(e))
-    files, folder = list_inputs(input)
-
-    def work(src: Path, dst: Path) -> None:
-        image, meta = ctx.read(src, with_meta=True)
-        write_image(dst, model.apply(image), meta=meta)
-
-    jobs = [(f, output_for(f, output, folder)) for f in files]
-    run_jobs(ctx, jobs, work, "apply", force=force or not folder, overwrite=overwrite)
+    jobs, folder = plan(input, output, recursive, shard)
+    task = ApplyTask(model_path.resolve(), device, max_pixels)
+    run_batch(ctx, task, jobs, "apply", force or not folder, overwrite, workers, dask, dask_write, 0.05)
 
 
 @click.command()
