@@ -118,7 +118,7 @@ def _run(client, distributed, task, jobs: Sequence[Job], mode: str, window: int,
     tries = {job: 0 for job in jobs}
     model = None  # apply in client mode: the model file's bytes, on every worker
     running: dict = {}
-    pending = distributed.as_completed([])
+    pending = distributed.as_completed(loop=client.loop)
     try:
         while queue or running:
             while queue and len(running) < window:

@@ -22,6 +22,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -124,14 +125,13 @@ def _run_pool(task, queue: list[Job], workers: int, threads: int, outcomes: list
         pool.shutdown(wait=True)
         return []
     except BaseException:  # KeyboardInterrupt, or an error in the caller's report function
-        for future in running:
-            future.cancel()
         # The executor has no public way to stop its workers before Python 3.14; they remove
         # the temporary file of a write in progress on SIGTERM (see _start_worker).
-        for process in list(getattr(pool, "_processes", {}).values()):
+        for process in list((getattr(pool, "_processes", None) or {}).values()):
             process.terminate()
-        pool.shutdown(wait=True, cancel_futures=True)
+        pool.shutdown(wait=True, cancel_futures=True)  # and the jobs not started are dropped
         remove_temporaries(task, running.values())
+        pool = running = None  # free the pool's queues now: the traceback keeps this frame alive
         raise
 
 
@@ -153,7 +153,11 @@ _busy = False  # per worker process: a job is running
 
 
 def _start_worker(threads: int) -> None:
+    from tqdm.auto import tqdm
     set_threads(threads)
+    # tqdm's default lock is a named semaphore that a worker stopped with os._exit would leak
+    # (and Python would warn about); workers show no bars, a thread lock does.
+    tqdm.set_lock(threading.RLock())
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     signal.signal(signal.SIGTERM, _on_sigterm)
 

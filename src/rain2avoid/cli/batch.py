@@ -91,9 +91,11 @@ def run_batch(ctx: Context, task, jobs: list[Job], what: str, force: bool, overw
         workers = auto_workers(len(todo), work_seconds) if not ctx.debug else 1
     bar = tqdm(total=len(todo), desc=what, unit="image", disable=not ctx.bars or len(todo) < 2)
     failures: list[str] = []
+    finished = []
 
     def report(outcome: Outcome) -> None:
         bar.update(1)
+        finished.append(outcome.ok)
         if outcome.ok:
             if outcome.message:
                 ctx.say(f"{outcome.src.name} -> {outcome.dst} {outcome.message}")
@@ -112,8 +114,8 @@ def run_batch(ctx: Context, task, jobs: list[Job], what: str, force: bool, overw
             raise_errors=ctx.debug and workers == 1 and not dask, on_start=started)
     except KeyboardInterrupt:
         bar.close()
-        click.echo(f"interrupted: {bar.n} of {len(todo)} image(s) done; run the same command again to do "
-                   f"the rest (finished outputs are skipped)", err=True)
+        click.echo(f"interrupted: {sum(finished)} of {len(todo)} image(s) done; run the same command again "
+                   f"to do the rest (finished outputs are skipped)", err=True)
         sys.exit(130)
     except DaskError as e:  # the cluster cannot be used
         if ctx.debug:

@@ -10,6 +10,7 @@ import click
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..batch.train import DEFAULT_BUDGET_MB
 from ..batch.work import ApplyTask, DerainTask, cached_model
 from ..io import to_float_rgb, write_image
 from ..sdrl import FOLDER_PRESETS, PRESETS, ModelFileError, resolve_settings
@@ -66,50 +67,57 @@ def derain(input, output, preset, device, backbone, steps, target, refs, sampler
               help="Where to save the trained model (.pt).")
 @click.option("--preset", type=click.Choice(list(FOLDER_PRESETS)), default="fast", show_default=True)
 @settings_options
+@click.option("--recursive", "-r", is_flag=True, help="Train on every image of the folder tree.")
+@click.option("--memory-mb", type=click.IntRange(min=1), default=DEFAULT_BUDGET_MB, show_default=True,
+              help="Training data (images, references, loss weights) held in memory at once. Folders "
+                   "that need more stream through it: images are loaded during training and the "
+                   "oldest dropped.")
 @common_options
-def train(folder, model_path, preset, device, backbone, steps, target, refs, sampler, seed, quiet, debug,
-          max_pixels):
+def train(folder, model_path, preset, device, backbone, steps, target, refs, sampler, seed, recursive,
+          memory_mb, quiet, debug, max_pixels):
     """Train one network on every image of FOLDER (no clean images needed) and save it.
+
+    Memory stays bounded for any number of images (see --memory-mb).
 
     \b
     Example:
       rain2avoid train photos/ --model rain.pt
       rain2avoid apply new_photos/ --model rain.pt -o derained/
     """
-    from ..pipeline import training_data
-    from ..sdrl import resolve_settings, train_folder
+    from ..batch.train import train_files
+    from ..sdrl import resolve_settings
     check_device(device)
     ctx = Context(quiet, debug, max_pixels)
     settings = resolve_settings(preset, FOLDER_PRESETS, backbone=backbone, steps=steps, target=target,
                                 refs=refs, sampler=sampler, seed=seed)
-    files, _ = list_inputs(folder)
+    files, _ = list_inputs(folder, recursive)
     if model_path.is_dir():
         raise click.UsageError(f"--model {model_path} is a folder; give a file name such as rain.pt")
     make_folder(model_path.parent)
-    inputs, targets, weights, failures = [], [], [], []
-    for f in tqdm(files, desc="references", unit="image", disable=not ctx.bars):
-        try:
-            rgb = to_float_rgb(ctx.read(f))
-            data = training_data(rgb, settings)
-            inputs.append(rgb)
-            targets.append(data.targets)
-            weights.append(data.weights)
-        except Exception as e:  # one bad file must not stop the others
-            if debug:
-                raise
-            failures.append(reason(f, e))
-            tqdm.write(f"error: {failures[-1]}", file=sys.stderr)
-    if not inputs:
-        raise click.ClickException("no readable images to train on")
+    failures = []
+    bar = tqdm(total=len(files), desc="references", unit="image", disable=not ctx.bars)
+
+    def failed(path: Path, error: Exception) -> None:
+        failures.append(reason(path, error))
+        tqdm.write(f"error: {failures[-1]}", file=sys.stderr)
+
     start = time.perf_counter()
-    model = train_folder(inputs, targets, settings, device=device, progress=ctx.bars, weights=weights)
+    try:
+        model, used = train_files(files, settings, memory_mb, device, ctx.bars, max_pixels,
+                                  on_error=None if debug else failed, on_load=lambda path: bar.update(1))
+    except ValueError:
+        if debug or len(failures) < len(files):
+            raise
+        raise click.ClickException("no readable images to train on")
+    finally:
+        bar.close()
     try:
         model.save(model_path)
     except OSError as e:
         if debug:
             raise
         raise click.ClickException(f"cannot write model {model_path}: {e.strerror or e}")
-    ctx.say(f"trained on {len(inputs)} image(s) in {time.perf_counter() - start:.0f} s; saved {model_path}")
+    ctx.say(f"trained on {used} image(s) in {time.perf_counter() - start:.0f} s; saved {model_path}")
     report_failures(failures, len(files), "failed and were left out")
     if failures:
         sys.exit(1)
