@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 import weakref
 from pathlib import Path
@@ -164,6 +163,27 @@ def test_two_workers_give_the_outputs_of_one(tmp_path, mixed):
         assert max_difference(out["1"] / name, out["2"] / name) <= 1
 
 
+def test_folders_train_with_one_thread_whatever_the_process_has(tmp_path, monkeypatch):
+    """Thread counts change float rounding (up to ~6 grey levels at 480x320 and 700 steps,
+    benchmarks/scaling.py), so a folder's images train with 1 thread under any --workers."""
+    import torch
+
+    import rain2avoid.pipeline
+    real, seen = rain2avoid.pipeline.derain_detailed, []
+
+    def spy(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(rain2avoid.pipeline, "derain_detailed", spy)
+    make_folder(tmp_path / "in", ["a.png", "b.png"])
+    torch.set_num_threads(2)
+    assert invoke("derain", tmp_path / "in", "-o", tmp_path / "out", "--steps", "1", "--workers", "1").exit_code == 0
+    assert seen == [1, 1] and torch.get_num_threads() == 2  # and restored afterwards
+    assert invoke("derain", tmp_path / "in" / "a.png", "-o", tmp_path / "one.png", "--steps", "1").exit_code == 0
+    assert seen[-1] == 2  # a single image keeps every thread, as before
+
+
 def test_apply_with_two_workers(tmp_path, mixed):
     model = tmp_path / "m.pt"
     assert invoke("train", mixed, "--model", model, "--steps", "3", "-q").exit_code == 1  # bad files left out
@@ -279,3 +299,10 @@ def test_train_cli_streams_a_folder_bigger_than_its_memory(tmp_path):
     assert "trained on 7 image(s)" in r.stdout
     r = invoke("apply", tmp_path / "in" / "0.png", "--model", tmp_path / "m.pt", "-o", tmp_path / "o.png")
     assert r.exit_code == 0 and read_image(tmp_path / "o.png").shape == (200, 300, 3)
+
+
+def test_dask_not_installed_names_the_extra(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "distributed", None)  # import distributed -> ImportError
+    make_folder(tmp_path / "in", ["a.png"])
+    r = invoke("derain", tmp_path / "in", "-o", tmp_path / "out", "--dask", "tcp://127.0.0.1:8786")
+    assert r.exit_code == 1 and "rain2avoid[dask]" in r.stderr and "Traceback" not in r.stderr

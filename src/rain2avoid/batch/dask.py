@@ -36,7 +36,7 @@ from typing import Callable, Sequence
 
 from .. import __version__
 from .plan import Job
-from .work import Outcome, remove_temporaries, run_job, run_job_on_bytes, set_threads
+from .work import Outcome, remove_temporaries, run_job, run_job_on_bytes, set_threads, thread_lock_for_bars
 
 __all__ = ["run_dask", "DaskError", "EXTRA_HINT"]
 
@@ -90,10 +90,15 @@ def _prepare(client, address: str, jobs: Sequence[Job], write: str, timeout: flo
     except TimeoutError:
         raise DaskError(f"no Dask workers are connected to {address} after {timeout:.0f} s; "
                         f"start some with `dask worker {address}`") from None
-    probe = Path(jobs[0].dst).parent / f".rain2avoid-probe-{uuid.uuid4().hex[:12]}" if jobs else None
-    try:
-        if probe is not None and write == "auto":
+    probe = None
+    if jobs and write == "auto":  # a file the workers see if they share the output folder with us
+        probe = Path(jobs[0].dst).parent / f".rain2avoid-probe-{uuid.uuid4().hex[:12]}"
+        try:
+            probe.parent.mkdir(parents=True, exist_ok=True)
             probe.touch()
+        except OSError:
+            probe = None
+    try:
         info = client.run(worker_info, str(probe) if probe else "", str(jobs[0].src) if jobs else "")
     except Exception as e:  # the workers could not unpickle or run our function
         raise DaskError(f"the Dask workers at {address} cannot run rain2avoid tasks "
@@ -196,20 +201,27 @@ def worker_info(probe: str, source: str) -> dict:
 
 
 def _remote(task, job: Job) -> Outcome:
-    _worker_threads()
+    _worker_threads(task)
     return run_job(task, job)
 
 
 def _remote_bytes(task, job: Job, data: bytes, model: bytes | None) -> Outcome:
-    _worker_threads()
+    _worker_threads(task)
     return run_job_on_bytes(task, job, data, model)
 
 
-def _worker_threads() -> None:
-    """torch and OpenCV threads for one task: ``OMP_NUM_THREADS`` when set (the Dask nanny sets 1),
-    else this machine's cores shared among the worker's task threads."""
+_first_task = True  # per worker process
+
+
+def _worker_threads(task) -> None:
+    """torch and OpenCV threads for one task: the task's own, else ``OMP_NUM_THREADS`` when set
+    (the Dask nanny sets 1), else this machine's cores shared among the worker's task threads."""
     from .local import available_cores
-    threads = os.environ.get("OMP_NUM_THREADS", "")
+    global _first_task
+    if _first_task:
+        thread_lock_for_bars()
+        _first_task = False
+    threads = str(task.threads or "") or os.environ.get("OMP_NUM_THREADS", "")
     if not threads.isdigit() or int(threads) < 1:
         try:
             from distributed import get_worker

@@ -22,14 +22,13 @@ import multiprocessing
 import os
 import signal
 import sys
-import threading
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Callable, Sequence
 
 from .plan import Job
-from .work import Outcome, remove_temporaries, run_job, set_threads
+from .work import Outcome, remove_temporaries, run_job, set_threads, thread_lock_for_bars
 
 __all__ = ["available_cores", "default_workers", "run_local"]
 
@@ -66,8 +65,9 @@ def run_local(task, jobs: Sequence[Job], workers: int = 1, threads: int | None =
               attempts: int = 3) -> list[Outcome]:
     """Run every job on this machine; the outcomes in the order they finished.
 
-    ``threads`` per worker defaults to ``max(1, cores // workers)``; with
-    ``workers=1`` the jobs run in this process with its current thread settings.
+    ``threads`` per worker defaults to the task's ``threads``, else to
+    ``max(1, cores // workers)``; with ``workers=1`` the jobs run in this
+    process, with the task's ``threads`` if it sets them.
     ``raise_errors`` (only with one worker) lets an image's error propagate, for
     ``--debug``. KeyboardInterrupt stops the run cleanly and propagates.
     """
@@ -75,10 +75,17 @@ def run_local(task, jobs: Sequence[Job], workers: int = 1, threads: int | None =
         raise ValueError(f"workers must be >= 1, got {workers}")
     report = on_outcome or (lambda outcome: None)
     outcomes: list[Outcome] = []
+    threads = threads or getattr(task, "threads", None)
     if workers == 1:
-        for job in jobs:
-            outcomes.append(run_job(task, job, raise_errors))
-            report(outcomes[-1])
+        import torch
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads or before)
+        try:
+            for job in jobs:
+                outcomes.append(run_job(task, job, raise_errors))
+                report(outcomes[-1])
+        finally:
+            torch.set_num_threads(before)
         return outcomes
     threads = threads or max(1, available_cores() // workers)
     tries = {job: 0 for job in jobs}
@@ -153,11 +160,8 @@ _busy = False  # per worker process: a job is running
 
 
 def _start_worker(threads: int) -> None:
-    from tqdm.auto import tqdm
+    thread_lock_for_bars()
     set_threads(threads)
-    # tqdm's default lock is a named semaphore that a worker stopped with os._exit would leak
-    # (and Python would warn about); workers show no bars, a thread lock does.
-    tqdm.set_lock(threading.RLock())
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     signal.signal(signal.SIGTERM, _on_sigterm)
 

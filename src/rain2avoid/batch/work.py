@@ -27,7 +27,7 @@ from ..io import DEFAULT_MAX_PIXELS, decode_image, encode_image, read_image, tem
 from .plan import Job
 
 __all__ = ["DerainTask", "ApplyTask", "Outcome", "run_job", "run_job_on_bytes", "describe_error",
-           "remove_temporaries", "set_threads", "cached_model"]
+           "remove_temporaries", "set_threads", "thread_lock_for_bars", "cached_model"]
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,10 @@ class DerainTask:
     options: ``Settings`` overrides as ``(name, value)`` pairs (None values are ignored).
     save_intermediates: also write ``<stem>_mask.png`` and ``<stem>_reference.png``.
     progress: a progress bar of the training steps (for a single image on a terminal).
+    threads: torch threads for each image, on every backend (None: whatever the process has).
+        The number of threads changes the rounding of training sums, and 700 steps turn
+        that into differences of up to ~6 grey levels; with a fixed count (1 for folders)
+        the outputs do not depend on the number of workers.
     """
 
     preset: str = "fast"
@@ -45,6 +49,7 @@ class DerainTask:
     save_intermediates: bool = False
     max_pixels: int = DEFAULT_MAX_PIXELS
     progress: bool = False
+    threads: int | None = None
     kind = "derain"
 
     def output_paths(self, dst: Path) -> list[Path]:
@@ -67,11 +72,16 @@ class DerainTask:
 
 @dataclass(frozen=True)
 class ApplyTask:
-    """``apply``: a model trained by ``rain2avoid train`` (loaded once per process)."""
+    """``apply``: a model trained by ``rain2avoid train`` (loaded once per process).
+
+    threads: as for :class:`DerainTask`; inference gives the same pixels with any
+    number of threads, so None (each worker gets its share of the cores) is fine.
+    """
 
     model: Path
     device: str = "cpu"
     max_pixels: int = DEFAULT_MAX_PIXELS
+    threads: int | None = None
     kind = "apply"
 
     def output_paths(self, dst: Path) -> list[Path]:
@@ -160,6 +170,16 @@ def remove_temporaries(task, jobs) -> int:
     for leftover in leftovers:
         leftover.unlink(missing_ok=True)
     return len(leftovers)
+
+
+def thread_lock_for_bars() -> None:
+    """Call first in a worker process: tqdm's default lock is a named semaphore, which a worker
+    that is killed (or stopped with ``os._exit``) leaks and Python warns about; workers show no
+    bars, and a thread lock does the same job."""
+    import threading
+
+    from tqdm.auto import tqdm
+    tqdm.set_lock(threading.RLock())
 
 
 def set_threads(threads: int) -> None:

@@ -51,8 +51,9 @@ def derain(input, output, preset, device, backbone, steps, target, refs, sampler
     ctx = Context(quiet, debug, max_pixels)
     options = dict(backbone=backbone, steps=steps, target=target, refs=refs, sampler=sampler, seed=seed)
     jobs, folder = plan(input, output, recursive, shard)
+    # Folders: one thread per image on every backend, so the outputs do not depend on --workers.
     task = DerainTask(preset, tuple(options.items()), device, save_intermediates, max_pixels,
-                      progress=ctx.bars and not folder)
+                      progress=ctx.bars and not folder, threads=1 if folder else None)
     try:
         settings = resolve_settings(preset, **options)
     except ValueError as e:
