@@ -4,10 +4,13 @@ Makes synthetic rainy 480x320 photos (the project's renderer on scikit-image's
 photos), then times the real command line, each run a fresh process, start-up
 included:
 
-* derain ``--workers 1`` (one process, every core as torch threads: the old way);
-* derain ``--workers 1`` with ``OMP_NUM_THREADS=1`` (one process, one thread);
+* derain ``--workers 1`` (one process, one torch thread per image);
 * derain ``--workers N`` (N = the cores: one single-threaded worker each);
-* the same for ``apply`` with a model trained once on the derain images.
+* derain in one process with N torch threads per image (what a folder run did
+  before; not a command-line option any more, so through the Python API, in a
+  fresh process like the others);
+* ``apply --workers 1`` (one process, every core) and ``--workers N``, with a
+  model trained once on the derain images.
 
 The configurations run in turn, round after round (interleaved), so that a
 burst of other work on the machine hits all of them; the table gives the best
@@ -51,10 +54,21 @@ def make_images(folder: Path, count: int, offset: int = 0) -> None:
         write_image(folder / f"{i:05d}.png", rainy)
 
 
+THREADED = """
+import sys
+from pathlib import Path
+from rain2avoid.batch import DerainTask, find_images, plan_jobs, run_local
+src, out, threads = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
+outcomes = run_local(DerainTask(threads=threads), plan_jobs(find_images(src), src, out))
+sys.exit(0 if all(o.ok for o in outcomes) else 1)
+"""
+
+
 def run(args: list[str], env: dict) -> tuple[float, float]:
-    """Wall seconds and peak MB (largest process) of ``rain2avoid ARGS``."""
+    """Wall seconds and peak MB (largest process) of ``rain2avoid ARGS`` (``args[0] == "-c"``: Python code)."""
     start = time.perf_counter()
-    process = subprocess.Popen([sys.executable, "-m", "rain2avoid.cli", *args], env=env,
+    command = [sys.executable, *args] if args[0] == "-c" else [sys.executable, "-m", "rain2avoid.cli", *args]
+    process = subprocess.Popen(command, env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(process.pid, 0)
     seconds = time.perf_counter() - start
@@ -94,15 +108,14 @@ def main() -> None:
         make_images(data / "derain", args.images)
         make_images(data / "apply", args.apply_images, offset=1000)
     base = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
-    one_thread = {**base, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     n = args.workers
     model = out / "model.pt"
     if not model.is_file():
         run(["train", str(data / "derain"), "--model", str(model), "--steps", "300", "-q"], base)
     configs = {  # name: (command, images, arguments, environment)
         "derain --workers 1": ("derain", args.images, ["--workers", "1"], base),
-        "derain --workers 1, OMP_NUM_THREADS=1": ("derain", args.images, ["--workers", "1"], one_thread),
         f"derain --workers {n}": ("derain", args.images, ["--workers", str(n)], base),
+        f"derain, 1 process x {n} threads": ("threaded", args.images, [str(n)], base),
         "apply --workers 1": ("apply", args.apply_images, ["--workers", "1"], base),
         f"apply --workers {n}": ("apply", args.apply_images, ["--workers", str(n)], base),
     }
@@ -116,7 +129,10 @@ def main() -> None:
             command, _, extra, env = configs[name]
             target = out / "runs" / name.replace(" ", "_").replace(",", "").replace("=", "")
             shutil.rmtree(target, ignore_errors=True)
-            cmd = [command, str(data / command), "-o", str(target), "-q", *extra]
+            if command == "threaded":
+                cmd = ["-c", THREADED, str(data / "derain"), str(target), *extra]
+            else:
+                cmd = [command, str(data / command), "-o", str(target), "-q", *extra]
             if command == "apply":
                 cmd += ["--model", str(model)]
             seconds, peak = run(cmd, env)
@@ -128,6 +144,7 @@ def main() -> None:
     rows = []
     for name, (command, count, extra, env) in configs.items():
         target = out / "runs" / name.replace(" ", "_").replace(",", "").replace("=", "")
+        command = "derain" if command == "threaded" else command
         reference = out / "runs" / f"{command}_--workers_1"
         best, median = min(times[name]), float(np.median(times[name]))
         rows.append({"configuration": name, "images": count, "best_s": best, "median_s": median,

@@ -25,6 +25,7 @@ import rain2avoid  # noqa: E402
 from conftest import invoke  # noqa: E402
 from rain2avoid.batch import DerainTask, Job, run_local  # noqa: E402
 from rain2avoid.batch.dask import DaskError, run_dask  # noqa: E402
+from rain2avoid.io import read_image  # noqa: E402
 from test_batch import GOOD, done_lines, make_folder, max_difference, tmp_files  # noqa: E402
 
 STEPS = "30"
@@ -123,6 +124,29 @@ def test_apply(tmp_path, cluster, mixed, write):
     assert r.exit_code == 1 and r.stderr.count("error: ") == 2, r.output
     for name in GOOD:
         assert max_difference(tmp_path / "out" / name, tmp_path / "local" / name) <= 1
+
+
+def test_ctrl_c_cancels_the_tasks_not_started(tmp_path, cluster):
+    make_folder(tmp_path / "in", [f"{i}.png" for i in range(8)])
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "rain2avoid.cli", "derain", tmp_path / "in", "-o", out, "--steps", "60",
+           "--dask", cluster]
+    p = subprocess.Popen([str(c) for c in cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 180
+    while not any(out.glob("*.png")) and p.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    p.send_signal(signal.SIGINT)
+    _, stderr = p.communicate(timeout=60)
+    assert p.returncode == 130 and "interrupted" in stderr and "Traceback" not in stderr, stderr
+    with distributed.Client(cluster, timeout=30) as client:  # nothing of ours is left queued
+        deadline = time.monotonic() + 60
+        while any(client.processing().values()) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(client.processing().values())
+    finished = sorted(out.glob("*.png"))  # tasks running at Ctrl-C finished and wrote whole files
+    assert 1 <= len(finished) < 8 and tmp_files(tmp_path) == []
+    for f in finished:
+        assert read_image(f).shape == (40, 56, 3)
 
 
 def test_a_killed_worker_loses_nothing(tmp_path, cluster):  # last: the cluster has lost a worker

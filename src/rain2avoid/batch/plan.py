@@ -21,7 +21,7 @@ from typing import NamedTuple, Sequence
 
 from ..io import IMAGE_EXTENSIONS, list_images
 
-__all__ = ["Job", "find_images", "parse_shard", "take_shard", "plan_jobs", "split_done"]
+__all__ = ["Job", "find_images", "parse_shard", "take_shard", "plan_jobs", "split_done", "same_file"]
 
 
 class Job(NamedTuple):
@@ -51,15 +51,22 @@ def find_images(root: Path, recursive: bool = False, exclude: Path | None = None
     root = Path(root)
     if not recursive:
         return list_images(root)
-    skip = Path(os.path.realpath(exclude)) if exclude is not None else None
-    found = []
-    for folder, dirs, files in os.walk(root):
-        here = Path(folder)
-        dirs[:] = [d for d in dirs if not d.startswith(".")
-                   and not (skip is not None and Path(os.path.realpath(here / d)) == skip)]
-        found += [here / f for f in files if not f.startswith(".")
-                  and os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS and (here / f).is_file()]
-    return sorted(found, key=lambda p: _natural_key(p.relative_to(root).as_posix()))
+    skip = os.path.realpath(exclude) if exclude is not None else None
+    found, folders = [], [str(root)]
+    while folders:  # strings and scandir (the file type comes with the name): millions of files
+        folder = folders.pop()
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if entry.name.startswith("."):
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    if skip is None or os.path.realpath(entry.path) != skip:
+                        folders.append(entry.path)
+                elif os.path.splitext(entry.name)[1].lower() in IMAGE_EXTENSIONS and entry.is_file():
+                    found.append(entry.path)
+    start = len(str(root)) + 1
+    found.sort(key=lambda p: _natural_key(p[start:].replace(os.sep, "/")))
+    return [Path(p) for p in found]
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -96,12 +103,13 @@ def plan_jobs(files: Sequence[Path], root: Path, output: Path, suffix: str | Non
 
     With ``suffix`` (e.g. ".png") the output keeps the stem and takes that suffix.
     """
-    jobs = []
+    jobs, prefix, output = [], os.path.join(str(root), ""), str(output)
     for f in files:
-        relative = Path(f).relative_to(root)
+        text = str(f)
+        relative = text[len(prefix):] if text.startswith(prefix) else str(Path(f).relative_to(root))
         if suffix:
-            relative = relative.with_name(relative.stem + suffix)
-        jobs.append(Job(Path(f), Path(output) / relative))
+            relative = os.path.splitext(relative)[0] + suffix
+        jobs.append(Job(f if isinstance(f, Path) else Path(f), Path(os.path.join(output, relative))))
     return jobs
 
 
@@ -115,10 +123,17 @@ def split_done(jobs: Sequence[Job], force: bool = False, overwrite: bool = False
         return list(jobs), []
     todo, done = [], []
     for job in jobs:
-        finished = os.path.exists(job.dst) and not (overwrite and _same_file(job.src, job.dst))
+        finished = os.path.exists(job.dst) and not (overwrite and same_file(job.src, job.dst))
         (done if finished else todo).append(job)
     return todo, done
 
 
-def _same_file(a: Path, b: Path) -> bool:
-    return Path(a).resolve() == Path(b).resolve()
+def same_file(a: Path, b: Path) -> bool:
+    """Whether writing ``b`` would replace ``a``: the same path once ``.`` and ``..`` are
+    resolved, or the same existing file (through links). Two ``stat`` calls at most."""
+    if os.path.normcase(os.path.abspath(a)) == os.path.normcase(os.path.abspath(b)):
+        return True
+    try:
+        return os.path.samestat(os.stat(b), os.stat(a))
+    except OSError:  # b does not exist (the usual case): nothing to replace
+        return False

@@ -6,6 +6,7 @@ Exit codes: 0 all done, 1 some files failed (each reported, the rest done),
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Callable
@@ -13,7 +14,7 @@ from typing import Callable
 import click
 from tqdm.auto import tqdm
 
-from ..batch.plan import Job, find_images, split_done
+from ..batch.plan import Job, find_images, same_file, split_done
 from ..batch.work import describe_error
 from ..io import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, read_image
 
@@ -59,10 +60,6 @@ def list_inputs(path: Path, recursive: bool = False, exclude: Path | None = None
     return [path], False
 
 
-def same_file(a: Path, b: Path) -> bool:
-    return a.resolve() == b.resolve()
-
-
 reason = describe_error  # one line naming the file (once) and what went wrong
 
 
@@ -78,17 +75,17 @@ def make_folder(folder: Path) -> None:
 
 def check_outputs(jobs: list[tuple[Path, Path]], overwrite: bool) -> None:
     """Usage errors before any work: unknown format, output = input, two inputs -> one output."""
-    written: dict[Path, Path] = {}
-    for src, dst in jobs:
+    written: dict[str, Path] = {}
+    for src, dst in jobs:  # cheap per job (string work and a failed stat): folders of millions
         if dst.suffix.lower() not in IMAGE_EXTENSIONS:
             raise click.UsageError(f"output {dst}: unsupported image format {dst.suffix!r} "
                                    f"(use one of {' '.join(IMAGE_EXTENSIONS)})")
-        if same_file(src, dst) and not overwrite:
+        if not overwrite and same_file(src, dst):
             raise click.UsageError(f"output {dst} is the input file; choose another output or pass --overwrite")
-        if dst.resolve() in written:
-            raise click.UsageError(f"{written[dst.resolve()]} and {src} would both write {dst}; "
-                                   f"rename one of them")
-        written[dst.resolve()] = src
+        key = os.path.normcase(os.path.abspath(dst))
+        if key in written:
+            raise click.UsageError(f"{written[key]} and {src} would both write {dst}; rename one of them")
+        written[key] = src
     for folder in sorted({dst.parent for _, dst in jobs}):
         make_folder(folder)
 
