@@ -18,7 +18,7 @@ burst of other work on the machine hits all of them; the table gives the best
 (largest difference in grey levels). Peak memory is the largest process of a
 run (``wait4`` of the command, which includes its workers).
 
-    python benchmarks/scaling.py [--images 8] [--apply-images 240] [--rounds 3]
+    python benchmarks/scaling.py [--images 8] [--apply-images 240] [--rounds 3] [--no-threaded]
         [--out benchmarks/results/scaling]
 
 Writes results.md and results.json in --out; prints the table.
@@ -98,6 +98,8 @@ def main() -> None:
     ap.add_argument("--apply-images", type=int, default=240, help="images for apply")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--workers", type=int, default=available_cores(), help="N, the parallel configuration")
+    ap.add_argument("--no-threaded", action="store_true",
+                    help="leave out the 1 process x N threads row (very slow on a busy machine)")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/scaling"))
     args = ap.parse_args()
     out = args.out
@@ -116,6 +118,10 @@ def main() -> None:
         "derain --workers 1": ("derain", args.images, ["--workers", "1"], base),
         f"derain --workers {n}": ("derain", args.images, ["--workers", str(n)], base),
         f"derain, 1 process x {n} threads": ("threaded", args.images, [str(n)], base),
+    }
+    if args.no_threaded:
+        del configs[f"derain, 1 process x {n} threads"]
+    configs |= {
         "apply --workers 1": ("apply", args.apply_images, ["--workers", "1"], base),
         f"apply --workers {n}": ("apply", args.apply_images, ["--workers", str(n)], base),
     }
