@@ -147,7 +147,7 @@ def _context():
     rain2avoid once (fast, and safe with torch's thread pools); spawn elsewhere."""
     if "forkserver" in multiprocessing.get_all_start_methods():
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["rain2avoid.batch.work"])
+        context.set_forkserver_preload(["rain2avoid.pipeline", "rain2avoid.batch.work"])
         return context
     return multiprocessing.get_context("spawn")
 
