@@ -63,9 +63,8 @@ class CommandLineCluster:
             client.wait_for_workers(2, timeout=120)
 
     def close(self):
-        for p in reversed(self.processes):
+        for p in reversed(self.processes):  # the workers first, while the scheduler is there
             p.send_signal(signal.SIGINT)
-        for p in reversed(self.processes):
             try:
                 p.wait(timeout=30)
             except subprocess.TimeoutExpired:
