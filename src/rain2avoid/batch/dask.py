@@ -149,13 +149,17 @@ def _run(client, distributed, task, jobs: Sequence[Job], mode: str, window: int,
                 report(outcome)
                 continue
             tries[job] += 1  # a lost worker (repeatedly) or lost data: submit it again
-            error = future.exception() if future.status == "error" else future.status
-            model = None if mode == "client" and hasattr(task, "model") else model
+            if future.status == "error":
+                error = future.exception()
+                why = f"{type(error).__name__}: {' '.join(str(error).split())[:200]}"
+            else:
+                why = f"the task was {future.status}"
+            model = None if mode == "client" and hasattr(task, "model") else model  # scatter it again
             if tries[job] < attempts:
                 queue.append(job)
             else:
-                outcomes.append(Outcome(job.src, job.dst, f"{job.src}: the Dask task failed {tries[job]} times "
-                                        f"({type(error).__name__}: {' '.join(str(error).split())[:200]})"))
+                outcomes.append(Outcome(job.src, job.dst, f"{job.src}: the Dask task failed {tries[job]} "
+                                        f"times ({why})"))
                 report(outcomes[-1])
         if mode == "worker":
             remove_temporaries(task, jobs)  # left by killed workers; nothing of ours runs now

@@ -49,12 +49,13 @@ def available_cores() -> int:
 
 
 def default_workers(images: int, cores: int | None = None) -> int:
-    """The fastest setting measured (benchmarks/scaling.py): one single-threaded worker per core.
+    """One single-threaded worker per core (at most one per image).
 
-    A fresh network per image trains on small crops, which do not keep several
-    threads busy: two processes of one thread each did about 1.7x the images per
-    second of one process with two threads on a 2-core machine. A single image
-    keeps every thread in one process.
+    A fresh network per image trains on small 64x64 crops, which keep one
+    thread busy but not several: on the 2-core development machine, busy with
+    other work, one process with two threads took 545 s for two 480x320 images
+    and one thread 62 s (benchmarks/scaling.py; docs/scaling.md). Workers
+    share nothing, so N of them do N images at a time.
     """
     cores = available_cores() if cores is None else cores
     return max(1, min(cores, images))
