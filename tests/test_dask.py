@@ -112,6 +112,15 @@ def test_same_outputs_as_local_and_bad_files_reported(tmp_path, cluster, mixed, 
     assert r.exit_code == 1 and done_lines(r) == [] and r.stdout.count("skip ") == len(GOOD)
 
 
+def test_relative_paths_reach_workers_in_other_folders(tmp_path, cluster, mixed, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the workers' current folder is another one
+    r = invoke("derain", os.path.relpath(mixed / "in", tmp_path), "-o", "out", "-r", "--steps", STEPS,
+               "--dask", cluster)
+    assert r.exit_code == 1 and "outputs written by the workers" in r.stdout, r.output
+    for name in GOOD:
+        assert max_difference(tmp_path / "out" / name, mixed / "local" / name) <= 1
+
+
 @pytest.mark.parametrize("write", ["worker", "client"])
 def test_apply(tmp_path, cluster, mixed, write):
     model = tmp_path / "m.pt"

@@ -69,6 +69,8 @@ def run_dask(task, jobs: Sequence[Job], address: str, write: str = "auto",
         raise ValueError(f"write must be 'auto', 'worker' or 'client', got {write!r}")
     distributed = _distributed()
     report = on_outcome or (lambda outcome: None)
+    # Workers run in other folders, often on other machines: absolute paths only.
+    jobs = [Job(Path(os.path.abspath(j.src)), Path(os.path.abspath(j.dst))) for j in jobs]
     try:
         client = distributed.Client(address, timeout=timeout, set_as_default=False)
     except (OSError, TimeoutError) as e:
