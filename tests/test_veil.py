@@ -43,7 +43,7 @@ def test_auto_leaves_clear_photos_alone_and_clears_veiled_ones():
     clean = clean_example("coffee").astype(np.float32) / 255
     out, veil = clear_veil(clean, "auto")
     assert veil is None and out is clean
-    hazy = veiled(clean_example("coffee"), t=0.55)
+    hazy = veiled(clean_example("coffee"), t=0.5)
     out, veil = clear_veil(hazy, "auto")
     assert veil is not None and out.std() > hazy.std()
     assert clear_veil(hazy, "off")[1] is None
@@ -54,7 +54,7 @@ def test_heavy_rain_renderer_veil_is_taken_away():
     clean = clean_example("rocket")
     rainy, _, t = add_heavy_rain(clean, layers=[], veil=0.35, airlight=0.9, seed=1)
     assert t.min() >= 1 - 0.35 - 1e-6 and t.max() <= 1 - 0.35 * 0.5 + 1e-6
-    out, veil = clear_veil(rainy.astype(np.float32) / 255, "auto")
+    out, veil = clear_veil(rainy.astype(np.float32) / 255, "on")
     assert veil is not None
     assert psnr(out * 255, clean) > psnr(rainy, clean) + 2
 
@@ -69,3 +69,32 @@ def test_bad_arguments_are_refused():
         dark_channel(np.zeros((8, 8), np.float32))
     with pytest.raises(ValueError, match="does not fit"):
         remove_veil(rgb, estimate_veil(np.zeros((4, 4, 3), np.float32)))
+
+
+def test_auto_spares_grey_photos_and_moderate_haze():
+    grey = clean_example("coffee").astype(np.float32).mean(axis=2, keepdims=True).repeat(3, axis=2) / 255
+    bright = np.clip(0.55 + 0.45 * grey, 0, 1)             # a bright grey scene: its dark channel is high
+    assert estimate_veil(bright).strength > 0.4
+    assert clear_veil(bright, "auto")[1] is None
+    light = veiled(clean_example("coffee"), t=0.8)          # a little haze of the scene's own
+    assert clear_veil(light, "auto")[1] is None and clear_veil(light, "on")[1] is not None
+
+
+def test_cli_veil_option_and_message(tmp_path):
+    from click.testing import CliRunner
+
+    from rain2avoid.cli import main
+    from rain2avoid.io import read_image, write_image
+    hazy = (veiled(clean_example("coffee", size=(64, 96)), t=0.5) * 255).astype(np.uint8)
+    write_image(tmp_path / "hazy.png", hazy)
+    runner = CliRunner()
+    outs = {}
+    for mode in ("off", "auto"):
+        r = runner.invoke(main, ["derain", str(tmp_path / "hazy.png"), "-o", str(tmp_path / f"{mode}.png"),
+                                 "--steps", "5", "--veil", mode])
+        assert r.exit_code == 0, r.output
+        outs[mode] = read_image(tmp_path / f"{mode}.png").astype(np.float32)
+        assert ("veil taken away" in r.output) == (mode == "auto")
+    assert outs["auto"].std() > outs["off"].std() + 5      # contrast comes back
+    r = runner.invoke(main, ["derain", str(tmp_path / "hazy.png"), "-o", str(tmp_path / "x.png"), "--veil", "x"])
+    assert r.exit_code == 2 and "--veil" in r.output

@@ -200,13 +200,30 @@ def read_image(
     """
     if max_pixels is not None and max_pixels < 1:
         raise ValueError(f"max_pixels must be a positive number, got {max_pixels!r}")
-    data = _read_file_bytes(path)
+    return decode_image(_read_file_bytes(path), path, max_pixels, with_meta)
+
+
+def decode_image(
+    data: bytes,
+    name: PathLike,
+    max_pixels: Optional[int] = DEFAULT_MAX_PIXELS,
+    with_meta: bool = False,
+) -> Union[np.ndarray, Tuple[np.ndarray, ImageMeta]]:
+    """:func:`read_image` on the content of a file already in memory.
+
+    ``name`` only names the file in error messages.  Raises
+    :class:`ImageReadError` for every problem with the content.
+    """
+    if max_pixels is not None and max_pixels < 1:
+        raise ValueError(f"max_pixels must be a positive number, got {max_pixels!r}")
+    if not data:
+        raise ImageReadError(name, "file is empty")
     try:
-        pixels, meta = _decode(data, max_pixels)
+        pixels, meta = _decode(bytes(data), max_pixels)
     except _BadImage as exc:
-        raise ImageReadError(path, str(exc)) from None
+        raise ImageReadError(name, str(exc)) from None
     except Exception as exc:  # an unforeseen decoder failure still gets the one error type
-        raise ImageReadError(path, f"truncated or corrupt image ({_short(exc)})") from exc
+        raise ImageReadError(name, f"truncated or corrupt image ({_short(exc)})") from exc
     return (pixels, meta) if with_meta else pixels
 
 
@@ -541,6 +558,27 @@ def write_image(
     an existing target is left untouched and no temporary file remains.
     """
     target = Path(path)
+    data = encode_image(target, image, meta, jpeg_quality)
+    if not overwrite and os.path.lexists(target):
+        raise FileExistsError(
+            f"{target} already exists; refusing to overwrite it (overwrite=False)"
+        )
+    _write_atomically(target, data)
+    return target
+
+
+def encode_image(
+    path: PathLike,
+    image: np.ndarray,
+    meta: Optional[ImageMeta] = None,
+    jpeg_quality: int = 95,
+) -> bytes:
+    """The bytes :func:`write_image` would write to ``path`` (the format comes from its suffix).
+
+    Nothing is written; write the result with :func:`write_bytes`.  Raises
+    ValueError for an unsupported suffix or array.
+    """
+    target = Path(path)
     fmt = _SUFFIX_FORMATS.get(target.suffix.lower())
     if fmt is None:
         supported = " ".join(sorted(_SUFFIX_FORMATS))
@@ -549,15 +587,41 @@ def write_image(
             f"(use one of {supported})"
         )
     try:
-        data = _encode(image, fmt, meta, jpeg_quality)
+        return _encode(image, fmt, meta, jpeg_quality)
     except ValueError as exc:
         raise ValueError(f"cannot write {target}: {exc}") from None
-    if not overwrite and os.path.lexists(target):
-        raise FileExistsError(
-            f"{target} already exists; refusing to overwrite it (overwrite=False)"
-        )
-    _write_atomically(target, data)
+
+
+def write_bytes(path: PathLike, data: bytes) -> Path:
+    """Write ``data`` (e.g. from :func:`encode_image`) to ``path`` atomically, like :func:`write_image`."""
+    target = Path(path)
+    _write_atomically(target, bytes(data))
     return target
+
+
+def temporary_files(*paths: PathLike) -> List[Path]:
+    """Temporary files left beside ``paths`` by writes to them that never finished.
+
+    Only a process killed in the middle of :func:`write_image` leaves one (any
+    error removes it); remove them once no write to those paths is running.
+    Each folder is listed once, however many paths it holds.
+    """
+    stems: dict = {}
+    for path in paths:
+        target = Path(path)
+        stems.setdefault(target.parent, set()).add(target.stem[:40])
+    pattern = re.compile(r"\.(.*)\.[0-9a-f]{12}\.tmp")
+    found = []
+    for folder, names in stems.items():
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            match = pattern.fullmatch(entry.name)
+            if match and match.group(1) in names:
+                found.append(folder / entry.name)
+    return sorted(found)
 
 
 def _encode(
@@ -709,7 +773,7 @@ def _write_atomically(target: Path, data: bytes) -> None:
         raise ImageWriteError(
             target, f"cannot create folder {folder}: {_describe_os_error(exc)}", exc.errno
         ) from exc
-    # Hidden, unique, and short enough for any file-name limit.
+    # Hidden, unique, and short enough for any file-name limit (temporary_files finds it).
     temporary = folder / f".{target.stem[:40]}.{uuid.uuid4().hex[:12]}.tmp"
     created = False
     try:

@@ -33,7 +33,7 @@ from .networks import BACKBONES, build_network
 
 __all__ = [
     "Settings", "PRESETS", "FOLDER_PRESETS", "TARGETS", "TargetSampler", "resolve_settings", "Model",
-    "ModelFileError", "train_image", "train_folder", "load_model",
+    "ModelFileError", "train_image", "train_folder", "train_stream", "load_model",
 ]
 
 _FORMAT = "rain2avoid-model"
@@ -98,7 +98,7 @@ class Settings:
     flip_tta: bool = True
     ensemble: int = 1
     veil: str = "auto"
-    veil_threshold: float = 0.25
+    veil_threshold: float = 0.4
     seed: int = 0
 
     def __post_init__(self):
@@ -171,11 +171,11 @@ class _Samples:
 
     def __init__(self, inputs: Sequence[np.ndarray], targets: Sequence[Targets], settings: Settings,
                  weights: Sequence[np.ndarray] | None = None):
-        self.inputs = [_to_tensor(x) for x in inputs]                  # each (1, 3, H, W)
-        self.targets = [t if hasattr(t, "draw") else _to_tensor(t) for t in targets]  # (R, 3, H, W) or sampler
+        self.inputs, self.targets, self.weights = [], [], []
         if weights is None:
-            weights = [np.ones(x.shape[:2], np.float32) for x in inputs]
-        self.weights = [_to_tensor(np.asarray(w, np.float32)[..., None]) for w in weights]  # (1, 1, H, W)
+            weights = [None] * len(inputs)
+        for x, t, w in zip(inputs, targets, weights):
+            self.add(x, t, w)
         self.s = settings
         self.rng = np.random.default_rng(settings.seed)
         self.reference_rng = np.random.default_rng(settings.seed)      # online references
@@ -193,6 +193,18 @@ class _Samples:
             return t[k]
         y0, y1, x0, x1 = box
         return t[int(self.rng.integers(t.shape[0])), :, y0:y1, x0:x1]
+
+    def add(self, x: np.ndarray, t: Targets, w: np.ndarray | None = None) -> None:
+        """One more image to draw from (its arrays are shared, not copied)."""
+        if w is None:
+            w = np.ones(x.shape[:2], np.float32)
+        self.inputs.append(_to_tensor(x))                                    # (1, 3, H, W)
+        self.targets.append(t if hasattr(t, "draw") else _to_tensor(t))      # (R, 3, H, W) or sampler
+        self.weights.append(_to_tensor(np.asarray(w, np.float32)[..., None]))  # (1, 1, H, W)
+
+    def drop_oldest(self) -> None:
+        for images in (self.inputs, self.targets, self.weights):
+            images.pop(0)
 
     def batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         s, rng = self.s, self.rng
@@ -255,13 +267,19 @@ def _learning_rate(settings: Settings, step: int) -> float:
 
 
 def _fit(net: torch.nn.Module, samples: _Samples, settings: Settings, device: str,
-         progress: bool, desc: str, on_step: Callable[[int, float], None] | None = None) -> torch.nn.Module:
-    """Adam on the (loss-weighted) MSE between the network's output and the references."""
+         progress: bool, desc: str, on_step: Callable[[int, float], None] | None = None,
+         before_step: Callable[[int], None] | None = None) -> torch.nn.Module:
+    """Adam on the (loss-weighted) MSE between the network's output and the references.
+
+    ``before_step(step)``, if given, may change ``samples`` before each step's batch is drawn.
+    """
     # Channels-last convolutions are about 20 % faster on a CPU for these small crops.
     net.to(device, memory_format=torch.channels_last).train()
     opt = _Adam(net.parameters())
     bar = tqdm(range(settings.steps), desc=desc, unit="step", disable=not progress, leave=False)
     for step in bar:
+        if before_step is not None:
+            before_step(step)
         x, t, w = (a.to(device, memory_format=torch.channels_last) for a in samples.batch())
         loss = torch.sum(w * (net(x) - t) ** 2) / (torch.sum(w) * x.shape[1]).clamp_min(1e-8)
         opt.zero_grad()
@@ -330,11 +348,12 @@ class Model:
             y = rain_guard(rgb * 255, y * 255, mask, cap=self.settings.output_cap, component_cap=None) / 255
         return y.astype(np.float32)
 
-    def apply(self, image: np.ndarray) -> np.ndarray:
+    def apply(self, image: np.ndarray, veil: str | None = None) -> np.ndarray:
         """Derain ``image`` (any dtype/shape ``rain2avoid.io`` accepts) and take its veil away
-        as ``settings.veil`` says; same dtype and shape back."""
+        as ``veil`` (default: ``settings.veil``) says; same dtype and shape back."""
         image = np.asarray(image)
-        out, _ = clear_veil(self.clean(to_float_rgb(image)), self.settings.veil, self.settings.veil_threshold)
+        out, _ = clear_veil(self.clean(to_float_rgb(image)), veil or self.settings.veil,
+                            self.settings.veil_threshold)
         return from_float_rgb(out, like=image)
 
     def save(self, path: str | os.PathLike) -> None:
@@ -423,3 +442,65 @@ def train_folder(inputs: Sequence[np.ndarray], targets: Sequence[Targets], setti
     net = _new_network(settings)
     samples = _Samples(inputs, targets, settings, weights)
     return Model(_fit(net, samples, settings, device, progress, "training", on_step), settings, device)
+
+
+def train_stream(sources: Sequence[Callable[[], tuple | None]], settings: Settings, budget_mb: float = 1024,
+                 device: str = "cpu", progress: bool = False,
+                 on_step: Callable[[int, float], None] | None = None) -> Model:
+    """:func:`train_folder` on images loaded when needed, holding at most ``budget_mb`` of training data.
+
+    ``sources[i]()`` returns image i's ``(input, targets, weights)``, shaped as
+    :func:`train_folder` takes them, or None to leave the image out. Images are
+    loaded in order while their data fits in the budget; when all fit, this is
+    exactly :func:`train_folder`. Otherwise the rest are loaded during training,
+    in a random order (from ``settings.seed``), into a pool that drops its oldest
+    images to stay within the budget: one every ``steps / len(sources)`` steps,
+    so that each image spends about the same number of steps in the pool.
+    Memory then holds at most the budget plus one image, whatever the number of
+    images; every image is still loaded (and its references computed) once.
+    """
+    budget = budget_mb * 2 ** 20
+    first, used, n = [], 0, 0
+    while n < len(sources) and used <= budget:  # in order, while the data fits
+        item = sources[n]()
+        n += 1
+        if item is not None:
+            first.append(item)
+            used += _nbytes(item)
+        del item  # the pool below must hold the only reference
+    if n == len(sources) and used <= budget:  # everything fits: the plain way, the same result
+        if not first:
+            raise ValueError("no images to train on")
+        inputs, targets, weights = (list(a) for a in zip(*first))
+        return train_folder(inputs, targets, settings, device, progress, on_step, weights)
+
+    rest = [sources[i] for i in np.random.default_rng([settings.seed, 1]).permutation(np.arange(n, len(sources)))]
+    samples, sizes = _Samples([], [], settings), []
+
+    def add(item: tuple) -> None:  # into the pool; drop the oldest images beyond the budget
+        samples.add(*item)
+        sizes.append(_nbytes(item))
+        while sum(sizes) > budget and len(sizes) > 1:
+            samples.drop_oldest()
+            sizes.pop(0)
+
+    while first:
+        add(first.pop(0))
+    taken = 0
+
+    def refresh(step: int) -> None:  # len(sources) / steps new images per step, until all are in
+        nonlocal taken
+        due = min(len(rest), step * len(sources) // max(settings.steps, 1))
+        while taken < due:
+            item = rest[taken]()
+            taken += 1
+            if item is not None:
+                add(item)
+            del item
+
+    net = _fit(_new_network(settings), samples, settings, device, progress, "training", on_step, refresh)
+    return Model(net, settings, device)
+
+
+def _nbytes(item: tuple) -> int:
+    return sum(np.asarray(a).nbytes for a in item if a is not None)

@@ -6,6 +6,7 @@ Exit codes: 0 all done, 1 some files failed (each reported, the rest done),
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Callable
@@ -13,7 +14,9 @@ from typing import Callable
 import click
 from tqdm.auto import tqdm
 
-from ..io import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, list_images, read_image
+from ..batch.plan import Job, find_images, same_file, split_done
+from ..batch.work import describe_error
+from ..io import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, read_image
 from ..networks import BACKBONES
 from ..sdrl import TARGETS
 from ..video.io import INSTALL_HINT, VIDEO_EXTENSIONS, is_video, list_videos, sniff_video
@@ -53,31 +56,25 @@ def common_options(f):
     return f
 
 
-def list_inputs(path: Path, videos: bool = False) -> tuple[list[Path], bool]:
-    """The images (and, with ``videos``, the videos, told by content) to process and whether ``path`` is a folder."""
+def list_inputs(path: Path, recursive: bool = False, exclude: Path | None = None,
+                videos: bool = False) -> tuple[list[Path], bool]:
+    """The images to process and whether ``path`` is a folder (``recursive``: the whole tree,
+    leaving out ``exclude``; ``videos``: also the videos, told by content, of the folder itself)."""
     if path.is_dir():
-        files = list_images(path)
+        files = find_images(path, recursive, exclude)
         if videos:
-            files = sorted(set(files) | set(list_videos(path)))
+            files = files + [v for v in list_videos(path) if v not in set(files)]
         if not files:
+            where = "folder tree" if recursive else "folder"
             kinds = ", ".join(IMAGE_EXTENSIONS + (VIDEO_EXTENSIONS if videos else ()))
-            raise click.UsageError(f"no {'images or videos' if videos else 'images'} ({kinds}) in folder {path}")
+            raise click.UsageError(f"no {'images or videos' if videos else 'images'} ({kinds}) in {where} {path}")
         return files, True
     if not path.exists():
         raise click.UsageError(f"input {path} does not exist")
     return [path], False
 
 
-def same_file(a: Path, b: Path) -> bool:
-    return a.resolve() == b.resolve()
-
-
-def reason(path: Path, error: Exception) -> str:
-    """One line naming ``path`` (once) and what went wrong."""
-    text = " ".join(str(error).split()) or type(error).__name__
-    if not isinstance(error, (ValueError, OSError, MemoryError)):  # unexpected: say what it was
-        text = f"{type(error).__name__}: {text}"
-    return text if str(path) in text else f"{path}: {text}"
+reason = describe_error  # one line naming the file (once) and what went wrong
 
 
 def make_folder(folder: Path) -> None:
@@ -92,21 +89,21 @@ def make_folder(folder: Path) -> None:
 
 def check_outputs(jobs: list[tuple[Path, Path]], overwrite: bool) -> None:
     """Usage errors before any work: unknown format, output = input, two inputs -> one output."""
-    written: dict[Path, Path] = {}
-    for src, dst in jobs:
+    written: dict[str, Path] = {}
+    for src, dst in jobs:  # cheap per job (string work and a failed stat): folders of millions
         suffix = dst.suffix.lower()
-        if is_video(src) and suffix not in VIDEO_EXTENSIONS:
-            raise click.UsageError(f"output {dst}: unsupported video format {dst.suffix!r} "
-                                   f"(use one of {' '.join(VIDEO_EXTENSIONS)})")
         if suffix not in IMAGE_EXTENSIONS + VIDEO_EXTENSIONS:  # an image may become a one-frame video
             raise click.UsageError(f"output {dst}: unsupported image format {dst.suffix!r} "
                                    f"(use one of {' '.join(IMAGE_EXTENSIONS)})")
-        if same_file(src, dst) and not overwrite:
+        if suffix in IMAGE_EXTENSIONS and src.suffix.lower() not in IMAGE_EXTENSIONS and is_video(src):
+            raise click.UsageError(f"output {dst}: unsupported video format {dst.suffix!r} "
+                                   f"(use one of {' '.join(VIDEO_EXTENSIONS)})")
+        if not overwrite and same_file(src, dst):
             raise click.UsageError(f"output {dst} is the input file; choose another output or pass --overwrite")
-        if dst.resolve() in written:
-            raise click.UsageError(f"{written[dst.resolve()]} and {src} would both write {dst}; "
-                                   f"rename one of them")
-        written[dst.resolve()] = src
+        key = os.path.normcase(os.path.abspath(dst))
+        if key in written:
+            raise click.UsageError(f"{written[key]} and {src} would both write {dst}; rename one of them")
+        written[key] = src
     for folder in sorted({dst.parent for _, dst in jobs}):
         make_folder(folder)
 
@@ -120,8 +117,11 @@ def report_failures(failures: list[str], total: int, what: str = "failed") -> No
 
 
 def run_jobs(ctx: Context, jobs: list[tuple[Path, Path]], work: Callable[[Path, Path], None], what: str,
-         force: bool = True, overwrite: bool = False) -> None:
+             force: bool = True, overwrite: bool = False, finish: bool = True) -> list[str]:
     """Run ``work(src, dst)`` for each job; report and skip failures; exit 1 if any failed.
+
+    With ``finish=False`` the failures are returned instead (the caller lists them
+    at the end and exits).
 
     An output equal to its input is a usage error unless ``overwrite``; an
     existing output is skipped unless ``force``. Any error in one file is
@@ -129,11 +129,10 @@ def run_jobs(ctx: Context, jobs: list[tuple[Path, Path]], work: Callable[[Path, 
     """
     check_outputs(jobs, overwrite)
     failures: list[str] = []
-    bar = tqdm(jobs, desc=what, unit="image", disable=not ctx.bars or len(jobs) < 2)
+    todo, done = split_done(jobs, force, overwrite)
+    say_skipped(ctx, done)
+    bar = tqdm(todo, desc=what, unit="image", disable=not ctx.bars or len(jobs) < 2)
     for src, dst in bar:
-        if dst.exists() and not force and not (overwrite and same_file(src, dst)):
-            ctx.say(f"skip {src.name}: {dst} exists (use --force to redo)")
-            continue
         try:
             work(src, dst)
         except Exception as e:  # one bad file must not stop a folder
@@ -141,15 +140,27 @@ def run_jobs(ctx: Context, jobs: list[tuple[Path, Path]], work: Callable[[Path, 
                 raise
             failures.append(reason(src, e))
             tqdm.write(f"error: {failures[-1]}", file=sys.stderr)
+    if not finish:
+        return failures
     report_failures(failures, len(jobs))
     if failures:
         sys.exit(1)
+    return failures
+
+
+def say_skipped(ctx: Context, done: list[Job]) -> None:
+    """Name the images skipped because their output exists (a count when there are many)."""
+    if len(done) > 10:
+        ctx.say(f"skip {len(done)} image(s) whose output exists (use --force to redo them)")
+        return
+    for src, dst in done:
+        ctx.say(f"skip {src.name}: {dst} exists (use --force to redo)")
 
 
 def output_for(src: Path, output: Path, folder: bool, suffix: str | None = None) -> Path:
     """Output path: inside ``output`` for a folder (or when ``output`` is a folder), else ``output``."""
     name = src.stem + suffix if suffix else src.name
-    if suffix is None and src.suffix.lower() not in VIDEO_EXTENSIONS and is_video(src):
+    if suffix is None and src.suffix.lower() not in VIDEO_EXTENSIONS + IMAGE_EXTENSIONS and is_video(src):
         name = f"{src.stem}.{sniff_video(src)}"  # a video with another suffix gets its container's
     if folder or output.is_dir() or not output.suffix:
         return output / name
@@ -159,7 +170,8 @@ def output_for(src: Path, output: Path, folder: bool, suffix: str | None = None)
 def video_jobs(jobs: list[tuple[Path, Path]]) -> set[Path]:
     """The inputs of ``jobs`` to go through the video path (videos, or images written as videos);
     a usage error naming the extra when there are some and PyAV is missing."""
-    videos = {src for src, dst in jobs if is_video(src) or dst.suffix.lower() in VIDEO_EXTENSIONS}
+    videos = {src for src, dst in jobs if dst.suffix.lower() in VIDEO_EXTENSIONS
+              or (src.suffix.lower() not in IMAGE_EXTENSIONS and is_video(src))}
     if videos:
         try:
             import av  # noqa: F401
@@ -168,7 +180,13 @@ def video_jobs(jobs: list[tuple[Path, Path]]) -> set[Path]:
     return videos
 
 
+VEIL_HELP = ("The veil of heavy rain (mist): 'auto' takes it away only where a colour photo shows a "
+             "thick one (cautious: a scene's own haze looks the same), 'on' always, 'off' never. "
+             "[default: auto; off for --preset reference]")
+
+
 def settings_options(f):
+    f = click.option("--veil", type=click.Choice(["auto", "on", "off"]), default=None, help=VEIL_HELP)(f)
     f = click.option("--seed", type=int, default=None, help="Random seed (same seed, same output on CPU).")(f)
     f = click.option("--sampler", type=click.Choice(["nss", "uniform"]), default=None,
                      help="Reference sampler.")(f)

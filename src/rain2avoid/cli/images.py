@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import click
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..batch.train import DEFAULT_BUDGET_MB
+from ..batch.work import ApplyTask, DerainTask, cached_model
 from ..io import to_float_rgb, write_image
-from ..ldgp import rotation_for_angle
-from ..sdrl import FOLDER_PRESETS, PRESETS, ModelFileError
-from .common import (Context, check_device, common_options, list_inputs, make_folder,
+from ..sdrl import FOLDER_PRESETS, PRESETS, ModelFileError, resolve_settings
+from .batch import batch_options, plan, run_batch
+from .common import (VEIL_HELP, Context, check_device, check_outputs, common_options, list_inputs, make_folder,
                      output_for, reason, report_failures, run_jobs, settings_options, video_jobs)
 
 @click.command()
@@ -30,9 +31,10 @@ from .common import (Context, check_device, common_options, list_inputs, make_fo
               help="Also write <stem>_mask.png and <stem>_reference.png (images only).")
 @click.option("--overwrite", is_flag=True, help="Allow writing over the input file.")
 @click.option("--force", is_flag=True, help="Redo images whose output already exists.")
+@batch_options
 @common_options
-def derain(input, output, preset, device, backbone, steps, target, refs, sampler, seed, save_intermediates,
-           overwrite, force, quiet, debug, max_pixels):
+def derain(input, output, preset, device, backbone, steps, target, refs, sampler, seed, veil, save_intermediates,
+           overwrite, force, workers, recursive, shard, dask, dask_write, quiet, debug, max_pixels):
     """Derain an image or a video, or every image and video in a folder.
 
     Images get a fresh network each; a video gets one network for the whole
@@ -46,31 +48,47 @@ def derain(input, output, preset, device, backbone, steps, target, refs, sampler
       rain2avoid derain photos/ -o derained/ --save-intermediates
       rain2avoid derain rainy.png -o out.png --preset reference
       rain2avoid derain clip.mp4 -o derained.mp4
+      rain2avoid derain archive/ -o derained/ --recursive --workers 2
+      rain2avoid derain archive/ -o derained/ -r --shard $SLURM_ARRAY_TASK_ID/100
+      rain2avoid derain archive/ -o derained/ -r --dask tcp://scheduler:8786
+
+    --workers, --shard and --dask spread the images; the videos of a folder
+    (its top level) are derained here, one after another, before them.
     """
-    from ..pipeline import derain_detailed, to_uint8
     check_device(device)
     ctx = Context(quiet, debug, max_pixels)
-    files, folder = list_inputs(input, videos=True)
-    options = dict(backbone=backbone, steps=steps, target=target, refs=refs, sampler=sampler, seed=seed)
-    jobs = [(f, output_for(f, output, folder)) for f in files]
+    options = dict(backbone=backbone, steps=steps, target=target, refs=refs, sampler=sampler, seed=seed,
+                   veil=veil)
+    jobs, folder = plan(input, output, recursive, shard, videos=True)
+    try:
+        settings = resolve_settings(preset, **options)
+    except ValueError as e:
+        raise click.UsageError(str(e))
+
+    def video(src: Path, dst: Path) -> None:
+        from ..video import video_job
+        ctx.say(video_job(src, dst, preset=preset, device=device, max_pixels=ctx.max_pixels,
+                          progress=ctx.bars, **options))
+
+    jobs, earlier = _videos_first(ctx, jobs, video, "derain", force or not folder, overwrite)
+    # Folders: one thread per image on every backend, so the outputs do not depend on --workers.
+    task = DerainTask(preset, tuple(options.items()), device, save_intermediates, max_pixels,
+                      progress=ctx.bars and not folder, threads=1 if folder else None)
+    seconds = 0.3 + 0.0045 * settings.steps * settings.ensemble * (100 if settings.backbone == "unet" else 1)
+    run_batch(ctx, task, jobs, "derain", force or not folder, overwrite, workers, dask, dask_write, seconds,
+              earlier)
+
+
+def _videos_first(ctx, jobs, work, what, force, overwrite):
+    """Run the video jobs here, one after another (each trains one network for its clip);
+    the image jobs left and (failures, number of videos)."""
     videos = video_jobs(jobs)
-
-    def work(src: Path, dst: Path) -> None:
-        if src in videos:
-            from ..video import video_job
-            ctx.say(video_job(src, dst, preset=preset, device=device, max_pixels=ctx.max_pixels,
-                              progress=ctx.bars, **options))
-            return
-        image, meta = ctx.read(src, with_meta=True)
-        r = derain_detailed(image, preset, device=device, progress=ctx.bars and len(files) == 1, **options)
-        write_image(dst, r.image, meta=meta)
-        if save_intermediates:
-            write_image(dst.with_name(f"{dst.stem}_mask.png"), r.mask)
-            write_image(dst.with_name(f"{dst.stem}_reference.png"), to_uint8(r.targets.mean(axis=0)))
-        lean = rotation_for_angle(r.angle)
-        ctx.say(f"{src.name} -> {dst} ({r.seconds:.1f} s, streaks {lean:+d} deg from vertical)")
-
-    run_jobs(ctx, jobs, work, "derain", force=force or not folder, overwrite=overwrite)
+    if not videos:
+        return jobs, ([], 0)
+    check_outputs(jobs, overwrite)
+    video_list = [j for j in jobs if j.src in videos]
+    failures = run_jobs(ctx, video_list, work, what, force=force, overwrite=overwrite, finish=False)
+    return [j for j in jobs if j.src not in videos], (failures, len(video_list))
 
 
 @click.command()
@@ -79,50 +97,57 @@ def derain(input, output, preset, device, backbone, steps, target, refs, sampler
               help="Where to save the trained model (.pt).")
 @click.option("--preset", type=click.Choice(list(FOLDER_PRESETS)), default="fast", show_default=True)
 @settings_options
+@click.option("--recursive", "-r", is_flag=True, help="Train on every image of the folder tree.")
+@click.option("--memory-mb", type=click.IntRange(min=1), default=DEFAULT_BUDGET_MB, show_default=True,
+              help="Training data (images, references, loss weights) held in memory at once. Folders "
+                   "that need more stream through it: images are loaded during training and the "
+                   "oldest dropped.")
 @common_options
-def train(folder, model_path, preset, device, backbone, steps, target, refs, sampler, seed, quiet, debug,
-          max_pixels):
+def train(folder, model_path, preset, device, backbone, steps, target, refs, sampler, seed, veil, recursive,
+          memory_mb, quiet, debug, max_pixels):
     """Train one network on every image of FOLDER (no clean images needed) and save it.
+
+    Memory stays bounded for any number of images (see --memory-mb).
 
     \b
     Example:
       rain2avoid train photos/ --model rain.pt
       rain2avoid apply new_photos/ --model rain.pt -o derained/
     """
-    from ..pipeline import training_data
-    from ..sdrl import resolve_settings, train_folder
+    from ..batch.train import train_files
+    from ..sdrl import resolve_settings
     check_device(device)
     ctx = Context(quiet, debug, max_pixels)
     settings = resolve_settings(preset, FOLDER_PRESETS, backbone=backbone, steps=steps, target=target,
-                                refs=refs, sampler=sampler, seed=seed)
-    files, _ = list_inputs(folder)
+                                refs=refs, sampler=sampler, seed=seed, veil=veil)
+    files, _ = list_inputs(folder, recursive)
     if model_path.is_dir():
         raise click.UsageError(f"--model {model_path} is a folder; give a file name such as rain.pt")
     make_folder(model_path.parent)
-    inputs, targets, weights, failures = [], [], [], []
-    for f in tqdm(files, desc="references", unit="image", disable=not ctx.bars):
-        try:
-            rgb = to_float_rgb(ctx.read(f))
-            data = training_data(rgb, settings)
-            inputs.append(rgb)
-            targets.append(data.targets)
-            weights.append(data.weights)
-        except Exception as e:  # one bad file must not stop the others
-            if debug:
-                raise
-            failures.append(reason(f, e))
-            tqdm.write(f"error: {failures[-1]}", file=sys.stderr)
-    if not inputs:
-        raise click.ClickException("no readable images to train on")
+    failures = []
+    bar = tqdm(total=len(files), desc="references", unit="image", disable=not ctx.bars)
+
+    def failed(path: Path, error: Exception) -> None:
+        failures.append(reason(path, error))
+        tqdm.write(f"error: {failures[-1]}", file=sys.stderr)
+
     start = time.perf_counter()
-    model = train_folder(inputs, targets, settings, device=device, progress=ctx.bars, weights=weights)
+    try:
+        model, used = train_files(files, settings, memory_mb, device, ctx.bars, max_pixels,
+                                  on_error=None if debug else failed, on_load=lambda path: bar.update(1))
+    except ValueError:
+        if debug or len(failures) < len(files):
+            raise
+        raise click.ClickException("no readable images to train on")
+    finally:
+        bar.close()
     try:
         model.save(model_path)
     except OSError as e:
         if debug:
             raise
         raise click.ClickException(f"cannot write model {model_path}: {e.strerror or e}")
-    ctx.say(f"trained on {len(inputs)} image(s) in {time.perf_counter() - start:.0f} s; saved {model_path}")
+    ctx.say(f"trained on {used} image(s) in {time.perf_counter() - start:.0f} s; saved {model_path}")
     report_failures(failures, len(files), "failed and were left out")
     if failures:
         sys.exit(1)
@@ -134,11 +159,15 @@ def train(folder, model_path, preset, device, backbone, steps, target, refs, sam
               help="A model saved by `rain2avoid train`.")
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
               help="Output file (one image) or folder.")
+@click.option("--veil", type=click.Choice(["auto", "on", "off"]), default=None,
+              help=VEIL_HELP.replace("[default: auto; off for --preset reference]", "[default: the model's]"))
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--overwrite", is_flag=True, help="Allow writing over the input file.")
 @click.option("--force", is_flag=True, help="Redo images whose output already exists.")
+@batch_options
 @common_options
-def apply(input, model_path, output, device, overwrite, force, quiet, debug, max_pixels):
+def apply(input, model_path, output, veil, device, overwrite, force, workers, recursive, shard, dask, dask_write,
+          quiet, debug, max_pixels):
     """Derain images and videos with a model trained by `rain2avoid train` (no references needed).
 
     Videos also use their neighbouring frames (`pip install "rain2avoid[video]"`).
@@ -147,32 +176,25 @@ def apply(input, model_path, output, device, overwrite, force, quiet, debug, max
     Examples:
       rain2avoid apply new_photos/ --model rain.pt -o derained/
       rain2avoid apply clip.mp4 --model rain.pt -o derained.mp4
+      rain2avoid apply archive/ --model rain.pt -o derained/ --recursive --workers 2
     """
-    from ..sdrl import load_model
     check_device(device)
     ctx = Context(quiet, debug, max_pixels)
     try:
-        with warnings.catch_warnings():  # torch's remarks on odd pickles would bury the one-line error
-            if not debug:
-                warnings.simplefilter("ignore")
-            model = load_model(model_path, device=device)
+        model = cached_model(model_path, device)  # a bad model file is one clear error before any work
     except ModelFileError as e:
         if debug:
             raise
         raise click.ClickException(str(e))
-    files, folder = list_inputs(input, videos=True)
-    jobs = [(f, output_for(f, output, folder)) for f in files]
-    videos = video_jobs(jobs)
+    jobs, folder = plan(input, output, recursive, shard, videos=True)
 
-    def work(src: Path, dst: Path) -> None:
-        if src in videos:
-            from ..video import video_job
-            ctx.say(video_job(src, dst, model=model, max_pixels=ctx.max_pixels, progress=ctx.bars))
-            return
-        image, meta = ctx.read(src, with_meta=True)
-        write_image(dst, model.apply(image), meta=meta)
+    def video(src: Path, dst: Path) -> None:
+        from ..video import video_job
+        ctx.say(video_job(src, dst, model=model, max_pixels=ctx.max_pixels, progress=ctx.bars))
 
-    run_jobs(ctx, jobs, work, "apply", force=force or not folder, overwrite=overwrite)
+    jobs, earlier = _videos_first(ctx, jobs, video, "apply", force or not folder, overwrite)
+    task = ApplyTask(model_path.resolve(), device, max_pixels, veil=veil)
+    run_batch(ctx, task, jobs, "apply", force or not folder, overwrite, workers, dask, dask_write, 0.05, earlier)
 
 
 @click.command()

@@ -1,0 +1,238 @@
+"""A Dask cluster: one task per image on an existing ``dask.distributed`` scheduler.
+
+Needs the extra ``rain2avoid[dask]`` on the client and on every worker (the
+workers import ``rain2avoid`` to run :mod:`rain2avoid.batch.work`).
+
+Where the outputs are written (``write``):
+
+* ``"worker"``: each worker reads its input and writes its outputs atomically
+  on a filesystem it shares with the client (NFS, Lustre, a bind mount), under
+  the same paths. Only names and short results cross the network.
+* ``"client"``: the client reads each input and sends its bytes with the task
+  (and the model file's bytes to every worker once, for ``apply``); the worker
+  sends the encoded outputs back and the client writes them atomically. For
+  workers that do not see the client's files.
+* ``"auto"`` (default): ``"worker"`` when every worker connected at the start
+  sees the first input and a probe file the client puts in the output folder,
+  else ``"client"``.
+
+Nothing is done twice or lost: at most a bounded window of tasks is in flight;
+a task on a worker that dies is re-run elsewhere by the scheduler, and any task
+that still ends in an error (a worker died on it repeatedly, its data was lost)
+is submitted again, up to ``attempts`` times, before it is reported as failed.
+Writes are atomic and jobs idempotent, so a task that ran twice wrote the same
+file twice; temporary files left by killed workers are removed at the end.
+Ctrl-C cancels the tasks not yet run; tasks already running on a worker finish
+(a thread cannot be stopped) and, in ``"worker"`` mode, write complete outputs.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+import warnings
+from pathlib import Path
+from typing import Callable, Sequence
+
+from .. import __version__
+from .plan import Job
+from .work import Outcome, remove_temporaries, run_job, run_job_on_bytes, set_threads, thread_lock_for_bars
+
+__all__ = ["run_dask", "DaskError", "EXTRA_HINT"]
+
+EXTRA_HINT = "pip install 'rain2avoid[dask]'"
+
+
+class DaskError(RuntimeError):
+    """The cluster cannot be used (not installed, unreachable, no workers, wrong rain2avoid)."""
+
+
+def _distributed():
+    try:
+        import distributed
+    except ImportError:
+        raise DaskError(f"--dask needs dask.distributed, which is not installed: {EXTRA_HINT}") from None
+    return distributed
+
+
+def run_dask(task, jobs: Sequence[Job], address: str, write: str = "auto",
+             on_outcome: Callable[[Outcome], None] | None = None, attempts: int = 3,
+             timeout: float = 30.0, on_start: Callable[[str, int], None] | None = None) -> list[Outcome]:
+    """Run every job on the Dask cluster whose scheduler is at ``address``.
+
+    Returns one :class:`Outcome` per job (in the order they finished).
+    ``on_start(write_mode, worker_threads)`` is called once connected.
+    Raises :class:`DaskError` when the cluster cannot be used; a
+    KeyboardInterrupt cancels what has not started and propagates.
+    """
+    if write not in ("auto", "worker", "client"):
+        raise ValueError(f"write must be 'auto', 'worker' or 'client', got {write!r}")
+    distributed = _distributed()
+    report = on_outcome or (lambda outcome: None)
+    # Workers run in other folders, often on other machines: absolute paths only.
+    jobs = [Job(Path(os.path.abspath(j.src)), Path(os.path.abspath(j.dst))) for j in jobs]
+    try:
+        client = distributed.Client(address, timeout=timeout, set_as_default=False)
+    except (OSError, TimeoutError) as e:
+        raise DaskError(f"cannot reach the Dask scheduler at {address} ({' '.join(str(e).split())}); "
+                        f"start one with `dask scheduler` and give its address") from None
+    try:
+        mode, threads = _prepare(client, address, jobs, write, timeout)
+        if on_start is not None:
+            on_start(mode, threads)
+        return _run(client, distributed, task, jobs, mode, max(8, 2 * threads), report, attempts)
+    finally:
+        client.close()
+
+
+def _prepare(client, address: str, jobs: Sequence[Job], write: str, timeout: float) -> tuple[str, int]:
+    """Check the workers can run our tasks; the write mode and the number of worker threads."""
+    try:
+        client.wait_for_workers(1, timeout=timeout)
+    except TimeoutError:
+        raise DaskError(f"no Dask workers are connected to {address} after {timeout:.0f} s; "
+                        f"start some with `dask worker {address}`") from None
+    probe = None
+    if jobs and write == "auto":  # a file the workers see if they share the output folder with us
+        probe = Path(jobs[0].dst).parent / f".rain2avoid-probe-{uuid.uuid4().hex[:12]}"
+        try:
+            probe.parent.mkdir(parents=True, exist_ok=True)
+            probe.touch()
+        except OSError:
+            probe = None
+    try:
+        info = client.run(worker_info, str(probe) if probe else "", str(jobs[0].src) if jobs else "")
+    except Exception as e:  # the workers could not unpickle or run our function
+        raise DaskError(f"the Dask workers at {address} cannot run rain2avoid tasks "
+                        f"({type(e).__name__}: {' '.join(str(e).split())[:200]}); install rain2avoid "
+                        f"{__version__} in the workers' Python environment ({EXTRA_HINT})") from None
+    finally:
+        if probe is not None:
+            probe.unlink(missing_ok=True)
+    versions = {v["version"] for v in info.values()}
+    if versions != {__version__}:
+        raise DaskError(f"the Dask workers run rain2avoid {', '.join(sorted(versions))} but this is "
+                        f"{__version__}; install the same version on both sides")
+    if write == "auto":
+        write = "worker" if all(v["sees_files"] for v in info.values()) else "client"
+    return write, sum(client.nthreads().values())
+
+
+def _run(client, distributed, task, jobs: Sequence[Job], mode: str, window: int,
+         report: Callable[[Outcome], None], attempts: int) -> list[Outcome]:
+    outcomes: list[Outcome] = []
+    queue = list(reversed(jobs))
+    tries = {job: 0 for job in jobs}
+    model = None  # apply in client mode: the model file's bytes, on every worker
+    running: dict = {}
+    pending = distributed.as_completed(loop=client.loop)
+    try:
+        while queue or running:
+            while queue and len(running) < window:
+                job = queue.pop()
+                if mode == "client" and hasattr(task, "model") and model is None:
+                    model = client.scatter(Path(task.model).read_bytes(), broadcast=True, hash=False)
+                future = _submit(client, task, job, mode, model)
+                if isinstance(future, Outcome):  # the client could not read the input
+                    outcomes.append(future)
+                    report(future)
+                    continue
+                running[future] = job
+                pending.add(future)
+            if not running:
+                continue
+            future = next(pending)
+            job = running.pop(future)
+            if future.status == "finished":
+                outcome = future.result()
+                if mode == "client":
+                    outcome = _write_returned(outcome)
+                outcomes.append(outcome)
+                report(outcome)
+                continue
+            tries[job] += 1  # a lost worker (repeatedly) or lost data: submit it again
+            if future.status == "error":
+                error = future.exception()
+                why = f"{type(error).__name__}: {' '.join(str(error).split())[:200]}"
+            else:
+                why = f"the task was {future.status}"
+            model = None if mode == "client" and hasattr(task, "model") else model  # scatter it again
+            if tries[job] < attempts:
+                queue.append(job)
+            else:
+                outcomes.append(Outcome(job.src, job.dst, f"{job.src}: the Dask task failed {tries[job]} "
+                                        f"times ({why})"))
+                report(outcomes[-1])
+        if mode == "worker":
+            remove_temporaries(task, jobs)  # left by killed workers; nothing of ours runs now
+        return outcomes
+    except BaseException:  # KeyboardInterrupt: cancel what has not run; running tasks finish
+        client.cancel(list(running))
+        raise
+
+
+def _submit(client, task, job: Job, mode: str, model):
+    key = f"rain2avoid-{task.kind}-{uuid.uuid4().hex}"
+    if mode == "worker":
+        return client.submit(_remote, task, job, key=key, pure=False, retries=1)
+    try:
+        data = Path(job.src).read_bytes()
+    except OSError as e:
+        from .work import describe_error
+        return Outcome(job.src, job.dst, describe_error(job.src, e))
+    with warnings.catch_warnings():  # big images are expected in the task; dask warns about them
+        warnings.simplefilter("ignore", UserWarning)
+        return client.submit(_remote_bytes, task, job, data, model, key=key, pure=False, retries=1)
+
+
+def _write_returned(outcome: Outcome) -> Outcome:
+    """Client mode: write the files a worker sent back, atomically, in their order."""
+    from ..io import write_bytes
+    from .work import describe_error
+    try:
+        for path, data in outcome.files:
+            write_bytes(path, data)
+    except OSError as e:
+        outcome.error = describe_error(outcome.src, e)
+    outcome.files = []
+    return outcome
+
+
+# --- run on the workers ----------------------------------------------------------------------------------------
+
+def worker_info(probe: str, source: str) -> dict:
+    """What the client needs to know about a worker (run there by ``client.run``)."""
+    sees = bool(probe) and os.path.exists(probe) and os.path.isfile(source) and os.access(source, os.R_OK)
+    return {"version": __version__, "sees_files": sees}
+
+
+def _remote(task, job: Job) -> Outcome:
+    _worker_threads(task)
+    return run_job(task, job)
+
+
+def _remote_bytes(task, job: Job, data: bytes, model: bytes | None) -> Outcome:
+    _worker_threads(task)
+    return run_job_on_bytes(task, job, data, model)
+
+
+_first_task = True  # per worker process
+
+
+def _worker_threads(task) -> None:
+    """torch and OpenCV threads for one task: the task's own, else ``OMP_NUM_THREADS`` when set
+    (the Dask nanny sets 1), else this machine's cores shared among the worker's task threads."""
+    from .local import available_cores
+    global _first_task
+    if _first_task:
+        thread_lock_for_bars()
+        _first_task = False
+    threads = str(task.threads or "") or os.environ.get("OMP_NUM_THREADS", "")
+    if not threads.isdigit() or int(threads) < 1:
+        try:
+            from distributed import get_worker
+            share = get_worker().state.nthreads
+        except Exception:
+            share = 1
+        threads = str(max(1, available_cores() // max(1, share)))
+    set_threads(int(threads))

@@ -1,0 +1,186 @@
+"""One machine: a pool of worker processes (``concurrent.futures``), each with its share of the cores.
+
+Each worker process runs :func:`~rain2avoid.batch.work.run_job` on one image at
+a time with ``cores // workers`` torch/OpenCV threads and writes its outputs
+atomically. The model of ``apply`` is loaded once per worker. ``workers=1``
+runs in this process, exactly as a plain loop would.
+
+Nothing is lost when something goes wrong:
+
+* a worker that dies (killed, out of memory) breaks the pool; the jobs it was
+  running are given to a fresh pool, up to ``attempts`` times each, then
+  reported as failed. Temporary files they left are removed.
+* Ctrl-C (KeyboardInterrupt) cancels the jobs not started and stops the
+  workers; a worker removes the temporary file of a write in progress before it
+  exits, so only complete outputs remain and a re-run finishes the rest.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+import signal
+import sys
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+from typing import Callable, Sequence
+
+from .plan import Job
+from .work import Outcome, remove_temporaries, run_job, set_threads, thread_lock_for_bars
+
+__all__ = ["available_cores", "default_workers", "run_local"]
+
+
+def available_cores() -> int:
+    """CPU cores this process may use: its CPU affinity, capped by a cgroup (container) quota."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    try:  # cgroup v2 "max 100000" or "200000 100000" (Docker --cpus, Kubernetes limits)
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, cores)
+
+
+def default_workers(images: int, cores: int | None = None) -> int:
+    """One single-threaded worker per core (at most one per image).
+
+    A fresh network per image trains on small 64x64 crops, which keep one
+    thread busy but not several: on the 2-core development machine, busy with
+    other work, one process with two threads took 545 s for two 480x320 images
+    and one thread 62 s (benchmarks/scaling.py; docs/scaling.md). Workers
+    share nothing, so N of them do N images at a time.
+    """
+    cores = available_cores() if cores is None else cores
+    return max(1, min(cores, images))
+
+
+def run_local(task, jobs: Sequence[Job], workers: int = 1, threads: int | None = None,
+              on_outcome: Callable[[Outcome], None] | None = None, raise_errors: bool = False,
+              attempts: int = 3) -> list[Outcome]:
+    """Run every job on this machine; the outcomes in the order they finished.
+
+    ``threads`` per worker defaults to the task's ``threads``, else to
+    ``max(1, cores // workers)``; with ``workers=1`` the jobs run in this
+    process, with the task's ``threads`` if it sets them.
+    ``raise_errors`` (only with one worker) lets an image's error propagate, for
+    ``--debug``. KeyboardInterrupt stops the run cleanly and propagates.
+    """
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    report = on_outcome or (lambda outcome: None)
+    outcomes: list[Outcome] = []
+    threads = threads or getattr(task, "threads", None)
+    if workers == 1:
+        import torch
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads or before)
+        try:
+            for job in jobs:
+                outcomes.append(run_job(task, job, raise_errors))
+                report(outcomes[-1])
+        finally:
+            torch.set_num_threads(before)
+        return outcomes
+    threads = threads or max(1, available_cores() // workers)
+    tries = {job: 0 for job in jobs}
+    queue = list(reversed(jobs))  # pop() from the end keeps the planned order
+    while queue:
+        broken = _run_pool(task, queue, workers, threads, outcomes, report)
+        remove_temporaries(task, broken)
+        for job in broken:  # the jobs in flight when a worker died
+            tries[job] += 1
+            if tries[job] < attempts:
+                queue.append(job)
+            else:
+                outcomes.append(Outcome(job.src, job.dst, f"{job.src}: a worker process died {tries[job]} times "
+                                        f"while processing it (out of memory?)"))
+                report(outcomes[-1])
+    return outcomes
+
+
+def _run_pool(task, queue: list[Job], workers: int, threads: int, outcomes: list[Outcome],
+              report: Callable[[Outcome], None]) -> list[Job]:
+    """Run jobs from ``queue`` (taking them off its end) in one pool; the jobs lost if the pool broke."""
+    pool = ProcessPoolExecutor(workers, mp_context=_context(), initializer=_start_worker, initargs=(threads,))
+    running: dict = {}
+    try:
+        while queue or running:
+            while queue and len(running) < 2 * workers:  # a bounded window: any number of jobs, little memory
+                job = queue.pop()
+                running[pool.submit(_work, task, job)] = job
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            lost = []
+            for future in finished:
+                job = running.pop(future)
+                try:
+                    outcomes.append(future.result())
+                except BrokenProcessPool:
+                    lost.append(job)
+                    continue
+                report(outcomes[-1])
+            if lost:
+                lost += list(running.values())
+                running.clear()
+                pool.shutdown(wait=True, cancel_futures=True)
+                return lost
+        pool.shutdown(wait=True)
+        return []
+    except BaseException:  # KeyboardInterrupt, or an error in the caller's report function
+        # The executor has no public way to stop its workers before Python 3.14; they remove
+        # the temporary file of a write in progress on SIGTERM (see _start_worker).
+        for process in list((getattr(pool, "_processes", None) or {}).values()):
+            process.terminate()
+        pool.shutdown(wait=True, cancel_futures=True)  # and the jobs not started are dropped
+        remove_temporaries(task, running.values())
+        pool = running = None  # free the pool's queues now: the traceback keeps this frame alive
+        raise
+
+
+def _context():
+    """forkserver where there is one: workers start from a clean server that has imported
+    rain2avoid once (fast, and safe with torch's thread pools); spawn elsewhere."""
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["rain2avoid.pipeline", "rain2avoid.batch.work"])
+        return context
+    return multiprocessing.get_context("spawn")
+
+
+class _Stop(BaseException):
+    """Raised in a worker by SIGTERM during a job, to run its clean-up before exiting."""
+
+
+_busy = False  # per worker process: a job is running
+
+
+def _start_worker(threads: int) -> None:
+    thread_lock_for_bars()
+    set_threads(threads)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+def _on_sigterm(signum, frame) -> None:
+    if _busy:
+        raise _Stop()
+    os._exit(128 + signum)
+
+
+def _work(task, job: Job) -> Outcome:
+    global _busy
+    _busy = True
+    try:
+        return run_job(task, job)
+    except _Stop:  # the write in progress removed its temporary file on the way out
+        sys.stderr.flush()
+        os._exit(128 + signal.SIGTERM)
+    finally:
+        _busy = False
+

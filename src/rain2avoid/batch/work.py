@@ -1,0 +1,223 @@
+"""The work on one image, as picklable top-level functions every backend calls.
+
+A task (:class:`DerainTask` or :class:`ApplyTask`) holds the settings; a
+:class:`~rain2avoid.batch.plan.Job` names the input and the output.
+:func:`run_job` reads the input, runs the same pipeline as a single image
+(``pipeline.derain_detailed`` or ``sdrl.load_model(path).apply``) and writes
+the outputs atomically; :func:`run_job_on_bytes` does the same on file content
+sent over the network and returns the encoded outputs instead of writing them.
+Both return an :class:`Outcome`: an error is a value (one line naming the
+file), never an exception, so one bad image cannot stop a run on any backend.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..io import DEFAULT_MAX_PIXELS, decode_image, encode_image, read_image, temporary_files, write_bytes
+from .plan import Job
+
+__all__ = ["DerainTask", "ApplyTask", "Outcome", "run_job", "run_job_on_bytes", "describe_error",
+           "remove_temporaries", "set_threads", "thread_lock_for_bars", "cached_model"]
+
+
+@dataclass(frozen=True)
+class DerainTask:
+    """``derain``: a fresh network per image (``pipeline.derain_detailed``).
+
+    options: ``Settings`` overrides as ``(name, value)`` pairs (None values are ignored).
+    save_intermediates: also write ``<stem>_mask.png`` and ``<stem>_reference.png``.
+    progress: a progress bar of the training steps (for a single image on a terminal).
+    threads: torch threads for each image, on every backend (None: whatever the process has).
+        The number of threads changes the rounding of training sums, and 700 steps turn
+        that into differences of up to ~6 grey levels; with a fixed count (1 for folders)
+        the outputs do not depend on the number of workers.
+    """
+
+    preset: str = "fast"
+    options: tuple = ()
+    device: str = "cpu"
+    save_intermediates: bool = False
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    progress: bool = False
+    threads: int | None = None
+    kind = "derain"
+
+    def output_paths(self, dst: Path) -> list[Path]:
+        """Every file a job writes, the main output last (so that when it exists, all do)."""
+        dst = Path(dst)
+        extra = [dst.with_name(f"{dst.stem}_mask.png"), dst.with_name(f"{dst.stem}_reference.png")]
+        return (extra if self.save_intermediates else []) + [dst]
+
+    def compute(self, image: np.ndarray, dst: Path, model_file: Path | None = None):
+        """[(path, pixels, use the input's metadata)] in :meth:`output_paths` order; and a message."""
+        from ..ldgp import rotation_for_angle
+        from ..pipeline import derain_detailed, to_uint8
+        r = derain_detailed(image, self.preset, device=self.device, progress=self.progress,
+                            **dict(self.options))
+        images = ([r.mask, to_uint8(r.targets.mean(axis=0))] if self.save_intermediates else []) + [r.image]
+        outputs = [(path, pixels, path == dst) for path, pixels in zip(self.output_paths(dst), images)]
+        lean = rotation_for_angle(r.angle)
+        veil = f", veil taken away (strength {r.veil.strength:.2f})" if r.veil is not None else ""
+        return outputs, f"({r.seconds:.1f} s, streaks {lean:+d} deg from vertical{veil})"
+
+
+@dataclass(frozen=True)
+class ApplyTask:
+    """``apply``: a model trained by ``rain2avoid train`` (loaded once per process).
+
+    threads: as for :class:`DerainTask`; inference gives the same pixels with any
+    number of threads, so None (each worker gets its share of the cores) is fine.
+    veil: "auto", "on" or "off" for the veil of heavy rain (None: as the model was trained).
+    """
+
+    model: Path
+    device: str = "cpu"
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    threads: int | None = None
+    veil: str | None = None
+    kind = "apply"
+
+    def output_paths(self, dst: Path) -> list[Path]:
+        return [Path(dst)]
+
+    def compute(self, image: np.ndarray, dst: Path, model_file: Path | None = None):
+        model = cached_model(model_file or self.model, self.device)
+        return [(dst, model.apply(image, self.veil), True)], ""
+
+
+@dataclass
+class Outcome:
+    """What became of one job.
+
+    error: None when done, else one line naming the input. message: a note for
+    the log (derain: time and streak angle). files: the encoded outputs as
+    ``(path, bytes)`` when the caller writes them (:func:`run_job_on_bytes`).
+    detail: the traceback of an unexpected error, for ``--debug``.
+    """
+
+    src: Path
+    dst: Path
+    error: str | None = None
+    message: str = ""
+    seconds: float = 0.0
+    files: list = field(default_factory=list)
+    detail: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def describe_error(path: Path, error: BaseException) -> str:
+    """One line naming ``path`` (once) and what went wrong."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    if not isinstance(error, (ValueError, OSError, MemoryError)):  # unexpected: say what it was
+        text = f"{type(error).__name__}: {text}"
+    return text if str(path) in text else f"{path}: {text}"
+
+
+def run_job(task, job: Job, raise_errors: bool = False) -> Outcome:
+    """Read ``job.src``, process it with ``task``, write the outputs atomically.
+
+    Errors come back as ``Outcome.error`` (re-raised with ``raise_errors``).
+    Running a job twice writes the same files: jobs are idempotent.
+    """
+    start = time.perf_counter()
+    try:
+        image, meta = read_image(job.src, max_pixels=task.max_pixels, with_meta=True)
+        outputs, message = task.compute(image, Path(job.dst))
+        for path, pixels, keep_meta in outputs:
+            write_bytes(path, encode_image(path, pixels, meta if keep_meta else None))
+        return Outcome(job.src, job.dst, message=message, seconds=time.perf_counter() - start)
+    except Exception as e:  # one bad file must not stop the others
+        if raise_errors:
+            raise
+        return Outcome(job.src, job.dst, describe_error(job.src, e), seconds=time.perf_counter() - start,
+                       detail=traceback.format_exc())
+
+
+def run_job_on_bytes(task, job: Job, data: bytes, model: bytes | None = None) -> Outcome:
+    """:func:`run_job` on the input's content; the outputs come back encoded in ``Outcome.files``.
+
+    For workers that do not see the caller's files: the caller sends ``data``
+    (and, for :class:`ApplyTask`, the model file's content) and writes the files.
+    """
+    start = time.perf_counter()
+    try:
+        image, meta = decode_image(data, job.src, max_pixels=task.max_pixels, with_meta=True)
+        model_file = _model_copy(model) if model is not None else None
+        outputs, message = task.compute(image, Path(job.dst), model_file)
+        files = [(path, encode_image(path, pixels, meta if keep_meta else None))
+                 for path, pixels, keep_meta in outputs]
+        return Outcome(job.src, job.dst, message=message, seconds=time.perf_counter() - start, files=files)
+    except Exception as e:
+        return Outcome(job.src, job.dst, describe_error(job.src, e), seconds=time.perf_counter() - start,
+                       detail=traceback.format_exc())
+
+
+def remove_temporaries(task, jobs) -> int:
+    """Remove the temporary files that writes of ``jobs``' outputs left when their process was
+    killed; the number removed. Call it when none of those writes can still be running."""
+    paths = [path for job in jobs for path in task.output_paths(job.dst)]
+    leftovers = temporary_files(*paths)
+    for leftover in leftovers:
+        leftover.unlink(missing_ok=True)
+    return len(leftovers)
+
+
+def thread_lock_for_bars() -> None:
+    """Call first in a worker process: tqdm's default lock is a named semaphore, which a worker
+    that is killed (or stopped with ``os._exit``) leaks and Python warns about; workers show no
+    bars, and a thread lock does the same job."""
+    import threading
+
+    from tqdm.auto import tqdm
+    tqdm.set_lock(threading.RLock())
+
+
+def set_threads(threads: int) -> None:
+    """Give this process ``threads`` threads for torch, OpenCV and OpenMP libraries."""
+    import cv2
+    import torch
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[name] = str(threads)
+    torch.set_num_threads(threads)
+    cv2.setNumThreads(threads)
+
+
+def cached_model(path: Path, device: str = "cpu"):
+    """``sdrl.load_model(path)``, loaded once per process (reloaded if the file changes)."""
+    try:
+        stat = os.stat(path)
+    except OSError:  # load_model says what is wrong
+        return _load_model.__wrapped__(str(path), 0, 0, device)
+    return _load_model(os.path.realpath(path), stat.st_mtime_ns, stat.st_size, device)
+
+
+@functools.lru_cache(maxsize=2)
+def _load_model(path: str, mtime_ns: int, size: int, device: str):
+    import warnings
+
+    from ..sdrl import load_model
+    with warnings.catch_warnings():  # torch's remarks on odd pickles would bury the one-line error
+        warnings.simplefilter("ignore")
+        return load_model(path, device=device)
+
+
+def _model_copy(content: bytes) -> Path:
+    """A local copy of a model file sent as bytes (one per content, shared by the tasks)."""
+    digest = hashlib.sha256(content).hexdigest()[:16]
+    path = Path(tempfile.gettempdir()) / f"rain2avoid-model-{digest}.pt"
+    if not path.is_file():
+        write_bytes(path, content)
+    return path

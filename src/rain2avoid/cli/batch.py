@@ -1,0 +1,153 @@
+"""Flags and the run loop for many images (derain, apply): workers, trees, shards, a Dask cluster.
+
+The work itself is in :mod:`rain2avoid.batch`; this module turns flags into a
+plan, runs it there and reports like every other command (one line per
+failure, the list at the end, exit 1 if any failed, 130 on Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from tqdm.auto import tqdm
+
+from ..batch import available_cores, default_workers, parse_shard, plan_jobs, run, split_done, take_shard
+from ..batch.dask import DaskError
+from ..batch.plan import Job
+from ..batch.work import Outcome
+from ..io import IMAGE_EXTENSIONS
+from .common import Context, check_outputs, list_inputs, output_for, report_failures, say_skipped
+
+
+def _workers(ctx, param, value):
+    if value is None or value == "auto":
+        return None
+    try:
+        workers = int(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a number or 'auto'") from None
+    if workers < 1:
+        raise click.BadParameter("needs at least 1 worker")
+    return workers
+
+
+def _shard(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        return parse_shard(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+
+
+def batch_options(f):
+    cores = available_cores()
+    f = click.option("--dask-write", type=click.Choice(["auto", "worker", "client"]), default="auto",
+                     show_default=True,
+                     help="With --dask, who writes the outputs: 'worker' (workers share the client's "
+                          "filesystem, same paths), 'client' (inputs and outputs travel as bytes), 'auto' "
+                          "(worker if every worker sees the files).")(f)
+    f = click.option("--dask", "dask", metavar="ADDRESS", default=None,
+                     help="Run one task per image on the Dask scheduler at ADDRESS, e.g. "
+                          "tcp://10.0.0.5:8786 (needs rain2avoid[dask] here and on the workers).")(f)
+    f = click.option("--shard", metavar="K/N", callback=_shard, default=None,
+                     help="Only the K-th of N disjoint slices of the sorted file list, K from 0 "
+                          "(Slurm: --shard $SLURM_ARRAY_TASK_ID/N; Kubernetes: $JOB_COMPLETION_INDEX/N).")(f)
+    f = click.option("--recursive", "-r", is_flag=True,
+                     help="Process the whole folder tree; outputs mirror it (the output folder is skipped).")(f)
+    f = click.option("--workers", metavar="N|auto", callback=_workers, default="auto", show_default=True,
+                     help=f"Worker processes on this machine, each with its share of the {cores} core(s). "
+                          f"auto: {cores} single-threaded workers (fastest measured) when the folder holds "
+                          f"enough work to repay starting them, else 1 process.")(f)
+    return f
+
+
+def plan(input: Path, output: Path, recursive: bool, shard, suffix: str | None = None,
+         videos: bool = False) -> tuple[list[Job], bool]:
+    """The jobs of this run (this shard's) and whether the input is a folder (``videos``: the
+    folder's videos too)."""
+    files, folder = list_inputs(input, recursive, exclude=output, videos=videos)
+    if shard is not None:
+        files = take_shard(files, *shard)
+    if folder:
+        jobs = plan_jobs(files, input, output, suffix)
+        if videos:  # a video with another suffix is written in its own container's
+            jobs = [Job(j.src, output_for(j.src, j.dst.parent, True, suffix))
+                    if j.src.suffix.lower() not in IMAGE_EXTENSIONS else j for j in jobs]
+        return jobs, True
+    return [Job(f, output_for(f, output, False, suffix)) for f in files], False
+
+
+def run_batch(ctx: Context, task, jobs: list[Job], what: str, force: bool, overwrite: bool, workers,
+              dask: str | None, dask_write: str, work_seconds: float, earlier: tuple[list[str], int] = ([], 0)
+              ) -> None:
+    """Run the jobs as the flags say; report like ``run_jobs``; exit 1 if any failed, 130 on Ctrl-C.
+
+    ``work_seconds``: a rough cost of one image here, to decide ``--workers auto``.
+    ``earlier``: the failures and number of files of work done before (videos), listed at the end too.
+    """
+    if dask and workers is not None:
+        raise click.UsageError("--workers is for this machine; with --dask the cluster's workers do the work")
+    failures: list[str] = list(earlier[0])
+    if not jobs:
+        if not earlier[1]:
+            ctx.say("no images in this shard")
+        report_failures(failures, earlier[1])
+        if failures:
+            sys.exit(1)
+        return
+    check_outputs(jobs, overwrite)
+    todo, done = split_done(jobs, force, overwrite)
+    say_skipped(ctx, done)
+    if workers is None:
+        workers = auto_workers(len(todo), work_seconds) if not ctx.debug else 1
+    workers = min(workers, max(1, len(todo)))  # no idle processes
+    bar = tqdm(total=len(todo), desc=what, unit="image", disable=not ctx.bars or len(todo) < 2)
+    finished = []
+
+    def report(outcome: Outcome) -> None:
+        bar.update(1)
+        finished.append(outcome.ok)
+        if outcome.ok:
+            if outcome.message:
+                ctx.say(f"{outcome.src.name} -> {outcome.dst} {outcome.message}")
+            return
+        failures.append(outcome.error)
+        tqdm.write(f"error: {outcome.error}", file=sys.stderr)
+        if ctx.debug and outcome.detail:
+            tqdm.write(outcome.detail.rstrip(), file=sys.stderr)
+
+    def started(mode: str, threads: int) -> None:
+        ctx.say(f"dask: {threads} worker thread(s) at {dask}; outputs written by the "
+                f"{'workers' if mode == 'worker' else 'client'}")
+
+    try:
+        run(task, todo, workers=workers, dask=dask, dask_write=dask_write, on_outcome=report,
+            raise_errors=ctx.debug and workers == 1 and not dask, on_start=started)
+    except KeyboardInterrupt:
+        bar.close()
+        click.echo(f"interrupted: {sum(finished)} of {len(todo)} image(s) done; run the same command again "
+                   f"to do the rest (finished outputs are skipped)", err=True)
+        sys.exit(130)
+    except DaskError as e:  # the cluster cannot be used
+        if ctx.debug:
+            raise
+        raise click.ClickException(str(e))
+    bar.close()
+    report_failures(failures, len(todo) + earlier[1])
+    if failures:
+        sys.exit(1)
+
+
+START_SECONDS = 2.0
+"""About what starting the worker pool costs here (forkserver, importing torch once; measured)."""
+
+
+def auto_workers(images: int, work_seconds: float, cores: int | None = None) -> int:
+    """``--workers auto``: one single-threaded worker per core when the images' work (``images``
+    times ``work_seconds``) is worth at least ~3x the pool's start-up, else 1."""
+    if images * work_seconds < 3 * START_SECONDS:
+        return 1
+    return default_workers(images, cores)

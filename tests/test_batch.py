@@ -1,0 +1,308 @@
+"""Many images on one machine: shards, trees, worker processes, re-runs, Ctrl-C, bounded training memory.
+
+Tiny images and few training steps; the pool tests start real worker processes.
+The Dask backend is tested in test_dask.py.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import weakref
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import invoke
+from rain2avoid.batch import DerainTask, Job, find_images, parse_shard, plan_jobs, run_local, take_shard
+from rain2avoid.io import read_image, write_image
+from rain2avoid.sdrl import Settings, train_folder, train_stream
+
+H, W = 40, 56
+
+
+def rainy(seed, h=H, w=W):
+    from rain2avoid.synth import add_rain, clean_example
+    name = ("coffee", "chelsea", "rocket", "astronaut")[seed % 4]
+    image, _ = add_rain(clean_example(name, size=(h, w)), angle=5 * (seed % 5) - 10, density=0.04, length=14,
+                        seed=seed)
+    return image
+
+
+def make_folder(root: Path, names, h=H, w=W) -> list[Path]:
+    for i, name in enumerate(names):
+        write_image(root / name, rainy(i, h, w))
+    return [root / name for name in names]
+
+
+def tmp_files(folder: Path) -> list[str]:
+    return [p.name for p in folder.rglob(".*.tmp")]
+
+
+def done_lines(result) -> list[str]:
+    """The inputs a derain run reports as done (``name -> output (...)``)."""
+    return [line.split(" -> ")[0] for line in result.stdout.splitlines() if " -> " in line]
+
+
+def max_difference(a: Path, b: Path) -> int:
+    return int(np.abs(read_image(a).astype(int) - read_image(b).astype(int)).max())
+
+
+# --- shards -----------------------------------------------------------------------------------------------------
+
+def test_parse_shard():
+    assert parse_shard("0/1") == (0, 1) and parse_shard("3/4") == (3, 4) and parse_shard(" 2 / 10 ") == (2, 10)
+    for bad, words in [("4/4", "0 to 3"), ("1/0", "at least 1"), ("-1/3", "K/N"), ("a/b", "K/N"), ("3", "K/N"),
+                       ("1/2/3", "K/N")]:
+        with pytest.raises(ValueError, match=words):
+            parse_shard(bad)
+
+
+@pytest.mark.parametrize("count", [0, 1, 5, 7, 100])
+@pytest.mark.parametrize("n", [1, 2, 3, 7, 10])
+def test_shards_hold_every_item_exactly_once(count, n):
+    items = [f"{i}.png" for i in range(count)]
+    shards = [take_shard(items, k, n) for k in range(n)]
+    assert sum(shards, []) == items  # in order, each exactly once
+    assert max(map(len, shards)) - min(map(len, shards)) <= 1
+    with pytest.raises(ValueError):
+        take_shard(items, n, n)
+
+
+@pytest.mark.parametrize("n", [3, 7])
+def test_cli_shards_cover_the_folder_exactly_once(tmp_path, n):
+    names = [f"{i}.png" for i in (1, 2, 10, 11, 20)]  # natural order: 10 after 2 on every machine
+    make_folder(tmp_path / "in", names)
+    seen = []
+    for k in range(n):
+        r = invoke("derain", tmp_path / "in", "-o", tmp_path / "out", "--steps", "1", "--shard", f"{k}/{n}")
+        assert r.exit_code == 0, r.output
+        seen += done_lines(r)
+    assert sorted(seen) == sorted(names) and len(seen) == len(set(seen))
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(names)
+
+
+def test_cli_bad_shards_are_usage_errors(tmp_path):
+    make_folder(tmp_path / "in", ["a.png"])
+    for bad in ("2/2", "1/0", "x", "1/2/3"):
+        r = invoke("derain", tmp_path / "in", "-o", tmp_path / "out", "--shard", bad)
+        assert r.exit_code == 2 and "--shard" in r.stderr, (bad, r.output)
+    assert not (tmp_path / "out").exists()
+
+
+def test_rerun_of_a_shard_is_idempotent(tmp_path):
+    make_folder(tmp_path / "in", [f"{i}.png" for i in range(4)])
+    args = ["derain", tmp_path / "in", "-o", tmp_path / "out", "--steps", "1", "--shard", "1/2"]
+    r = invoke(*args)
+    assert r.exit_code == 0 and sorted(done_lines(r)) == ["2.png", "3.png"]
+    stats = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in (tmp_path / "out").iterdir()}
+    r = invoke(*args)
+    assert r.exit_code == 0 and done_lines(r) == [] and r.stdout.count("skip ") == 2
+    assert {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in (tmp_path / "out").iterdir()} == stats
+
+
+# --- trees ------------------------------------------------------------------------------------------------------
+
+def test_find_images_recursive_order_and_skips(tmp_path):
+    make_folder(tmp_path, ["b/10.png", "b/2.png", "a.png", "B2/x.jpg", ".hidden/h.png", "b/.h.png", "out/o.png"])
+    (tmp_path / "notes.txt").write_text("not an image")
+    found = find_images(tmp_path, recursive=True, exclude=tmp_path / "out")
+    assert [p.relative_to(tmp_path).as_posix() for p in found] == ["a.png", "b/2.png", "b/10.png", "B2/x.jpg"]
+    assert [p.name for p in find_images(tmp_path)] == ["a.png"]
+    jobs = plan_jobs(found, tmp_path, Path("/o"), ".png")
+    assert jobs[-1] == Job(tmp_path / "B2" / "x.jpg", Path("/o/B2/x.png"))
+
+
+def test_recursive_mirrors_the_tree_and_skips_its_own_output(tmp_path):
+    root = tmp_path / "photos"
+    names = ["top.png", "2024/jan/1.png", "2024/feb/2.jpg", "2023/3.png"]
+    make_folder(root, names)
+    out = root / "derained"  # inside the input tree
+    for _ in range(2):  # the second run must not take the first run's outputs for inputs
+        r = invoke("derain", root, "-o", out, "-r", "--steps", "1", "--force")
+        assert r.exit_code == 0, r.output
+        assert len(done_lines(r)) == len(names)
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == sorted(names)
+    for name in names:
+        assert read_image(out / name).shape == read_image(root / name).shape
+    r = invoke("derain", root, "-o", tmp_path / "flat", "--steps", "1")  # without -r: the top folder only
+    assert r.exit_code == 0 and done_lines(r) == ["top.png"]
+
+
+# --- worker processes ------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory):
+    """Four good images (one in a subfolder) and two bad files."""
+    root = tmp_path_factory.mktemp("mixed")
+    make_folder(root, ["a.png", "b.png", "c.jpg", "sub/d.png"])
+    (root / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    (root / "notes.jpg").write_bytes(b"plain text")
+    return root
+
+
+GOOD = ["a.png", "b.png", "c.jpg", "sub/d.png"]
+
+
+def test_two_workers_give_the_outputs_of_one(tmp_path, mixed):
+    out = {}
+    for workers in ("1", "2"):
+        out[workers] = tmp_path / f"w{workers}"
+        r = invoke("derain", mixed, "-o", out[workers], "-r", "--steps", "30", "--workers", workers)
+        assert r.exit_code == 1, r.output  # the two bad files
+        assert sorted(done_lines(r)) == sorted(Path(n).name for n in GOOD)
+        errors = [line for line in r.stderr.splitlines() if line.startswith("error: ")]
+        assert len(errors) == 2 and any("broken.png" in e for e in errors) and any("notes.jpg" in e for e in errors)
+        assert "2 of 6 file(s) failed:" in r.stderr
+        assert tmp_files(out[workers]) == []
+    for name in GOOD:
+        assert max_difference(out["1"] / name, out["2"] / name) <= 1
+
+
+def test_folders_train_with_one_thread_whatever_the_process_has(tmp_path, monkeypatch):
+    """Thread counts change float rounding (up to ~6 grey levels at 480x320 and 700 steps,
+    benchmarks/scaling.py), so a folder's images train with 1 thread under any --workers."""
+    import torch
+
+    import rain2avoid.pipeline
+    real, seen = rain2avoid.pipeline.derain_detailed, []
+
+    def spy(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(rain2avoid.pipeline, "derain_detailed", spy)
+    make_folder(tmp_path / "in", ["a.png", "b.png"])
+    torch.set_num_threads(2)
+    assert invoke("derain", tmp_path / "in", "-o", tmp_path / "out", "--steps", "1", "--workers", "1").exit_code == 0
+    assert seen == [1, 1] and torch.get_num_threads() == 2  # and restored afterwards
+    assert invoke("derain", tmp_path / "in" / "a.png", "-o", tmp_path / "one.png", "--steps", "1").exit_code == 0
+    assert seen[-1] == 2  # a single image keeps every thread, as before
+
+
+def test_apply_with_two_workers(tmp_path, mixed):
+    model = tmp_path / "m.pt"
+    assert invoke("train", mixed, "--model", model, "--steps", "3", "-q").exit_code == 1  # bad files left out
+    for workers in ("1", "2"):
+        r = invoke("apply", mixed, "--model", model, "-o", tmp_path / f"w{workers}", "-r", "--workers", workers)
+        assert r.exit_code == 1 and r.stderr.count("error: ") == 2, r.output
+    for name in GOOD:
+        assert max_difference(tmp_path / "w1" / name, tmp_path / "w2" / name) <= 1
+
+
+def test_a_killed_worker_is_replaced_and_its_image_redone(tmp_path):
+    import multiprocessing
+    files = make_folder(tmp_path / "in", [f"{i}.png" for i in range(5)])
+    jobs = [Job(f, tmp_path / "out" / f.name) for f in files]
+    task = DerainTask(options=(("steps", 60),))
+    killed = []
+
+    def kill_one(outcome):
+        if not killed:  # the pool's workers are busy with the next images now
+            victim = multiprocessing.active_children()[0]
+            os.kill(victim.pid, signal.SIGKILL)
+            killed.append(victim.pid)
+
+    outcomes = run_local(task, jobs, workers=2, on_outcome=kill_one)
+    assert killed
+    assert sorted(o.src.name for o in outcomes) == [f.name for f in files]  # each exactly once
+    assert all(o.ok for o in outcomes), [o.error for o in outcomes]
+    expected = run_local(task, [Job(files[4], tmp_path / "ref.png")])
+    assert expected[0].ok and max_difference(tmp_path / "ref.png", tmp_path / "out" / "4.png") <= 1
+    assert tmp_files(tmp_path) == []
+
+
+def test_ctrl_c_stops_workers_and_leaves_only_complete_outputs(tmp_path):
+    make_folder(tmp_path / "in", [f"{i}.png" for i in range(6)])
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "rain2avoid.cli", "derain", tmp_path / "in", "-o", out, "--steps", "150",
+           "--workers", "2"]
+    p = subprocess.Popen([str(c) for c in cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (out.is_dir() and any(out.glob("*.png"))) and time.monotonic() < deadline:
+        time.sleep(0.05)  # wait for the first finished image: the workers are busy with others now
+    p.send_signal(signal.SIGINT)
+    stdout, stderr = p.communicate(timeout=60)
+    assert p.returncode == 130, stderr
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    finished = sorted(out.glob("*.png"))
+    assert 1 <= len(finished) < 6 and tmp_files(out) == []
+    for f in finished:
+        assert read_image(f).shape == (H, W, 3)
+    r = invoke("derain", tmp_path / "in", "-o", out, "--steps", "1", "--workers", "1")  # a re-run does the rest
+    assert r.exit_code == 0 and len(done_lines(r)) == 6 - len(finished)
+
+
+def test_worker_count_usage(tmp_path):
+    make_folder(tmp_path / "in", ["a.png"])
+    for bad in ("0", "many"):
+        r = invoke("derain", tmp_path / "in", "-o", tmp_path / "out", "--workers", bad)
+        assert r.exit_code == 2 and "--workers" in r.stderr
+    r = invoke("derain", tmp_path / "in", "-o", tmp_path / "out", "--workers", "2", "--dask", "tcp://127.0.0.1:1")
+    assert r.exit_code == 2 and "--dask" in r.stderr
+    assert "auto" in invoke("derain", "--help").stdout
+
+
+# --- training memory ---------------------------------------------------------------------------------------------
+
+def _training_data(seed, h=24, w=32):
+    rng = np.random.default_rng(seed)
+    x = rng.random((h, w, 3), dtype=np.float32)
+    return x, (x * 0.9)[None], np.ones((h, w), np.float32)
+
+
+def test_train_stream_equals_train_folder_when_everything_fits():
+    settings = Settings(steps=20, batch=4, crop=16)
+    items = [_training_data(i) for i in range(3)]
+    x = items[0][0]
+    a = train_folder([i[0] for i in items], [i[1] for i in items], settings, weights=[i[2] for i in items])
+    b = train_stream([lambda i=i: i for i in items], settings, budget_mb=1)
+    assert np.array_equal(a.predict(x), b.predict(x))
+
+
+def test_train_stream_holds_at_most_its_budget():
+    count, steps = 40, 60
+    size = sum(a.nbytes for a in _training_data(0))
+    alive, most, calls = set(), [0], []
+
+    def source(i):
+        def load():
+            calls.append(i)
+            if i == 7:
+                return None  # a file that could not be read
+            item = _training_data(i)
+            alive.add(i)
+            weakref.finalize(item[0], alive.discard, i)
+            most[0] = max(most[0], len(alive))
+            return item
+        return load
+
+    budget_images = 5
+    model = train_stream([source(i) for i in range(count)], Settings(steps=steps, batch=2, crop=16),
+                         budget_mb=budget_images * size / 2 ** 20)
+    assert sorted(calls) == list(range(count))  # every image loaded exactly once
+    assert calls[:budget_images + 1] == list(range(budget_images + 1))  # in order until over budget
+    assert most[0] <= budget_images + 1  # the budget plus the one image being added
+    assert model.predict(_training_data(0)[0]).shape == (24, 32, 3)
+
+
+def test_train_cli_streams_a_folder_bigger_than_its_memory(tmp_path):
+    # 1.7 MB of training data each (image, reference, weights as float32): one at a time in 1 MB.
+    make_folder(tmp_path / "in", [f"{i}.png" for i in range(6)] + ["sub/6.png"], 200, 300)
+    (tmp_path / "in" / "bad.png").write_bytes(b"junk")
+    r = invoke("train", tmp_path / "in", "--model", tmp_path / "m.pt", "--steps", "12", "-r", "--memory-mb", "1")
+    assert r.exit_code == 1 and "bad.png" in r.stderr and "left out" in r.stderr
+    assert "trained on 7 image(s)" in r.stdout
+    r = invoke("apply", tmp_path / "in" / "0.png", "--model", tmp_path / "m.pt", "-o", tmp_path / "o.png")
+    assert r.exit_code == 0 and read_image(tmp_path / "o.png").shape == (200, 300, 3)
+
+
+def test_dask_not_installed_names_the_extra(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "distributed", None)  # import distributed -> ImportError
+    make_folder(tmp_path / "in", ["a.png"])
+    r = invoke("derain", tmp_path / "in", "-o", tmp_path / "out", "--dask", "tcp://127.0.0.1:8786")
+    assert r.exit_code == 1 and "rain2avoid[dask]" in r.stderr and "Traceback" not in r.stderr

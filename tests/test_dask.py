@@ -1,0 +1,200 @@
+"""The Dask backend on real clusters on 127.0.0.1: a LocalCluster, and a scheduler and workers started
+with the ``dask`` command line (as on a real cluster: the workers import the installed rain2avoid).
+
+Each cluster has 2 single-threaded worker processes. The same outputs as a local run, bad files
+reported, both write modes, and a worker killed mid-run: every image still done exactly once.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+distributed = pytest.importorskip("distributed", reason="the Dask tests need rain2avoid[dask]")
+
+import rain2avoid  # noqa: E402
+from conftest import invoke  # noqa: E402
+from rain2avoid.batch import DerainTask, Job, run_local  # noqa: E402
+from rain2avoid.batch.dask import DaskError, run_dask  # noqa: E402
+from rain2avoid.io import read_image  # noqa: E402
+from test_batch import GOOD, done_lines, make_folder, max_difference, tmp_files  # noqa: E402
+
+STEPS = "30"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _dask_command() -> list[str]:
+    exe = Path(sys.executable).with_name("dask")
+    return [str(exe)] if exe.exists() else [shutil.which("dask") or "dask"]
+
+
+class CommandLineCluster:
+    """``dask scheduler`` and ``dask worker --nworkers 2 --nthreads 1`` as subprocesses."""
+
+    def __init__(self, tmp: Path):
+        port = _free_port()
+        self.scheduler_address = f"tcp://127.0.0.1:{port}"
+        # The workers import rain2avoid like any installed package; point them at the one under test.
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+            [str(Path(rain2avoid.__file__).parents[1])] + os.environ.get("PYTHONPATH", "").split(os.pathsep))}
+        log = open(tmp / "dask.log", "w")
+        self.processes = [subprocess.Popen(
+            _dask_command() + ["scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+            stdout=log, stderr=log, env=env, cwd=tmp)]
+        self.processes.append(subprocess.Popen(
+            _dask_command() + ["worker", self.scheduler_address, "--nworkers", "2", "--nthreads", "1",
+                               "--no-dashboard", "--host", "127.0.0.1", "--local-directory", str(tmp)],
+            stdout=log, stderr=log, env=env, cwd=tmp))
+        with distributed.Client(self.scheduler_address, timeout=60) as client:
+            client.wait_for_workers(2, timeout=120)
+
+    def close(self):
+        for p in reversed(self.processes):  # the workers first, while the scheduler is there
+            p.send_signal(signal.SIGINT)
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+@pytest.fixture(scope="module", params=["LocalCluster", "dask command line"])
+def cluster(request, tmp_path_factory):
+    if request.param == "LocalCluster":
+        c = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                                     host="127.0.0.1")
+    else:
+        c = CommandLineCluster(tmp_path_factory.mktemp("dask"))
+    yield c.scheduler_address
+    c.close()
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory):
+    """Four good images (one in a subfolder), two bad files, and their outputs from a local run."""
+    root = tmp_path_factory.mktemp("mixed")
+    make_folder(root / "in", GOOD)
+    (root / "in" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    (root / "in" / "notes.jpg").write_bytes(b"plain text")
+    r = invoke("derain", root / "in", "-o", root / "local", "-r", "--steps", STEPS, "--workers", "1")
+    assert r.exit_code == 1 and sorted(done_lines(r)) == sorted(Path(n).name for n in GOOD)
+    return root
+
+
+@pytest.mark.parametrize("write", ["auto", "client"])
+def test_same_outputs_as_local_and_bad_files_reported(tmp_path, cluster, mixed, write):
+    out = tmp_path / "out"
+    r = invoke("derain", mixed / "in", "-o", out, "-r", "--steps", STEPS, "--dask", cluster, "--dask-write", write)
+    assert r.exit_code == 1, r.output
+    assert f"outputs written by the {'workers' if write == 'auto' else 'client'}" in r.stdout
+    assert sorted(done_lines(r)) == sorted(Path(n).name for n in GOOD)
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 2 and any("broken.png" in e for e in errors) and any("notes.jpg" in e for e in errors)
+    assert "2 of 6 file(s) failed:" in r.stderr and "Traceback" not in r.stderr
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == sorted(GOOD)
+    for name in GOOD:
+        assert max_difference(out / name, mixed / "local" / name) <= 1
+    assert tmp_files(tmp_path) == [] and not list(out.rglob(".rain2avoid-probe-*"))
+    r = invoke("derain", mixed / "in", "-o", out, "-r", "--steps", STEPS, "--dask", cluster)  # re-run: all skipped
+    assert r.exit_code == 1 and done_lines(r) == [] and r.stdout.count("skip ") == len(GOOD)
+
+
+def test_relative_paths_reach_workers_in_other_folders(tmp_path, cluster, mixed, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the workers' current folder is another one
+    r = invoke("derain", os.path.relpath(mixed / "in", tmp_path), "-o", "out", "-r", "--steps", STEPS,
+               "--dask", cluster)
+    assert r.exit_code == 1 and "outputs written by the workers" in r.stdout, r.output
+    for name in GOOD:
+        assert max_difference(tmp_path / "out" / name, mixed / "local" / name) <= 1
+
+
+@pytest.mark.parametrize("write", ["worker", "client"])
+def test_apply(tmp_path, cluster, mixed, write):
+    model = tmp_path / "m.pt"
+    assert invoke("train", mixed / "in", "--model", model, "--steps", "3", "-q").exit_code == 1
+    r = invoke("apply", mixed / "in", "--model", model, "-o", tmp_path / "local", "-r", "--workers", "1")
+    assert r.exit_code == 1
+    r = invoke("apply", mixed / "in", "--model", model, "-o", tmp_path / "out", "-r", "--dask", cluster,
+               "--dask-write", write)
+    assert r.exit_code == 1 and r.stderr.count("error: ") == 2, r.output
+    for name in GOOD:
+        assert max_difference(tmp_path / "out" / name, tmp_path / "local" / name) <= 1
+
+
+def test_ctrl_c_cancels_the_tasks_not_started(tmp_path, cluster):
+    make_folder(tmp_path / "in", [f"{i}.png" for i in range(8)])
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "rain2avoid.cli", "derain", tmp_path / "in", "-o", out, "--steps", "60",
+           "--dask", cluster]
+    p = subprocess.Popen([str(c) for c in cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 180
+    while not any(out.glob("*.png")) and p.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    p.send_signal(signal.SIGINT)
+    _, stderr = p.communicate(timeout=60)
+    assert p.returncode == 130 and "interrupted" in stderr and "Traceback" not in stderr, stderr
+    with distributed.Client(cluster, timeout=30) as client:  # nothing of ours is left queued
+        deadline = time.monotonic() + 60
+        while any(client.processing().values()) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(client.processing().values())
+    finished = sorted(out.glob("*.png"))  # tasks running at Ctrl-C finished and wrote whole files
+    assert 1 <= len(finished) < 8 and tmp_files(tmp_path) == []
+    for f in finished:
+        assert read_image(f).shape == (40, 56, 3)
+
+
+def test_a_killed_worker_loses_nothing(tmp_path, cluster):  # last: the cluster has lost a worker
+    files = make_folder(tmp_path / "in", [f"{i}.png" for i in range(6)])
+    jobs = [Job(f, tmp_path / "out" / f.name) for f in files]
+    task = DerainTask(options=(("steps", 60),))
+    outcomes, failure = [], []
+    first = threading.Event()
+
+    def run():
+        try:
+            outcomes.extend(run_dask(task, jobs, cluster, on_outcome=lambda o: first.set()))
+        except BaseException as e:  # shown by the assertion below
+            failure.append(e)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    with distributed.Client(cluster, timeout=30) as client:
+        while not first.wait(0.2) and thread.is_alive():  # then the workers are busy with the next images
+            pass
+        assert first.is_set(), failure
+        busy = [address for address, keys in client.processing().items() if keys]
+        assert busy, "no task was running"
+        pid = client.run(os.getpid, workers=busy[:1])[busy[0]]
+        os.kill(pid, signal.SIGKILL)
+        thread.join(300)
+        assert not thread.is_alive() and not failure, failure
+    assert sorted(o.src.name for o in outcomes) == sorted(f.name for f in files)  # each exactly once
+    assert all(o.ok for o in outcomes), [o.error for o in outcomes]
+    local = run_local(task, [Job(j.src, tmp_path / "local" / j.src.name) for j in jobs])
+    assert all(o.ok for o in local)
+    for f in files:
+        assert max_difference(tmp_path / "out" / f.name, tmp_path / "local" / f.name) <= 1
+    assert tmp_files(tmp_path) == []
+
+
+def test_unreachable_scheduler_is_one_clear_error(tmp_path):
+    make_folder(tmp_path / "in", ["a.png"])
+    jobs = [Job(tmp_path / "in" / "a.png", tmp_path / "out" / "a.png")]
+    start = time.monotonic()
+    with pytest.raises(DaskError, match="cannot reach the Dask scheduler"):
+        run_dask(DerainTask(), jobs, f"tcp://127.0.0.1:{_free_port()}", timeout=2)
+    assert time.monotonic() - start < 30
