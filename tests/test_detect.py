@@ -87,3 +87,22 @@ def test_rotation_matches_the_dev_rain_layers(dev_dir):
         errors[path.stem] = abs(estimate_rotation(rainy) - _structure_tensor_lean(layer))
     assert len(errors) == 20
     assert max(errors.values()) <= 2.0, errors
+
+
+@pytest.mark.parametrize("angle", [-40, -15, 0, 30])
+def test_dense_faint_rain_gets_its_angle_from_the_spectrum(angle):
+    """Dense faint rain (streaks that touch and cross) leaves few separate segments, but it
+    concentrates the spectrum of the bright detail across the streaks."""
+    from rain2avoid.detect import find_streaks, spectral_rotation
+    rainy, _ = add_rain(clean_example("coffee"), angle=angle, density=0.3, length=30, width=1,
+                        intensity=0.15, seed=4)
+    rotation, clarity = spectral_rotation(rainy)
+    assert abs(rotation - angle) <= 4 and clarity > 4
+    assert not find_streaks(rainy) or find_streaks(rainy)[0].support < 8
+    assert abs(estimate_rotation(rainy) - angle) <= 4
+
+
+def test_spectral_rotation_sees_no_direction_in_a_clean_photo():
+    from rain2avoid.detect import spectral_rotation
+    assert spectral_rotation(np.zeros((64, 64, 3), np.uint8)) == (0.0, 0.0)
+    assert spectral_rotation(clean_example("coffee"))[1] < 4

@@ -24,7 +24,8 @@ import numpy as np
 
 from .ldgp import MaskResult, _check_image, _colour, _vertical_streaks, rain_mask, rotation_for_angle, streak_angle
 
-__all__ = ["Streaks", "find_streaks", "estimate_rotation", "guarded_rain_mask", "streak_mask", "compute_mask"]
+__all__ = ["Streaks", "find_streaks", "spectral_rotation", "estimate_rotation", "guarded_rain_mask", "streak_mask",
+           "compute_mask", "MASKS"]
 
 _STEP = 0.5                                         # degrees per orientation bin
 _CELLS = 8                                          # support counts cells of an 8 x 8 grid per tile
@@ -245,11 +246,47 @@ def find_streaks(image: np.ndarray, search: float = 75.0, tophat_size: int = 7,
     return sorted(found, key=lambda s: (-s.support, s.scale))
 
 
+def spectral_rotation(image: np.ndarray, tophat_size: int = 7, max_side: int = 512,
+                      band: tuple[float, float] = (1 / 32, 1 / 4)) -> tuple[float, float]:
+    """Streak rotation from the power spectrum of the bright thin detail, and how clear it is.
+
+    Dense fine rain rarely leaves separate segments for :func:`find_streaks`:
+    streaks touch and cross. But many parallel thin lines concentrate the
+    spectrum of the achromatic top-hat (:func:`_achromatic_tophat`) along the
+    direction across them. The energy of a centred square crop (Hann window,
+    at most ``max_side`` px), within ``band`` of the sampling frequency, is
+    summed per orientation in 0.5-degree bins and smoothed; the peak gives the
+    rotation (as :func:`estimate_rotation`), and ``peak / median`` how clearly
+    one direction dominates. Returns ``(rotation, clarity)``.
+    """
+    top = _achromatic_tophat(_colour(np.asarray(image)), tophat_size, balance=0.5).astype(np.float32)
+    h, w = top.shape
+    n = min(h, w)
+    top = top[(h - n) // 2:(h - n) // 2 + n, (w - n) // 2:(w - n) // 2 + n]
+    if n > max_side:
+        top, n = cv2.resize(top, (max_side, max_side), interpolation=cv2.INTER_AREA), max_side
+    if n < 16 or not top.any():
+        return 0.0, 0.0
+    window = np.outer(np.hanning(n), np.hanning(n)).astype(np.float32)
+    power = np.abs(np.fft.fftshift(np.fft.fft2((top - top.mean()) * window))) ** 2
+    yy, xx = np.mgrid[:n, :n] - n // 2
+    radius = np.hypot(yy, xx)
+    keep = (radius > n * band[0]) & (radius < n * band[1])
+    bins = np.round((np.degrees(np.arctan2(yy[keep], xx[keep])) % 180) * 2).astype(int) % 360
+    hist = np.bincount(bins, weights=power[keep], minlength=360)
+    hist = np.convolve(np.r_[hist[-2:], hist, hist[:2]], np.ones(5) / 5, "valid")
+    k = int(np.argmax(hist))
+    clarity = float(hist[k] / max(np.median(hist), 1e-12))
+    rotation = (k / 2 + 90) % 180 - 90      # streaks run across the frequency direction
+    return float(rotation), clarity
+
+
 def estimate_rotation(image: np.ndarray, search: float = 75.0, tophat_size: int = 7,
                       heights: tuple[float, ...] = (10, 20, 40), min_length: float = 8.0,
                       max_length: float = 80.0, elongation: float = 3.0, spread: float = 1.5,
                       min_segments: int = 5, default: float | None = 0.0,
-                      max_pixels: int = 1 << 20, min_side: int = 128) -> float | None:
+                      max_pixels: int = 1 << 20, min_side: int = 128, confident: int = 8,
+                      min_clarity: float = 4.0, spectral_search: float = 60.0) -> float | None:
     """Rotation (degrees, as :func:`rotation_for_angle` returns) that makes streaks vertical.
 
     ``image`` is uint8 RGB (further channels ignored) or gray. Rain streaks
@@ -276,13 +313,24 @@ def estimate_rotation(image: np.ndarray, search: float = 75.0, tophat_size: int 
     scaled down, so steps 1-4 run on the image and on copies halved again
     and again (area averaging) while the shorter side stays at least
     ``min_side`` px, and the scale with the largest support wins (ties: the
-    finer scale). ``default`` is returned when that support is below
-    ``min_segments``: no visible straight streaks. Images (or copies) with
+    finer scale).
+
+    Dense fine rain leaves few separate segments. When the support is below
+    ``confident``, the direction that dominates the spectrum of the bright
+    detail (:func:`spectral_rotation`) is taken instead, if it is clear (peak
+    at least ``min_clarity`` times the median) and within ``spectral_search``
+    degrees of vertical. Otherwise, with a support below ``min_segments``
+    (no visible straight streaks), ``default`` is returned. Images (or copies) with
     more than ``max_pixels`` pixels are searched on evenly spread 256 x 256
     crops (:func:`_sample_tiles`), so the cost is bounded.
     """
     found = find_streaks(image, search, tophat_size, heights, min_length, max_length, elongation, spread,
                          min_segments, 1, max_pixels=max_pixels, min_side=min_side)
+    if found and found[0].support >= confident:
+        return found[0].rotation
+    rotation, clarity = spectral_rotation(image, tophat_size)
+    if clarity >= min_clarity and abs(rotation) <= min(search, spectral_search):
+        return rotation
     return found[0].rotation if found else default
 
 
@@ -324,11 +372,17 @@ def guarded_rain_mask(image: np.ndarray, kernel_size: int = 10, ridge_width: int
     return MaskResult(mask, angle)
 
 
+MASKS = ("guarded", "ldgp", "streaks")
+
+
 def compute_mask(rgb8: np.ndarray, kind: str = "guarded") -> MaskResult:
-    """Rain mask of a uint8 RGB image: ``"ldgp"`` (the reference's, :func:`rain_mask`)
-    or ``"guarded"`` (:func:`guarded_rain_mask`), as ``Settings.mask`` names them."""
-    if kind not in ("guarded", "ldgp"):
-        raise ValueError(f"mask must be 'ldgp' or 'guarded', got {kind!r}")
+    """Rain mask of a uint8 RGB image: ``"ldgp"`` (the reference's, :func:`rain_mask`),
+    ``"guarded"`` (:func:`guarded_rain_mask`) or ``"streaks"`` (:func:`streak_mask`: every
+    direction and width found), as ``Settings.mask`` names them."""
+    if kind not in MASKS:
+        raise ValueError(f"mask must be one of {', '.join(MASKS)}, got {kind!r}")
+    if kind == "streaks":
+        return streak_mask(rgb8)
     return guarded_rain_mask(rgb8) if kind == "guarded" else rain_mask(rgb8)
 
 

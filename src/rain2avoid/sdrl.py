@@ -26,7 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .io import from_float_rgb, to_float_rgb, to_uint8
-from .detect import compute_mask
+from .detect import MASKS, compute_mask
 from .guard import rain_guard
 from .veil import VEIL_MODES, clear_veil
 from .networks import BACKBONES, build_network
@@ -63,7 +63,8 @@ class Settings:
     target: "expected" (closed-form mean reference, one target), "sampled"
         (``refs`` references drawn once) or "online" (a fresh reference drawn
         at every step, the reference's online SDR variant).
-    mask: "guarded" (finer angle, thin lines only) or "ldgp" (the reference mask).
+    mask: "guarded" (finer angle, thin lines only), "ldgp" (the reference mask) or
+        "streaks" (every direction and width ``detect.find_streaks`` sees).
     guard: keep only the part of each reference's change that rain can explain.
     halo: pixels within this many px of the mask (outside it) are left out of
         the loss: faint streak edges the mask misses, whose label (keep the
@@ -114,7 +115,7 @@ class Settings:
             (self.refs >= 1, "refs must be >= 1"),
             (self.sampler in ("nss", "uniform"), "sampler must be 'nss' or 'uniform'"),
             (self.target in TARGETS, f"target must be one of {', '.join(TARGETS)}"),
-            (self.mask in ("guarded", "ldgp"), "mask must be 'guarded' or 'ldgp'"),
+            (self.mask in MASKS, f"mask must be one of {', '.join(MASKS)}"),
             (self.schedule in ("cosine", "constant"), "schedule must be 'cosine' or 'constant'"),
             (self.veil in VEIL_MODES, f"veil must be one of {', '.join(VEIL_MODES)}"),
         ]
