@@ -5,7 +5,7 @@ import pytest
 
 from rain2avoid.metrics import psnr
 from rain2avoid.synth import add_heavy_rain, clean_example
-from rain2avoid.veil import clear_veil, dark_channel, estimate_veil, guided_filter, remove_veil
+from rain2avoid.veil import clear_veil, dark_channel, estimate_veil, guided_filter, remove_veil, tint
 
 
 def veiled(clean, t=0.6, airlight=0.9):
@@ -43,7 +43,7 @@ def test_auto_leaves_clear_photos_alone_and_clears_veiled_ones():
     clean = clean_example("coffee").astype(np.float32) / 255
     out, veil = clear_veil(clean, "auto")
     assert veil is None and out is clean
-    hazy = veiled(clean_example("coffee"), t=0.5)
+    hazy = veiled(clean_example("astronaut"), t=0.5)
     out, veil = clear_veil(hazy, "auto")
     assert veil is not None and out.std() > hazy.std()
     assert clear_veil(hazy, "off")[1] is None
@@ -71,13 +71,19 @@ def test_bad_arguments_are_refused():
         remove_veil(rgb, estimate_veil(np.zeros((4, 4, 3), np.float32)))
 
 
-def test_auto_spares_grey_photos_and_moderate_haze():
+def test_auto_spares_grey_photos_and_colour_casts():
     grey = clean_example("coffee").astype(np.float32).mean(axis=2, keepdims=True).repeat(3, axis=2) / 255
     bright = np.clip(0.55 + 0.45 * grey, 0, 1)             # a bright grey scene: its dark channel is high
     assert estimate_veil(bright).strength > 0.4
     assert clear_veil(bright, "auto")[1] is None
-    light = veiled(clean_example("coffee"), t=0.8)          # a little haze of the scene's own
-    assert clear_veil(light, "auto")[1] is None and clear_veil(light, "on")[1] is not None
+    clean = clean_example("coffee").astype(np.float32) / 255
+    golden = np.clip(clean * [0.5, 0.45, 0.3] + [0.45, 0.35, 0.2], 0, 1).astype(np.float32)  # a warm colour cast
+    veil = estimate_veil(golden)
+    assert veil.strength > 0.1 and tint(veil.airlight) > 0.12
+    assert clear_veil(golden, "auto")[1] is None and clear_veil(golden, "on")[1] is not None
+    light = veiled(clean_example("astronaut"), t=0.8)       # a light white veil is taken away
+    out, veil = clear_veil(light, "auto")
+    assert veil is not None and psnr(out * 255, clean_example("astronaut")) > psnr(light * 255, clean_example("astronaut"))
 
 
 def test_cli_veil_option_and_message(tmp_path):
@@ -85,7 +91,7 @@ def test_cli_veil_option_and_message(tmp_path):
 
     from rain2avoid.cli import main
     from rain2avoid.io import read_image, write_image
-    hazy = (veiled(clean_example("coffee", size=(64, 96)), t=0.5) * 255).astype(np.uint8)
+    hazy = (veiled(clean_example("astronaut", size=(64, 96)), t=0.5) * 255).astype(np.uint8)
     write_image(tmp_path / "hazy.png", hazy)
     runner = CliRunner()
     outs = {}

@@ -99,7 +99,7 @@ class Settings:
     flip_tta: bool = True
     ensemble: int = 1
     veil: str = "auto"
-    veil_threshold: float = 0.4
+    veil_threshold: float = 0.1
     seed: int = 0
 
     def __post_init__(self):

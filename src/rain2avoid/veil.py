@@ -10,9 +10,10 @@ pixel is dark in some channel, so whatever lifts the darkest value of a patch
 is veil.
 
 The estimate is conservative: only a fraction ``omega`` of the veil is taken
-away, the transmission never goes below ``t_min``, and :func:`veil_strength`
-says how much veil a photo shows, so that ``veil="auto"`` leaves clear photos
-alone. All functions take float32 RGB images in [0, 1].
+away and the transmission never goes below ``t_min``. :func:`clear_veil`'s
+``"auto"`` acts only where the veil is strong enough (:func:`veil_strength`) and
+near neutral in colour (:func:`tint`), in a photo with colour, so that clear
+photos and colour casts are left alone. All functions take float32 RGB images in [0, 1].
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import cv2
 import numpy as np
 
 __all__ = ["Veil", "dark_channel", "guided_filter", "estimate_veil", "veil_strength", "remove_veil",
-           "clear_veil", "colourfulness", "VEIL_MODES"]
+           "clear_veil", "colourfulness", "tint", "VEIL_MODES"]
 
 VEIL_MODES = ("auto", "on", "off")
 
@@ -125,18 +126,32 @@ def colourfulness(rgb: np.ndarray) -> float:
     return float((rgb.max(axis=2) - rgb.min(axis=2)).mean())
 
 
-def clear_veil(rgb: np.ndarray, mode: str = "auto", threshold: float = 0.4,
-               min_colour: float = 0.02) -> tuple[np.ndarray, Veil | None]:
-    """Take the veil away as ``mode`` says: ``"on"`` always, ``"off"`` never, ``"auto"`` when
-    :func:`estimate_veil` finds a strength of at least ``threshold`` in a colour photo.
+def tint(airlight: np.ndarray) -> float:
+    """How coloured an airlight is: (largest - smallest channel) / largest (0: neutral grey)."""
+    airlight = np.asarray(airlight, np.float32)
+    return float((airlight.max() - airlight.min()) / max(float(airlight.max()), 1e-3))
 
-    ``"auto"`` is deliberately cautious. The dark channel cannot tell the veil of
-    heavy rain from a scene's own haze or brightness: clear Rain100L photos of hazy
-    landscapes score up to 0.33, and dehazing them costs 8-12 dB, while veils of
-    synthetic heavy rain score 0.1-0.35. So auto acts only on thick veils
-    (``threshold``), and never on grey photos (:func:`colourfulness` below
-    ``min_colour``), whose dark channel is their brightness. Use ``"on"`` for a
-    photo you know is misty.
+
+def clear_veil(rgb: np.ndarray, mode: str = "auto", threshold: float = 0.1, max_tint: float = 0.12,
+               min_colour: float = 0.02) -> tuple[np.ndarray, Veil | None]:
+    """Take the veil away as ``mode`` says: ``"on"`` always, ``"off"`` never, ``"auto"`` where
+    the photo shows the veil of rain.
+
+    ``"auto"`` takes the veil away when all three hold:
+
+    * :func:`estimate_veil` finds a strength of at least ``threshold``;
+    * the airlight is near neutral (:func:`tint` at most ``max_tint``): rain and
+      mist scatter daylight, so their veil is white or grey. A scene whose most
+      "veiled" pixels are strongly coloured has a colour cast, not a veil: golden
+      grass or blue water lift the darkest channel just as a veil does (clear
+      Rain100L photos of that kind score strengths up to 0.32 with tints of
+      0.17-0.36, and dehazing them costs 3-10 dB);
+    * the photo has colour (:func:`colourfulness` at least ``min_colour``): in a
+      grey photo the dark channel is the brightness itself and says nothing.
+
+    Use ``"on"`` for a misty photo that auto leaves alone (a tinted veil under
+    street lights, a black-and-white photo), ``"off"`` for a hazy scene that should
+    stay hazy.
 
     Returns the image (float32 RGB in [0, 1]; the input itself when nothing is
     done) and the veil that was taken away, or ``None``.
@@ -146,6 +161,7 @@ def clear_veil(rgb: np.ndarray, mode: str = "auto", threshold: float = 0.4,
     if mode == "off":
         return rgb, None
     veil = estimate_veil(rgb)
-    if mode == "auto" and (veil.strength < threshold or colourfulness(rgb) < min_colour):
+    if mode == "auto" and (veil.strength < threshold or tint(veil.airlight) > max_tint
+                           or colourfulness(rgb) < min_colour):
         return rgb, None
     return remove_veil(rgb, veil), veil
