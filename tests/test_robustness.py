@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import os
 import pickle
-import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-
 from conftest import invoke
+
 from rain2avoid.io import ImageReadError, read_image, write_image
 
 H, W = 40, 56
@@ -300,8 +300,9 @@ def test_missing_model(tmp_path):
 # --- the real program --------------------------------------------------------------------------------------------
 
 def run_program(*args):
-    exe = shutil.which("rain2avoid")
-    cmd = [exe] if exe else [sys.executable, "-m", "rain2avoid.cli"]
+    # The console script of this interpreter's environment (another one on PATH may belong elsewhere).
+    exe = Path(sys.executable).with_name("rain2avoid")
+    cmd = [str(exe)] if exe.is_file() else [sys.executable, "-m", "rain2avoid.cli"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run(cmd + [str(a) for a in args], capture_output=True, text=True, env=env, timeout=120)
 

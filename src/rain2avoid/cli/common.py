@@ -22,10 +22,10 @@ from ..sdrl import TARGETS
 from ..video.io import INSTALL_HINT, VIDEO_EXTENSIONS, is_video, list_videos, sniff_video
 
 # Measured with `python benchmarks/backbones.py` (README, Backbones): one training step, batch 1, a full
-# 480x320 image, on this project's 2-core CPU, in steps of the reference U-Net (0.42-0.46 s there).
+# 480x320 image, on this project's 2-core CPU, in steps of the reference U-Net (0.42-0.74 s there).
 BACKBONE_HELP = ("Network. A full-image (480x320) training step on a 2-core CPU costs, in reference "
-                 "U-Net steps (about 0.45 s): fast 0.1-0.2, resnet 0.2-1.6, unet 1, dncnn 2-4, "
-                 "restormer 40-80, drsformer 90-180 (README, Backbones). Use --device cuda for restormer "
+                 "U-Net steps (0.4-0.7 s): fast 0.04-0.2, resnet 0.4-1.6, unet 1, dncnn 2-6, "
+                 "restormer 45-85, drsformer 90-180 (README, Backbones). Use --device cuda for restormer "
                  "and drsformer: on a CPU, --preset reference takes days per image with them.")
 
 
