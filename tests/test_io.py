@@ -14,6 +14,7 @@ import pytest
 from PIL import Image, ImageCms, ImageOps
 
 from rain2avoid import io as rio
+from rain2avoid.exif import UPRIGHT
 from rain2avoid.io import (
     DEFAULT_MAX_PIXELS,
     IMAGE_EXTENSIONS,
@@ -83,7 +84,7 @@ def upright_like_pillow(array, orientation):
 
 def orient_like_io(image, orientation):
     """rain2avoid.io's own orientation fix (checked against Pillow below)."""
-    return rio._UPRIGHT.get(orientation, lambda a: a)(image)
+    return UPRIGHT.get(orientation, lambda a: a)(image)
 
 
 def png_chunks(data):

@@ -23,7 +23,6 @@ from __future__ import annotations
 import os
 import re
 import struct
-import uuid
 import warnings
 from dataclasses import dataclass
 from io import BytesIO
@@ -40,6 +39,17 @@ from PIL import (
     TiffImagePlugin,
     WebPImagePlugin,
 )
+
+from .exif import (
+    _TIFF_LAYOUT_TAGS,
+    EXIF_HEADER,
+    exif_for_writing,
+    make_upright,
+    read_exif,
+)
+from .files import ImageWriteError, temporary_files, write_bytes  # noqa: F401  (this module's API too)
+from .files import describe_os_error as _describe_os_error
+from .files import write_atomically as _write_file
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -88,30 +98,6 @@ _BMP_HEADER_SIZES = (12, 16, 40, 52, 56, 64, 108, 124)
 
 _UINT16_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
 
-_EXIF_HEADER = b"Exif\x00\x00"
-_ORIENTATION_TAG = 0x0112
-_SHORT = 3  # TIFF field type of the orientation value
-
-# TIFF tags that describe the pixel layout of a TIFF file.  They are dropped
-# when the tags of a TIFF file are turned into EXIF for another file.
-_TIFF_LAYOUT_TAGS = (
-    254, 255, 256, 257, 258, 259, 262, 263, 266, 273, 277, 278, 279, 280, 281,
-    284, 317, 320, 322, 323, 324, 325, 330, 338, 339, 340, 341, 347, 513, 514,
-    529, 530, 531, 532, 34675,
-)
-
-# Reorders pixels stored with EXIF orientation 2..8 so that they are upright.
-_UPRIGHT = {
-    2: lambda a: a[:, ::-1],
-    3: lambda a: a[::-1, ::-1],
-    4: lambda a: a[::-1],
-    5: lambda a: a.swapaxes(0, 1),
-    6: lambda a: np.rot90(a, -1),
-    7: lambda a: a[::-1, ::-1].swapaxes(0, 1),
-    8: lambda a: np.rot90(a, 1),
-}
-
-
 class ImageReadError(ValueError):
     """An input file cannot be used as an image.
 
@@ -126,29 +112,6 @@ class ImageReadError(ValueError):
 
     def __reduce__(self):
         return (type(self), (self.path, self.reason))
-
-
-class ImageWriteError(OSError):
-    """An output file cannot be written (unwritable folder, disk full, ...).
-
-    The message is one line, ``"cannot write <path>: <reason>"``.
-    :attr:`path` and :attr:`reason` hold the parts, :attr:`errno` the error
-    number of the underlying OS error when there was one.
-    """
-
-    def __init__(self, path: PathLike, reason: str, error_number: Optional[int] = None):
-        super().__init__(f"cannot write {os.fspath(path)}: {reason}")
-        self.path = os.fspath(path)
-        self.reason = reason
-        self.errno = error_number
-        self.filename = self.path
-
-    def __str__(self) -> str:
-        # OSError would print "[Errno N] ..." once errno is set; keep our one line.
-        return f"cannot write {self.path}: {self.reason}"
-
-    def __reduce__(self):
-        return (type(self), (self.path, self.reason, self.errno))
 
 
 @dataclass(frozen=True)
@@ -263,12 +226,12 @@ def _decode(data: bytes, max_pixels: Optional[int]) -> Tuple[np.ndarray, ImageMe
         raise _BadImage(f"truncated or corrupt {fmt.upper()} file ({_short(exc)})") from None
     with header:
         _check_size(header.size, max_pixels)
-        exif, orientation = _read_exif(data, fmt, header)
+        exif, orientation = read_exif(data, fmt, header)
         icc_profile = header.info.get("icc_profile") or None
         pixels, already_upright = _decode_pixels(data, fmt, header)
     _check_size((pixels.shape[1], pixels.shape[0]), max_pixels)
     if not already_upright:
-        pixels = _make_upright(pixels, orientation)
+        pixels = make_upright(pixels, orientation)
     return pixels, ImageMeta(format=fmt, exif=exif, icc_profile=icc_profile)
 
 
@@ -422,108 +385,6 @@ def _pillow_in_supported_mode(picture: Image.Image) -> Image.Image:
     raise _BadImage(f"unsupported pixel format {mode!r}")
 
 
-def _make_upright(pixels: np.ndarray, orientation: int) -> np.ndarray:
-    """Apply an EXIF orientation (1..8) so that the pixels are upright."""
-    fix = _UPRIGHT.get(orientation)
-    return pixels if fix is None else np.ascontiguousarray(fix(pixels))
-
-
-# ---------------------------------------------------------------------------
-# EXIF
-# ---------------------------------------------------------------------------
-
-
-def _read_exif(data: bytes, fmt: str, header: Image.Image) -> Tuple[Optional[bytes], int]:
-    """Return (EXIF with orientation reset to 1 or None, original orientation)."""
-    try:
-        if fmt == "tiff":
-            orientation = header.tag_v2.get(_ORIENTATION_TAG, 1)
-            return _tiff_tags_as_exif(data), orientation if orientation in _UPRIGHT else 1
-        raw = header.info.get("exif") or (_png_late_exif(data) if fmt == "png" else None)
-        if not raw:
-            return None, 1
-        return _reset_orientation(raw)
-    except Exception:  # unreadable EXIF must not make a good image unreadable
-        return None, 1
-
-
-def _reset_orientation(exif: bytes) -> Tuple[bytes, int]:
-    """Return (exif with the orientation value set to 1, previous orientation).
-
-    The value is patched in place, so every other byte (maker notes,
-    thumbnail) stays exactly as it was.  Accepts EXIF with or without the
-    ``Exif\\0\\0`` header and always returns it with the header.
-    """
-    tiff = exif[len(_EXIF_HEADER):] if exif.startswith(_EXIF_HEADER) else exif
-    position = _orientation_position(tiff)
-    if position is None:
-        return _EXIF_HEADER + tiff, 1
-    order = "<" if tiff[:2] == b"II" else ">"
-    orientation = struct.unpack_from(order + "H", tiff, position)[0]
-    patched = tiff[:position] + struct.pack(order + "H", 1) + tiff[position + 2:]
-    return _EXIF_HEADER + patched, orientation if orientation in _UPRIGHT else 1
-
-
-def _orientation_position(tiff: bytes) -> Optional[int]:
-    """Byte offset of the orientation value in the first IFD, or None."""
-    if len(tiff) < 8 or tiff[:2] not in (b"II", b"MM"):
-        return None
-    order = "<" if tiff[:2] == b"II" else ">"
-    ifd = struct.unpack_from(order + "I", tiff, 4)[0]
-    if ifd + 2 > len(tiff):
-        return None
-    count = struct.unpack_from(order + "H", tiff, ifd)[0]
-    for index in range(count):
-        entry = ifd + 2 + 12 * index
-        if entry + 12 > len(tiff):
-            return None
-        tag, kind = struct.unpack_from(order + "HH", tiff, entry)
-        if tag == _ORIENTATION_TAG and kind == _SHORT:
-            return entry + 8
-    return None
-
-
-def _png_late_exif(data: bytes) -> Optional[bytes]:
-    """Return the payload of a PNG eXIf chunk placed after the pixel data, if any.
-
-    Pillow's header reader stops at the first IDAT chunk and so misses it.
-    """
-    position = 8
-    while position + 8 <= len(data):
-        length, kind = struct.unpack_from(">I4s", data, position)
-        if kind == b"eXIf":
-            return data[position + 8:position + 8 + length] or None
-        if kind == b"IEND":
-            return None
-        position += 12 + length
-    return None
-
-
-def _tiff_tags_as_exif(data: bytes) -> Optional[bytes]:
-    """Turn the descriptive tags of a TIFF file (Make, Model, Exif IFD...) into EXIF.
-
-    Uses its own header reader: Pillow reads EXIF by seeking in the file,
-    which must not disturb the reader that decodes the pixels.
-    """
-    with TiffImagePlugin.TiffImageFile(BytesIO(data)) as tiff:
-        exif = tiff.getexif()
-        for tag in _TIFF_LAYOUT_TAGS:
-            if tag in exif:
-                del exif[tag]
-        if _ORIENTATION_TAG in exif:
-            exif[_ORIENTATION_TAG] = 1
-        return exif.tobytes() if len(exif) else None
-
-
-def _exif_for_writing(exif: Optional[bytes]) -> Optional[bytes]:
-    """Return the TIFF part of ``exif`` with orientation 1, or None if empty."""
-    if not exif:
-        return None
-    upright, _ = _reset_orientation(exif)
-    tiff = upright[len(_EXIF_HEADER):]
-    return tiff if len(tiff) >= 8 else None
-
-
 # ---------------------------------------------------------------------------
 # Writing
 # ---------------------------------------------------------------------------
@@ -563,7 +424,7 @@ def write_image(
         raise FileExistsError(
             f"{target} already exists; refusing to overwrite it (overwrite=False)"
         )
-    _write_atomically(target, data)
+    _write_file(target, data)
     return target
 
 
@@ -592,38 +453,6 @@ def encode_image(
         raise ValueError(f"cannot write {target}: {exc}") from None
 
 
-def write_bytes(path: PathLike, data: bytes) -> Path:
-    """Write ``data`` (e.g. from :func:`encode_image`) to ``path`` atomically, like :func:`write_image`."""
-    target = Path(path)
-    _write_atomically(target, bytes(data))
-    return target
-
-
-def temporary_files(*paths: PathLike) -> List[Path]:
-    """Temporary files left beside ``paths`` by writes to them that never finished.
-
-    Only a process killed in the middle of :func:`write_image` leaves one (any
-    error removes it); remove them once no write to those paths is running.
-    Each folder is listed once, however many paths it holds.
-    """
-    stems: dict = {}
-    for path in paths:
-        target = Path(path)
-        stems.setdefault(target.parent, set()).add(target.stem[:40])
-    pattern = re.compile(r"\.(.*)\.[0-9a-f]{12}\.tmp")
-    found = []
-    for folder, names in stems.items():
-        try:
-            entries = list(os.scandir(folder))
-        except OSError:
-            continue
-        for entry in entries:
-            match = pattern.fullmatch(entry.name)
-            if match and match.group(1) in names:
-                found.append(folder / entry.name)
-    return sorted(found)
-
-
 def _encode(
     image: np.ndarray, fmt: str, meta: Optional[ImageMeta], jpeg_quality: int
 ) -> bytes:
@@ -635,7 +464,7 @@ def _encode(
         pixels = _uint16_to_uint8(pixels)
     if fmt == "jpeg" and pixels.ndim == 3 and pixels.shape[2] == 4:
         pixels = _drop_opaque_alpha(pixels)
-    exif = _exif_for_writing(meta.exif) if meta is not None else None
+    exif = exif_for_writing(meta.exif) if meta is not None else None
     icc = (meta.icc_profile or None) if meta is not None else None
     if (exif or icc) and fmt == "tiff" and _pillow_can_write(pixels):
         return _encode_tiff_with_pillow(pixels, exif, icc)
@@ -748,7 +577,7 @@ def _encode_tiff_with_pillow(
     extra = {}
     if exif:
         tags = Image.Exif()
-        tags.load(_EXIF_HEADER + exif)
+        tags.load(EXIF_HEADER + exif)
         for tag in _TIFF_LAYOUT_TAGS:
             if tag in tags:
                 del tags[tag]
@@ -758,62 +587,6 @@ def _encode_tiff_with_pillow(
     out = BytesIO()
     picture.save(out, format="TIFF", **extra)
     return out.getvalue()
-
-
-def _write_atomically(target: Path, data: bytes) -> None:
-    """Write ``data`` to ``target`` through a synced temporary file and a rename.
-
-    On any failure the temporary file is removed and the target is untouched;
-    OS errors become ImageWriteError.
-    """
-    folder = target.parent
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ImageWriteError(
-            target, f"cannot create folder {folder}: {_describe_os_error(exc)}", exc.errno
-        ) from exc
-    # Hidden, unique, and short enough for any file-name limit (temporary_files finds it).
-    temporary = folder / f".{target.stem[:40]}.{uuid.uuid4().hex[:12]}.tmp"
-    created = False
-    try:
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-        descriptor = os.open(temporary, flags, 0o666)  # 0o666 & ~umask, like open()
-        created = True
-        with open(descriptor, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, target)
-        created = False
-    except OSError as exc:
-        raise ImageWriteError(target, _describe_os_error(exc), exc.errno) from exc
-    finally:
-        if created:
-            _remove_quietly(temporary)
-    _sync_folder(folder)
-
-
-def _remove_quietly(path: Path) -> None:
-    """Delete ``path`` if possible; used for cleanup only."""
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
-
-
-def _sync_folder(folder: Path) -> None:
-    """Flush a folder entry to disk so the rename survives a crash (best effort)."""
-    try:
-        descriptor = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)
 
 
 # ---------------------------------------------------------------------------
@@ -926,12 +699,6 @@ def _float_to_dtype(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
 # ---------------------------------------------------------------------------
 # Small helpers
 # ---------------------------------------------------------------------------
-
-
-def _describe_os_error(exc: OSError) -> str:
-    """Short lower-case reason for an OS error, e.g. 'no space left on device'."""
-    reason = exc.strerror or str(exc) or type(exc).__name__
-    return reason[:1].lower() + reason[1:]
 
 
 def _short(exc: BaseException) -> str:
