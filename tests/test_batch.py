@@ -221,7 +221,8 @@ def test_ctrl_c_stops_workers_and_leaves_only_complete_outputs(tmp_path):
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "rain2avoid.cli", "derain", tmp_path / "in", "-o", out, "--steps", "150",
            "--workers", "2"]
-    p = subprocess.Popen([str(c) for c in cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen([str(c) for c in cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=default_sigint)
     deadline = time.monotonic() + 120
     while not (out.is_dir() and any(out.glob("*.png"))) and time.monotonic() < deadline:
         time.sleep(0.05)  # wait for the first finished image: the workers are busy with others now
@@ -306,3 +307,9 @@ def test_dask_not_installed_names_the_extra(tmp_path, monkeypatch):
     make_folder(tmp_path / "in", ["a.png"])
     r = invoke("derain", tmp_path / "in", "-o", tmp_path / "out", "--dask", "tcp://127.0.0.1:8786")
     assert r.exit_code == 1 and "rain2avoid[dask]" in r.stderr and "Traceback" not in r.stderr
+
+
+def default_sigint():
+    """In the child before exec: Ctrl-C does what it does at a terminal. A shell without job control
+    starts background commands with SIGINT ignored, and that would carry over to the program."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

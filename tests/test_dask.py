@@ -139,7 +139,8 @@ def test_ctrl_c_cancels_the_tasks_not_started(tmp_path, cluster):
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "rain2avoid.cli", "derain", tmp_path / "in", "-o", out, "--steps", "60",
            "--dask", cluster]
-    p = subprocess.Popen([str(c) for c in cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen([str(c) for c in cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=default_sigint)
     deadline = time.monotonic() + 180
     while not any(out.glob("*.png")) and p.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -198,3 +199,9 @@ def test_unreachable_scheduler_is_one_clear_error(tmp_path):
     with pytest.raises(DaskError, match="cannot reach the Dask scheduler"):
         run_dask(DerainTask(), jobs, f"tcp://127.0.0.1:{_free_port()}", timeout=2)
     assert time.monotonic() - start < 30
+
+
+def default_sigint():
+    """In the child before exec: Ctrl-C does what it does at a terminal. A shell without job control
+    starts background commands with SIGINT ignored, and that would carry over to the program."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
