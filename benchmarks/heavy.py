@@ -8,8 +8,9 @@ and ``rain2avoid eval`` can score methods on it. The clean pictures are crops of
 the photos that ship inside scikit-image (resized to 480x320 or 320x480), or of
 the images in ``--clean DIR`` (for example the clean half of a paired data set:
 it is only drawn on and scored against, never trained on). The rain is
-``rain2avoid.synth.random_heavy_rain``: 1-3 layers of streaks within +-60
-degrees, 1-5 px wide, soft or sharp, dense or sparse, and a veil of 0.1-0.4.
+``rain2avoid.synth.random_heavy_rain``: 1-3 layers of streaks up to 70
+degrees from vertical, 1-5 px wide, soft or sharp, dense or sparse, and a veil of
+0.05-0.3 with an airlight of 0.8-0.95.
 """
 
 from __future__ import annotations
