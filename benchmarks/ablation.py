@@ -53,6 +53,10 @@ def main(argv: list[str]) -> None:
     options = {k: _parse(v, types[k]) for k, v in pairs.items()}
     settings = resolve_settings(preset, **options)
     if not (dataset / "target").is_dir():
+        if (dataset / "input").is_dir():
+            sys.exit(f"{dataset} has input/ but no target/: give a folder of pairs, or the folder of photos itself")
+        if closed_form:
+            sys.exit("closed-form needs ground truth (DATASET/target); a folder of photos is scored by derain only")
         return no_reference(dataset, preset, options, out_dir, " ".join(rest) or "defaults")
     rows, worse = [], []
     for path in list_images(dataset / "input"):
@@ -82,6 +86,8 @@ def no_reference(folder: Path, preset: str, options: dict, out_dir: Path | None,
     """NIQE and BRISQUE of every photo in ``folder`` before and after ``derain``; one line."""
     from rain2avoid import brisque, niqe
     rows = []
+    if not list_images(folder):
+        sys.exit(f"no images in {folder}")
     for path in list_images(folder):
         x, meta = read_image(path, with_meta=True)
         r = derain_detailed(x, preset, **options)

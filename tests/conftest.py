@@ -61,3 +61,11 @@ def real_rain_dir() -> Path:
     if not (REAL / "README.md").is_file():
         pytest.skip(f"real-rain dev data not found at {REAL} (it lives beside the checkout in ../shared/data)")
     return REAL
+
+
+def default_sigint():
+    """For ``preexec_fn``: in the child before exec, Ctrl-C does what it does at a terminal. A shell
+    without job control starts background commands with SIGINT ignored, which the program would
+    inherit (and then ignore the test's Ctrl-C)."""
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

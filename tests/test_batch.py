@@ -16,9 +16,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import default_sigint, invoke
 
-from conftest import invoke
-from rain2avoid.batch import DerainTask, Job, find_images, parse_shard, plan_jobs, run_local, take_shard
+from rain2avoid.batch import (
+    DerainTask,
+    Job,
+    find_images,
+    parse_shard,
+    plan_jobs,
+    run_local,
+    take_shard,
+)
 from rain2avoid.io import read_image, write_image
 from rain2avoid.sdrl import Settings, train_folder, train_stream
 
@@ -291,6 +299,22 @@ def test_train_stream_holds_at_most_its_budget():
     assert model.predict(_training_data(0)[0]).shape == (24, 32, 3)
 
 
+def test_train_stream_loads_every_image_when_they_outnumber_the_steps():
+    count, steps = 30, 4                         # a pool of 2 images, 28 more to load in 4 steps
+    size = sum(a.nbytes for a in _training_data(0))
+    calls = []
+
+    def source(i):
+        def load():
+            calls.append(i)
+            return _training_data(i)
+        return load
+
+    train_stream([source(i) for i in range(count)], Settings(steps=steps, batch=2, crop=16),
+                 budget_mb=1.5 * size / 2 ** 20)
+    assert sorted(calls) == list(range(count))
+
+
 def test_train_cli_streams_a_folder_bigger_than_its_memory(tmp_path):
     # 1.7 MB of training data each (image, reference, weights as float32): one at a time in 1 MB.
     make_folder(tmp_path / "in", [f"{i}.png" for i in range(6)] + ["sub/6.png"], 200, 300)
@@ -303,13 +327,8 @@ def test_train_cli_streams_a_folder_bigger_than_its_memory(tmp_path):
 
 
 def test_dask_not_installed_names_the_extra(tmp_path, monkeypatch):
+    """Checked before any work (a folder's videos would otherwise run first): a usage error."""
     monkeypatch.setitem(sys.modules, "distributed", None)  # import distributed -> ImportError
     make_folder(tmp_path / "in", ["a.png"])
     r = invoke("derain", tmp_path / "in", "-o", tmp_path / "out", "--dask", "tcp://127.0.0.1:8786")
-    assert r.exit_code == 1 and "rain2avoid[dask]" in r.stderr and "Traceback" not in r.stderr
-
-
-def default_sigint():
-    """In the child before exec: Ctrl-C does what it does at a terminal. A shell without job control
-    starts background commands with SIGINT ignored, and that would carry over to the program."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    assert r.exit_code == 2 and "rain2avoid[dask]" in r.stderr and "Traceback" not in r.stderr

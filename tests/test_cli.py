@@ -11,9 +11,9 @@ import json
 
 import numpy as np
 import pytest
+from conftest import invoke
 from PIL import Image
 
-from conftest import invoke
 from rain2avoid.cli import MAX_PSNR
 from rain2avoid.io import read_image, write_image
 

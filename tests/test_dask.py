@@ -21,12 +21,13 @@ import pytest
 
 distributed = pytest.importorskip("distributed", reason="the Dask tests need rain2avoid[dask]")
 
+from conftest import default_sigint, invoke  # noqa: E402
+from test_batch import GOOD, done_lines, make_folder, max_difference, tmp_files  # noqa: E402
+
 import rain2avoid  # noqa: E402
-from conftest import invoke  # noqa: E402
 from rain2avoid.batch import DerainTask, Job, run_local  # noqa: E402
 from rain2avoid.batch.dask import DaskError, run_dask  # noqa: E402
 from rain2avoid.io import read_image  # noqa: E402
-from test_batch import GOOD, done_lines, make_folder, max_difference, tmp_files  # noqa: E402
 
 STEPS = "30"
 
@@ -199,9 +200,3 @@ def test_unreachable_scheduler_is_one_clear_error(tmp_path):
     with pytest.raises(DaskError, match="cannot reach the Dask scheduler"):
         run_dask(DerainTask(), jobs, f"tcp://127.0.0.1:{_free_port()}", timeout=2)
     assert time.monotonic() - start < 30
-
-
-def default_sigint():
-    """In the child before exec: Ctrl-C does what it does at a terminal. A shell without job control
-    starts background commands with SIGINT ignored, and that would carry over to the program."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -10,7 +10,6 @@ from rain2avoid.io import read_image
 from rain2avoid.ldgp import rotation_for_angle
 from rain2avoid.synth import add_rain, clean_example
 
-
 # --- estimate_rotation: orientation of straight, thin, achromatic bright segments ---
 
 # Cases the previous estimator (thin top-hat runs, guarded by the HOG vote)

@@ -4,8 +4,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from rain2avoid.networks import (BACKBONES, DRSformer, DnCNN, ResNet, Restormer, UNet, build_network, crop_to,
-                                 pad_to_multiple)
+from rain2avoid.networks import (
+    BACKBONES,
+    DnCNN,
+    DRSformer,
+    ResNet,
+    Restormer,
+    UNet,
+    build_network,
+    crop_to,
+    pad_to_multiple,
+)
 from rain2avoid.networks.drsformer import TopKAttention
 
 NAMES = sorted(BACKBONES)

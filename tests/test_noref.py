@@ -6,8 +6,8 @@ import re
 import cv2
 import numpy as np
 import pytest
-
 from conftest import invoke
+
 from rain2avoid import brisque, niqe, read_image, write_image
 from rain2avoid.noref import BRISQUE_MIN_SIZE, brisque_features, imresize
 from rain2avoid.synth import clean_example

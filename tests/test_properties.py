@@ -6,8 +6,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from rain2avoid.io import from_float_rgb, to_float_rgb
 from rain2avoid.detect import guarded_rain_mask
+from rain2avoid.io import from_float_rgb, to_float_rgb
 from rain2avoid.ldgp import rain_mask
 from rain2avoid.metrics import SSIM_MIN_SIZE, psnr, ssim
 from rain2avoid.sdr import expected_reference, sample_references

@@ -8,8 +8,8 @@ from html.parser import HTMLParser
 import cv2
 import numpy as np
 import pytest
-
 from conftest import invoke
+
 from rain2avoid import brisque, niqe, psnr, ssim, write_image
 from rain2avoid.detect import compute_mask
 from rain2avoid.report import build_report

@@ -3,7 +3,12 @@ import pytest
 
 from rain2avoid.ldgp import rain_mask
 from rain2avoid.metrics import psnr
-from rain2avoid.sdr import ReferenceSampler, candidates, expected_reference, sample_references
+from rain2avoid.sdr import (
+    ReferenceSampler,
+    candidates,
+    expected_reference,
+    sample_references,
+)
 
 
 def slow_nss_weights(image, mask, K=7, k=3, eta=0.5, threshold=10):

@@ -3,8 +3,16 @@ import numpy as np
 import pytest
 import torch
 
-from rain2avoid.sdrl import (PRESETS, Model, ModelFileError, Settings, load_model, resolve_settings,
-                             train_folder, train_image)
+from rain2avoid.sdrl import (
+    PRESETS,
+    Model,
+    ModelFileError,
+    Settings,
+    load_model,
+    resolve_settings,
+    train_folder,
+    train_image,
+)
 
 
 def tiny_settings(**kw):

@@ -5,7 +5,14 @@ import pytest
 
 from rain2avoid.metrics import psnr
 from rain2avoid.synth import add_heavy_rain, clean_example
-from rain2avoid.veil import clear_veil, dark_channel, estimate_veil, guided_filter, remove_veil, tint
+from rain2avoid.veil import (
+    clear_veil,
+    dark_channel,
+    estimate_veil,
+    guided_filter,
+    remove_veil,
+    tint,
+)
 
 
 def veiled(clean, t=0.6, airlight=0.9):
@@ -104,3 +111,24 @@ def test_cli_veil_option_and_message(tmp_path):
     assert outs["auto"].std() > outs["off"].std() + 5      # contrast comes back
     r = runner.invoke(main, ["derain", str(tmp_path / "hazy.png"), "-o", str(tmp_path / "x.png"), "--veil", "x"])
     assert r.exit_code == 2 and "--veil" in r.output
+
+
+def test_apply_veil_option_overrides_the_model(tmp_path):
+    from click.testing import CliRunner
+
+    from rain2avoid.cli import main
+    from rain2avoid.io import read_image, write_image
+    hazy = (veiled(clean_example("astronaut", size=(64, 96)), t=0.5) * 255).astype(np.uint8)
+    write_image(tmp_path / "in" / "hazy.png", hazy)
+    runner = CliRunner()
+    r = runner.invoke(main, ["train", str(tmp_path / "in"), "--model", str(tmp_path / "m.pt"), "--steps", "5",
+                             "--veil", "off"])
+    assert r.exit_code == 0, r.output
+    outs = {}
+    for mode in ("model", "on"):
+        extra = [] if mode == "model" else ["--veil", mode]
+        r = runner.invoke(main, ["apply", str(tmp_path / "in"), "--model", str(tmp_path / "m.pt"),
+                                 "-o", str(tmp_path / mode), "--workers", "1"] + extra)
+        assert r.exit_code == 0, r.output
+        outs[mode] = read_image(tmp_path / mode / "hazy.png").astype(np.float32)
+    assert outs["on"].std() > outs["model"].std() + 5        # the model says off; --veil on clears it

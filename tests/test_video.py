@@ -11,15 +11,27 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
-
 from conftest import invoke
+
 from rain2avoid import derain, derain_video, psnr, read_image, write_image
 from rain2avoid.metrics import flicker
 from rain2avoid.synth import clean_example, rainy_clip
-from rain2avoid.video import (VideoReadError, VideoWriter, probe, read_frames, sniff_video,
-                              write_video)
-from rain2avoid.video.temporal import (alignment_features, estimate_shift, refine_shift, shift_image,
-                                       sliding_references, temporal_reference)
+from rain2avoid.video import (
+    VideoReadError,
+    VideoWriter,
+    probe,
+    read_frames,
+    sniff_video,
+    write_video,
+)
+from rain2avoid.video.temporal import (
+    alignment_features,
+    estimate_shift,
+    refine_shift,
+    shift_image,
+    sliding_references,
+    temporal_reference,
+)
 
 av = pytest.importorskip("av", reason='video needs PyAV: pip install "rain2avoid[video]"')
 

@@ -193,7 +193,8 @@ class Streaks(NamedTuple):
     """One direction of rain streaks found by :func:`find_streaks`.
 
     rotation: degrees, as :func:`rotation_for_angle` returns (0 = vertical streaks).
-    support: how many straight segments voted for it.
+    support: how many cells of the picture (8 x 8 per tile) hold a bright straight segment
+        in that direction, less those holding a dark one (:func:`_peak`).
     scale: the copy it was seen on was ``scale`` times smaller than the image (1, 2, 4, ...).
     """
 
@@ -214,7 +215,8 @@ def find_streaks(image: np.ndarray, search: float = 75.0, tophat_size: int = 7,
     halved again and again (area averaging; streaks wider than the top-hat
     become thin on a smaller copy) while the shorter side stays at least
     ``min_side`` px. On each copy the orientation with most votes is a
-    direction if at least ``min_segments`` segments support it; up to
+    direction if its support (cells with a bright segment in that direction, less
+    those with a dark one) is at least ``min_segments``; up to
     ``max_directions - 1`` more orientations, each more than ``separation``
     degrees from those found and at most ``max_gap`` from the first, count
     too if their support is at least ``min_share`` times the first's (rain
@@ -302,12 +304,16 @@ def estimate_rotation(image: np.ndarray, search: float = 75.0, tophat_size: int 
        times their width (:func:`_segments`); blobs, curves, networks of
        edges and merged streaks fail;
     3. each kept segment votes for its orientation with its length, smoothed
-       by a Gaussian of ``spread`` degrees; the votes of each height are
-       scaled to a peak of 1 and summed, so no single contrast level (faint
-       rain, or strong texture edges) decides alone;
+       by a Gaussian of ``spread`` degrees; the same is done for dark segments
+       (rain only adds light, line-like texture has dark lines too) and their
+       votes are taken off; the votes of each height are scaled to a peak of 1
+       and summed, so no single contrast level (faint rain, or strong texture
+       edges) decides alone;
     4. the answer is the orientation with most votes within ``search``
-       degrees of vertical; its support is the number of kept segments (at
-       the height that has most) within ``2 * spread`` degrees of it.
+       degrees of vertical (votes beyond 45 degrees count less); its support
+       is the number of picture cells holding a bright segment within
+       ``2 * spread`` degrees of it, less those holding such a dark one, at
+       the height that has most (:func:`_peak`).
 
     Streaks wider than the top-hat sees become visible once the image is
     scaled down, so steps 1-4 run on the image and on copies halved again
@@ -342,9 +348,10 @@ def guarded_rain_mask(image: np.ndarray, kernel_size: int = 10, ridge_width: int
     5x5 mean threshold, vertical opening of ``kernel_size`` px, rotate back),
     except that
       * the rotation comes from :func:`estimate_rotation` (orientation of
-        straight, thin, achromatic bright segments, 0.5-degree steps), or
-        from the HOG vote of :func:`streak_angle` where that finds no such
-        segments at any scale, unless ``rotation`` is given;
+        straight, thin, achromatic bright segments, 0.5-degree steps, or the
+        spectrum of the bright detail where such segments are few), or from
+        the HOG vote of :func:`streak_angle` where neither finds streaks,
+        unless ``rotation`` is given;
       * before the vertical opening, a pixel must also exceed the grey opening
         of its row with a 1 x ``ridge_width`` element by more than
         ``ridge_height`` grey levels: it is brighter than both horizontal

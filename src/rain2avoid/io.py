@@ -1,6 +1,7 @@
 """Image reading and writing for rain2avoid.
 
-This is the only module that touches image files.  It is careful with users'
+This module reads and writes image files (with :mod:`rain2avoid.exif` for
+their metadata and :mod:`rain2avoid.files` for atomic writes).  It is careful with users'
 photos:
 
 * Reading checks the size in the header before any pixels are decoded, and

@@ -76,8 +76,9 @@ class Settings:
     ensemble: per-image ``derain`` trains this many networks (seeds ``seed``,
         ``seed + 1``, ...) and averages their outputs.
     veil: the veil of heavy rain (mist) on the derained image: "auto" takes it
-        away where the photo shows one (``veil.veil_strength`` at least
-        ``veil_threshold``), "on" always, "off" never (``rain2avoid.veil``).
+        away where the photo shows one (``veil.clear_veil``: strength at least
+        ``veil_threshold``, a near-neutral airlight, a colour photo), "on"
+        always, "off" never. Photos only: videos keep their veil.
     veil_threshold: the strength from which "auto" takes the veil away.
     seed: seeds the references, the network's initial weights and the crops.
     """
@@ -455,8 +456,9 @@ def train_stream(sources: Sequence[Callable[[], tuple | None]], settings: Settin
     loaded in order while their data fits in the budget; when all fit, this is
     exactly :func:`train_folder`. Otherwise the rest are loaded during training,
     in a random order (from ``settings.seed``), into a pool that drops its oldest
-    images to stay within the budget: one every ``steps / len(sources)`` steps,
-    so that each image spends about the same number of steps in the pool.
+    images to stay within the budget: evenly over the steps, the last ones before
+    the last step, so that each image spends about the same number of steps in the
+    pool (less than one when there are more images than steps times the pool).
     Memory then holds at most the budget plus one image, whatever the number of
     images; every image is still loaded (and its references computed) once.
     """
@@ -489,9 +491,9 @@ def train_stream(sources: Sequence[Callable[[], tuple | None]], settings: Settin
         add(first.pop(0))
     taken = 0
 
-    def refresh(step: int) -> None:  # len(sources) / steps new images per step, until all are in
+    def refresh(step: int) -> None:  # len(rest) / steps new images per step; all are in by the last step
         nonlocal taken
-        due = min(len(rest), step * len(sources) // max(settings.steps, 1))
+        due = min(len(rest), -(-(step + 1) * len(rest) // max(settings.steps, 1)))
         while taken < due:
             item = rest[taken]()
             taken += 1

@@ -145,7 +145,7 @@ def clear_veil(rgb: np.ndarray, mode: str = "auto", threshold: float = 0.1, max_
       "veiled" pixels are strongly coloured has a colour cast, not a veil: golden
       grass or blue water lift the darkest channel just as a veil does (clear
       Rain100L photos of that kind score strengths up to 0.32 with tints of
-      0.17-0.36, and dehazing them costs 3-10 dB);
+      0.17-0.36, and dehazing the derained result costs them 3-10 dB);
     * the photo has colour (:func:`colourfulness` at least ``min_colour``): in a
       grey photo the dark channel is the brightness itself and says nothing.
 

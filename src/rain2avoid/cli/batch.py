@@ -13,12 +13,27 @@ from pathlib import Path
 import click
 from tqdm.auto import tqdm
 
-from ..batch import available_cores, default_workers, parse_shard, plan_jobs, run, split_done, take_shard
-from ..batch.dask import DaskError
+from ..batch import (
+    available_cores,
+    default_workers,
+    parse_shard,
+    plan_jobs,
+    run,
+    split_done,
+    take_shard,
+)
+from ..batch.dask import EXTRA_HINT, DaskError
 from ..batch.plan import Job
 from ..batch.work import Outcome
 from ..io import IMAGE_EXTENSIONS
-from .common import Context, check_outputs, list_inputs, output_for, report_failures, say_skipped
+from .common import (
+    Context,
+    check_outputs,
+    list_inputs,
+    output_for,
+    report_failures,
+    say_skipped,
+)
 
 
 def _workers(ctx, param, value):
@@ -80,6 +95,17 @@ def plan(input: Path, output: Path, recursive: bool, shard, suffix: str | None =
     return [Job(f, output_for(f, output, False, suffix)) for f in files], False
 
 
+def check_batch_flags(workers, dask: str | None) -> None:
+    """Usage errors of the scale-out flags, before any work."""
+    if dask and workers is not None:
+        raise click.UsageError("--workers is for this machine; with --dask the cluster's workers do the work")
+    if dask:
+        try:
+            import distributed  # noqa: F401
+        except ImportError:
+            raise click.UsageError(f"--dask needs dask.distributed, which is not installed: {EXTRA_HINT}") from None
+
+
 def run_batch(ctx: Context, task, jobs: list[Job], what: str, force: bool, overwrite: bool, workers,
               dask: str | None, dask_write: str, work_seconds: float, earlier: tuple[list[str], int] = ([], 0)
               ) -> None:
@@ -88,8 +114,7 @@ def run_batch(ctx: Context, task, jobs: list[Job], what: str, force: bool, overw
     ``work_seconds``: a rough cost of one image here, to decide ``--workers auto``.
     ``earlier``: the failures and number of files of work done before (videos), listed at the end too.
     """
-    if dask and workers is not None:
-        raise click.UsageError("--workers is for this machine; with --dask the cluster's workers do the work")
+    check_batch_flags(workers, dask)
     failures: list[str] = list(earlier[0])
     if not jobs:
         if not earlier[1]:

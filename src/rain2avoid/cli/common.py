@@ -19,7 +19,13 @@ from ..batch.work import describe_error
 from ..io import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, read_image
 from ..networks import BACKBONES
 from ..sdrl import TARGETS
-from ..video.io import INSTALL_HINT, VIDEO_EXTENSIONS, is_video, list_videos, sniff_video
+from ..video.io import (
+    INSTALL_HINT,
+    VIDEO_EXTENSIONS,
+    is_video,
+    list_videos,
+    sniff_video,
+)
 
 # Measured with `python benchmarks/backbones.py` (README, Backbones): one training step, batch 1, a full
 # 480x320 image, on this project's 2-core CPU, in steps of the reference U-Net (0.42-0.74 s there).
@@ -63,7 +69,7 @@ def list_inputs(path: Path, recursive: bool = False, exclude: Path | None = None
     if path.is_dir():
         files = find_images(path, recursive, exclude)
         if videos:
-            files = files + [v for v in list_videos(path) if v not in set(files)]
+            files = files + list_videos(path)  # never an image's name: no overlap
         if not files:
             where = "folder tree" if recursive else "folder"
             kinds = ", ".join(IMAGE_EXTENSIONS + (VIDEO_EXTENSIONS if videos else ()))
@@ -180,8 +186,9 @@ def video_jobs(jobs: list[tuple[Path, Path]]) -> set[Path]:
     return videos
 
 
-VEIL_HELP = ("The veil of heavy rain (mist): 'auto' takes it away only where a colour photo shows a "
-             "thick one (cautious: a scene's own haze looks the same), 'on' always, 'off' never. "
+VEIL_HELP = ("The veil of heavy rain (mist): 'auto' takes it away where a colour photo shows a white "
+             "or grey one (colour casts and grey photos are left alone), 'on' always, 'off' never. "
+             "Photos only: videos keep their veil. "
              "[default: auto; off for --preset reference]")
 
 

@@ -11,6 +11,7 @@ from ..io import write_image
 from ..ldgp import rotation_for_angle
 from ..metrics import psnr, ssim
 
+
 @click.command()
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), default=Path("rain2avoid-demo"),
               show_default=True, help="Folder for the demo's pictures.")

@@ -14,9 +14,23 @@ from ..batch.train import DEFAULT_BUDGET_MB
 from ..batch.work import ApplyTask, DerainTask, cached_model
 from ..io import to_float_rgb, write_image
 from ..sdrl import FOLDER_PRESETS, PRESETS, ModelFileError, resolve_settings
-from .batch import batch_options, plan, run_batch
-from .common import (VEIL_HELP, Context, check_device, check_outputs, common_options, list_inputs, make_folder,
-                     output_for, reason, report_failures, run_jobs, settings_options, video_jobs)
+from .batch import batch_options, check_batch_flags, plan, run_batch
+from .common import (
+    VEIL_HELP,
+    Context,
+    check_device,
+    check_outputs,
+    common_options,
+    list_inputs,
+    make_folder,
+    output_for,
+    reason,
+    report_failures,
+    run_jobs,
+    settings_options,
+    video_jobs,
+)
+
 
 @click.command()
 @click.argument("input", type=click.Path(path_type=Path))
@@ -59,6 +73,7 @@ def derain(input, output, preset, device, backbone, steps, target, refs, sampler
     ctx = Context(quiet, debug, max_pixels)
     options = dict(backbone=backbone, steps=steps, target=target, refs=refs, sampler=sampler, seed=seed,
                    veil=veil)
+    check_batch_flags(workers, dask)
     jobs, folder = plan(input, output, recursive, shard, videos=True)
     try:
         settings = resolve_settings(preset, **options)
@@ -87,7 +102,12 @@ def _videos_first(ctx, jobs, work, what, force, overwrite):
         return jobs, ([], 0)
     check_outputs(jobs, overwrite)
     video_list = [j for j in jobs if j.src in videos]
-    failures = run_jobs(ctx, video_list, work, what, force=force, overwrite=overwrite, finish=False)
+    try:
+        failures = run_jobs(ctx, video_list, work, what, force=force, overwrite=overwrite, finish=False)
+    except KeyboardInterrupt:
+        click.echo("interrupted: run the same command again to do the rest (finished outputs are skipped)",
+                   err=True)
+        sys.exit(130)
     return [j for j in jobs if j.src not in videos], (failures, len(video_list))
 
 
@@ -186,6 +206,7 @@ def apply(input, model_path, output, veil, device, overwrite, force, workers, re
         if debug:
             raise
         raise click.ClickException(str(e))
+    check_batch_flags(workers, dask)
     jobs, folder = plan(input, output, recursive, shard, videos=True)
 
     def video(src: Path, dst: Path) -> None:

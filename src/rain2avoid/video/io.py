@@ -414,9 +414,12 @@ def write_video(path: PathLike, frames, fps: Union[Fraction, float] = 25,
 
 
 def list_videos(folder: PathLike) -> List[Path]:
-    """The video files directly inside ``folder`` (by content), sorted by name; hidden files skipped."""
+    """The video files directly inside ``folder`` (by content), sorted by name; hidden files and
+    files named as images (``rain2avoid.io.IMAGE_EXTENSIONS``) are skipped without being opened."""
+    from ..io import IMAGE_EXTENSIONS
     root = Path(folder)
-    return sorted(p for p in root.iterdir() if not p.name.startswith(".") and p.is_file() and sniff_video(p))
+    return sorted(p for p in root.iterdir() if not p.name.startswith(".")
+                  and p.suffix.lower() not in IMAGE_EXTENSIONS and p.is_file() and sniff_video(p))
 
 
 def _short(exc: BaseException) -> str:
