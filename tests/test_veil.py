@@ -132,3 +132,13 @@ def test_apply_veil_option_overrides_the_model(tmp_path):
         assert r.exit_code == 0, r.output
         outs[mode] = read_image(tmp_path / mode / "hazy.png").astype(np.float32)
     assert outs["on"].std() > outs["model"].std() + 5        # the model says off; --veil on clears it
+
+
+def test_auto_clears_the_heavy_rain_renderers_veil_on_a_colour_photo():
+    clean = clean_example("astronaut")
+    rainy, _, _ = add_heavy_rain(clean, layers=[], veil=0.3, airlight=0.9, seed=1)
+    out, veil = clear_veil(rainy.astype(np.float32) / 255, "auto")
+    assert veil is not None and tint(veil.airlight) < 0.05
+    assert psnr(out * 255, clean) > psnr(rainy, clean) + 4
+    thin, _, _ = add_heavy_rain(clean, layers=[], veil=0.15, airlight=0.9, seed=1)   # too thin to act on
+    assert clear_veil(thin.astype(np.float32) / 255, "auto")[1] is None
