@@ -85,10 +85,10 @@ def main(argv: list[str]) -> None:
 def no_reference(folder: Path, preset: str, options: dict, out_dir: Path | None, label: str) -> None:
     """NIQE and BRISQUE of every photo in ``folder`` before and after ``derain``; one line."""
     from rain2avoid import brisque, niqe
-    rows = []
-    if not list_images(folder):
+    rows, paths = [], list_images(folder)
+    if not paths:
         sys.exit(f"no images in {folder}")
-    for path in list_images(folder):
+    for path in paths:
         x, meta = read_image(path, with_meta=True)
         r = derain_detailed(x, preset, **options)
         if out_dir is not None:

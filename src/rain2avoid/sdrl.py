@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from .io import from_float_rgb, to_float_rgb, to_uint8
 from .detect import MASKS, compute_mask
 from .guard import rain_guard
-from .veil import VEIL_MODES, clear_veil
+from .veil import VEIL_MODES, VEIL_THRESHOLD, clear_veil
 from .networks import BACKBONES, build_network
 
 __all__ = [
@@ -100,7 +100,7 @@ class Settings:
     flip_tta: bool = True
     ensemble: int = 1
     veil: str = "auto"
-    veil_threshold: float = 0.1
+    veil_threshold: float = VEIL_THRESHOLD
     seed: int = 0
 
     def __post_init__(self):

@@ -24,9 +24,11 @@ import cv2
 import numpy as np
 
 __all__ = ["Veil", "dark_channel", "guided_filter", "estimate_veil", "veil_strength", "remove_veil",
-           "clear_veil", "colourfulness", "tint", "VEIL_MODES"]
+           "clear_veil", "colourfulness", "tint", "VEIL_MODES", "VEIL_THRESHOLD"]
 
 VEIL_MODES = ("auto", "on", "off")
+VEIL_THRESHOLD = 0.1
+"""The veil strength from which ``"auto"`` takes a veil away (:func:`clear_veil`)."""
 
 
 class Veil(NamedTuple):
@@ -132,8 +134,8 @@ def tint(airlight: np.ndarray) -> float:
     return float((airlight.max() - airlight.min()) / max(float(airlight.max()), 1e-3))
 
 
-def clear_veil(rgb: np.ndarray, mode: str = "auto", threshold: float = 0.1, max_tint: float = 0.12,
-               min_colour: float = 0.02) -> tuple[np.ndarray, Veil | None]:
+def clear_veil(rgb: np.ndarray, mode: str = "auto", threshold: float = VEIL_THRESHOLD,
+               max_tint: float = 0.12, min_colour: float = 0.02) -> tuple[np.ndarray, Veil | None]:
     """Take the veil away as ``mode`` says: ``"on"`` always, ``"off"`` never, ``"auto"`` where
     the photo shows the veil of rain.
 

@@ -36,9 +36,10 @@ from typing import Callable, Sequence
 
 from .. import __version__
 from .plan import Job
-from .work import Outcome, remove_temporaries, run_job, run_job_on_bytes, set_threads, thread_lock_for_bars
+from .work import (Outcome, remove_temporaries, retry_or_give_up, run_job, run_job_on_bytes, set_threads,
+                   thread_lock_for_bars)
 
-__all__ = ["run_dask", "DaskError", "EXTRA_HINT"]
+__all__ = ["run_dask", "require_distributed", "DaskError", "EXTRA_HINT"]
 
 EXTRA_HINT = "pip install 'rain2avoid[dask]'"
 
@@ -47,7 +48,8 @@ class DaskError(RuntimeError):
     """The cluster cannot be used (not installed, unreachable, no workers, wrong rain2avoid)."""
 
 
-def _distributed():
+def require_distributed():
+    """The ``distributed`` module, or DaskError naming the extra to install."""
     try:
         import distributed
     except ImportError:
@@ -67,7 +69,7 @@ def run_dask(task, jobs: Sequence[Job], address: str, write: str = "auto",
     """
     if write not in ("auto", "worker", "client"):
         raise ValueError(f"write must be 'auto', 'worker' or 'client', got {write!r}")
-    distributed = _distributed()
+    distributed = require_distributed()
     report = on_outcome or (lambda outcome: None)
     # Workers run in other folders, often on other machines: absolute paths only.
     jobs = [Job(Path(os.path.abspath(j.src)), Path(os.path.abspath(j.dst))) for j in jobs]
@@ -150,19 +152,18 @@ def _run(client, distributed, task, jobs: Sequence[Job], mode: str, window: int,
                 outcomes.append(outcome)
                 report(outcome)
                 continue
-            tries[job] += 1  # a lost worker (repeatedly) or lost data: submit it again
+            # A lost worker (repeatedly) or lost data: submit it again.
             if future.status == "error":
                 error = future.exception()
                 why = f"{type(error).__name__}: {' '.join(str(error).split())[:200]}"
             else:
                 why = f"the task was {future.status}"
             model = None if mode == "client" and hasattr(task, "model") else model  # scatter it again
-            if tries[job] < attempts:
-                queue.append(job)
-            else:
-                outcomes.append(Outcome(job.src, job.dst, f"{job.src}: the Dask task failed {tries[job]} "
-                                        f"times ({why})"))
-                report(outcomes[-1])
+            gave_up = retry_or_give_up(job, tries, attempts, queue,
+                                       lambda n: f"the Dask task failed {n} times ({why})")
+            if gave_up is not None:
+                outcomes.append(gave_up)
+                report(gave_up)
         if mode == "worker":
             remove_temporaries(task, jobs)  # left by killed workers; nothing of ours runs now
         return outcomes

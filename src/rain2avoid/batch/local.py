@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from .plan import Job
-from .work import Outcome, remove_temporaries, run_job, set_threads, thread_lock_for_bars
+from .work import Outcome, remove_temporaries, retry_or_give_up, run_job, set_threads, thread_lock_for_bars
 
 __all__ = ["available_cores", "default_workers", "run_local"]
 
@@ -95,13 +95,11 @@ def run_local(task, jobs: Sequence[Job], workers: int = 1, threads: int | None =
         broken = _run_pool(task, queue, workers, threads, outcomes, report)
         remove_temporaries(task, broken)
         for job in broken:  # the jobs in flight when a worker died
-            tries[job] += 1
-            if tries[job] < attempts:
-                queue.append(job)
-            else:
-                outcomes.append(Outcome(job.src, job.dst, f"{job.src}: a worker process died {tries[job]} times "
-                                        f"while processing it (out of memory?)"))
-                report(outcomes[-1])
+            gave_up = retry_or_give_up(job, tries, attempts, queue, lambda n: f"a worker process died {n} times "
+                                       "while processing it (out of memory?)")
+            if gave_up is not None:
+                outcomes.append(gave_up)
+                report(gave_up)
     return outcomes
 
 

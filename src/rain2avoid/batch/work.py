@@ -20,13 +20,14 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from ..io import DEFAULT_MAX_PIXELS, decode_image, encode_image, read_image, temporary_files, write_bytes
 from .plan import Job
 
-__all__ = ["DerainTask", "ApplyTask", "Outcome", "run_job", "run_job_on_bytes", "describe_error",
+__all__ = ["DerainTask", "ApplyTask", "Outcome", "run_job", "run_job_on_bytes", "describe_error", "retry_or_give_up",
            "remove_temporaries", "set_threads", "thread_lock_for_bars", "cached_model"]
 
 
@@ -116,6 +117,18 @@ class Outcome:
     @property
     def ok(self) -> bool:
         return self.error is None
+
+
+def retry_or_give_up(job: Job, tries: dict, attempts: int, queue: list,
+                     why: Callable[[int], str]) -> Outcome | None:
+    """Count one more lost try of ``job`` (its worker died, its task was lost): put it back on
+    ``queue`` while it has had fewer than ``attempts``, else return the Outcome that gives up
+    on it, ``why(tries)`` saying what happened."""
+    tries[job] += 1
+    if tries[job] < attempts:
+        queue.append(job)
+        return None
+    return Outcome(job.src, job.dst, f"{job.src}: {why(tries[job])}")
 
 
 def describe_error(path: Path, error: BaseException) -> str:

@@ -22,7 +22,7 @@ from ..batch import (
     split_done,
     take_shard,
 )
-from ..batch.dask import EXTRA_HINT, DaskError
+from ..batch.dask import DaskError, require_distributed
 from ..batch.plan import Job
 from ..batch.work import Outcome
 from ..io import IMAGE_EXTENSIONS
@@ -101,9 +101,9 @@ def check_batch_flags(workers, dask: str | None) -> None:
         raise click.UsageError("--workers is for this machine; with --dask the cluster's workers do the work")
     if dask:
         try:
-            import distributed  # noqa: F401
-        except ImportError:
-            raise click.UsageError(f"--dask needs dask.distributed, which is not installed: {EXTRA_HINT}") from None
+            require_distributed()
+        except DaskError as e:
+            raise click.UsageError(str(e)) from None
 
 
 def run_batch(ctx: Context, task, jobs: list[Job], what: str, force: bool, overwrite: bool, workers,
