@@ -105,3 +105,36 @@ def test_spectral_rotation_sees_no_direction_in_a_clean_photo():
     from rain2avoid.detect import spectral_rotation
     assert spectral_rotation(np.zeros((64, 64, 3), np.uint8)) == (0.0, 0.0)
     assert spectral_rotation(clean_example("coffee"))[1] < 4
+
+
+def test_keep_aligned_drops_long_pieces_off_the_rain_direction():
+    from rain2avoid.detect import keep_aligned
+    mask = np.zeros((200, 200), np.uint8)
+    def line(x, lean, length):   # a 2 px line leaning `lean` degrees (top to the right)
+        dx, dy = np.sin(np.radians(lean)) * length / 2, np.cos(np.radians(lean)) * length / 2
+        cv2.line(mask, (int(x - dx), int(100 + dy)), (int(x + dx), int(100 - dy)), 255, 2)
+    line(30, 12, 60)    # along the rain
+    line(80, 0, 60)     # a vertical frame, 12 degrees off
+    line(130, 16, 60)   # 4 degrees off: kept at max_tilt 6
+    line(170, -40, 8)   # short: its direction is not measured
+    out = keep_aligned(mask, 12.0, max_tilt=6.0)
+    assert out[:, 20:45].any() and out[:, 120:145].any() and out[:, 160:180].any()
+    assert not out[:, 70:90].any()
+    assert np.array_equal(out[:, :70], mask[:, :70]) and np.array_equal(out[:, 90:], mask[:, 90:])
+    assert not keep_aligned(mask, 12.0, max_tilt=2.0)[:, 120:145].any()
+    assert np.array_equal(keep_aligned(np.zeros((5, 5), np.uint8), 0.0), np.zeros((5, 5), np.uint8))
+
+
+def test_guarded_mask_leaves_window_frames_off_slanted_rain():
+    # Building facades: thin bright vertical frames. Rain at 12 degrees must be masked,
+    # the frames (which the vertical opening alone lets through) must not.
+    from rain2avoid.synth import facade
+    clean = facade(np.random.default_rng(3))
+    rainy, layer = add_rain(clean, angle=12, density=0.025, length=30, intensity=0.7, blur=0.8, seed=1)
+    rain = layer > 0.2
+    frames = (cv2.morphologyEx(clean, cv2.MORPH_TOPHAT, np.ones((7, 7), np.uint8)).min(axis=2) > 40) & ~rain
+    with_test = guarded_rain_mask(rainy).mask > 0
+    without = guarded_rain_mask(rainy, max_tilt=None).mask > 0
+    assert without[frames].mean() > 0.25            # the failure the test guards against
+    assert with_test[frames].mean() < 0.5 * without[frames].mean()
+    assert with_test[rain].mean() > 0.75             # rain is still found, where it crosses frames too

@@ -2,6 +2,7 @@
 
 import time
 
+import cv2
 import numpy as np
 import pytest
 from scipy import ndimage as ndi
@@ -129,3 +130,15 @@ def test_rainy_clip_scales_a_small_photo_and_checks_arguments():
         rainy_clip(small.astype(np.float32), frames=3)
     with pytest.raises(ValueError):
         rainy_clip(small, frames=0)
+
+
+def test_facade_is_seeded_and_has_thin_bright_vertical_lines():
+    from rain2avoid.synth import facade
+    a = facade(np.random.default_rng(0), size=(120, 200))
+    assert a.shape == (120, 200, 3) and a.dtype == np.uint8
+    assert np.array_equal(a, facade(np.random.default_rng(0), size=(120, 200)))
+    assert not np.array_equal(a, facade(np.random.default_rng(1), size=(120, 200)))
+    gray = a.mean(axis=2).astype(np.float32)
+    # bright lines narrower than 5 px across: a horizontal white top-hat finds them
+    top = gray - cv2.morphologyEx(gray, cv2.MORPH_OPEN, np.ones((1, 5), np.uint8))
+    assert (top > 40).mean() > 0.02

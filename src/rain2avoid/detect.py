@@ -10,7 +10,9 @@ This module adds
     straight, thin, achromatic bright segments (:func:`estimate_rotation`),
   * a ridge (width) test in the rotated frame: a streak pixel must stand out
     against a horizontal grey opening of ``ridge_width`` px, so edges and
-    wide bright bars do not count (:func:`guarded_rain_mask`).
+    wide bright bars do not count (:func:`guarded_rain_mask`),
+  * a direction test on the mask's straight pieces: window frames and mullions
+    a few degrees off the rain are left out (:func:`keep_aligned`).
 The photometric guard on derained estimates is :mod:`rain2avoid.guard`.
 """
 
@@ -24,8 +26,8 @@ import numpy as np
 
 from .ldgp import MaskResult, _check_image, _colour, _vertical_streaks, rain_mask, rotation_for_angle, streak_angle
 
-__all__ = ["Streaks", "find_streaks", "spectral_rotation", "estimate_rotation", "guarded_rain_mask", "streak_mask",
-           "compute_mask", "MASKS"]
+__all__ = ["Streaks", "find_streaks", "spectral_rotation", "estimate_rotation", "keep_aligned", "guarded_rain_mask",
+           "streak_mask", "compute_mask", "MASKS"]
 
 _STEP = 0.5                                         # degrees per orientation bin
 _CELLS = 8                                          # support counts cells of an 8 x 8 grid per tile
@@ -61,7 +63,14 @@ def _achromatic_tophat(image: np.ndarray, size: int = 7, saturated: int = 250, b
 
 def _segments(binary: np.ndarray, centres: bool = False) -> tuple[np.ndarray, ...]:
     """Orientation, length and width (and with ``centres`` the centre row and column) of
-    each 8-connected component of ``binary``.
+    each 8-connected component of ``binary`` (:func:`_shapes`)."""
+    n, labels = cv2.connectedComponents(binary, connectivity=8)
+    lean, length, width, cy, cx = _shapes(labels, n)
+    return (lean, length, width, cy, cx) if centres else (lean, length, width)
+
+
+def _shapes(labels: np.ndarray, n: int) -> tuple[np.ndarray, ...]:
+    """Lean, length, width, centre row and centre column of components ``1..n-1`` of ``labels``.
 
     From the second moments of the component's pixels (each pixel a unit
     square): the major axis gives the orientation, as the lean of the axis
@@ -69,7 +78,6 @@ def _segments(binary: np.ndarray, centres: bool = False) -> tuple[np.ndarray, ..
     convention of :func:`rotation_for_angle`); ``sqrt(12 * variance)`` along
     and across the axis is the length and width of a bar with those moments.
     """
-    n, labels = cv2.connectedComponents(binary, connectivity=8)
     ys, xs = np.nonzero(labels)
     lab = labels[ys, xs]
     count = np.maximum(np.bincount(lab, minlength=n), 1).astype(np.float64)
@@ -84,9 +92,7 @@ def _segments(binary: np.ndarray, centres: bool = False) -> tuple[np.ndarray, ..
     phi = 0.5 * np.arctan2(2 * sxy, sxx - syy)          # major axis from +x, y pointing down
     lean = np.degrees(np.arctan2(np.cos(phi), -np.sin(phi)))
     lean = (lean + 90) % 180 - 90
-    if centres:
-        return lean, np.sqrt(12 * major), np.sqrt(12 * minor), cy[1:], cx[1:]
-    return lean, np.sqrt(12 * major), np.sqrt(12 * minor)
+    return lean, np.sqrt(12 * major), np.sqrt(12 * minor), cy[1:], cx[1:]
 
 
 def _sample_tiles(image: np.ndarray, max_pixels: int, tile: int = 256) -> list[np.ndarray]:
@@ -340,8 +346,59 @@ def estimate_rotation(image: np.ndarray, search: float = 75.0, tophat_size: int 
     return found[0].rotation if found else default
 
 
+def keep_aligned(mask: np.ndarray, rotation: float | tuple[float, ...], max_tilt: float = 6.0,
+                 min_length: float = 12.0, min_elongation: float = 3.0) -> np.ndarray:
+    """``mask`` without its straight pieces that run in another direction than the rain.
+
+    The vertical opening of the rotated mask keeps any bright line within
+    about ``atan(width / kernel_size)`` of the streak direction: 10-15 degrees
+    for a line 2-3 px wide. So the window frames, mullions and downpipes of a
+    facade, standing a few degrees off slanted rain, pass it; taken for rain,
+    they are flattened. The rain streaks of one photo share their direction.
+    Each 8-connected piece of ``mask`` (uint8, > 127 = rain) at least
+    ``min_length`` px long and ``min_elongation`` times longer than wide (so that
+    its direction can be measured: second moments, :func:`_shapes`) is dropped
+    when it leans more than ``max_tilt`` degrees off ``rotation`` (the rotation
+    that makes the streaks vertical, :func:`estimate_rotation`), or off every one
+    of several (rain in several directions). Short pieces and blobs stay. Lines
+    within ``max_tilt`` of the rain cannot be told apart this way.
+
+    On Rain100L dev 95 % of the pieces that are mostly rain lean less than
+    4-6 degrees off the streak direction (the rest: streaks merged with
+    texture). Returns a new uint8 mask.
+    """
+    mask = np.asarray(mask)
+    n, labels = cv2.connectedComponents((mask > 127).astype(np.uint8), connectivity=8)
+    if n <= 1:
+        return mask.copy()
+    lean, length, width, _, _ = _shapes(labels, n)
+    tilt = np.min([_angle_gap(lean, r) for r in np.atleast_1d(rotation)], axis=0)
+    drop = (length >= min_length) & (length >= min_elongation * width) & (tilt > max_tilt)
+    out = mask.copy()
+    out[np.r_[False, drop][labels]] = 0
+    return out
+
+
+def _aligned_streaks(image: np.ndarray, theta: float, kernel_size: int, ridge_width: int, ridge_height: int,
+                     max_tilt: float | None, also: tuple[float, ...] = ()) -> np.ndarray:
+    """LDGP's bright vertical runs after rotating by ``theta`` (with the ridge test), without the
+    straight pieces more than ``max_tilt`` degrees off ``theta`` and off every rotation in
+    ``also`` (:func:`keep_aligned`; None: all kept).
+
+    A streak that crosses a frame merges with it into one piece, which is dropped
+    whole; runs at least twice ``kernel_size`` long along the streaks are kept
+    anyway (a line a few degrees off cannot stay under such a long opening).
+    """
+    mask = _vertical_streaks(image, theta, kernel_size, ridge_width, ridge_height)
+    if max_tilt is None:
+        return mask
+    long_runs = _vertical_streaks(image, theta, 2 * kernel_size, ridge_width, ridge_height)
+    return keep_aligned(mask, (theta, *also), max_tilt) | long_runs
+
+
 def guarded_rain_mask(image: np.ndarray, kernel_size: int = 10, ridge_width: int = 7,
-                      ridge_height: int = 2, rotation: float | None = None) -> MaskResult:
+                      ridge_height: int = 2, rotation: float | None = None,
+                      max_tilt: float | None = 6.0, confident: int = 8) -> MaskResult:
     """Rain mask with a finer streak angle and a ridge (width) test.
 
     Same steps as :func:`rain_mask` (rotate so streaks are vertical, adaptive
@@ -357,8 +414,15 @@ def guarded_rain_mask(image: np.ndarray, kernel_size: int = 10, ridge_width: int
         ``ridge_height`` grey levels: it is brighter than both horizontal
         neighbours within ``ridge_width`` px, i.e. part of a bright line
         narrower than ``ridge_width`` across the streak direction. Edges and
-        wide bright structures (pillars, stripes) fail this test.
-    ``ridge_width=0`` disables the ridge test.
+        wide bright structures (pillars, stripes) fail this test;
+      * straight pieces leaning more than ``max_tilt`` degrees off the streak
+        direction are dropped (:func:`keep_aligned`): window frames and
+        mullions a few degrees off slanted rain. Runs twice ``kernel_size``
+        long stay (rain that crosses a frame), and so do pieces along any other
+        direction :func:`find_streaks` is confident of (support at least
+        ``confident``: rain falling in several directions), when the rotation
+        is estimated here.
+    ``ridge_width=0`` disables the ridge test, ``max_tilt=None`` the direction test.
 
     Returns ``MaskResult(mask, angle)`` with ``angle`` in the convention of
     :func:`streak_angle` (degrees in [0, 180), ``rotation_for_angle(angle)``
@@ -366,15 +430,18 @@ def guarded_rain_mask(image: np.ndarray, kernel_size: int = 10, ridge_width: int
     """
     image = np.asarray(image)
     _check_image(image, "guarded_rain_mask")
-    if kernel_size < 1 or ridge_width < 0:
-        raise ValueError("kernel_size must be >= 1 and ridge_width >= 0")
+    if kernel_size < 1 or ridge_width < 0 or (max_tilt is not None and max_tilt < 0):
+        raise ValueError("kernel_size must be >= 1, ridge_width >= 0 and max_tilt >= 0 (or None)")
+    also: tuple[float, ...] = ()
     if rotation is None:
-        rotation = estimate_rotation(image, default=None)
+        rotation = estimate_rotation(image, default=None, confident=confident)
+        if max_tilt is not None:
+            also = tuple(s.rotation for s in find_streaks(image) if s.support >= confident)
     if rotation is None:
         # No straight streak-like segments at all: fall back on the reference HOG vote.
         rotation = rotation_for_angle(streak_angle(image))
     theta = float(rotation)
-    mask = _vertical_streaks(image, theta, kernel_size, ridge_width, ridge_height)
+    mask = _aligned_streaks(image, theta, kernel_size, ridge_width, ridge_height, max_tilt, also)
     angle = int(round(theta)) % 180
     return MaskResult(mask, angle)
 
@@ -394,13 +461,15 @@ def compute_mask(rgb8: np.ndarray, kind: str = "guarded") -> MaskResult:
 
 
 def streak_mask(image: np.ndarray, streaks: list[Streaks] | None = None, kernel_size: int = 10,
-                ridge_width: int = 7, ridge_height: int = 2, overlap: float = 0.5) -> MaskResult:
+                ridge_width: int = 7, ridge_height: int = 2, overlap: float = 0.5,
+                max_tilt: float = 6.0) -> MaskResult:
     """Rain mask for rain in several directions and of several widths.
 
     The union of :func:`guarded_rain_mask`'s masks for every direction in
     ``streaks`` (default: :func:`find_streaks`), each computed on the copy of
-    the image it was seen on (wide streaks are thin on a smaller copy) and
-    scaled back up. A connected piece of a coarser mask is left out when more
+    the image it was seen on (wide streaks are thin on a smaller copy), without
+    the pieces more than ``max_tilt`` degrees off that direction (:func:`keep_aligned`),
+    and scaled back up. A connected piece of a coarser mask is left out when more
     than ``overlap`` of it is already covered (after dilating by the scale) by
     the finer masks: thin streaks are best masked at full size. With no
     streaks found at all this is :func:`guarded_rain_mask` (the HOG fallback).
@@ -423,7 +492,7 @@ def streak_mask(image: np.ndarray, streaks: list[Streaks] | None = None, kernel_
         part = np.zeros(small.shape[:2], np.uint8)
         for s in streaks:
             if s.scale == scale:
-                part |= _vertical_streaks(small, float(s.rotation), kernel_size, ridge_width, ridge_height)
+                part |= _aligned_streaks(small, float(s.rotation), kernel_size, ridge_width, ridge_height, max_tilt)
         if scale == 1:
             mask |= part
             continue

@@ -25,7 +25,7 @@ from typing import Dict, Optional, Sequence, Tuple, Union
 import cv2
 import numpy as np
 
-__all__ = ["EXAMPLES", "clean_example", "rain_layer", "add_rain", "add_heavy_rain", "rain_presets",
+__all__ = ["EXAMPLES", "clean_example", "facade", "rain_layer", "add_rain", "add_heavy_rain", "rain_presets",
            "heavy_rain_presets", "random_heavy_rain", "rainy_clip"]
 
 # RGB sample images stored inside the scikit-image package (no download).
@@ -54,6 +54,44 @@ def clean_example(name: str = "astronaut", size: Optional[Tuple[int, int]] = (32
     img = cv2.resize(img, (nw, nh), interpolation=interp)
     top, left = (nh - h) // 2, (nw - w) // 2
     return np.ascontiguousarray(img[top:top + h, left:left + w])
+
+
+def facade(rng: np.random.Generator, size: Tuple[int, int] = (320, 480)) -> np.ndarray:
+    """A clean uint8 RGB picture of a building facade: texture that looks like rain.
+
+    A wall of random colour and grain with a grid of windows (3-5 rows, 4-8
+    columns) of dark glass, each framed by thin bright lines 1-3 px wide with
+    1-3 vertical mullions and a transom, and 0-2 downpipes running the whole
+    height; softened by a 0.6 px Gaussian like a photo. The frames are straight,
+    bright, achromatic lines, most of them vertical: what a rain detector must
+    not take for streaks. Made for tests and benchmarks (``benchmarks/facade.py``).
+    """
+    h, w = int(size[0]), int(size[1])
+    grain = cv2.GaussianBlur(rng.normal(0, 12, (h, w)).astype(np.float32), (0, 0), 1.0)
+    img = np.empty((h, w, 3), np.float32)
+    img[:] = rng.uniform(90, 200, 3)
+    img += grain[..., None]
+    rows, cols = int(rng.integers(3, 6)), int(rng.integers(4, 9))
+    mx, my = int(rng.integers(10, 30)), int(rng.integers(10, 30))
+    cell_w, cell_h = (w - 2 * mx) / cols, (h - 2 * my) / rows
+    frame = (float(rng.uniform(200, 250)),) * 3
+    thick = int(rng.choice([1, 2, 2, 3]))
+    glass = rng.uniform(20, 90, 3)
+    for r in range(rows):
+        for c in range(cols):
+            x0, y0 = int(mx + (c + 0.15) * cell_w), int(my + (r + 0.12) * cell_h)
+            x1, y1 = int(mx + (c + 0.85) * cell_w), int(my + (r + 0.88) * cell_h)
+            img[y0:y1, x0:x1] = glass + rng.uniform(-15, 15) + np.linspace(0, 40, y1 - y0)[:, None, None]
+            cv2.rectangle(img, (x0, y0), (x1, y1), frame, thick)
+            mullions = int(rng.integers(1, 4))
+            for k in range(1, mullions + 1):
+                xm = x0 + (x1 - x0) * k // (mullions + 1)
+                cv2.line(img, (xm, y0), (xm, y1), frame, thick)
+            cv2.line(img, (x0, y0 + (y1 - y0) // 3), (x1, y0 + (y1 - y0) // 3), frame, thick)
+    for _ in range(int(rng.integers(0, 3))):
+        x = int(rng.integers(5, w - 5))
+        cv2.line(img, (x, 0), (x, h), tuple(0.95 * v for v in frame), int(rng.integers(1, 4)))
+    return np.clip(np.rint(cv2.GaussianBlur(img, (0, 0), 0.6)), 0, 255).astype(np.uint8)
 
 
 def _blur_gain(width: int, sigma: float) -> float:
