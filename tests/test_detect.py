@@ -138,3 +138,15 @@ def test_guarded_mask_leaves_window_frames_off_slanted_rain():
     assert without[frames].mean() > 0.25            # the failure the test guards against
     assert with_test[frames].mean() < 0.5 * without[frames].mean()
     assert with_test[rain].mean() > 0.75             # rain is still found, where it crosses frames too
+
+
+def test_estimate_rotation_reuses_find_streaks_output():
+    # Two directions of rain: find_streaks lists both; only each copy's first direction
+    # decides the rotation, exactly as when estimate_rotation searches by itself.
+    from rain2avoid.detect import find_streaks
+    clean = clean_example("coffee")
+    rainy, _ = add_rain(clean, angle=-20, density=0.03, length=30, seed=1)
+    rainy, _ = add_rain(rainy, angle=15, density=0.02, length=25, seed=2)
+    found = find_streaks(rainy)
+    assert len({round(s.rotation) for s in found}) >= 2 and not all(s.first for s in found)
+    assert estimate_rotation(rainy, found=found) == estimate_rotation(rainy)

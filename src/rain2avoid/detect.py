@@ -202,11 +202,13 @@ class Streaks(NamedTuple):
     support: how many cells of the picture (8 x 8 per tile) hold a bright straight segment
         in that direction, less those holding a dark one (:func:`_peak`).
     scale: the copy it was seen on was ``scale`` times smaller than the image (1, 2, 4, ...).
+    first: the direction with most votes on that copy (the others are further directions).
     """
 
     rotation: float
     support: int
     scale: int
+    first: bool = True
 
 
 def find_streaks(image: np.ndarray, search: float = 75.0, tophat_size: int = 7,
@@ -245,7 +247,7 @@ def find_streaks(image: np.ndarray, search: float = 75.0, tophat_size: int = 7,
                 break
             first = count if first is None else first
             chosen.append(angle)
-            found.append(Streaks(angle, count, scale))
+            found.append(Streaks(angle, count, scale, len(chosen) == 1))
         h, w = image.shape[:2]
         if min(h, w) // 2 < min_side:
             break
@@ -294,7 +296,8 @@ def estimate_rotation(image: np.ndarray, search: float = 75.0, tophat_size: int 
                       max_length: float = 80.0, elongation: float = 3.0, spread: float = 1.5,
                       min_segments: int = 5, default: float | None = 0.0,
                       max_pixels: int = 1 << 20, min_side: int = 128, confident: int = 8,
-                      min_clarity: float = 4.0, spectral_search: float = 60.0) -> float | None:
+                      min_clarity: float = 4.0, spectral_search: float = 60.0,
+                      found: list[Streaks] | None = None) -> float | None:
     """Rotation (degrees, as :func:`rotation_for_angle` returns) that makes streaks vertical.
 
     ``image`` is uint8 RGB (further channels ignored) or gray. Rain streaks
@@ -335,9 +338,15 @@ def estimate_rotation(image: np.ndarray, search: float = 75.0, tophat_size: int 
     (no visible straight streaks), ``default`` is returned. Images (or copies) with
     more than ``max_pixels`` pixels are searched on evenly spread 256 x 256
     crops (:func:`_sample_tiles`), so the cost is bounded.
+
+    ``found``: what :func:`find_streaks` returned for this image with the same
+    settings, if the caller has it (only each copy's ``first`` direction counts
+    here); computed otherwise.
     """
-    found = find_streaks(image, search, tophat_size, heights, min_length, max_length, elongation, spread,
-                         min_segments, 1, max_pixels=max_pixels, min_side=min_side)
+    if found is None:
+        found = find_streaks(image, search, tophat_size, heights, min_length, max_length, elongation, spread,
+                             min_segments, 1, max_pixels=max_pixels, min_side=min_side)
+    found = [s for s in found if s.first]
     if found and found[0].support >= confident:
         return found[0].rotation
     rotation, clarity = spectral_rotation(image, tophat_size)
@@ -434,9 +443,10 @@ def guarded_rain_mask(image: np.ndarray, kernel_size: int = 10, ridge_width: int
         raise ValueError("kernel_size must be >= 1, ridge_width >= 0 and max_tilt >= 0 (or None)")
     also: tuple[float, ...] = ()
     if rotation is None:
-        rotation = estimate_rotation(image, default=None, confident=confident)
+        streaks = find_streaks(image)
+        rotation = estimate_rotation(image, default=None, confident=confident, found=streaks)
         if max_tilt is not None:
-            also = tuple(s.rotation for s in find_streaks(image) if s.support >= confident)
+            also = tuple(s.rotation for s in streaks if s.support >= confident)
     if rotation is None:
         # No straight streak-like segments at all: fall back on the reference HOG vote.
         rotation = rotation_for_angle(streak_angle(image))
