@@ -162,3 +162,42 @@ def test_apply_caps_changes_like_derain(rainy_pair):
     assert np.allclose(a[square][bright[square]], x[square][bright[square]], atol=1e-6)  # put back
     assert np.allclose(a[50:], b[50:], atol=0.003)                                    # kept
     assert np.array_equal(capped.apply(rainy), np.round(a * 255).astype(np.uint8))
+
+
+@pytest.mark.parametrize("augment, view", [("mirror", lambda a: a.flip(-1)),
+                                           ("turn", lambda a: a.flip((-2, -1)))])
+def test_training_crops_are_mirrored_or_turned(augment, view):
+    # Crops as large as the image: every sample is the image itself or its one view, never another.
+    from rain2avoid.sdrl import _Samples
+    x = np.random.default_rng(0).random((12, 16, 3)).astype(np.float32)
+    samples = _Samples([x], [x[None] * 0.5], Settings(crop=16, batch=32, augment=augment))
+    inputs, targets, _ = samples.batch()
+    plain, seen = torch.from_numpy(x).permute(2, 0, 1), []
+    for a, t in zip(inputs, targets):
+        assert torch.equal(t, a * 0.5)
+        seen.append("plain" if torch.equal(a, plain) else "view" if torch.equal(a, view(plain)) else "other")
+    assert {"plain", "view"} == set(seen)
+    none = _Samples([x], [x[None]], Settings(crop=16, batch=32, augment="none")).batch()[0]
+    assert all(torch.equal(a, plain) for a in none)
+    with pytest.raises(ValueError, match="augment must be one of mirror, turn, none"):
+        Settings(augment="rotate")
+
+
+class _FromUpperLeft(torch.nn.Module):
+    """Not symmetric: each pixel takes the value of its upper-left neighbour (edges repeated)."""
+
+    def forward(self, x):
+        return torch.nn.functional.pad(x, (1, 1, 1, 1), mode="replicate")[..., :-2, :-2]
+
+
+@pytest.mark.parametrize("augment, dy, dx", [("mirror", -1, 1), ("turn", 1, 1)])
+def test_test_time_average_uses_the_training_view(augment, dy, dx):
+    # Seen mirrored, "from the upper left" becomes "from the upper right"; turned, "from the lower right".
+    x = np.random.default_rng(1).random((9, 11, 3)).astype(np.float32)
+    padded = np.pad(x, ((1, 1), (1, 1), (0, 0)), mode="edge")
+    def shifted(sy, sx):
+        return padded[1 + sy:10 + sy, 1 + sx:12 + sx]
+    model = Model(_FromUpperLeft(), Settings(augment=augment, output_cap=0.0, only_darken=False))
+    np.testing.assert_allclose(model.predict(x), (shifted(-1, -1) + shifted(dy, dx)) / 2, atol=1e-6)
+    plain = Model(_FromUpperLeft(), Settings(augment=augment, flip_tta=False))
+    np.testing.assert_allclose(plain.predict(x), shifted(-1, -1), atol=1e-6)

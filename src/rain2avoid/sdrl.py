@@ -39,6 +39,7 @@ __all__ = [
 _FORMAT = "rain2avoid-model"
 _FORMAT_VERSION = 1
 TARGETS = ("expected", "sampled", "online")
+AUGMENTS = ("mirror", "turn", "none")
 
 
 class TargetSampler(Protocol):
@@ -72,7 +73,11 @@ class Settings:
     output_cap: per image, undo the output's change where it exceeds this many
         times the image's median rain increment (0 = off; ``guard.rain_guard``).
     only_darken: rain only adds light, so never brighten a pixel.
-    flip_tta: average the prediction with the one on the mirrored image.
+    augment: how training crops vary: "mirror" (half of them mirrored left-right, so
+        rain at +a degrees is also seen at -a), "turn" (half of them turned 180 degrees,
+        which keeps every streak's direction) or "none".
+    flip_tta: average the prediction with the one on the image mirrored (``augment=
+        "mirror"``) or turned 180 degrees (otherwise): a view training has seen.
     ensemble: per-image ``derain`` trains this many networks (seeds ``seed``,
         ``seed + 1``, ...) and averages their outputs.
     veil: the veil of heavy rain (mist) on the derained image: "auto" takes it
@@ -97,6 +102,7 @@ class Settings:
     output_cap: float = 6.0
     schedule: str = "cosine"
     only_darken: bool = True
+    augment: str = "mirror"
     flip_tta: bool = True
     ensemble: int = 1
     veil: str = "auto"
@@ -118,6 +124,7 @@ class Settings:
             (self.target in TARGETS, f"target must be one of {', '.join(TARGETS)}"),
             (self.mask in MASKS, f"mask must be one of {', '.join(MASKS)}"),
             (self.schedule in ("cosine", "constant"), "schedule must be 'cosine' or 'constant'"),
+            (self.augment in AUGMENTS, f"augment must be one of {', '.join(AUGMENTS)}"),
             (self.veil in VEIL_MODES, f"veil must be one of {', '.join(VEIL_MODES)}"),
         ]
         for ok, message in checks:
@@ -161,6 +168,12 @@ def _to_tensor(images: np.ndarray) -> torch.Tensor:
 
 
 Targets = Union[np.ndarray, TargetSampler]
+
+
+def _flip(t: torch.Tensor, augment: str) -> torch.Tensor:
+    """``t`` (..., H, W) mirrored left-right for ``augment="mirror"``, else turned 180 degrees
+    (a turn keeps every streak's direction; a mirror turns +a degrees into -a)."""
+    return t.flip(-1) if augment == "mirror" else t.flip((-2, -1))
 
 
 class _Samples:
@@ -222,8 +235,8 @@ class _Samples:
             y0, x0 = int(rng.integers(h - ch + 1)), int(rng.integers(wd - cw + 1))
             window = np.s_[:, y0:y0 + ch, x0:x0 + cw]
             crop = [x[0][window], self._target(i, (y0, y0 + ch, x0, x0 + cw)), w[0][window]]
-            if rng.random() < 0.5:
-                crop = [a.flip(-1) for a in crop]
+            if rng.random() < 0.5 and s.augment != "none":
+                crop = [_flip(a, s.augment) for a in crop]
             crops.append(crop)
         if len({tuple(c[0].shape) for c in crops}) > 1:  # images smaller than the crop: one per batch
             return tuple(a[None] for a in crops[0])
@@ -327,7 +340,8 @@ class Model:
                 x = _to_tensor(image[ya:yb, xa:xb]).to(self.device)
                 y = self.net(x)
                 if self.settings.flip_tta:
-                    y = (y + self.net(x.flip(-1)).flip(-1)) / 2
+                    aug = self.settings.augment
+                    y = (y + _flip(self.net(_flip(x, aug)), aug)) / 2
                 y = y.clamp(0, 1)[0].permute(1, 2, 0).cpu().numpy()
                 ye, xe = min(y0 + step, h), min(x0 + step, w)
                 out[y0:ye, x0:xe] = y[y0 - ya:ye - ya, x0 - xa:xe - xa]
