@@ -150,3 +150,17 @@ def test_estimate_rotation_reuses_find_streaks_output():
     found = find_streaks(rainy)
     assert len({round(s.rotation) for s in found}) >= 2 and not all(s.first for s in found)
     assert estimate_rotation(rainy, found=found) == estimate_rotation(rainy)
+
+
+def test_guarded_mask_takes_the_streaks_already_found():
+    from rain2avoid.detect import Streaks, find_streaks, main_support
+    clean = clean_example("coffee", size=(160, 240))
+    rainy, _ = add_rain(clean, angle=20, density=0.04, length=20, seed=3)
+    found = find_streaks(rainy)
+    assert main_support(found) > 0
+    a, b = guarded_rain_mask(rainy), guarded_rain_mask(rainy, streaks=found)
+    assert a.angle == b.angle == 20 and np.array_equal(a.mask, b.mask)
+    # Told that there are no streaks, it does not search again: the HOG vote (18 degrees here).
+    assert guarded_rain_mask(rainy, streaks=[]).angle != a.angle
+    assert main_support([]) == 0
+    assert main_support([Streaks(3.0, 9, 2, False), Streaks(1.0, 7, 1), Streaks(2.0, 5, 2)]) == 7

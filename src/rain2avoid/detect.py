@@ -26,8 +26,8 @@ import numpy as np
 
 from .ldgp import MaskResult, _check_image, _colour, _vertical_streaks, rain_mask, rotation_for_angle, streak_angle
 
-__all__ = ["Streaks", "find_streaks", "spectral_rotation", "estimate_rotation", "keep_aligned", "guarded_rain_mask",
-           "streak_mask", "compute_mask", "MASKS"]
+__all__ = ["Streaks", "find_streaks", "main_support", "spectral_rotation", "estimate_rotation", "keep_aligned",
+           "guarded_rain_mask", "streak_mask", "compute_mask", "MASKS"]
 
 _STEP = 0.5                                         # degrees per orientation bin
 _CELLS = 8                                          # support counts cells of an 8 x 8 grid per tile
@@ -256,6 +256,13 @@ def find_streaks(image: np.ndarray, search: float = 75.0, tophat_size: int = 7,
     return sorted(found, key=lambda s: (-s.support, s.scale))
 
 
+def main_support(streaks: list[Streaks]) -> int:
+    """How surely ``streaks`` (what :func:`find_streaks` returned) show one direction of rain:
+    the support of the best-supported copy's main direction, the one :func:`estimate_rotation`
+    trusts from ``confident`` (8) on; 0 when no straight streaks were found."""
+    return max((s.support for s in streaks if s.first), default=0)
+
+
 def spectral_rotation(image: np.ndarray, tophat_size: int = 7, max_side: int = 512,
                       band: tuple[float, float] = (1 / 32, 1 / 4)) -> tuple[float, float]:
     """Streak rotation from the power spectrum of the bright thin detail, and how clear it is.
@@ -407,7 +414,8 @@ def _aligned_streaks(image: np.ndarray, theta: float, kernel_size: int, ridge_wi
 
 def guarded_rain_mask(image: np.ndarray, kernel_size: int = 10, ridge_width: int = 7,
                       ridge_height: int = 2, rotation: float | None = None,
-                      max_tilt: float | None = 6.0, confident: int = 8) -> MaskResult:
+                      max_tilt: float | None = 6.0, confident: int = 8,
+                      streaks: list[Streaks] | None = None) -> MaskResult:
     """Rain mask with a finer streak angle and a ridge (width) test.
 
     Same steps as :func:`rain_mask` (rotate so streaks are vertical, adaptive
@@ -432,6 +440,8 @@ def guarded_rain_mask(image: np.ndarray, kernel_size: int = 10, ridge_width: int
         ``confident``: rain falling in several directions), when the rotation
         is estimated here.
     ``ridge_width=0`` disables the ridge test, ``max_tilt=None`` the direction test.
+    ``streaks``: what :func:`find_streaks` returned for this image, if the caller
+    has it; searched here otherwise.
 
     Returns ``MaskResult(mask, angle)`` with ``angle`` in the convention of
     :func:`streak_angle` (degrees in [0, 180), ``rotation_for_angle(angle)``
@@ -443,7 +453,7 @@ def guarded_rain_mask(image: np.ndarray, kernel_size: int = 10, ridge_width: int
         raise ValueError("kernel_size must be >= 1, ridge_width >= 0 and max_tilt >= 0 (or None)")
     also: tuple[float, ...] = ()
     if rotation is None:
-        streaks = find_streaks(image)
+        streaks = find_streaks(image) if streaks is None else streaks
         rotation = estimate_rotation(image, default=None, confident=confident, found=streaks)
         if max_tilt is not None:
             also = tuple(s.rotation for s in streaks if s.support >= confident)
@@ -459,15 +469,16 @@ def guarded_rain_mask(image: np.ndarray, kernel_size: int = 10, ridge_width: int
 MASKS = ("guarded", "ldgp", "streaks")
 
 
-def compute_mask(rgb8: np.ndarray, kind: str = "guarded") -> MaskResult:
+def compute_mask(rgb8: np.ndarray, kind: str = "guarded", streaks: list[Streaks] | None = None) -> MaskResult:
     """Rain mask of a uint8 RGB image: ``"ldgp"`` (the reference's, :func:`rain_mask`),
     ``"guarded"`` (:func:`guarded_rain_mask`) or ``"streaks"`` (:func:`streak_mask`: every
-    direction and width found), as ``Settings.mask`` names them."""
+    direction and width found), as ``Settings.mask`` names them. ``streaks``: what
+    :func:`find_streaks` returned for this image, if the caller has it."""
     if kind not in MASKS:
         raise ValueError(f"mask must be one of {', '.join(MASKS)}, got {kind!r}")
     if kind == "streaks":
-        return streak_mask(rgb8)
-    return guarded_rain_mask(rgb8) if kind == "guarded" else rain_mask(rgb8)
+        return streak_mask(rgb8, streaks)
+    return guarded_rain_mask(rgb8, streaks=streaks) if kind == "guarded" else rain_mask(rgb8)
 
 
 def streak_mask(image: np.ndarray, streaks: list[Streaks] | None = None, kernel_size: int = 10,
@@ -492,7 +503,7 @@ def streak_mask(image: np.ndarray, streaks: list[Streaks] | None = None, kernel_
     if streaks is None:
         streaks = find_streaks(image)
     if not streaks:
-        return guarded_rain_mask(image)
+        return guarded_rain_mask(image, streaks=streaks)
     h, w = image.shape[:2]
     mask = np.zeros((h, w), np.uint8)
     colour = _colour(image)
