@@ -143,3 +143,27 @@ def test_online_target_trains_and_is_seeded(rainy_pair):
     assert not np.array_equal(a.image, rain2avoid.derain(small, preset="reference", target="online",
                                                          backbone="fast", steps=4, seed=2))
     assert a.targets.shape == (1, 48, 64, 3)        # the mean the online references are drawn around
+
+
+def test_auto_augment_turns_only_where_the_rain_direction_is_sure():
+    from rain2avoid.pipeline import TURN_SUPPORT, training_view
+    assert training_view("auto", TURN_SUPPORT) == "turn"
+    assert training_view("auto", TURN_SUPPORT - 1) == "mirror"
+    assert training_view("auto", 0) == "mirror"
+    for fixed in ("mirror", "turn", "none"):
+        assert training_view(fixed, 0) == training_view(fixed, 10 * TURN_SUPPORT) == fixed
+
+
+def test_derain_resolves_auto_augment_per_image():
+    # Clear slanted streaks: the direction is sure, training turns (and the result says so).
+    # No streaks at all: the mirror. A fixed choice is kept whatever the image.
+    from rain2avoid.detect import find_streaks, main_support
+    from rain2avoid.pipeline import TURN_SUPPORT, derain_detailed
+    from rain2avoid.synth import add_rain, clean_example
+    clean = clean_example("coffee", size=(160, 240))
+    rainy, _ = add_rain(clean, angle=20, density=0.04, length=20, seed=3)
+    assert main_support(find_streaks(rainy)) >= TURN_SUPPORT > main_support(find_streaks(clean)) == 0
+    assert derain_detailed(rainy, steps=3).settings.augment == "turn"
+    assert derain_detailed(clean, steps=3).settings.augment == "mirror"
+    assert derain_detailed(rainy, steps=3, augment="mirror").settings.augment == "mirror"
+    assert derain_detailed(rainy, steps=3, mask="ldgp").settings.augment == "turn"

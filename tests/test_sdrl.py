@@ -179,7 +179,7 @@ def test_training_crops_are_mirrored_or_turned(augment, view):
     assert {"plain", "view"} == set(seen)
     none = _Samples([x], [x[None]], Settings(crop=16, batch=32, augment="none")).batch()[0]
     assert all(torch.equal(a, plain) for a in none)
-    with pytest.raises(ValueError, match="augment must be one of mirror, turn, none"):
+    with pytest.raises(ValueError, match="augment must be one of auto, mirror, turn, none"):
         Settings(augment="rotate")
 
 
@@ -190,9 +190,10 @@ class _FromUpperLeft(torch.nn.Module):
         return torch.nn.functional.pad(x, (1, 1, 1, 1), mode="replicate")[..., :-2, :-2]
 
 
-@pytest.mark.parametrize("augment, dy, dx", [("mirror", -1, 1), ("turn", 1, 1)])
+@pytest.mark.parametrize("augment, dy, dx", [("mirror", -1, 1), ("turn", 1, 1), ("auto", -1, 1)])
 def test_test_time_average_uses_the_training_view(augment, dy, dx):
     # Seen mirrored, "from the upper left" becomes "from the upper right"; turned, "from the lower right".
+    # "auto" is resolved per image by the pipeline; a model that still holds it mirrors.
     x = np.random.default_rng(1).random((9, 11, 3)).astype(np.float32)
     padded = np.pad(x, ((1, 1), (1, 1), (0, 0)), mode="edge")
     def shifted(sy, sx):
@@ -201,3 +202,14 @@ def test_test_time_average_uses_the_training_view(augment, dy, dx):
     np.testing.assert_allclose(model.predict(x), (shifted(-1, -1) + shifted(dy, dx)) / 2, atol=1e-6)
     plain = Model(_FromUpperLeft(), Settings(augment=augment, flip_tta=False))
     np.testing.assert_allclose(plain.predict(x), shifted(-1, -1), atol=1e-6)
+
+
+def test_training_on_a_folder_mirrors_when_augment_is_auto():
+    # "auto" is a per-image choice: one network for many images mirrors, and its model says so.
+    from rain2avoid.sdrl import FOLDER_PRESETS, PRESETS, train_folder, train_image
+    x = np.random.default_rng(2).random((24, 32, 3)).astype(np.float32)
+    assert PRESETS["fast"].augment == "auto"
+    assert PRESETS["reference"].augment == FOLDER_PRESETS["reference"].augment == "mirror"
+    assert train_image(x, x[None], Settings(steps=2, crop=16)).settings.augment == "mirror"
+    assert train_folder([x, x], [x[None]] * 2, Settings(steps=2, crop=16)).settings.augment == "mirror"
+    assert train_image(x, x[None], Settings(steps=2, crop=16, augment="turn")).settings.augment == "turn"

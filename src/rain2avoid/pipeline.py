@@ -14,7 +14,7 @@ from typing import Callable, NamedTuple
 import cv2
 import numpy as np
 
-from .detect import compute_mask
+from .detect import compute_mask, find_streaks, main_support
 from .guard import rain_guard
 from .io import from_float_rgb, to_float_rgb, to_uint8
 from .sdr import ReferenceSampler, expected_reference, sample_references
@@ -22,7 +22,11 @@ from .sdrl import Settings, resolve_settings, train_image
 from .veil import Veil, clear_veil
 
 __all__ = ["derain", "derain_detailed", "DerainResult", "compute_mask", "make_targets", "loss_weights",
-           "training_data", "TrainingData", "OnlineTargets"]
+           "training_data", "TrainingData", "OnlineTargets", "training_view", "TURN_SUPPORT"]
+
+TURN_SUPPORT = 12
+"""The support of the main streak direction (``detect.main_support``) from which
+``augment="auto"`` turns training crops instead of mirroring them (:func:`training_view`)."""
 
 
 @dataclass
@@ -34,7 +38,7 @@ class DerainResult:
     angle: dominant gradient angle in degrees (0 = vertical streaks).
     targets: float32 (R, H, W, 3) references in [0, 1] the network was trained on; with
         ``target="online"`` (a fresh reference each step) the closed-form mean reference.
-    settings: the settings used.
+    settings: the settings used (``augment`` as :func:`training_view` resolved it).
     seconds: wall time.
     veil: the veil taken away (``rain2avoid.veil.Veil``), or None.
     """
@@ -126,19 +130,40 @@ class TrainingData(NamedTuple):
     mask: uint8 (H, W), 255 = rain. angle: streak angle (``DerainResult.angle``).
     targets: float32 (R, H, W, 3) references in [0, 1], or :class:`OnlineTargets`.
     weights: float32 (H, W) loss weights.
+    support: how surely the image shows one direction of rain (``detect.main_support``;
+        0 when it was not searched: the reference mask with a fixed ``augment``).
     """
 
     mask: np.ndarray
     angle: int
     targets: np.ndarray | OnlineTargets
     weights: np.ndarray
+    support: int = 0
 
 
 def training_data(rgb: np.ndarray, settings: Settings) -> TrainingData:
     """Mask, references and loss weights of a float (H, W, 3) image in [0, 1], made
     as ``settings`` says; ``sdrl.train_image`` / ``train_folder`` take the last two."""
-    mask, angle = compute_mask(to_uint8(rgb), settings.mask)
-    return TrainingData(mask, angle, make_targets(rgb, mask, settings), loss_weights(mask, settings.halo))
+    rgb8 = to_uint8(rgb)
+    streaks = find_streaks(rgb8) if settings.mask != "ldgp" or settings.augment == "auto" else []
+    mask, angle = compute_mask(rgb8, settings.mask, streaks)
+    return TrainingData(mask, angle, make_targets(rgb, mask, settings), loss_weights(mask, settings.halo),
+                        main_support(streaks))
+
+
+def training_view(augment: str, support: int) -> str:
+    """How one image's training crops vary (``Settings.augment``), with ``"auto"`` resolved.
+
+    A 180-degree turn keeps every streak's direction, so the network learns one
+    direction of rain and removes it more thoroughly; a mirror shows it two
+    (+a and -a degrees), which brakes it where the mask follows texture instead
+    of rain. ``"auto"`` turns where the image shows its rain direction surely
+    (``support``, ``detect.main_support``, at least :data:`TURN_SUPPORT`) and
+    mirrors elsewhere. Other values are returned as they are.
+    """
+    if augment != "auto":
+        return augment
+    return "turn" if support >= TURN_SUPPORT else "mirror"
 
 
 def derain_detailed(image: np.ndarray, preset: str = "fast", device: str = "cpu", progress: bool = False,
@@ -153,6 +178,7 @@ def derain_detailed(image: np.ndarray, preset: str = "fast", device: str = "cpu"
     image = np.asarray(image)
     rgb = to_float_rgb(image)
     data = training_data(rgb, settings)
+    settings = dataclasses.replace(settings, augment=training_view(settings.augment, data.support))
     out = np.zeros_like(rgb)
     total = settings.ensemble * settings.steps
     for k in range(settings.ensemble):   # networks from different seeds, averaged

@@ -39,7 +39,7 @@ __all__ = [
 _FORMAT = "rain2avoid-model"
 _FORMAT_VERSION = 1
 TARGETS = ("expected", "sampled", "online")
-AUGMENTS = ("mirror", "turn", "none")
+AUGMENTS = ("auto", "mirror", "turn", "none")
 
 
 class TargetSampler(Protocol):
@@ -75,9 +75,13 @@ class Settings:
     only_darken: rain only adds light, so never brighten a pixel.
     augment: how training crops vary: "mirror" (half of them mirrored left-right, so
         rain at +a degrees is also seen at -a), "turn" (half of them turned 180 degrees,
-        which keeps every streak's direction) or "none".
+        which keeps every streak's direction), "none", or "auto": per image,
+        ``pipeline.derain`` turns where the streak direction is certain and mirrors
+        otherwise (``pipeline.training_view``); :func:`train_image` and
+        :func:`train_folder` given "auto" mirror, and their model records that.
     flip_tta: average the prediction with the one on the image mirrored (``augment=
-        "mirror"``) or turned 180 degrees (otherwise): a view training has seen.
+        "mirror"``, or an unresolved "auto") or turned 180 degrees (otherwise): a view
+        training has seen.
     ensemble: per-image ``derain`` trains this many networks (seeds ``seed``,
         ``seed + 1``, ...) and averages their outputs.
     veil: the veil of heavy rain (mist) on the derained image: "auto" takes it
@@ -102,7 +106,7 @@ class Settings:
     output_cap: float = 6.0
     schedule: str = "cosine"
     only_darken: bool = True
-    augment: str = "mirror"
+    augment: str = "auto"
     flip_tta: bool = True
     ensemble: int = 1
     veil: str = "auto"
@@ -137,7 +141,7 @@ PRESETS = {
     "high": Settings(ensemble=3),
     "reference": Settings(backbone="unet", steps=5000, lr=1e-3, batch=1, crop=0, refs=50, sampler="nss",
                           target="sampled", mask="ldgp", guard=False, halo=0, output_cap=0.0,
-                          schedule="constant", only_darken=False, flip_tta=False, veil="off"),
+                          schedule="constant", only_darken=False, flip_tta=False, veil="off", augment="mirror"),
 }
 
 FOLDER_PRESETS = {
@@ -145,7 +149,7 @@ FOLDER_PRESETS = {
     "high": Settings(steps=6000, batch=16, crop=96),
     "reference": Settings(backbone="unet", steps=4000, lr=1e-3, batch=64, crop=64, refs=50,
                           target="sampled", mask="ldgp", guard=False, halo=0, output_cap=0.0,
-                          schedule="constant", only_darken=False, flip_tta=False, veil="off"),
+                          schedule="constant", only_darken=False, flip_tta=False, veil="off", augment="mirror"),
 }
 
 
@@ -171,9 +175,10 @@ Targets = Union[np.ndarray, TargetSampler]
 
 
 def _flip(t: torch.Tensor, augment: str) -> torch.Tensor:
-    """``t`` (..., H, W) mirrored left-right for ``augment="mirror"``, else turned 180 degrees
-    (a turn keeps every streak's direction; a mirror turns +a degrees into -a)."""
-    return t.flip(-1) if augment == "mirror" else t.flip((-2, -1))
+    """``t`` (..., H, W) mirrored left-right for ``augment="mirror"`` (and ``"auto"``, which
+    only the per-image pipeline resolves), else turned 180 degrees (a turn keeps every
+    streak's direction; a mirror turns +a degrees into -a)."""
+    return t.flip(-1) if augment in ("mirror", "auto") else t.flip((-2, -1))
 
 
 class _Samples:
@@ -421,6 +426,12 @@ def load_model(path: str | os.PathLike, device: str = "cpu") -> Model:
     return Model(net.to(device), settings, device)
 
 
+def _for_folder(settings: Settings) -> Settings:
+    """``settings`` for one network on many images (maybe of many directions): ``augment="auto"``
+    becomes the mirror, and the model records it."""
+    return dataclasses.replace(settings, augment="mirror") if settings.augment == "auto" else settings
+
+
 def train_image(image: np.ndarray, targets: Targets, settings: Settings, device: str = "cpu",
                 progress: bool = False, on_step: Callable[[int, float], None] | None = None,
                 weights: np.ndarray | None = None) -> Model:
@@ -455,6 +466,7 @@ def train_folder(inputs: Sequence[np.ndarray], targets: Sequence[Targets], setti
         for x, w in zip(inputs, weights):
             if np.shape(w) != x.shape[:2]:
                 raise ValueError(f"weight map shape {np.shape(w)} does not match image shape {x.shape[:2]}")
+    settings = _for_folder(settings)
     net = _new_network(settings)
     samples = _Samples(inputs, targets, settings, weights)
     return Model(_fit(net, samples, settings, device, progress, "training", on_step), settings, device)
@@ -476,6 +488,7 @@ def train_stream(sources: Sequence[Callable[[], tuple | None]], settings: Settin
     Memory then holds at most the budget plus one image, whatever the number of
     images; every image is still loaded (and its references computed) once.
     """
+    settings = _for_folder(settings)
     budget = budget_mb * 2 ** 20
     first, used, n = [], 0, 0
     while n < len(sources) and used <= budget:  # in order, while the data fits
