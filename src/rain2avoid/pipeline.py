@@ -143,7 +143,8 @@ class TrainingData(NamedTuple):
 
 def training_data(rgb: np.ndarray, settings: Settings) -> TrainingData:
     """Mask, references and loss weights of a float (H, W, 3) image in [0, 1], made
-    as ``settings`` says; ``sdrl.train_image`` / ``train_folder`` take the last two."""
+    as ``settings`` says (``sdrl.train_image`` / ``train_folder`` take these two last), and
+    how surely it shows one rain direction (for :func:`training_view`)."""
     rgb8 = to_uint8(rgb)
     streaks = find_streaks(rgb8) if settings.mask != "ldgp" or settings.augment == "auto" else []
     mask, angle = compute_mask(rgb8, settings.mask, streaks)
