@@ -95,16 +95,48 @@ def test_dense_faint_rain_gets_its_angle_from_the_spectrum(angle):
     from rain2avoid.detect import find_streaks, spectral_rotation
     rainy, _ = add_rain(clean_example("coffee"), angle=angle, density=0.3, length=30, width=1,
                         intensity=0.15, seed=4)
-    rotation, clarity = spectral_rotation(rainy)
-    assert abs(rotation - angle) <= 4 and clarity > 4
+    rotation, clarity, cross = spectral_rotation(rainy)
+    assert abs(rotation - angle) <= 4 and clarity > 4 and cross < 3
     assert not find_streaks(rainy) or find_streaks(rainy)[0].support < 8
     assert abs(estimate_rotation(rainy) - angle) <= 4
 
 
 def test_spectral_rotation_sees_no_direction_in_a_clean_photo():
     from rain2avoid.detect import spectral_rotation
-    assert spectral_rotation(np.zeros((64, 64, 3), np.uint8)) == (0.0, 0.0)
-    assert spectral_rotation(clean_example("coffee"))[1] < 4
+    assert spectral_rotation(np.zeros((64, 64, 3), np.uint8)) == (0.0, 0.0, 0.0)
+    assert spectral_rotation(clean_example("coffee")).clarity < 4
+
+
+def _lines(angle: float, period: int, level: int, size: int = 256) -> np.ndarray:
+    """Bright parallel lines 3 px wide, ``angle`` degrees off vertical (positive: clockwise at
+    the top), longer than any rain segment, every ``period`` px across them."""
+    big = size * 2
+    layer = np.zeros((big, big), np.uint8)
+    for offset in range(3):
+        layer[:, offset::period] = level
+    turn = cv2.getRotationMatrix2D((big / 2, big / 2), -angle, 1.0)
+    layer = cv2.warpAffine(layer, turn, (big, big), flags=cv2.INTER_LINEAR)
+    return layer[size // 2:size // 2 + size, size // 2:size // 2 + size]
+
+
+def test_a_lattice_is_not_taken_for_dense_rain():
+    """Long lines at 20 degrees leave no rain segments, so the spectrum is asked: alone they
+    look like dense rain; with fainter lines square to them they are a lattice (bricks, tiles,
+    windows), and the spectrum's direction is not taken."""
+    from rain2avoid.detect import find_streaks, spectral_rotation
+    rng = np.random.default_rng(0)
+    wall = np.clip(90 + rng.normal(0, 3, (256, 256)), 0, 255)
+    along = _lines(20, 12, 70)
+    rain_like = np.repeat(np.clip(wall + along, 0, 255).astype(np.uint8)[..., None], 3, axis=2)
+    lattice = np.repeat(np.clip(wall + along + _lines(-70, 23, 45), 0, 255).astype(np.uint8)[..., None], 3, axis=2)
+    for image in (rain_like, lattice):
+        assert not find_streaks(image) or find_streaks(image)[0].support < 8
+    alone, crossed = spectral_rotation(rain_like), spectral_rotation(lattice)
+    assert abs(alone.rotation - 20) <= 2 and alone.clarity >= 4 and alone.cross < 3
+    assert abs(crossed.rotation - 20) <= 2 and crossed.clarity >= 4 and crossed.cross >= 3
+    assert abs(estimate_rotation(rain_like, default=None) - 20) <= 2
+    assert estimate_rotation(lattice, default=None) is None
+    assert abs(estimate_rotation(lattice, default=None, max_cross=np.inf) - 20) <= 2
 
 
 def test_keep_aligned_drops_long_pieces_off_the_rain_direction():

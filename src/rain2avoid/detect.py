@@ -26,8 +26,8 @@ import numpy as np
 
 from .ldgp import MaskResult, _check_image, _colour, _vertical_streaks, rain_mask, rotation_for_angle, streak_angle
 
-__all__ = ["Streaks", "find_streaks", "main_support", "spectral_rotation", "estimate_rotation", "keep_aligned",
-           "guarded_rain_mask", "streak_mask", "compute_mask", "MASKS"]
+__all__ = ["Streaks", "find_streaks", "main_support", "Spectrum", "spectral_rotation", "estimate_rotation",
+           "keep_aligned", "guarded_rain_mask", "streak_mask", "compute_mask", "MASKS"]
 
 _STEP = 0.5                                         # degrees per orientation bin
 _CELLS = 8                                          # support counts cells of an 8 x 8 grid per tile
@@ -263,8 +263,22 @@ def main_support(streaks: list[Streaks]) -> int:
     return max((s.support for s in streaks if s.first), default=0)
 
 
+class Spectrum(NamedTuple):
+    """The direction that dominates the bright thin detail's spectrum (:func:`spectral_rotation`).
+
+    rotation: degrees, as :func:`rotation_for_angle` returns (0 = vertical lines).
+    clarity: the energy of that direction over the median direction's.
+    cross: the same ratio for the lines square to it (the most within 2 degrees of
+        90 degrees off): a lattice (bricks, tiles, windows) has both, rain only one.
+    """
+
+    rotation: float
+    clarity: float
+    cross: float
+
+
 def spectral_rotation(image: np.ndarray, tophat_size: int = 7, max_side: int = 512,
-                      band: tuple[float, float] = (1 / 32, 1 / 4)) -> tuple[float, float]:
+                      band: tuple[float, float] = (1 / 32, 1 / 4)) -> Spectrum:
     """Streak rotation from the power spectrum of the bright thin detail, and how clear it is.
 
     Dense fine rain rarely leaves separate segments for :func:`find_streaks`:
@@ -273,8 +287,9 @@ def spectral_rotation(image: np.ndarray, tophat_size: int = 7, max_side: int = 5
     direction across them. The energy of a centred square crop (Hann window,
     at most ``max_side`` px), within ``band`` of the sampling frequency, is
     summed per orientation in 0.5-degree bins and smoothed; the peak gives the
-    rotation (as :func:`estimate_rotation`), and ``peak / median`` how clearly
-    one direction dominates. Returns ``(rotation, clarity)``.
+    rotation (as :func:`estimate_rotation`), ``peak / median`` how clearly
+    one direction dominates, and the same ratio 90 degrees off (within 2 degrees)
+    whether lines cross it. Returns a :class:`Spectrum`.
     """
     top = _achromatic_tophat(_colour(np.asarray(image)), tophat_size, balance=0.5).astype(np.float32)
     h, w = top.shape
@@ -283,7 +298,7 @@ def spectral_rotation(image: np.ndarray, tophat_size: int = 7, max_side: int = 5
     if n > max_side:
         top, n = cv2.resize(top, (max_side, max_side), interpolation=cv2.INTER_AREA), max_side
     if n < 16 or not top.any():
-        return 0.0, 0.0
+        return Spectrum(0.0, 0.0, 0.0)
     window = np.outer(np.hanning(n), np.hanning(n)).astype(np.float32)
     power = np.abs(np.fft.fftshift(np.fft.fft2((top - top.mean()) * window))) ** 2
     yy, xx = np.mgrid[:n, :n] - n // 2
@@ -293,9 +308,10 @@ def spectral_rotation(image: np.ndarray, tophat_size: int = 7, max_side: int = 5
     hist = np.bincount(bins, weights=power[keep], minlength=360)
     hist = np.convolve(np.r_[hist[-2:], hist, hist[:2]], np.ones(5) / 5, "valid")
     k = int(np.argmax(hist))
-    clarity = float(hist[k] / max(np.median(hist), 1e-12))
+    median = max(float(np.median(hist)), 1e-12)
+    square = hist[(k + 180 + np.arange(-4, 5)) % 360].max()   # 90 +- 2 degrees off, in 0.5-degree bins
     rotation = (k / 2 + 90) % 180 - 90      # streaks run across the frequency direction
-    return float(rotation), clarity
+    return Spectrum(float(rotation), float(hist[k] / median), float(square / median))
 
 
 def estimate_rotation(image: np.ndarray, search: float = 75.0, tophat_size: int = 7,
@@ -303,7 +319,7 @@ def estimate_rotation(image: np.ndarray, search: float = 75.0, tophat_size: int 
                       max_length: float = 80.0, elongation: float = 3.0, spread: float = 1.5,
                       min_segments: int = 5, default: float | None = 0.0,
                       max_pixels: int = 1 << 20, min_side: int = 128, confident: int = 8,
-                      min_clarity: float = 4.0, spectral_search: float = 60.0,
+                      min_clarity: float = 4.0, spectral_search: float = 60.0, max_cross: float = 3.0,
                       found: list[Streaks] | None = None) -> float | None:
     """Rotation (degrees, as :func:`rotation_for_angle` returns) that makes streaks vertical.
 
@@ -341,7 +357,9 @@ def estimate_rotation(image: np.ndarray, search: float = 75.0, tophat_size: int 
     ``confident``, the direction that dominates the spectrum of the bright
     detail (:func:`spectral_rotation`) is taken instead, if it is clear (peak
     at least ``min_clarity`` times the median) and within ``spectral_search``
-    degrees of vertical. Otherwise, with a support below ``min_segments``
+    degrees of vertical, and no lines cross it (the direction square to it below
+    ``max_cross`` times the median): a clear peak with lines across it comes from a
+    lattice such as brickwork, whose joints would otherwise be taken for rain. Otherwise, with a support below ``min_segments``
     (no visible straight streaks), ``default`` is returned. Images (or copies) with
     more than ``max_pixels`` pixels are searched on evenly spread 256 x 256
     crops (:func:`_sample_tiles`), so the cost is bounded.
@@ -356,9 +374,10 @@ def estimate_rotation(image: np.ndarray, search: float = 75.0, tophat_size: int 
     found = [s for s in found if s.first]
     if found and found[0].support >= confident:
         return found[0].rotation
-    rotation, clarity = spectral_rotation(image, tophat_size)
-    if clarity >= min_clarity and abs(rotation) <= min(search, spectral_search):
-        return rotation
+    spectrum = spectral_rotation(image, tophat_size)
+    if (spectrum.clarity >= min_clarity and spectrum.cross < max_cross
+            and abs(spectrum.rotation) <= min(search, spectral_search)):
+        return spectrum.rotation
     return found[0].rotation if found else default
 
 
