@@ -196,3 +196,22 @@ def test_guarded_mask_takes_the_streaks_already_found():
     assert guarded_rain_mask(rainy, streaks=[]).angle != a.angle
     assert main_support([]) == 0
     assert main_support([Streaks(3.0, 9, 2, False), Streaks(1.0, 7, 1), Streaks(2.0, 5, 2)]) == 7
+
+
+def test_weak_rain_along_a_lattice_marks_nothing():
+    """Dense faint rain leaves few segments on a facade; the direction the fallbacks find
+    then runs along the window frames, and a mask would take the frames: it stays empty.
+    Rain across the frames is still marked."""
+    from rain2avoid.detect import find_streaks, main_support
+    from rain2avoid.synth import facade
+    rng = np.random.default_rng(3)
+    walls = [facade(rng), facade(rng)]
+    dense = dict(angle=-40, seed=60, density=0.3, length=30, width=1, intensity=0.15)
+    along, _ = add_rain(walls[0], **dense)
+    across, _ = add_rain(walls[1], **dense)
+    for image in (along, across):
+        assert main_support(find_streaks(image)) < 8
+    assert not (guarded_rain_mask(along).mask > 10).any()
+    result = guarded_rain_mask(across)
+    assert (result.mask > 10).mean() > 0.02
+    assert abs(rotation_for_angle(result.angle) + 40) <= 6      # the HOG vote counts in 5-degree steps

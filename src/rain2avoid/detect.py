@@ -30,6 +30,8 @@ __all__ = ["Streaks", "find_streaks", "main_support", "Spectrum", "spectral_rota
            "keep_aligned", "guarded_rain_mask", "streak_mask", "compute_mask", "MASKS"]
 
 _STEP = 0.5                                         # degrees per orientation bin
+MIN_CLARITY = 4.0       # a spectral peak this many times the median direction's is a clear direction ...
+MAX_CROSS = 3.0         # ... and with lines this strong square to it (``Spectrum.cross``), a lattice
 _CELLS = 8                                          # support counts cells of an 8 x 8 grid per tile
 _GRID = np.arange(int(round(180 / _STEP))) * _STEP - 90   # bin centres, degrees in [-90, 90)
 
@@ -319,7 +321,7 @@ def estimate_rotation(image: np.ndarray, search: float = 75.0, tophat_size: int 
                       max_length: float = 80.0, elongation: float = 3.0, spread: float = 1.5,
                       min_segments: int = 5, default: float | None = 0.0,
                       max_pixels: int = 1 << 20, min_side: int = 128, confident: int = 8,
-                      min_clarity: float = 4.0, spectral_search: float = 60.0, max_cross: float = 3.0,
+                      min_clarity: float = MIN_CLARITY, spectral_search: float = 60.0, max_cross: float = MAX_CROSS,
                       found: list[Streaks] | None = None) -> float | None:
     """Rotation (degrees, as :func:`rotation_for_angle` returns) that makes streaks vertical.
 
@@ -431,6 +433,15 @@ def _aligned_streaks(image: np.ndarray, theta: float, kernel_size: int, ridge_wi
     return keep_aligned(mask, (theta, *also), max_tilt) | long_runs
 
 
+def _along_lattice(image: np.ndarray, rotation: float, tolerance: float = 10.0) -> bool:
+    """Whether the bright detail is a lattice (:class:`Spectrum`: a clear direction with lines
+    square to it) and ``rotation`` runs within ``tolerance`` degrees of its lines."""
+    spectrum = spectral_rotation(image)
+    if spectrum.clarity < MIN_CLARITY or spectrum.cross < MAX_CROSS:
+        return False
+    return min(_angle_gap(rotation, spectrum.rotation), _angle_gap(rotation, spectrum.rotation + 90)) <= tolerance
+
+
 def guarded_rain_mask(image: np.ndarray, kernel_size: int = 10, ridge_width: int = 7,
                       ridge_height: int = 2, rotation: float | None = None,
                       max_tilt: float | None = 6.0, confident: int = 8,
@@ -444,7 +455,10 @@ def guarded_rain_mask(image: np.ndarray, kernel_size: int = 10, ridge_width: int
         straight, thin, achromatic bright segments, 0.5-degree steps, or the
         spectrum of the bright detail where such segments are few), or from
         the HOG vote of :func:`streak_angle` where neither finds streaks,
-        unless ``rotation`` is given;
+        unless ``rotation`` is given. Where the segments are too few to be
+        sure (support under ``confident``), the spectrum shows a lattice (see
+        :func:`estimate_rotation`) and the direction runs along its lines, the
+        mask is empty: window frames and brick joints are all it would mark;
       * before the vertical opening, a pixel must also exceed the grey opening
         of its row with a 1 x ``ridge_width`` element by more than
         ``ridge_height`` grey levels: it is brighter than both horizontal
@@ -476,9 +490,11 @@ def guarded_rain_mask(image: np.ndarray, kernel_size: int = 10, ridge_width: int
         rotation = estimate_rotation(image, default=None, confident=confident, found=streaks)
         if max_tilt is not None:
             also = tuple(s.rotation for s in streaks if s.support >= confident)
-    if rotation is None:
-        # No straight streak-like segments at all: fall back on the reference HOG vote.
-        rotation = rotation_for_angle(streak_angle(image))
+        if rotation is None:
+            # No straight streak-like segments at all: fall back on the reference HOG vote.
+            rotation = rotation_for_angle(streak_angle(image))
+        if main_support(streaks) < confident and _along_lattice(image, rotation):
+            return MaskResult(np.zeros(image.shape[:2], np.uint8), int(round(rotation)) % 180)
     theta = float(rotation)
     mask = _aligned_streaks(image, theta, kernel_size, ridge_width, ridge_height, max_tilt, also)
     angle = int(round(theta)) % 180
