@@ -433,13 +433,31 @@ def _aligned_streaks(image: np.ndarray, theta: float, kernel_size: int, ridge_wi
     return keep_aligned(mask, (theta, *also), max_tilt) | long_runs
 
 
-def _along_lattice(image: np.ndarray, rotation: float, tolerance: float = 10.0) -> bool:
-    """Whether the bright detail is a lattice (:class:`Spectrum`: a clear direction with lines
-    square to it) and ``rotation`` runs within ``tolerance`` degrees of its lines."""
+def _lattice(image: np.ndarray) -> Spectrum | None:
+    """The spectrum of the bright detail if it is a lattice (a clear direction with lines
+    square to it: bricks, tiles, windows), else None."""
     spectrum = spectral_rotation(image)
-    if spectrum.clarity < MIN_CLARITY or spectrum.cross < MAX_CROSS:
+    return spectrum if spectrum.clarity >= MIN_CLARITY and spectrum.cross >= MAX_CROSS else None
+
+
+def _along(rotation: float, lattice: Spectrum | None, tolerance: float = 10.0) -> bool:
+    """Whether ``rotation`` runs within ``tolerance`` degrees of a line of ``lattice`` (the
+    vertical opening of the mask keeps thin lines up to 10-15 degrees off the streaks)."""
+    if lattice is None:
         return False
-    return min(_angle_gap(rotation, spectrum.rotation), _angle_gap(rotation, spectrum.rotation + 90)) <= tolerance
+    return min(_angle_gap(rotation, lattice.rotation), _angle_gap(rotation, lattice.rotation + 90)) <= tolerance
+
+
+def _off_lattice(streaks: list[Streaks], lattice: Spectrum | None, confident: int) -> list[Streaks]:
+    """``streaks`` without the directions along ``lattice``'s lines, when the best one runs
+    along them and another one found with ``confident`` support does not: window frames
+    can outvote faint rain, which then shows on a smaller copy."""
+    first = [s for s in streaks if s.first]
+    if not first or not _along(first[0].rotation, lattice):
+        return streaks
+    if not any(s.support >= confident and not _along(s.rotation, lattice) for s in first):
+        return streaks
+    return [s for s in streaks if not _along(s.rotation, lattice)]
 
 
 def guarded_rain_mask(image: np.ndarray, kernel_size: int = 10, ridge_width: int = 7,
@@ -455,9 +473,11 @@ def guarded_rain_mask(image: np.ndarray, kernel_size: int = 10, ridge_width: int
         straight, thin, achromatic bright segments, 0.5-degree steps, or the
         spectrum of the bright detail where such segments are few), or from
         the HOG vote of :func:`streak_angle` where neither finds streaks,
-        unless ``rotation`` is given. Where the segments are too few to be
-        sure (support under ``confident``), the spectrum shows a lattice (see
-        :func:`estimate_rotation`) and the direction runs along its lines, the
+        unless ``rotation`` is given. Where the spectrum shows a lattice (see
+        :func:`estimate_rotation`), directions found along its lines give way
+        to one found off them with ``confident`` support (frames that outvote
+        faint rain); and where the segments are too few to be sure (support
+        under ``confident``) and the direction runs along its lines, the
         mask is empty: window frames and brick joints are all it would mark;
       * before the vertical opening, a pixel must also exceed the grey opening
         of its row with a 1 x ``ridge_width`` element by more than
@@ -487,13 +507,15 @@ def guarded_rain_mask(image: np.ndarray, kernel_size: int = 10, ridge_width: int
     also: tuple[float, ...] = ()
     if rotation is None:
         streaks = find_streaks(image) if streaks is None else streaks
+        lattice = _lattice(image)
+        streaks = _off_lattice(streaks, lattice, confident)
         rotation = estimate_rotation(image, default=None, confident=confident, found=streaks)
         if max_tilt is not None:
             also = tuple(s.rotation for s in streaks if s.support >= confident)
         if rotation is None:
             # No straight streak-like segments at all: fall back on the reference HOG vote.
             rotation = rotation_for_angle(streak_angle(image))
-        if main_support(streaks) < confident and _along_lattice(image, rotation):
+        if main_support(streaks) < confident and _along(rotation, lattice):
             return MaskResult(np.zeros(image.shape[:2], np.uint8), int(round(rotation)) % 180)
     theta = float(rotation)
     mask = _aligned_streaks(image, theta, kernel_size, ridge_width, ridge_height, max_tilt, also)
