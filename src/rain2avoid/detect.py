@@ -322,7 +322,7 @@ def estimate_rotation(image: np.ndarray, search: float = 75.0, tophat_size: int 
                       min_segments: int = 5, default: float | None = 0.0,
                       max_pixels: int = 1 << 20, min_side: int = 128, confident: int = 8,
                       min_clarity: float = MIN_CLARITY, spectral_search: float = 60.0, max_cross: float = MAX_CROSS,
-                      found: list[Streaks] | None = None) -> float | None:
+                      found: list[Streaks] | None = None, spectrum: Spectrum | None = None) -> float | None:
     """Rotation (degrees, as :func:`rotation_for_angle` returns) that makes streaks vertical.
 
     ``image`` is uint8 RGB (further channels ignored) or gray. Rain streaks
@@ -361,14 +361,16 @@ def estimate_rotation(image: np.ndarray, search: float = 75.0, tophat_size: int 
     at least ``min_clarity`` times the median) and within ``spectral_search``
     degrees of vertical, and no lines cross it (the direction square to it below
     ``max_cross`` times the median): a clear peak with lines across it comes from a
-    lattice such as brickwork, whose joints would otherwise be taken for rain. Otherwise, with a support below ``min_segments``
-    (no visible straight streaks), ``default`` is returned. Images (or copies) with
+    lattice such as brickwork, whose joints would otherwise be taken for rain.
+    Otherwise, with a support below ``min_segments`` (no visible straight
+    streaks), ``default`` is returned. Images (or copies) with
     more than ``max_pixels`` pixels are searched on evenly spread 256 x 256
     crops (:func:`_sample_tiles`), so the cost is bounded.
 
     ``found``: what :func:`find_streaks` returned for this image with the same
     settings, if the caller has it (only each copy's ``first`` direction counts
-    here); computed otherwise.
+    here); computed otherwise. ``spectrum``: what :func:`spectral_rotation`
+    returned for it with the same ``tophat_size``, likewise.
     """
     if found is None:
         found = find_streaks(image, search, tophat_size, heights, min_length, max_length, elongation, spread,
@@ -376,7 +378,7 @@ def estimate_rotation(image: np.ndarray, search: float = 75.0, tophat_size: int 
     found = [s for s in found if s.first]
     if found and found[0].support >= confident:
         return found[0].rotation
-    spectrum = spectral_rotation(image, tophat_size)
+    spectrum = spectral_rotation(image, tophat_size) if spectrum is None else spectrum
     if (spectrum.clarity >= min_clarity and spectrum.cross < max_cross
             and abs(spectrum.rotation) <= min(search, spectral_search)):
         return spectrum.rotation
@@ -433,31 +435,25 @@ def _aligned_streaks(image: np.ndarray, theta: float, kernel_size: int, ridge_wi
     return keep_aligned(mask, (theta, *also), max_tilt) | long_runs
 
 
-def _lattice(image: np.ndarray) -> Spectrum | None:
-    """The spectrum of the bright detail if it is a lattice (a clear direction with lines
-    square to it: bricks, tiles, windows), else None."""
-    spectrum = spectral_rotation(image)
-    return spectrum if spectrum.clarity >= MIN_CLARITY and spectrum.cross >= MAX_CROSS else None
-
-
-def _along(rotation: float, lattice: Spectrum | None, tolerance: float = 10.0) -> bool:
-    """Whether ``rotation`` runs within ``tolerance`` degrees of a line of ``lattice`` (the
-    vertical opening of the mask keeps thin lines up to 10-15 degrees off the streaks)."""
-    if lattice is None:
+def _along_lattice(rotation: float, spectrum: Spectrum, tolerance: float = 10.0) -> bool:
+    """Whether ``spectrum`` shows a lattice (a clear direction with lines square to it:
+    bricks, tiles, windows) and ``rotation`` runs within ``tolerance`` degrees of its lines
+    (the mask's vertical opening keeps thin lines up to 10-15 degrees off the streaks)."""
+    if spectrum.clarity < MIN_CLARITY or spectrum.cross < MAX_CROSS:
         return False
-    return min(_angle_gap(rotation, lattice.rotation), _angle_gap(rotation, lattice.rotation + 90)) <= tolerance
+    return min(_angle_gap(rotation, spectrum.rotation), _angle_gap(rotation, spectrum.rotation + 90)) <= tolerance
 
 
-def _off_lattice(streaks: list[Streaks], lattice: Spectrum | None, confident: int) -> list[Streaks]:
-    """``streaks`` without the directions along ``lattice``'s lines, when the best one runs
-    along them and another one found with ``confident`` support does not: window frames
-    can outvote faint rain, which then shows on a smaller copy."""
+def _off_lattice(streaks: list[Streaks], spectrum: Spectrum, confident: int) -> list[Streaks]:
+    """``streaks`` without the directions along a lattice's lines (:func:`_along_lattice`),
+    when the best one runs along them and another one found with ``confident`` support
+    does not: window frames can outvote faint rain, which then shows on a smaller copy."""
     first = [s for s in streaks if s.first]
-    if not first or not _along(first[0].rotation, lattice):
+    if not first or not _along_lattice(first[0].rotation, spectrum):
         return streaks
-    if not any(s.support >= confident and not _along(s.rotation, lattice) for s in first):
+    if not any(s.support >= confident and not _along_lattice(s.rotation, spectrum) for s in first):
         return streaks
-    return [s for s in streaks if not _along(s.rotation, lattice)]
+    return [s for s in streaks if not _along_lattice(s.rotation, spectrum)]
 
 
 def guarded_rain_mask(image: np.ndarray, kernel_size: int = 10, ridge_width: int = 7,
@@ -507,15 +503,15 @@ def guarded_rain_mask(image: np.ndarray, kernel_size: int = 10, ridge_width: int
     also: tuple[float, ...] = ()
     if rotation is None:
         streaks = find_streaks(image) if streaks is None else streaks
-        lattice = _lattice(image)
-        streaks = _off_lattice(streaks, lattice, confident)
-        rotation = estimate_rotation(image, default=None, confident=confident, found=streaks)
+        spectrum = spectral_rotation(image)
+        streaks = _off_lattice(streaks, spectrum, confident)
+        rotation = estimate_rotation(image, default=None, confident=confident, found=streaks, spectrum=spectrum)
         if max_tilt is not None:
             also = tuple(s.rotation for s in streaks if s.support >= confident)
         if rotation is None:
             # No straight streak-like segments at all: fall back on the reference HOG vote.
             rotation = rotation_for_angle(streak_angle(image))
-        if main_support(streaks) < confident and _along(rotation, lattice):
+        if main_support(streaks) < confident and _along_lattice(rotation, spectrum):
             return MaskResult(np.zeros(image.shape[:2], np.uint8), int(round(rotation)) % 180)
     theta = float(rotation)
     mask = _aligned_streaks(image, theta, kernel_size, ridge_width, ridge_height, max_tilt, also)
