@@ -444,6 +444,13 @@ def _along_lattice(rotation: float, spectrum: Spectrum, tolerance: float = 10.0)
     return min(_angle_gap(rotation, spectrum.rotation), _angle_gap(rotation, spectrum.rotation + 90)) <= tolerance
 
 
+def _copies_disagree(streaks: list[Streaks], confident: int, gap: float = 10.0) -> bool:
+    """Whether a copy's main direction, found with ``confident`` support, lies more than
+    ``gap`` degrees from the best one (frames on the full-size copy, rain on a smaller one)."""
+    first = [s for s in streaks if s.first]
+    return any(s.support >= confident and _angle_gap(s.rotation, first[0].rotation) > gap for s in first[1:])
+
+
 def _off_lattice(streaks: list[Streaks], spectrum: Spectrum, confident: int) -> list[Streaks]:
     """``streaks`` without the directions along a lattice's lines (:func:`_along_lattice`),
     when the best one runs along them and another one found with ``confident`` support
@@ -503,15 +510,19 @@ def guarded_rain_mask(image: np.ndarray, kernel_size: int = 10, ridge_width: int
     also: tuple[float, ...] = ()
     if rotation is None:
         streaks = find_streaks(image) if streaks is None else streaks
-        spectrum = spectral_rotation(image)
-        streaks = _off_lattice(streaks, spectrum, confident)
+        weak = main_support(streaks) < confident
+        # The spectrum (a second look at the whole photo: 1.3 s at 12 MP) is only needed
+        # where the segments are few, or where the copies disagree on the direction.
+        spectrum = spectral_rotation(image) if weak or _copies_disagree(streaks, confident) else None
+        if spectrum is not None:
+            streaks = _off_lattice(streaks, spectrum, confident)
         rotation = estimate_rotation(image, default=None, confident=confident, found=streaks, spectrum=spectrum)
         if max_tilt is not None:
             also = tuple(s.rotation for s in streaks if s.support >= confident)
         if rotation is None:
             # No straight streak-like segments at all: fall back on the reference HOG vote.
             rotation = rotation_for_angle(streak_angle(image))
-        if main_support(streaks) < confident and _along_lattice(rotation, spectrum):
+        if weak and _along_lattice(rotation, spectrum):
             return MaskResult(np.zeros(image.shape[:2], np.uint8), int(round(rotation)) % 180)
     theta = float(rotation)
     mask = _aligned_streaks(image, theta, kernel_size, ridge_width, ridge_height, max_tilt, also)
