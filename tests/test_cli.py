@@ -410,3 +410,12 @@ def test_help_names_every_backbone_and_target():
     from rain2avoid.networks import BACKBONES
     text = " ".join(invoke("derain", "--help").output.split())
     assert all(name in text for name in BACKBONES) and "online" in text and "--device cuda" in text
+
+
+def test_derain_says_when_no_rain_streaks_were_found(tmp_path):
+    flat = np.full((48, 64, 3), 120, np.uint8)
+    flat[:, 30:] = 60
+    write_image(tmp_path / "flat.png", flat)
+    r = invoke("derain", tmp_path / "flat.png", "-o", tmp_path / "out.png", "--steps", "2")
+    assert r.exit_code == 0, r.stderr
+    assert "no rain streaks found" in r.stdout and "deg from vertical" not in r.stdout

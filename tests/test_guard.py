@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from rain2avoid.detect import guarded_rain_mask
-from rain2avoid.guard import rain_guard
+from rain2avoid.guard import mask_chroma, rain_guard
 from rain2avoid.ldgp import rain_mask, rotation_for_angle
 from rain2avoid.metrics import psnr
 from rain2avoid.pipeline import compute_mask, make_targets, to_uint8
@@ -53,6 +53,43 @@ def test_guard_falls_back_on_implausible_changes():
     out = rain_guard(x, estimate, mask, component_cap=None)
     assert np.allclose(out[:5, :5], 90)
     assert np.allclose(out[12:18, 12:18], 100)
+
+
+def test_mask_chroma_known_values():
+    """White rain has chroma 0; an increment of (30, 20, 10) spreads 20 over a mean of 20: 1."""
+    x = np.full((20, 20, 3), 100, np.float32)
+    mask = np.zeros((20, 20), np.uint8)
+    mask[:, :10] = 255
+    white = x.copy()
+    white[:, :10] -= 12
+    assert mask_chroma(x, white, mask) == 0.0
+    orange = x - np.array([30, 20, 10], np.float32)
+    assert mask_chroma(x, orange, mask) == pytest.approx(1.0)
+    mixed = white.copy()
+    mixed[:15, :10] = orange[:15, :10]           # 150 of the 200 mask pixels orange: the median is theirs
+    assert mask_chroma(x, mixed, mask) == pytest.approx(1.0)
+    mixed[:5, :10] = white[:5, :10]               # 100 and 100: the median lies half-way
+    assert mask_chroma(x, mixed, mask) == pytest.approx(0.5)
+
+
+def test_mask_chroma_leaves_out_clipped_pixels():
+    # White rain on a pixel whose red is clipped at 255 only shows in green and blue: left out.
+    x = np.full((20, 20, 3), 100, np.float32)
+    mask = np.full((20, 20), 255, np.uint8)
+    x[:10, :, 0] = 255
+    estimate = x - 12
+    estimate[:10, :, 0] = 255
+    assert mask_chroma(x, estimate, mask) == 0.0
+    assert mask_chroma(x, estimate, mask, saturated=256) == pytest.approx(0.75)   # half at 1.5, half at 0
+
+
+def test_mask_chroma_needs_enough_changed_pixels():
+    x = np.full((20, 20, 3), 100, np.float32)
+    mask = np.full((20, 20), 255, np.uint8)
+    assert np.isnan(mask_chroma(x, x - 1, mask))             # below min_increment: no rain to judge
+    assert np.isnan(mask_chroma(x, x - 12, np.zeros_like(mask)))
+    with pytest.raises(ValueError, match="expected"):
+        mask_chroma(x, x[:10], mask)
 
 
 def test_guarded_closed_form_gain_on_dev_set(dev_pairs):

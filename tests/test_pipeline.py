@@ -86,13 +86,58 @@ def test_loss_weights_leave_out_the_halo_only():
         loss_weights(mask, -1)
 
 
-def test_progress_callback_counts_every_step():
+def test_progress_callback_counts_every_step(rainy_pair):
     from rain2avoid.pipeline import derain_detailed
-    rng = np.random.default_rng(0)
-    image = (rng.random((40, 48, 3)) * 255).astype(np.uint8)
     seen = []
-    derain_detailed(image, steps=5, ensemble=2, on_progress=lambda done, total: seen.append((done, total)))
+    derain_detailed(rainy_pair[0][:64, :80], steps=5, ensemble=2,
+                    on_progress=lambda done, total: seen.append((done, total)))
     assert seen == [(i, 10) for i in range(1, 11)]
+
+
+def _lines(colour, background=(90, 60, 40), step=9, length=14):
+    """A (96, 120) picture with short thin vertical lines of ``colour`` 20 levels over
+    ``background``, and a mask of them (255)."""
+    image = np.zeros((96, 120, 3), np.float32) + np.array(background, np.float32)
+    mask = np.zeros((96, 120), np.uint8)
+    for y0 in range(4, 80, 2 * length):
+        for x0 in range(5, 115, step):
+            image[y0:y0 + length, x0] += np.array(colour, np.float32)
+            mask[y0:y0 + length, x0] = 255
+    return np.clip(image, 0, 255) / 255, mask
+
+
+def test_texture_only_where_the_direction_is_unsure_and_the_change_coloured():
+    # Orange lines (fur, grass) over a brown picture: coloured, so texture where the rain
+    # direction is unsure. White lines are rain. A sure direction, or the reference mask, keeps all.
+    from rain2avoid.detect import CONFIDENT
+    from rain2avoid.pipeline import texture_only
+    from rain2avoid.sdrl import Settings
+    orange, mask = _lines((40, 20, 0))
+    white, _ = _lines((20, 20, 20))
+    settings = Settings()
+    assert texture_only(orange, mask, 0, settings)
+    assert texture_only(orange, mask, CONFIDENT - 1, settings)
+    assert not texture_only(white, mask, 0, settings)
+    assert not texture_only(orange, mask, CONFIDENT, settings)
+    assert not texture_only(orange, mask, 0, Settings(mask="ldgp"))
+    assert not texture_only(orange, np.zeros_like(mask), 0, settings)
+
+
+def test_coloured_texture_under_unsure_rain_is_left_alone(dev_dir):
+    # The Rain100L tiger's clean picture has no rain; its fur and grass give a few bright
+    # segments (support under 8) and a mask whose change is orange: nothing is taken away.
+    # Under Rain100L's own rain (support 16) the mask stays and the image gains.
+    from rain2avoid.detect import CONFIDENT
+    from rain2avoid.io import read_image
+    from rain2avoid.pipeline import derain_detailed, training_data
+    from rain2avoid.sdrl import resolve_settings
+    clean = read_image(dev_dir / "target" / "9.png")
+    data = training_data(clean.astype(np.float32) / 255, resolve_settings("fast"))
+    assert data.support < CONFIDENT and not data.mask.any()
+    assert psnr(derain_detailed(clean).image, clean) > 45   # trained on the picture itself: all but unchanged
+    rainy = read_image(dev_dir / "input" / "9.png")
+    data = training_data(rainy.astype(np.float32) / 255, resolve_settings("fast"))
+    assert data.support >= CONFIDENT and data.mask.any()
 
 
 class _Recorder:

@@ -26,12 +26,13 @@ import numpy as np
 
 from .ldgp import MaskResult, _check_image, _colour, _vertical_streaks, rain_mask, rotation_for_angle, streak_angle
 
-__all__ = ["Streaks", "find_streaks", "main_support", "Spectrum", "spectral_rotation", "estimate_rotation",
-           "keep_aligned", "guarded_rain_mask", "streak_mask", "compute_mask", "MASKS"]
+__all__ = ["CONFIDENT", "Streaks", "find_streaks", "main_support", "Spectrum", "spectral_rotation",
+           "estimate_rotation", "keep_aligned", "guarded_rain_mask", "streak_mask", "compute_mask", "MASKS"]
 
 _STEP = 0.5                                         # degrees per orientation bin
 MIN_CLARITY = 4.0       # a spectral peak this many times the median direction's is a clear direction ...
 MAX_CROSS = 3.0         # ... and with lines this strong square to it (``Spectrum.cross``), a lattice
+CONFIDENT = 8           # a direction with this much support (``Streaks.support``) is sure to be rain
 _CELLS = 8                                          # support counts cells of an 8 x 8 grid per tile
 _GRID = np.arange(int(round(180 / _STEP))) * _STEP - 90   # bin centres, degrees in [-90, 90)
 
@@ -261,7 +262,7 @@ def find_streaks(image: np.ndarray, search: float = 75.0, tophat_size: int = 7,
 def main_support(streaks: list[Streaks]) -> int:
     """How surely ``streaks`` (what :func:`find_streaks` returned) show one direction of rain:
     the support of the best-supported copy's main direction, the one :func:`estimate_rotation`
-    trusts from ``confident`` (8) on; 0 when no straight streaks were found."""
+    trusts from ``confident`` (:data:`CONFIDENT`, 8) on; 0 when no straight streaks were found."""
     return max((s.support for s in streaks if s.first), default=0)
 
 
@@ -320,7 +321,7 @@ def estimate_rotation(image: np.ndarray, search: float = 75.0, tophat_size: int 
                       heights: tuple[float, ...] = (10, 20, 40), min_length: float = 8.0,
                       max_length: float = 80.0, elongation: float = 3.0, spread: float = 1.5,
                       min_segments: int = 5, default: float | None = 0.0,
-                      max_pixels: int = 1 << 20, min_side: int = 128, confident: int = 8,
+                      max_pixels: int = 1 << 20, min_side: int = 128, confident: int = CONFIDENT,
                       min_clarity: float = MIN_CLARITY, spectral_search: float = 60.0, max_cross: float = MAX_CROSS,
                       found: list[Streaks] | None = None, spectrum: Spectrum | None = None) -> float | None:
     """Rotation (degrees, as :func:`rotation_for_angle` returns) that makes streaks vertical.
@@ -465,7 +466,7 @@ def _off_lattice(streaks: list[Streaks], spectrum: Spectrum, confident: int) -> 
 
 def guarded_rain_mask(image: np.ndarray, kernel_size: int = 10, ridge_width: int = 7,
                       ridge_height: int = 2, rotation: float | None = None,
-                      max_tilt: float | None = 6.0, confident: int = 8,
+                      max_tilt: float | None = 6.0, confident: int = CONFIDENT,
                       streaks: list[Streaks] | None = None) -> MaskResult:
     """Rain mask with a finer streak angle and a ridge (width) test.
 

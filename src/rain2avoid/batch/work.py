@@ -69,6 +69,8 @@ class DerainTask:
         outputs = [(path, pixels, path == dst) for path, pixels in zip(self.output_paths(dst), images)]
         lean = rotation_for_angle(r.angle)
         veil = f", veil taken away (strength {r.veil.strength:.2f})" if r.veil is not None else ""
+        if not r.mask.any():
+            return outputs, f"({r.seconds:.1f} s, no rain streaks found{veil})"
         return outputs, f"({r.seconds:.1f} s, streaks {lean:+d} deg from vertical{veil})"
 
 
