@@ -13,6 +13,7 @@ import numpy as np
 from rain2avoid.io import read_image, write_image
 
 FAST = {"steps": 20}  # the server's Settings overrides in tests: a few training steps per job
+TRAINS = (96, 128)  # rainy(*TRAINS) shows its rain, so a job trains; smaller ones are returned untrained
 
 
 def rainy(h: int = 40, w: int = 56, seed: int = 3) -> np.ndarray:

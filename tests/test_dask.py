@@ -22,7 +22,7 @@ import pytest
 distributed = pytest.importorskip("distributed", reason="the Dask tests need rain2avoid[dask]")
 
 from conftest import default_sigint, invoke  # noqa: E402
-from test_batch import GOOD, done_lines, make_folder, max_difference, tmp_files  # noqa: E402
+from test_batch import GOOD, TRAINS, done_lines, make_folder, max_difference, tmp_files  # noqa: E402
 
 import rain2avoid  # noqa: E402
 from rain2avoid.batch import DerainTask, Job, run_local  # noqa: E402
@@ -136,7 +136,7 @@ def test_apply(tmp_path, cluster, mixed, write):
 
 
 def test_ctrl_c_cancels_the_tasks_not_started(tmp_path, cluster):
-    make_folder(tmp_path / "in", [f"{i}.png" for i in range(8)])
+    make_folder(tmp_path / "in", [f"{i}.png" for i in range(8)], *TRAINS)
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "rain2avoid.cli", "derain", tmp_path / "in", "-o", out, "--steps", "60",
            "--dask", cluster]
@@ -156,7 +156,7 @@ def test_ctrl_c_cancels_the_tasks_not_started(tmp_path, cluster):
     finished = sorted(out.glob("*.png"))  # tasks running at Ctrl-C finished and wrote whole files
     assert 1 <= len(finished) < 8 and tmp_files(tmp_path) == []
     for f in finished:
-        assert read_image(f).shape == (40, 56, 3)
+        assert read_image(f).shape == (*TRAINS, 3)
 
 
 def test_a_killed_worker_loses_nothing(tmp_path, cluster):  # last: the cluster has lost a worker

@@ -89,9 +89,34 @@ def test_loss_weights_leave_out_the_halo_only():
 def test_progress_callback_counts_every_step(rainy_pair):
     from rain2avoid.pipeline import derain_detailed
     seen = []
-    derain_detailed(rainy_pair[0][:64, :80], steps=5, ensemble=2,
+    derain_detailed(rainy_pair[0], steps=5, ensemble=2,
                     on_progress=lambda done, total: seen.append((done, total)))
     assert seen == [(i, 10) for i in range(1, 11)]
+
+
+def test_an_image_without_rain_comes_back_as_it_is_untrained(rainy_pair, monkeypatch):
+    import rain2avoid.pipeline as pipeline
+    from rain2avoid.veil import clear_veil
+    from rain2avoid.synth import clean_example
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained a network on an image with an empty mask")
+    monkeypatch.setattr(pipeline, "train_image", no_training)
+    clean = clean_example("chelsea", size=(48, 64))   # no rain found
+    seen = []
+    r = pipeline.derain_detailed(clean, steps=5, ensemble=2, veil="off",
+                                 on_progress=lambda done, total: seen.append((done, total)))
+    assert not r.mask.any() and np.array_equal(r.image, clean) and seen == [(10, 10)]
+    veiled = pipeline.derain_detailed(clean, veil="on").image      # the veil is still taken away
+    expected, _ = clear_veil(clean.astype(np.float32) / 255, "on")
+    assert np.abs(veiled.astype(int) - np.round(expected * 255).astype(int)).max() <= 1
+    assert not np.array_equal(veiled, clean)
+    flat = np.full((48, 64, 3), 120, np.uint8)                  # an empty reference mask still trains,
+    assert not pipeline.derain_detailed(flat, steps=5).mask.any()   # as the reference implementation does
+    with pytest.raises(AssertionError, match="empty mask"):
+        pipeline.derain_detailed(flat, steps=5, mask="ldgp")
+    with pytest.raises(AssertionError, match="empty mask"):   # and so does an image with rain
+        pipeline.derain_detailed(rainy_pair[0], steps=5)
 
 
 def _lines(colour, background=(90, 60, 40), step=9, length=14):

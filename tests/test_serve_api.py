@@ -20,7 +20,7 @@ with warnings.catch_warnings():  # newer Starlette prefers httpx2 to httpx; both
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient  # noqa: E402
 from PIL import Image  # noqa: E402
-from serving import FAST, decoded, encoded, rainy, wait_done  # noqa: E402
+from serving import FAST, TRAINS, decoded, encoded, rainy, wait_done  # noqa: E402
 
 from rain2avoid.pipeline import derain_detailed  # noqa: E402
 from rain2avoid.serve import ServeSettings, create_app  # noqa: E402
@@ -138,7 +138,7 @@ def test_eight_clients_at_once_all_get_their_own_result(make_client, tmp_path):
 
 def test_progress_is_reported_while_training(make_client, tmp_path):
     client = make_client(options={"steps": 150})
-    job_id = post(client, encoded(rainy(), tmp_path)).json()["id"]
+    job_id = post(client, encoded(rainy(*TRAINS), tmp_path)).json()["id"]
     seen = set()
     while (status := client.get(f"/api/jobs/{job_id}").json())["status"] != "done":
         if status["status"] == "running":
@@ -214,7 +214,7 @@ def test_result_before_done_is_409(make_client, tmp_path):
 
 def test_queue_full_is_503_with_retry_after(make_client, tmp_path):
     client = make_client(options={"steps": 100_000}, queue_size=1)   # the first job runs until shutdown
-    png = encoded(rainy(), tmp_path)
+    png = encoded(rainy(*TRAINS), tmp_path)
     running = post(client, png).json()["id"]
     deadline = time.monotonic() + 30
     while client.get(f"/api/jobs/{running}").json()["status"] != "running":

@@ -21,7 +21,7 @@ pytest.importorskip("uvicorn", reason='the web extra is not installed (pip insta
 httpx = pytest.importorskip("httpx", reason="these tests use httpx as the client")
 
 from conftest import invoke  # noqa: E402
-from serving import FAST, decoded, encoded, rainy, running_server, wait_done  # noqa: E402
+from serving import FAST, TRAINS, decoded, encoded, rainy, running_server, wait_done  # noqa: E402
 
 from rain2avoid.serve import ServeSettings, create_app  # noqa: E402
 
@@ -59,7 +59,7 @@ def raw_request(url: str, head: bytes, body_chunks=(), timeout: float = 20.0) ->
 def test_health_answers_promptly_while_a_job_trains(server, tmp_path):
     url, _ = server
     with httpx.Client(base_url=url, timeout=30) as client:
-        job_id = client.post("/api/derain", files={"file": ("r.png", encoded(rainy(), tmp_path))}).json()["id"]
+        job_id = client.post("/api/derain", files={"file": ("r.png", encoded(rainy(*TRAINS), tmp_path))}).json()["id"]
         deadline = time.monotonic() + 30
         while client.get(f"/api/jobs/{job_id}").json()["steps_done"] < 5:
             assert time.monotonic() < deadline, "the job did not start training"

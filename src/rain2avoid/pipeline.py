@@ -23,7 +23,7 @@ from .veil import Veil, clear_veil
 
 __all__ = ["derain", "derain_detailed", "DerainResult", "compute_mask", "make_targets", "loss_weights",
            "training_data", "TrainingData", "OnlineTargets", "training_view", "TURN_SUPPORT", "texture_only",
-           "MAX_CHROMA"]
+           "MAX_CHROMA", "nothing_to_learn"]
 
 TURN_SUPPORT = 12
 """The support of the main streak direction (``detect.main_support``) from which
@@ -186,6 +186,16 @@ def training_data(rgb: np.ndarray, settings: Settings) -> TrainingData:
     return TrainingData(mask, angle, targets, loss_weights(mask, settings.halo), support)
 
 
+def nothing_to_learn(mask: np.ndarray, settings: Settings) -> bool:
+    """Whether an image with ``mask`` (uint8, 255 = rain) is returned as it is, untrained.
+
+    With an empty mask every reference is the image itself: a network trained on them
+    could only learn to copy it (and take seconds to do so). The reference preset's
+    mask (``settings.mask="ldgp"``) still trains, as the reference implementation does.
+    """
+    return settings.mask != "ldgp" and not mask.any()
+
+
 def training_view(augment: str, support: int) -> str:
     """How one image's training crops vary (``Settings.augment``), with ``"auto"`` resolved.
 
@@ -201,9 +211,29 @@ def training_view(augment: str, support: int) -> str:
     return "turn" if support >= TURN_SUPPORT else "mirror"
 
 
+def _train_and_clean(rgb: np.ndarray, data: TrainingData, settings: Settings, device: str, progress: bool,
+                     on_progress: Callable[[int, int], None] | None) -> np.ndarray:
+    """The average of ``settings.ensemble`` networks' outputs, each trained from its own seed."""
+    out = np.zeros_like(rgb)
+    total = settings.ensemble * settings.steps
+    for k in range(settings.ensemble):
+        run = dataclasses.replace(settings, seed=settings.seed + k)
+        on_step = None
+        if on_progress is not None:
+            def on_step(step: int, loss: float, k: int = k) -> None:
+                on_progress(k * settings.steps + step + 1, total)
+        model = train_image(rgb, data.targets, run, device=device, progress=progress, weights=data.weights,
+                            on_step=on_step)
+        out += model.clean(rgb, data.mask) / settings.ensemble
+    return out
+
+
 def derain_detailed(image: np.ndarray, preset: str = "fast", device: str = "cpu", progress: bool = False,
                     on_progress: Callable[[int, int], None] | None = None, **options) -> DerainResult:
     """Remove rain from one image, training a fresh network on it. See :func:`derain`.
+
+    An image in which no rain is found (an empty mask) trains nothing: it comes back as
+    it is, its veil aside (:func:`nothing_to_learn`).
 
     ``on_progress(done, total)``, if given, is called after every training step
     (``total`` counts the steps of every network of the ensemble).
@@ -214,17 +244,13 @@ def derain_detailed(image: np.ndarray, preset: str = "fast", device: str = "cpu"
     rgb = to_float_rgb(image)
     data = training_data(rgb, settings)
     settings = dataclasses.replace(settings, augment=training_view(settings.augment, data.support))
-    out = np.zeros_like(rgb)
     total = settings.ensemble * settings.steps
-    for k in range(settings.ensemble):   # networks from different seeds, averaged
-        run = dataclasses.replace(settings, seed=settings.seed + k)
-        on_step = None
+    if nothing_to_learn(data.mask, settings):
+        out = rgb.copy()
         if on_progress is not None:
-            def on_step(step: int, loss: float, k: int = k) -> None:
-                on_progress(k * settings.steps + step + 1, total)
-        model = train_image(rgb, data.targets, run, device=device, progress=progress, weights=data.weights,
-                            on_step=on_step)
-        out += model.clean(rgb, data.mask) / settings.ensemble
+            on_progress(total, total)
+    else:
+        out = _train_and_clean(rgb, data, settings, device, progress, on_progress)
     out, veil = clear_veil(out, settings.veil, settings.veil_threshold)
     targets = data.targets
     if isinstance(targets, OnlineTargets):   # no fixed set: report the mean they are drawn around
