@@ -206,7 +206,7 @@ def test_unknown_and_traversal_ids_are_404(client, path):
 
 def test_result_before_done_is_409(make_client, tmp_path):
     client = make_client(options={"steps": 100_000})   # stopped by the shutdown
-    job_id = post(client, encoded(rainy(), tmp_path)).json()["id"]
+    job_id = post(client, encoded(rainy(*TRAINS), tmp_path)).json()["id"]
     for what in ("result", "mask"):
         r = client.get(f"/api/jobs/{job_id}/{what}")
         assert r.status_code == 409 and "poll" in r.json()["detail"]
