@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from rain2avoid.metrics import psnr
-from rain2avoid.synth import add_heavy_rain, add_rain, clean_example
+from rain2avoid.synth import add_heavy_rain, clean_example
 from rain2avoid.veil import (
     bright_level,
     clear_veil,
@@ -94,37 +94,24 @@ def test_auto_spares_grey_photos_and_colour_casts():
     assert veil is not None and psnr(out * 255, clean_example("astronaut")) > psnr(light * 255, clean_example("astronaut"))
 
 
-def test_auto_needs_rain_found():
-    hazy = veiled(clean_example("astronaut"), t=0.5)
-    assert clear_veil(hazy, "auto")[1] is not None
-    out, veil = clear_veil(hazy, "auto", rain_found=False)   # haze without rain is left alone
-    assert veil is None and out is hazy
-    assert clear_veil(hazy, "on", rain_found=False)[1] is not None
-
-
-def test_the_brightest_of_the_most_veiled_pixels():
-    rgb = np.full((200, 300, 3), 0.3, np.float32)
-    rgb[20:60, 20:60] = (0.95, 0.85, 0.75)    # cream: 26 x 26 px of its dark channel are 0.75
-    rgb[100:117, 100:117] = 1.0               # white: 3 x 3 px are 1.0, the top of the 60 most veiled
-    veil = estimate_veil(rgb)
-    assert np.allclose(veil.brightest, 1.0)   # the brightest 6 of the 60
-    assert tint(veil.airlight) == pytest.approx(0.1775, abs=1e-3)   # 9 white and 51 cream
-
-
-def test_a_slightly_tinted_airlight_is_a_veil_when_its_brightest_pixels_are_neutral(monkeypatch):
+def test_auto_needs_an_airlight_about_as_bright_as_the_photo(monkeypatch):
     import rain2avoid.veil as veil_module
+    from rain2avoid.synth import facade
     rgb = veiled(clean_example("astronaut", size=(64, 96)), t=0.6)
-    cases = [((1.0, 0.9, 0.85), (1.0, 1.0, 0.95), True),      # tint 0.15, brightest 0.05
-             ((1.0, 0.9, 0.85), (1.0, 0.85, 0.8), False),     # tint 0.15, brightest 0.2
-             ((1.0, 0.8, 0.75), (1.0, 1.0, 0.95), False),     # tint 0.25: a colour cast
-             ((1.0, 0.95, 0.9), (1.0, 0.8, 0.7), True),       # tint 0.1: neutral as it is
-             ((0.8, 0.8, 0.8), (0.85, 0.85, 0.85), False)]    # darker than the photo's bright parts
     assert 0.9 < bright_level(rgb) <= 1.0
-    for airlight, brightest, cleared in cases:
-        found = veil_module.Veil(np.float32(airlight), np.full(rgb.shape[:2], 0.7, np.float32), 0.3,
-                                 np.float32(brightest))
+    cases = [((1.0, 0.95, 0.9), True),      # a white veil
+             ((0.9, 0.9, 0.9), True),       # as bright as 0.9 of the photo's bright level
+             ((0.8, 0.8, 0.8), False),      # darker: what looks most veiled is a pale surface
+             ((1.0, 0.85, 0.8), False)]     # tint 0.2: a colour cast
+    for airlight, cleared in cases:
+        found = veil_module.Veil(np.float32(airlight), np.full(rgb.shape[:2], 0.7, np.float32), 0.3)
         monkeypatch.setattr(veil_module, "estimate_veil", lambda image, found=found: found)
-        assert (clear_veil(rgb, "auto")[1] is not None) == cleared, (airlight, brightest)
+        assert (clear_veil(rgb, "auto")[1] is not None) == cleared, airlight
+    monkeypatch.undo()
+    wall = facade(np.random.default_rng(1)).astype(np.float32) / 255   # a pale wall, white window frames
+    veil = estimate_veil(wall)
+    assert veil.strength > 0.1 and tint(veil.airlight) <= 0.12      # it passed the other tests
+    assert clear_veil(wall, "auto")[1] is None and clear_veil(wall, "on")[1] is not None
 
 
 def test_bright_level_is_what_95_percent_of_pixels_stay_under():
@@ -142,11 +129,8 @@ def test_cli_veil_option_and_message(tmp_path):
 
     from rain2avoid.cli import main
     from rain2avoid.io import read_image, write_image
-    rainy, _ = add_rain(clean_example("chelsea", size=(96, 128)), angle=0, density=0.04, length=14, seed=1)
-    hazy = (veiled(rainy, t=0.5) * 255).astype(np.uint8)
+    hazy = (veiled(clean_example("astronaut", size=(64, 96)), t=0.5) * 255).astype(np.uint8)
     write_image(tmp_path / "hazy.png", hazy)
-    write_image(tmp_path / "no-rain.png", (veiled(clean_example("astronaut", size=(96, 128)), t=0.5) * 255)
-                .astype(np.uint8))
     runner = CliRunner()
     outs = {}
     for mode in ("off", "auto"):
@@ -156,9 +140,6 @@ def test_cli_veil_option_and_message(tmp_path):
         outs[mode] = read_image(tmp_path / f"{mode}.png").astype(np.float32)
         assert ("veil taken away" in r.output) == (mode == "auto")
     assert outs["auto"].std() > outs["off"].std() + 5      # contrast comes back
-    r = runner.invoke(main, ["derain", str(tmp_path / "no-rain.png"), "-o", str(tmp_path / "n.png")])
-    assert r.exit_code == 0 and "no rain streaks found" in r.output and "veil taken away" not in r.output
-    assert np.array_equal(read_image(tmp_path / "n.png"), read_image(tmp_path / "no-rain.png"))  # haze kept
     r = runner.invoke(main, ["derain", str(tmp_path / "hazy.png"), "-o", str(tmp_path / "x.png"), "--veil", "x"])
     assert r.exit_code == 2 and "--veil" in r.output
 
@@ -170,23 +151,18 @@ def test_apply_veil_option_overrides_the_model(tmp_path):
     from rain2avoid.io import read_image, write_image
     hazy = (veiled(clean_example("astronaut", size=(64, 96)), t=0.5) * 255).astype(np.uint8)
     write_image(tmp_path / "in" / "hazy.png", hazy)
-    no_rain = (veiled(clean_example("immunohistochemistry", size=(48, 64)), t=0.5) * 255).astype(np.uint8)
-    write_image(tmp_path / "in" / "no-rain.png", no_rain)   # auto would clear it if it showed rain
     runner = CliRunner()
     r = runner.invoke(main, ["train", str(tmp_path / "in"), "--model", str(tmp_path / "m.pt"), "--steps", "5",
                              "--veil", "off"])
     assert r.exit_code == 0, r.output
     outs = {}
-    for mode in ("model", "on", "auto"):
+    for mode in ("model", "on"):
         extra = [] if mode == "model" else ["--veil", mode]
         r = runner.invoke(main, ["apply", str(tmp_path / "in"), "--model", str(tmp_path / "m.pt"),
                                  "-o", str(tmp_path / mode), "--workers", "1"] + extra)
         assert r.exit_code == 0, r.output
         outs[mode] = read_image(tmp_path / mode / "hazy.png").astype(np.float32)
-        outs[mode, "no-rain"] = read_image(tmp_path / mode / "no-rain.png")
     assert outs["on"].std() > outs["model"].std() + 5        # the model says off; --veil on clears it
-    assert np.array_equal(outs["auto", "no-rain"], outs["model", "no-rain"])   # auto: haze without rain stays
-    assert not np.array_equal(outs["on", "no-rain"], outs["model", "no-rain"])
 
 
 def test_auto_clears_the_heavy_rain_renderers_veil_on_a_colour_photo():

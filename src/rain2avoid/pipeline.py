@@ -251,7 +251,7 @@ def derain_detailed(image: np.ndarray, preset: str = "fast", device: str = "cpu"
             on_progress(total, total)
     else:
         out = _train_and_clean(rgb, data, settings, device, progress, on_progress)
-    out, veil = clear_veil(out, settings.veil, settings.veil_threshold, rain_found=bool(data.mask.any()))
+    out, veil = clear_veil(out, settings.veil, settings.veil_threshold)
     targets = data.targets
     if isinstance(targets, OnlineTargets):   # no fixed set: report the mean they are drawn around
         targets = make_targets(rgb, data.mask, dataclasses.replace(settings, target="expected"))

@@ -85,9 +85,10 @@ class Settings:
     ensemble: per-image ``derain`` trains this many networks (seeds ``seed``,
         ``seed + 1``, ...) and averages their outputs.
     veil: the veil of heavy rain (mist) on the derained image: "auto" takes it
-        away where the photo shows one (``veil.clear_veil``: rain streaks found,
-        strength at least ``veil_threshold``, a near-neutral airlight, a colour
-        photo), "on" always, "off" never. Photos only: videos keep their veil.
+        away where the photo shows one (``veil.clear_veil``: strength at least
+        ``veil_threshold``, a near-neutral airlight as bright as the photo's bright
+        parts, a colour photo), "on" always, "off" never. Photos only: videos keep
+        their veil.
     veil_threshold: the strength from which "auto" takes the veil away.
     seed: seeds the references, the network's initial weights and the crops.
     """
@@ -373,13 +374,8 @@ class Model:
         """Derain ``image`` (any dtype/shape ``rain2avoid.io`` accepts) and take its veil away
         as ``veil`` (default: ``settings.veil``) says; same dtype and shape back."""
         image = np.asarray(image)
-        rgb = to_float_rgb(image)
-        veil = veil or self.settings.veil
-        mask = None
-        if self.settings.output_cap or veil == "auto":   # auto needs to know whether there is rain
-            mask = compute_mask(to_uint8(rgb), self.settings.mask).mask
-        out, _ = clear_veil(self.clean(rgb, mask), veil, self.settings.veil_threshold,
-                            rain_found=mask is None or bool(mask.any()))
+        out, _ = clear_veil(self.clean(to_float_rgb(image)), veil or self.settings.veil,
+                            self.settings.veil_threshold)
         return from_float_rgb(out, like=image)
 
     def save(self, path: str | os.PathLike) -> None:

@@ -11,9 +11,9 @@ is veil.
 
 The estimate is conservative: only a fraction ``omega`` of the veil is taken
 away and the transmission never goes below ``t_min``. :func:`clear_veil`'s
-``"auto"`` acts only in a colour photo with rain, where the veil is strong enough
-(:func:`veil_strength`), near neutral in colour (:func:`tint`) and as bright as the
-photo's bright parts (:func:`bright_level`), so that clear photos, colour casts and
+``"auto"`` acts only in a colour photo where the veil is strong enough
+(:func:`veil_strength`), near neutral in colour (:func:`tint`) and about as bright as
+the photo's bright parts (:func:`bright_level`), so that clear photos, colour casts and
 pale walls are left alone. All functions take float32 RGB images in [0, 1].
 """
 
@@ -34,14 +34,11 @@ VEIL_THRESHOLD = 0.1
 
 class Veil(NamedTuple):
     """A veil estimate: ``airlight`` float32 (3,) in [0, 1], ``transmission`` float32
-    (H, W) in (0, 1] at the image's size, and ``strength`` (:func:`veil_strength`).
-    ``brightest``: the mean colour of the brightest tenth of the same most veiled
-    pixels (He et al.'s airlight), which :func:`clear_veil` also consults."""
+    (H, W) in (0, 1] at the image's size, and ``strength`` (:func:`veil_strength`)."""
 
     airlight: np.ndarray
     transmission: np.ndarray
     strength: float
-    brightest: np.ndarray | None = None
 
 
 def _check(rgb: np.ndarray) -> np.ndarray:
@@ -72,16 +69,12 @@ def guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float) -
     return mean(a) * guide + mean(b)
 
 
-def _airlight(small: np.ndarray, dark: np.ndarray, fraction: float = 0.001,
-              top: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
-    """The mean colour of the pixels whose dark channel is in the top ``fraction`` (the
-    most veiled, where the photo shows the veil itself), and the mean colour of the
-    brightest ``top`` of them (He et al.'s choice)."""
+def _airlight(small: np.ndarray, dark: np.ndarray, fraction: float = 0.001) -> np.ndarray:
+    """Mean colour of the pixels whose dark channel is in the top ``fraction``: the most
+    veiled, where the photo shows the veil itself."""
     count = max(1, int(dark.size * fraction))
     idx = np.argpartition(dark.ravel(), -count)[-count:]
-    pixels = small.reshape(-1, 3)[idx]
-    bright = pixels[np.argsort(pixels.sum(axis=1))[-max(1, round(count * top)):]]
-    return tuple(p.mean(axis=0).clip(0.05, 1.0).astype(np.float32) for p in (pixels, bright))
+    return small.reshape(-1, 3)[idx].mean(axis=0).clip(0.05, 1.0).astype(np.float32)
 
 
 def veil_strength(dark: np.ndarray, airlight: np.ndarray) -> float:
@@ -112,13 +105,13 @@ def estimate_veil(rgb: np.ndarray, omega: float = 0.5, radius: int = 7, max_side
     small = rgb if scale == 1.0 else cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))),
                                                 interpolation=cv2.INTER_AREA)
     dark = dark_channel(small, radius)
-    airlight, brightest = _airlight(small, dark)
+    airlight = _airlight(small, dark)
     raw = 1.0 - omega * dark_channel(small / airlight, radius)
     grey = cv2.cvtColor(np.ascontiguousarray(small), cv2.COLOR_RGB2GRAY)
     t = guided_filter(grey, raw.astype(np.float32), max(2, 4 * radius), 1e-3)
     if scale != 1.0:
         t = cv2.resize(t, (w, h), interpolation=cv2.INTER_LINEAR)
-    return Veil(airlight, np.clip(t, 0.05, 1.0).astype(np.float32), veil_strength(dark, airlight), brightest)
+    return Veil(airlight, np.clip(t, 0.05, 1.0).astype(np.float32), veil_strength(dark, airlight))
 
 
 def remove_veil(rgb: np.ndarray, veil: Veil, t_min: float = 0.5) -> np.ndarray:
@@ -151,25 +144,20 @@ def tint(airlight: np.ndarray) -> float:
 
 
 def clear_veil(rgb: np.ndarray, mode: str = "auto", threshold: float = VEIL_THRESHOLD,
-               max_tint: float = 0.12, min_colour: float = 0.02, loose_tint: float = 0.2,
-               min_brightness: float = 0.95, rain_found: bool = True) -> tuple[np.ndarray, Veil | None]:
+               max_tint: float = 0.12, min_colour: float = 0.02,
+               min_brightness: float = 0.9) -> tuple[np.ndarray, Veil | None]:
     """Take the veil away as ``mode`` says: ``"on"`` always, ``"off"`` never, ``"auto"`` where
     the photo shows the veil of rain.
 
-    ``"auto"`` takes the veil away when all five hold:
+    ``"auto"`` takes the veil away when all four hold:
 
-    * rain streaks were found in the photo (``rain_found``): the veil of rain comes
-      with rain, and a bright wall without rain has no dark pixel either;
     * :func:`estimate_veil` finds a strength of at least ``threshold``;
-    * the airlight is near neutral: rain and mist scatter daylight, so their veil is
-      white or grey. A scene whose most "veiled" pixels are strongly coloured has a
-      colour cast, not a veil: golden grass or blue water lift the darkest channel
-      just as a veil does (clear Rain100L photos of that kind score strengths up to
-      0.32 with tints of 0.17-0.36, and dehazing the derained result costs them 3-10
-      dB). Near neutral is a :func:`tint` of the airlight at most ``max_tint``, or at
-      most ``loose_tint`` with the brightest of the most veiled pixels (``Veil.brightest``)
-      at most ``max_tint``: a light veil over a colourful scene leaves the most veiled
-      pixels partly the scene's brightest colour, but its brightest ones are the veil;
+    * the airlight is near neutral (:func:`tint` at most ``max_tint``): rain and
+      mist scatter daylight, so their veil is white or grey. A scene whose most
+      "veiled" pixels are strongly coloured has a colour cast, not a veil: golden
+      grass or blue water lift the darkest channel just as a veil does (clear
+      Rain100L photos of that kind score strengths up to 0.32 with tints of
+      0.17-0.36, and dehazing the derained result costs them 3-10 dB);
     * the airlight is about as bright as the photo's bright parts (its largest channel
       at least ``min_brightness`` times :func:`bright_level`, the brightness that 95 %
       of the pixels stay under): seen through a veil, only a few highlights (lamps,
@@ -190,12 +178,9 @@ def clear_veil(rgb: np.ndarray, mode: str = "auto", threshold: float = VEIL_THRE
         raise ValueError(f"veil must be one of {', '.join(VEIL_MODES)}, got {mode!r}")
     if mode == "off":
         return rgb, None
-    if mode == "auto" and not rain_found:
-        return rgb, None
     veil = estimate_veil(rgb)
-    neutral = tint(veil.airlight) <= max_tint or (tint(veil.airlight) <= loose_tint
-                                                   and tint(veil.brightest) <= max_tint)
-    if mode == "auto" and (veil.strength < threshold or not neutral or colourfulness(rgb) < min_colour
+    if mode == "auto" and (veil.strength < threshold or tint(veil.airlight) > max_tint
+                           or colourfulness(rgb) < min_colour
                            or veil.airlight.max() < min_brightness * bright_level(rgb)):
         return rgb, None
     return remove_veil(rgb, veil), veil

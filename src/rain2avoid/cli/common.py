@@ -186,9 +186,9 @@ def video_jobs(jobs: list[tuple[Path, Path]]) -> set[Path]:
     return videos
 
 
-VEIL_HELP = ("The veil of heavy rain (mist): 'auto' takes it away where a colour photo with rain shows a "
-             "white or grey one as bright as its bright parts (colour casts, pale walls, grey photos and "
-             "photos without rain are left alone), 'on' always, 'off' never. "
+VEIL_HELP = ("The veil of heavy rain (mist): 'auto' takes it away where a colour photo shows a white "
+             "or grey one about as bright as its bright parts (colour casts, pale walls and grey photos "
+             "are left alone), 'on' always, 'off' never. "
              "Photos only: videos keep their veil. "
              "[default: auto; off for --preset reference]")
 
