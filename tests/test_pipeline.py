@@ -159,7 +159,7 @@ def test_coloured_texture_under_unsure_rain_is_left_alone(dev_dir):
     clean = read_image(dev_dir / "target" / "9.png")
     data = training_data(clean.astype(np.float32) / 255, resolve_settings("fast"))
     assert data.support < CONFIDENT and not data.mask.any()
-    assert psnr(derain_detailed(clean).image, clean) > 45   # trained on the picture itself: all but unchanged
+    assert np.array_equal(derain_detailed(clean).image, clean)   # no mask: nothing trained, nothing changed
     rainy = read_image(dev_dir / "input" / "9.png")
     data = training_data(rainy.astype(np.float32) / 255, resolve_settings("fast"))
     assert data.support >= CONFIDENT and data.mask.any()
