@@ -27,7 +27,8 @@ import numpy as np
 from .ldgp import MaskResult, _check_image, _colour, _vertical_streaks, rain_mask, rotation_for_angle, streak_angle
 
 __all__ = ["CONFIDENT", "Streaks", "find_streaks", "main_support", "Spectrum", "spectral_rotation",
-           "estimate_rotation", "keep_aligned", "guarded_rain_mask", "streak_mask", "compute_mask", "MASKS"]
+           "estimate_rotation", "keep_aligned", "line_orientation", "off_lattice_lines", "guarded_rain_mask",
+           "streak_mask", "compute_mask", "MASKS"]
 
 _STEP = 0.5                                         # degrees per orientation bin
 MIN_CLARITY = 4.0       # a spectral peak this many times the median direction's is a clear direction ...
@@ -419,6 +420,51 @@ def keep_aligned(mask: np.ndarray, rotation: float | tuple[float, ...], max_tilt
     return out
 
 
+def line_orientation(image: np.ndarray, sigma: float = 2.0, tophat_size: int = 7) -> tuple[np.ndarray, np.ndarray]:
+    """Direction and coherence of the thin bright lines around each pixel.
+
+    The structure tensor of the achromatic top-hat (:func:`_achromatic_tophat`: bright
+    detail narrower than ``tophat_size`` px in every channel), its gradient products
+    smoothed by a Gaussian of ``sigma`` px. Returns two float32 (H, W) maps: the lean
+    of the lines from vertical in degrees in [-90, 90] (positive = top to the right, as
+    :func:`_shapes` and :func:`rotation_for_angle`), and the coherence
+    ``(l1 - l2) / (l1 + l2)`` of the tensor's eigenvalues: near 1 where lines of one
+    direction dominate, 0 on flat patches.
+    """
+    top = _achromatic_tophat(_colour(np.asarray(image)), tophat_size).astype(np.float32)
+    gx = cv2.Sobel(top, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(top, cv2.CV_32F, 0, 1, ksize=3)
+    jxx, jyy, jxy = (cv2.GaussianBlur(g, (0, 0), sigma) for g in (gx * gx, gy * gy, gx * gy))
+    lean = np.degrees(0.5 * np.arctan2(2 * jxy, jxx - jyy))
+    coherence = np.sqrt((jxx - jyy) ** 2 + 4 * jxy ** 2) / (jxx + jyy + 1e-6)
+    return lean, coherence
+
+
+def off_lattice_lines(image: np.ndarray, mask: np.ndarray, rotations: tuple[float, ...], spectrum: Spectrum,
+                      max_tilt: float = 4.0, tolerance: float = 5.0, min_coherence: float = 0.3,
+                      sigma: float = 2.0) -> np.ndarray:
+    """``mask`` without its pixels that lie on a lattice's lines rather than on rain.
+
+    Where ``spectrum`` (:func:`spectral_rotation` of ``image``) shows a lattice (window
+    frames, bricks: a clear direction and lines square to it), a mask pixel is dropped
+    when the thin bright lines around it (:func:`line_orientation`, coherence above
+    ``min_coherence``) run within ``tolerance`` degrees of the lattice's lines and more
+    than ``max_tilt`` degrees off every rain direction in ``rotations``. This is
+    :func:`keep_aligned` pixel by pixel: where streaks cross the frames, the mask's
+    pieces merge with the frames and are too mixed to be judged whole. Rain within
+    ``max_tilt`` degrees of the frames cannot be told apart this way. Returns a new
+    uint8 mask (the same one when there is no lattice).
+    """
+    if spectrum.clarity < MIN_CLARITY or spectrum.cross < MAX_CROSS or not mask.any():
+        return mask
+    lean, coherence = line_orientation(image, sigma)
+    along = np.minimum(_angle_gap(lean, spectrum.rotation), _angle_gap(lean, spectrum.rotation + 90)) <= tolerance
+    off = np.min([_angle_gap(lean, r) for r in rotations], axis=0) > max_tilt
+    out = mask.copy()
+    out[along & off & (coherence > min_coherence)] = 0
+    return out
+
+
 def _aligned_streaks(image: np.ndarray, theta: float, kernel_size: int, ridge_width: int, ridge_height: int,
                      max_tilt: float | None, also: tuple[float, ...] = ()) -> np.ndarray:
     """LDGP's bright vertical runs after rotating by ``theta`` (with the ridge test), without the
@@ -450,6 +496,18 @@ def _copies_disagree(streaks: list[Streaks], confident: int, gap: float = 10.0) 
     ``gap`` degrees from the best one (frames on the full-size copy, rain on a smaller one)."""
     first = [s for s in streaks if s.first]
     return any(s.support >= confident and _angle_gap(s.rotation, first[0].rotation) > gap for s in first[1:])
+
+
+def _further_direction(streaks: list[Streaks], confident: int) -> bool:
+    """Whether ``streaks`` hold a direction other than a copy's main one with ``confident`` support."""
+    return any(not s.first and s.support >= confident for s in streaks)
+
+
+def _further_off_lattice(streaks: list[Streaks], spectrum: Spectrum) -> list[Streaks]:
+    """``streaks`` without the further directions (not a copy's main one) that run along a
+    lattice's lines (:func:`_along_lattice`): on a facade under slanted rain, the mullions
+    are found as a second direction of rain, and the mask would keep them."""
+    return [s for s in streaks if s.first or not _along_lattice(s.rotation, spectrum)]
 
 
 def _off_lattice(streaks: list[Streaks], spectrum: Spectrum, confident: int) -> list[Streaks]:
@@ -495,8 +553,13 @@ def guarded_rain_mask(image: np.ndarray, kernel_size: int = 10, ridge_width: int
         long stay (rain that crosses a frame), and so do pieces along any other
         direction :func:`find_streaks` is confident of (support at least
         ``confident``: rain falling in several directions), when the rotation
-        is estimated here.
-    ``ridge_width=0`` disables the ridge test, ``max_tilt=None`` the direction test.
+        is estimated here;
+      * where the image shows a lattice (:func:`spectral_rotation`), the pixels on its
+        lines more than 4 degrees off the rain are dropped too (:func:`off_lattice_lines`):
+        where streaks cross frames, the pieces merge and cannot be judged whole.
+        Directions other than a copy's main one that run along the lattice's lines
+        are its mullions, not a second direction of rain.
+    ``ridge_width=0`` disables the ridge test, ``max_tilt=None`` the direction tests.
     ``streaks``: what :func:`find_streaks` returned for this image, if the caller
     has it; searched here otherwise.
 
@@ -509,14 +572,17 @@ def guarded_rain_mask(image: np.ndarray, kernel_size: int = 10, ridge_width: int
     if kernel_size < 1 or ridge_width < 0 or (max_tilt is not None and max_tilt < 0):
         raise ValueError("kernel_size must be >= 1, ridge_width >= 0 and max_tilt >= 0 (or None)")
     also: tuple[float, ...] = ()
+    spectrum = None
     if rotation is None:
         streaks = find_streaks(image) if streaks is None else streaks
         weak = main_support(streaks) < confident
-        # The spectrum (a second look at the whole photo: 1.3 s at 12 MP) is only needed
-        # where the segments are few, or where the copies disagree on the direction.
-        spectrum = spectral_rotation(image) if weak or _copies_disagree(streaks, confident) else None
+        # The spectrum (a second look at the whole photo: 1.3 s at 12 MP) is needed here where
+        # the segments are few, where the copies disagree on the direction, or where a further
+        # direction may be a lattice's lines; below, for the lattice test of any mask.
+        spectrum = (spectral_rotation(image) if weak or _copies_disagree(streaks, confident)
+                    or _further_direction(streaks, confident) else None)
         if spectrum is not None:
-            streaks = _off_lattice(streaks, spectrum, confident)
+            streaks = _further_off_lattice(_off_lattice(streaks, spectrum, confident), spectrum)
         rotation = estimate_rotation(image, default=None, confident=confident, found=streaks, spectrum=spectrum)
         if max_tilt is not None:
             also = tuple(s.rotation for s in streaks if s.support >= confident)
@@ -527,6 +593,9 @@ def guarded_rain_mask(image: np.ndarray, kernel_size: int = 10, ridge_width: int
             return MaskResult(np.zeros(image.shape[:2], np.uint8), int(round(rotation)) % 180)
     theta = float(rotation)
     mask = _aligned_streaks(image, theta, kernel_size, ridge_width, ridge_height, max_tilt, also)
+    if max_tilt is not None and mask.any():
+        spectrum = spectral_rotation(image) if spectrum is None else spectrum
+        mask = off_lattice_lines(image, mask, (theta, *also), spectrum)
     angle = int(round(theta)) % 180
     return MaskResult(mask, angle)
 
