@@ -43,21 +43,38 @@ def rainy_pair():
     return rainy, clean
 
 
-@pytest.fixture(scope="session")
-def mullion_facade():
-    """(rainy, clean, rain layer) of image 19 of the held-out dense facades
-    (``benchmarks/facade.py OUT --n 24 --seed 3 --dense``): faint dense rain 9 degrees off
-    the mullions, which ``find_streaks`` also lists as a second direction of rain."""
+def benchmark_facade(seed: int, k: int, dense: bool = False):
+    """(rainy, clean, rain layer) of image ``k`` of ``benchmarks/facade.py OUT --seed SEED
+    [--dense]``: the same draws, image by image."""
     import numpy as np
 
     from rain2avoid.synth import add_rain, facade
-    rng = np.random.default_rng(3)
-    for _ in range(20):                  # the benchmark's draws, image by image
+    rng = np.random.default_rng(seed)
+    for _ in range(k + 1):
         clean = facade(rng)
-        rain = dict(angle=rng.uniform(-40, 40), density=rng.uniform(0.15, 0.3), length=rng.uniform(30, 40),
-                    width=1, intensity=rng.uniform(0.15, 0.25), blur=rng.uniform(0.0, 0.8))
-    rainy, layer = add_rain(clean, seed=3019, **rain)
+        if dense:
+            rain = dict(angle=rng.uniform(-40, 40), density=rng.uniform(0.15, 0.3), length=rng.uniform(30, 40),
+                        width=1, intensity=rng.uniform(0.15, 0.25), blur=rng.uniform(0.0, 0.8))
+        else:
+            rain = dict(angle=rng.uniform(-20, 20), density=rng.uniform(0.015, 0.04), length=rng.uniform(20, 40),
+                        width=1, intensity=rng.uniform(0.5, 0.8), blur=rng.uniform(0.7, 1.0))
+    rainy, layer = add_rain(clean, seed=seed * 1000 + k, **rain)
     return rainy, clean, layer
+
+
+@pytest.fixture(scope="session")
+def mullion_facade():
+    """Image 19 of the held-out dense facades (``benchmarks/facade.py OUT --n 24 --seed 3
+    --dense``): faint dense rain 9 degrees off the mullions, which ``find_streaks`` also
+    lists as a second direction of rain."""
+    return benchmark_facade(3, 19, dense=True)
+
+
+@pytest.fixture(scope="session")
+def vertical_rain_facade():
+    """Image 3 of ``benchmarks/facade.py OUT --seed 11``: Rain100L-like rain at 0.4 degrees,
+    along the mullions."""
+    return benchmark_facade(11, 3)
 
 
 def invoke(*args, catch=False):

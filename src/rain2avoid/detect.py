@@ -24,10 +24,12 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-from .ldgp import MaskResult, _check_image, _colour, _vertical_streaks, rain_mask, rotation_for_angle, streak_angle
+from .ldgp import (MaskResult, _check_image, _colour, _crop_offsets, _gray, _rotate, _vertical_streaks, rain_mask,
+                   rotation_for_angle, streak_angle)
 
 __all__ = ["CONFIDENT", "Streaks", "find_streaks", "main_support", "Spectrum", "spectral_rotation",
-           "estimate_rotation", "keep_aligned", "line_orientation", "off_lattice_lines", "guarded_rain_mask",
+           "estimate_rotation", "keep_aligned", "line_orientation", "off_lattice_lines", "rail_to_rail",
+           "guarded_rain_mask",
            "streak_mask", "compute_mask", "MASKS"]
 
 _STEP = 0.5                                         # degrees per orientation bin
@@ -452,8 +454,11 @@ def off_lattice_lines(image: np.ndarray, mask: np.ndarray, rotations: tuple[floa
     than ``max_tilt`` degrees off every rain direction in ``rotations``. This is
     :func:`keep_aligned` pixel by pixel: where streaks cross the frames, the mask's
     pieces merge with the frames and are too mixed to be judged whole. Rain within
-    ``max_tilt`` degrees of the frames cannot be told apart this way. Returns a new
-    uint8 mask (the same one when there is no lattice).
+    ``max_tilt`` degrees of the frames cannot be told apart this way; where the main
+    rain direction (``rotations[0]``) runs within ``tolerance`` degrees of the lattice's
+    lines, the lines that run from one rail to the next (:func:`rail_to_rail`, and
+    1 px around them) are dropped instead. Returns a new uint8 mask (the same one when
+    there is no lattice).
     """
     if spectrum.clarity < MIN_CLARITY or spectrum.cross < MAX_CROSS or not mask.any():
         return mask
@@ -462,6 +467,52 @@ def off_lattice_lines(image: np.ndarray, mask: np.ndarray, rotations: tuple[floa
     off = np.min([_angle_gap(lean, r) for r in rotations], axis=0) > max_tilt
     out = mask.copy()
     out[along & off & (coherence > min_coherence)] = 0
+    for line in (spectrum.rotation, spectrum.rotation + 90):
+        if _angle_gap(line, rotations[0]) <= tolerance:
+            runs = rail_to_rail(image, (line + 90) % 180 - 90)
+            out[cv2.dilate(runs.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0] = 0
+            break
+    return out
+
+
+def rail_to_rail(image: np.ndarray, rotation: float, ridge_height: int = 2, rail_height: int = 10,
+                 width: int = 7, rail_length: int = 9, reach: int = 3, min_length: int = 10) -> np.ndarray:
+    """bool (H, W) map of the thin bright lines along ``rotation`` that run from one bright
+    line square to them to another: a window's mullions, from its top rail to its bottom one.
+
+    In the image rotated so that those lines are vertical (as LDGP rotates it), a line
+    pixel stands more than ``ridge_height`` grey levels above the opening of its row with
+    a 1 x ``width`` element, as in the mask's ridge test; a rail pixel stands more than
+    ``rail_height`` above the opening of its column with a ``width`` x 1 element, on a
+    horizontal run at least ``rail_length`` px long. A vertical run of line pixels at
+    least ``min_length`` px long is kept when the pixels just above and just below it lie
+    within ``reach`` rows and one column of a rail (where a mullion meets a rail the two
+    stand too tall for the rail test: the mullion's middle column, 3 px or more wide, is
+    then left to the 1 px that :func:`off_lattice_lines` adds around the runs). Rain that falls along the frames seldom starts and ends
+    on them: it crosses them, or ends on the wall or on a pane.
+    """
+    h, w = image.shape[:2]
+    off_r, off_c = _crop_offsets(h, w, rotation)
+    grey = _gray(_rotate(_colour(np.asarray(image)), rotation))
+    lines = (grey.astype(np.int16) - cv2.morphologyEx(grey, cv2.MORPH_OPEN, np.ones((1, width), np.uint8))) > ridge_height
+    across = grey.astype(np.int16) - cv2.morphologyEx(grey, cv2.MORPH_OPEN, np.ones((width, 1), np.uint8))
+    rails = cv2.morphologyEx((across > rail_height).astype(np.uint8), cv2.MORPH_OPEN,
+                             np.ones((1, rail_length), np.uint8)) > 0
+    rails &= ~lines
+    near = cv2.dilate(rails.astype(np.uint8), np.ones((2 * reach + 1, 3), np.uint8)) > 0
+    rows = grey.shape[0]
+    step = np.diff(np.pad(lines, ((1, 1), (0, 0))).astype(np.int8), axis=0).T   # (columns, rows + 1)
+    col, top = np.nonzero(step == 1)            # each run: its column, first row ...
+    _, end = np.nonzero(step == -1)             # ... and the row after its last
+    keep = ((end - top >= min_length) & near[np.clip(top - 1, 0, rows - 1), col]
+            & near[np.clip(end, 0, rows - 1), col])
+    paint = np.zeros((rows + 1, grey.shape[1]), np.int32)
+    np.add.at(paint, (top[keep], col[keep]), 1)
+    np.add.at(paint, (end[keep], col[keep]), -1)
+    runs = (np.cumsum(paint, axis=0)[:rows] > 0).astype(np.uint8) * 255
+    back = _rotate(runs, -rotation)[off_r:off_r + h, off_c:off_c + w]
+    out = np.zeros((h, w), bool)
+    out[:back.shape[0], :back.shape[1]] = back > 127
     return out
 
 
@@ -556,7 +607,8 @@ def guarded_rain_mask(image: np.ndarray, kernel_size: int = 10, ridge_width: int
         is estimated here;
       * where the image shows a lattice (:func:`spectral_rotation`), the pixels on its
         lines more than 4 degrees off the rain are dropped too (:func:`off_lattice_lines`):
-        where streaks cross frames, the pieces merge and cannot be judged whole.
+        where streaks cross frames, the pieces merge and cannot be judged whole; where
+        the rain runs along its lines, the lines from one rail to the next are.
         Directions other than a copy's main one that run along the lattice's lines
         are its mullions, not a second direction of rain.
     ``ridge_width=0`` disables the ridge test, ``max_tilt=None`` the direction tests.
