@@ -12,7 +12,8 @@ This module adds
     against a horizontal grey opening of ``ridge_width`` px, so edges and
     wide bright bars do not count (:func:`guarded_rain_mask`),
   * a direction test on the mask's straight pieces: window frames and mullions
-    a few degrees off the rain are left out (:func:`keep_aligned`).
+    a few degrees off the rain are left out (:func:`keep_aligned`), and, where the
+    photo shows a lattice, its lines pixel by pixel (:mod:`rain2avoid.lattice`).
 The photometric guard on derained estimates is :mod:`rain2avoid.guard`.
 """
 
@@ -24,47 +25,17 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-from .ldgp import (MaskResult, _check_image, _colour, _crop_offsets, _gray, _rotate, _vertical_streaks, rain_mask,
-                   rotation_for_angle, streak_angle)
+from .lattice import (MAX_CROSS, MIN_CLARITY, Spectrum, _achromatic_tophat, _along_lattice, _angle_gap,
+                      off_lattice_lines, spectral_rotation)
+from .ldgp import MaskResult, _check_image, _colour, _vertical_streaks, rain_mask, rotation_for_angle, streak_angle
 
-__all__ = ["CONFIDENT", "Streaks", "find_streaks", "main_support", "Spectrum", "spectral_rotation",
-           "estimate_rotation", "keep_aligned", "line_orientation", "off_lattice_lines", "rail_to_rail",
-           "guarded_rain_mask",
-           "streak_mask", "compute_mask", "MASKS"]
+__all__ = ["CONFIDENT", "Streaks", "find_streaks", "main_support", "estimate_rotation", "keep_aligned",
+           "guarded_rain_mask", "streak_mask", "compute_mask", "MASKS"]
 
 _STEP = 0.5                                         # degrees per orientation bin
-MIN_CLARITY = 4.0       # a spectral peak this many times the median direction's is a clear direction ...
-MAX_CROSS = 3.0         # ... and with lines this strong square to it (``Spectrum.cross``), a lattice
 CONFIDENT = 8           # a direction with this much support (``Streaks.support``) is sure to be rain
 _CELLS = 8                                          # support counts cells of an 8 x 8 grid per tile
 _GRID = np.arange(int(round(180 / _STEP))) * _STEP - 90   # bin centres, degrees in [-90, 90)
-
-
-def _achromatic_tophat(image: np.ndarray, size: int = 7, saturated: int = 250, balance: float = 0.0) -> np.ndarray:
-    """uint8 map of how far each pixel stands out as a thin bright detail in every colour channel.
-
-    White top-hat (image minus its grey opening with a ``size`` x ``size``
-    ellipse, so bright structures narrower than about ``size`` px) per channel,
-    then the minimum over channels: rain adds about the same light to R, G and
-    B, so a rain pixel is a bright detail in all of them, while coloured
-    texture is not. Channels at ``saturated`` or above cannot show the
-    increment (they are clipped) and are left out of the minimum, unless all
-    channels of the pixel are. With ``balance`` > 0, pixels whose smallest
-    channel top-hat is below ``balance`` times their largest (unclipped) one
-    score 0: a coloured highlight (wood grain, a red stripe) is not white rain.
-    """
-    se = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
-    top = cv2.subtract(image, cv2.morphologyEx(image, cv2.MORPH_OPEN, se))
-    if top.ndim == 2:
-        return top
-    clipped = image >= saturated
-    clipped &= ~clipped.all(axis=2, keepdims=True)
-    largest = np.where(clipped, 0, top).max(axis=2)
-    top[clipped] = 255
-    low = top.min(axis=2)
-    if balance > 0:
-        low[low < balance * largest] = 0
-    return low
 
 
 def _segments(binary: np.ndarray, centres: bool = False) -> tuple[np.ndarray, ...]:
@@ -172,11 +143,6 @@ def _segment_votes(tiles: list[np.ndarray], tophat_size: int, heights: tuple[flo
     return votes, found
 
 
-def _angle_gap(a, b):
-    """Smallest difference between orientations (degrees, period 180)."""
-    return np.abs((np.asarray(a) - b + 90) % 180 - 90)
-
-
 def _peak(votes: np.ndarray, found: list[tuple], search: float, spread: float,
           avoid: tuple[float, ...] = (), separation: float = 0.0) -> tuple[float, int]:
     """Step 4 of :func:`estimate_rotation`: the orientation with most votes within ``search``
@@ -267,57 +233,6 @@ def main_support(streaks: list[Streaks]) -> int:
     the support of the best-supported copy's main direction, the one :func:`estimate_rotation`
     trusts from ``confident`` (:data:`CONFIDENT`, 8) on; 0 when no straight streaks were found."""
     return max((s.support for s in streaks if s.first), default=0)
-
-
-class Spectrum(NamedTuple):
-    """The direction that dominates the bright thin detail's spectrum (:func:`spectral_rotation`).
-
-    rotation: degrees, as :func:`rotation_for_angle` returns (0 = vertical lines).
-    clarity: the energy of that direction over the median direction's.
-    cross: the same ratio for the lines square to it (the most within 2 degrees of
-        90 degrees off): a lattice (bricks, tiles, windows) has both, rain only one.
-    """
-
-    rotation: float
-    clarity: float
-    cross: float
-
-
-def spectral_rotation(image: np.ndarray, tophat_size: int = 7, max_side: int = 512,
-                      band: tuple[float, float] = (1 / 32, 1 / 4)) -> Spectrum:
-    """Streak rotation from the power spectrum of the bright thin detail, and how clear it is.
-
-    Dense fine rain rarely leaves separate segments for :func:`find_streaks`:
-    streaks touch and cross. But many parallel thin lines concentrate the
-    spectrum of the achromatic top-hat (:func:`_achromatic_tophat`) along the
-    direction across them. The energy of a centred square crop (Hann window,
-    at most ``max_side`` px), within ``band`` of the sampling frequency, is
-    summed per orientation in 0.5-degree bins and smoothed; the peak gives the
-    rotation (as :func:`estimate_rotation`), ``peak / median`` how clearly
-    one direction dominates, and the same ratio 90 degrees off (within 2 degrees)
-    whether lines cross it. Returns a :class:`Spectrum`.
-    """
-    top = _achromatic_tophat(_colour(np.asarray(image)), tophat_size, balance=0.5).astype(np.float32)
-    h, w = top.shape
-    n = min(h, w)
-    top = top[(h - n) // 2:(h - n) // 2 + n, (w - n) // 2:(w - n) // 2 + n]
-    if n > max_side:
-        top, n = cv2.resize(top, (max_side, max_side), interpolation=cv2.INTER_AREA), max_side
-    if n < 16 or not top.any():
-        return Spectrum(0.0, 0.0, 0.0)
-    window = np.outer(np.hanning(n), np.hanning(n)).astype(np.float32)
-    power = np.abs(np.fft.fftshift(np.fft.fft2((top - top.mean()) * window))) ** 2
-    yy, xx = np.mgrid[:n, :n] - n // 2
-    radius = np.hypot(yy, xx)
-    keep = (radius > n * band[0]) & (radius < n * band[1])
-    bins = np.round((np.degrees(np.arctan2(yy[keep], xx[keep])) % 180) * 2).astype(int) % 360
-    hist = np.bincount(bins, weights=power[keep], minlength=360)
-    hist = np.convolve(np.r_[hist[-2:], hist, hist[:2]], np.ones(5) / 5, "valid")
-    k = int(np.argmax(hist))
-    median = max(float(np.median(hist)), 1e-12)
-    square = hist[(k + 180 + np.arange(-4, 5)) % 360].max()   # 90 +- 2 degrees off, in 0.5-degree bins
-    rotation = (k / 2 + 90) % 180 - 90      # streaks run across the frequency direction
-    return Spectrum(float(rotation), float(hist[k] / median), float(square / median))
 
 
 def estimate_rotation(image: np.ndarray, search: float = 75.0, tophat_size: int = 7,
@@ -422,100 +337,6 @@ def keep_aligned(mask: np.ndarray, rotation: float | tuple[float, ...], max_tilt
     return out
 
 
-def line_orientation(image: np.ndarray, sigma: float = 2.0, tophat_size: int = 7) -> tuple[np.ndarray, np.ndarray]:
-    """Direction and coherence of the thin bright lines around each pixel.
-
-    The structure tensor of the achromatic top-hat (:func:`_achromatic_tophat`: bright
-    detail narrower than ``tophat_size`` px in every channel), its gradient products
-    smoothed by a Gaussian of ``sigma`` px. Returns two float32 (H, W) maps: the lean
-    of the lines from vertical in degrees in [-90, 90] (positive = top to the right, as
-    :func:`_shapes` and :func:`rotation_for_angle`), and the coherence
-    ``(l1 - l2) / (l1 + l2)`` of the tensor's eigenvalues: near 1 where lines of one
-    direction dominate, 0 on flat patches.
-    """
-    top = _achromatic_tophat(_colour(np.asarray(image)), tophat_size).astype(np.float32)
-    gx = cv2.Sobel(top, cv2.CV_32F, 1, 0, ksize=3)
-    gy = cv2.Sobel(top, cv2.CV_32F, 0, 1, ksize=3)
-    jxx, jyy, jxy = (cv2.GaussianBlur(g, (0, 0), sigma) for g in (gx * gx, gy * gy, gx * gy))
-    lean = np.degrees(0.5 * np.arctan2(2 * jxy, jxx - jyy))
-    coherence = np.sqrt((jxx - jyy) ** 2 + 4 * jxy ** 2) / (jxx + jyy + 1e-6)
-    return lean, coherence
-
-
-def off_lattice_lines(image: np.ndarray, mask: np.ndarray, rotations: tuple[float, ...], spectrum: Spectrum,
-                      max_tilt: float = 4.0, tolerance: float = 5.0, min_coherence: float = 0.3,
-                      sigma: float = 2.0) -> np.ndarray:
-    """``mask`` without its pixels that lie on a lattice's lines rather than on rain.
-
-    Where ``spectrum`` (:func:`spectral_rotation` of ``image``) shows a lattice (window
-    frames, bricks: a clear direction and lines square to it), a mask pixel is dropped
-    when the thin bright lines around it (:func:`line_orientation`, coherence above
-    ``min_coherence``) run within ``tolerance`` degrees of the lattice's lines and more
-    than ``max_tilt`` degrees off every rain direction in ``rotations``. This is
-    :func:`keep_aligned` pixel by pixel: where streaks cross the frames, the mask's
-    pieces merge with the frames and are too mixed to be judged whole. Rain within
-    ``max_tilt`` degrees of the frames cannot be told apart this way; where the main
-    rain direction (``rotations[0]``) runs within ``tolerance`` degrees of the lattice's
-    lines, the lines that run from one rail to the next (:func:`rail_to_rail`, and
-    1 px around them) are dropped instead. Returns a new uint8 mask (the same one when
-    there is no lattice).
-    """
-    if spectrum.clarity < MIN_CLARITY or spectrum.cross < MAX_CROSS or not mask.any():
-        return mask
-    lean, coherence = line_orientation(image, sigma)
-    along = np.minimum(_angle_gap(lean, spectrum.rotation), _angle_gap(lean, spectrum.rotation + 90)) <= tolerance
-    off = np.min([_angle_gap(lean, r) for r in rotations], axis=0) > max_tilt
-    out = mask.copy()
-    out[along & off & (coherence > min_coherence)] = 0
-    for line in (spectrum.rotation, spectrum.rotation + 90):
-        if _angle_gap(line, rotations[0]) <= tolerance:
-            runs = rail_to_rail(image, (line + 90) % 180 - 90)
-            out[cv2.dilate(runs.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0] = 0
-            break
-    return out
-
-
-def rail_to_rail(image: np.ndarray, rotation: float, ridge_height: int = 2, rail_height: int = 10,
-                 width: int = 7, rail_length: int = 9, reach: int = 3, min_length: int = 10) -> np.ndarray:
-    """bool (H, W) map of the thin bright lines along ``rotation`` that run from one bright
-    line square to them to another: a window's mullions, from its top rail to its bottom one.
-
-    In the image rotated so that those lines are vertical (as LDGP rotates it), a line
-    pixel stands more than ``ridge_height`` grey levels above the opening of its row with
-    a 1 x ``width`` element, as in the mask's ridge test; a rail pixel stands more than
-    ``rail_height`` above the opening of its column with a ``width`` x 1 element, on a
-    horizontal run at least ``rail_length`` px long. A vertical run of line pixels at
-    least ``min_length`` px long is kept when the pixels just above and just below it lie
-    within ``reach`` rows and one column of a rail (where a mullion meets a rail the two
-    stand too tall for the rail test: the mullion's middle column, 3 px or more wide, is
-    then left to the 1 px that :func:`off_lattice_lines` adds around the runs). Rain that falls along the frames seldom starts and ends
-    on them: it crosses them, or ends on the wall or on a pane.
-    """
-    h, w = image.shape[:2]
-    off_r, off_c = _crop_offsets(h, w, rotation)
-    grey = _gray(_rotate(_colour(np.asarray(image)), rotation))
-    lines = (grey.astype(np.int16) - cv2.morphologyEx(grey, cv2.MORPH_OPEN, np.ones((1, width), np.uint8))) > ridge_height
-    across = grey.astype(np.int16) - cv2.morphologyEx(grey, cv2.MORPH_OPEN, np.ones((width, 1), np.uint8))
-    rails = cv2.morphologyEx((across > rail_height).astype(np.uint8), cv2.MORPH_OPEN,
-                             np.ones((1, rail_length), np.uint8)) > 0
-    rails &= ~lines
-    near = cv2.dilate(rails.astype(np.uint8), np.ones((2 * reach + 1, 3), np.uint8)) > 0
-    rows = grey.shape[0]
-    step = np.diff(np.pad(lines, ((1, 1), (0, 0))).astype(np.int8), axis=0).T   # (columns, rows + 1)
-    col, top = np.nonzero(step == 1)            # each run: its column, first row ...
-    _, end = np.nonzero(step == -1)             # ... and the row after its last
-    keep = ((end - top >= min_length) & near[np.clip(top - 1, 0, rows - 1), col]
-            & near[np.clip(end, 0, rows - 1), col])
-    paint = np.zeros((rows + 1, grey.shape[1]), np.int32)
-    np.add.at(paint, (top[keep], col[keep]), 1)
-    np.add.at(paint, (end[keep], col[keep]), -1)
-    runs = (np.cumsum(paint, axis=0)[:rows] > 0).astype(np.uint8) * 255
-    back = _rotate(runs, -rotation)[off_r:off_r + h, off_c:off_c + w]
-    out = np.zeros((h, w), bool)
-    out[:back.shape[0], :back.shape[1]] = back > 127
-    return out
-
-
 def _aligned_streaks(image: np.ndarray, theta: float, kernel_size: int, ridge_width: int, ridge_height: int,
                      max_tilt: float | None, also: tuple[float, ...] = ()) -> np.ndarray:
     """LDGP's bright vertical runs after rotating by ``theta`` (with the ridge test), without the
@@ -531,15 +352,6 @@ def _aligned_streaks(image: np.ndarray, theta: float, kernel_size: int, ridge_wi
         return mask
     long_runs = _vertical_streaks(image, theta, 2 * kernel_size, ridge_width, ridge_height)
     return keep_aligned(mask, (theta, *also), max_tilt) | long_runs
-
-
-def _along_lattice(rotation: float, spectrum: Spectrum, tolerance: float = 10.0) -> bool:
-    """Whether ``spectrum`` shows a lattice (a clear direction with lines square to it:
-    bricks, tiles, windows) and ``rotation`` runs within ``tolerance`` degrees of its lines
-    (the mask's vertical opening keeps thin lines up to 10-15 degrees off the streaks)."""
-    if spectrum.clarity < MIN_CLARITY or spectrum.cross < MAX_CROSS:
-        return False
-    return min(_angle_gap(rotation, spectrum.rotation), _angle_gap(rotation, spectrum.rotation + 90)) <= tolerance
 
 
 def _copies_disagree(streaks: list[Streaks], confident: int, gap: float = 10.0) -> bool:
