@@ -181,15 +181,17 @@ def rail_to_rail(image: np.ndarray, rotation: float, ridge_height: int = 2, rail
     horizontal run at least ``rail_length`` px long. A vertical run of line pixels at
     least ``min_length`` px long is kept when the pixels just above and just below it lie
     within ``reach`` rows and one column of a rail (where a mullion meets a rail the two
-    stand too tall for the rail test: the mullion's middle column, 3 px or more wide, is
-    then left to the 1 px that :func:`off_lattice_lines` adds around the runs). Rain that falls along the frames seldom starts and ends
-    on them: it crosses them, or ends on the wall or on a pane.
+    stand too tall for the rail test: the middle column of a mullion 3 px or more wide is
+    left to the 1 px that :func:`off_lattice_lines` adds around the runs). Rain that
+    falls along the frames seldom starts and ends on them: it crosses them, or ends on
+    the wall or on a pane.
     """
     h, w = image.shape[:2]
     off_r, off_c = _crop_offsets(h, w, rotation)
     grey = _gray(_rotate(_colour(np.asarray(image)), rotation))
-    lines = (grey.astype(np.int16) - cv2.morphologyEx(grey, cv2.MORPH_OPEN, np.ones((1, width), np.uint8))) > ridge_height
-    across = grey.astype(np.int16) - cv2.morphologyEx(grey, cv2.MORPH_OPEN, np.ones((width, 1), np.uint8))
+    grey16 = grey.astype(np.int16)
+    lines = (grey16 - cv2.morphologyEx(grey, cv2.MORPH_OPEN, np.ones((1, width), np.uint8))) > ridge_height
+    across = grey16 - cv2.morphologyEx(grey, cv2.MORPH_OPEN, np.ones((width, 1), np.uint8))
     rails = cv2.morphologyEx((across > rail_height).astype(np.uint8), cv2.MORPH_OPEN,
                              np.ones((1, rail_length), np.uint8)) > 0
     rails &= ~lines
