@@ -69,6 +69,16 @@ class Spectrum(NamedTuple):
     clarity: float
     cross: float
 
+    @property
+    def lattice(self) -> bool:
+        """Whether it shows a lattice: a clear direction (``clarity`` at least
+        :data:`MIN_CLARITY`) with lines square to it (``cross`` at least :data:`MAX_CROSS`)."""
+        return self.clarity >= MIN_CLARITY and self.cross >= MAX_CROSS
+
+    def gap_to_lines(self, angle):
+        """Degrees from ``angle`` (a number or an array) to the nearer of its two line directions."""
+        return np.minimum(_angle_gap(angle, self.rotation), _angle_gap(angle, self.rotation + 90))
+
 
 def spectral_rotation(image: np.ndarray, tophat_size: int = 7, max_side: int = 512,
                       band: tuple[float, float] = (1 / 32, 1 / 4)) -> Spectrum:
@@ -111,9 +121,7 @@ def _along_lattice(rotation: float, spectrum: Spectrum, tolerance: float = 10.0)
     """Whether ``spectrum`` shows a lattice (a clear direction with lines square to it:
     bricks, tiles, windows) and ``rotation`` runs within ``tolerance`` degrees of its lines
     (the mask's vertical opening keeps thin lines up to 10-15 degrees off the streaks)."""
-    if spectrum.clarity < MIN_CLARITY or spectrum.cross < MAX_CROSS:
-        return False
-    return min(_angle_gap(rotation, spectrum.rotation), _angle_gap(rotation, spectrum.rotation + 90)) <= tolerance
+    return spectrum.lattice and spectrum.gap_to_lines(rotation) <= tolerance
 
 
 def line_orientation(image: np.ndarray, sigma: float = 2.0, tophat_size: int = 7) -> tuple[np.ndarray, np.ndarray]:
@@ -154,10 +162,10 @@ def off_lattice_lines(image: np.ndarray, mask: np.ndarray, rotations: tuple[floa
     1 px around them) are dropped instead. Returns a new uint8 mask (the same one when
     there is no lattice).
     """
-    if spectrum.clarity < MIN_CLARITY or spectrum.cross < MAX_CROSS or not mask.any():
+    if not spectrum.lattice or not mask.any():
         return mask
     lean, coherence = line_orientation(image, sigma)
-    along = np.minimum(_angle_gap(lean, spectrum.rotation), _angle_gap(lean, spectrum.rotation + 90)) <= tolerance
+    along = spectrum.gap_to_lines(lean) <= tolerance
     off = np.min([_angle_gap(lean, r) for r in rotations], axis=0) > max_tilt
     out = mask.copy()
     out[along & off & (coherence > min_coherence)] = 0
