@@ -77,6 +77,20 @@ def vertical_rain_facade():
     return benchmark_facade(11, 3)
 
 
+@pytest.fixture(scope="session")
+def large_facade():
+    """A dense facade of ``benchmarks/facade.py OUT --n 24 --dense`` (image 11) three times
+    larger (1440 x 960, frames 3-18 px wide) under one layer of wide soft rain 3 degrees
+    off its frames: (rainy, clean, rain layer in grey levels)."""
+    import cv2
+
+    from rain2avoid.synth import add_heavy_rain
+    clean = cv2.resize(benchmark_facade(7, 11, dense=True)[1], None, fx=3, fy=3, interpolation=cv2.INTER_CUBIC)
+    rain = dict(angle=-3, density=0.01, length=140, width=8, intensity=0.1, blur=2.6)
+    rainy, layer, _ = add_heavy_rain(clean, [rain], seed=711)
+    return rainy, clean, layer
+
+
 def invoke(*args, catch=False):
     """Run ``rain2avoid ARGS``; stdout and stderr kept apart; crashes surface unless ``catch``."""
     try:
