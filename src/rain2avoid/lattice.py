@@ -178,31 +178,29 @@ def off_lattice_lines(image: np.ndarray, mask: np.ndarray, rotations: tuple[floa
     lines, the lines that run from one rail to the next (:func:`rail_to_rail`, and
     1 px around them) are dropped instead.
 
-    Both tests look at the image as it is and, where its shorter side holds ``k`` times
-    ``work_side`` px (``k`` >= 2), also at the scale their sizes were set for: on a copy
-    averaged over ``k`` x ``k`` blocks, whose verdicts are spread back over the blocks (the
-    1 px around the runs becomes ``k`` px). A pixel either look drops is dropped. Frames
-    scale with the photo: at 12 MP they are 10-30 px wide, rails and mullions meet over
-    more rows than ``rail_to_rail`` reaches, and its ridge test no longer sees the wider
-    ones as thin lines; the thinnest stay thin at full size. Returns a new uint8 mask
-    (the same one when there is no lattice).
+    Where a photo's shorter side holds ``k`` >= 2 times ``work_side`` px, the lines from
+    rail to rail are also looked for on a copy averaged over ``k`` x ``k`` blocks, the size
+    their thresholds were set for, and spread back over the blocks (the 1 px around them
+    becomes ``k`` px). Frames scale with the photo: at 12 MP they are 10-30 px wide, and
+    where a wide mullion meets a wide rail the two stand too tall for the rail test over
+    more rows than ``rail_to_rail`` reaches. The pixel rule stays at full size (on the
+    copy it costs rain and catches no more frames). Returns a new uint8 mask (the same
+    one when there is no lattice).
     """
     if not spectrum.lattice or not mask.any():
         return mask
-    shape = mask.shape
     image = _colour(np.asarray(image))
+    lean, coherence = line_orientation(image, sigma)
+    along = spectrum.gap_to_lines(lean) <= tolerance
+    off = np.min([_angle_gap(lean, r) for r in rotations], axis=0) > max_tilt
+    out = mask.copy()
+    out[along & off & (coherence > min_coherence)] = 0
     lines = next((line for line in (spectrum.rotation, spectrum.rotation + 90)
                   if _angle_gap(line, rotations[0]) <= tolerance), None)
-    out = mask.copy()
-    for step in sorted({1, max(1, min(shape) // work_side)}):
-        small = _shrink(image, step)
-        lean, coherence = (_grow(m, shape, step) for m in line_orientation(small, sigma))
-        along = spectrum.gap_to_lines(lean) <= tolerance
-        off = np.min([_angle_gap(lean, r) for r in rotations], axis=0) > max_tilt
-        out[along & off & (coherence > min_coherence)] = 0
-        if lines is not None:
-            runs = rail_to_rail(small, (lines + 90) % 180 - 90).astype(np.uint8)
-            out[cv2.dilate(_grow(runs, shape, step), np.ones((2 * step + 1,) * 2, np.uint8)) > 0] = 0
+    if lines is not None:
+        for step in sorted({1, max(1, min(mask.shape) // work_side)}):
+            runs = rail_to_rail(_shrink(image, step), (lines + 90) % 180 - 90).astype(np.uint8)
+            out[cv2.dilate(_grow(runs, mask.shape, step), np.ones((2 * step + 1,) * 2, np.uint8)) > 0] = 0
     return out
 
 
