@@ -79,3 +79,24 @@ def test_rain_along_a_lattice_keeps_its_streaks_and_loses_its_mullions():
     assert not out[20:24, 150].any()                                # but for where it crosses it
     # No lattice: nothing is dropped.
     assert np.array_equal(off_lattice_lines(image, mask, (1.0,), lattice._replace(cross=1.0)), mask)
+
+
+def test_the_working_size_copy_is_made_of_whole_blocks():
+    from rain2avoid.lattice import _grow, _shrink
+    image = np.random.default_rng(0).random((7, 10)).astype(np.float32)
+    small = _shrink(image, 3)
+    assert small.shape == (2, 3)
+    assert np.isclose(small[1, 2], image[3:6, 6:9].mean())
+    big = _grow(small, image.shape, 3)
+    assert big.shape == image.shape
+    assert np.all(big[3:6, 6:9] == small[1, 2]) and big[6, 9] == small[1, 2]     # edges extended
+    assert _shrink(image, 1) is image and _grow(small, small.shape, 1) is small
+
+
+def test_off_lattice_lines_refuses_a_working_size_below_one():
+    import pytest
+
+    from rain2avoid.lattice import Spectrum, off_lattice_lines
+    with pytest.raises(ValueError, match="work_side"):
+        off_lattice_lines(np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8), np.uint8), (0.0,),
+                          Spectrum(0.0, 10.0, 10.0), work_side=0)

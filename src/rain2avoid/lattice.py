@@ -187,6 +187,8 @@ def off_lattice_lines(image: np.ndarray, mask: np.ndarray, rotations: tuple[floa
     copy it costs rain and catches no more frames). Returns a new uint8 mask (the same
     one when there is no lattice).
     """
+    if work_side < 1:
+        raise ValueError(f"work_side must be >= 1, got {work_side}")
     if not spectrum.lattice or not mask.any():
         return mask
     image = _colour(np.asarray(image))
@@ -195,11 +197,11 @@ def off_lattice_lines(image: np.ndarray, mask: np.ndarray, rotations: tuple[floa
     off = np.min([_angle_gap(lean, r) for r in rotations], axis=0) > max_tilt
     out = mask.copy()
     out[along & off & (coherence > min_coherence)] = 0
-    lines = next((line for line in (spectrum.rotation, spectrum.rotation + 90)
-                  if _angle_gap(line, rotations[0]) <= tolerance), None)
-    if lines is not None:
+    along_rain = next((line for line in (spectrum.rotation, spectrum.rotation + 90)
+                       if _angle_gap(line, rotations[0]) <= tolerance), None)
+    if along_rain is not None:
         for step in sorted({1, max(1, min(mask.shape) // work_side)}):
-            runs = rail_to_rail(_shrink(image, step), (lines + 90) % 180 - 90).astype(np.uint8)
+            runs = rail_to_rail(_shrink(image, step), (along_rain + 90) % 180 - 90).astype(np.uint8)
             out[cv2.dilate(_grow(runs, mask.shape, step), np.ones((2 * step + 1,) * 2, np.uint8)) > 0] = 0
     return out
 
