@@ -5,8 +5,8 @@
 The project's rules were set on 480x320 pictures; in a large photo the same
 scene is several times as many pixels across (frames 10-30 px wide, out-of-focus
 streaks 5-20 px). This takes the first ``--n`` pictures of ``--clean DIR``
-(numbered files first, as ``benchmarks/heavy.py`` and ``benchmarks/facade.py``
-write them), scales them up ``--scale`` times (bicubic) and draws one layer of
+(in natural order, as ``rain2avoid.io.list_images`` lists them: ``2.png``
+before ``10.png``), scales them up ``--scale`` times (bicubic) and draws one layer of
 rain with :func:`rain2avoid.synth.add_heavy_rain`, no veil:
 
 * ``wide``: streaks 6-14 px wide, blurred by 0.3-0.5 of their width, 80-250 px
@@ -38,10 +38,6 @@ from rain2avoid.synth import add_heavy_rain
 KINDS = ("wide", "wide-vertical", "thin", "none")
 
 
-def _order(path: Path) -> tuple:
-    return (0, int(path.stem), "") if path.stem.isdigit() else (1, 0, path.stem)
-
-
 def draw_rain(rng: np.random.Generator, kind: str) -> list[dict]:
     """The rain layers (``add_heavy_rain`` settings) of one picture."""
     base = float(rng.uniform(-8, 8)) if kind == "wide-vertical" else float(rng.uniform(-45, 45))
@@ -70,7 +66,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.n < 1 or args.scale < 1:
         ap.error("--n and --scale must be at least 1")
-    paths = sorted(list_images(args.clean), key=_order)[:args.n]
+    paths = list_images(args.clean)[:args.n]
     if not paths:
         ap.error(f"no images in {args.clean}")
     rng = np.random.default_rng(args.seed)

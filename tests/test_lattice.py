@@ -2,6 +2,7 @@
 
 import cv2
 import numpy as np
+import pytest
 
 
 def _line(image, x, angle, value=255, width=2):
@@ -94,8 +95,6 @@ def test_the_working_size_copy_is_made_of_whole_blocks():
 
 
 def test_off_lattice_lines_refuses_a_working_size_below_one():
-    import pytest
-
     from rain2avoid.lattice import Spectrum, off_lattice_lines
     with pytest.raises(ValueError, match="work_side"):
         off_lattice_lines(np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8), np.uint8), (0.0,),
