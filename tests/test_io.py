@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms, ImageOps
 
-from rain2avoid import io as rio
+from rain2avoid.io import read as rio
 from rain2avoid.exif import UPRIGHT
 from rain2avoid.io import (
     DEFAULT_MAX_PIXELS,
@@ -792,7 +792,7 @@ def test_disk_full_raises_write_error_and_cleans_up(tmp_path, monkeypatch, faili
     def no_space(*args, **kwargs):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(rio.os, failing, no_space)
+    monkeypatch.setattr(os, failing, no_space)
     with pytest.raises(ImageWriteError) as caught:
         write_image(target, random_image((4, 4), seed=2))
     message = str(caught.value)
@@ -807,7 +807,7 @@ def test_interrupted_write_cleans_up(tmp_path, monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(rio.os, "replace", interrupted)
+    monkeypatch.setattr(os, "replace", interrupted)
     with pytest.raises(KeyboardInterrupt):
         write_image(tmp_path / "i.png", random_image((4, 4)))
     monkeypatch.undo()
@@ -823,7 +823,7 @@ def test_unwritable_folder(tmp_path, monkeypatch):
     def denied(*args, **kwargs):
         raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
 
-    monkeypatch.setattr(rio.os, "open", denied)
+    monkeypatch.setattr(os, "open", denied)
     with pytest.raises(ImageWriteError, match="permission denied") as caught:
         write_image(tmp_path / "y.png", random_image((4, 4)))
     assert caught.value.errno == errno.EACCES

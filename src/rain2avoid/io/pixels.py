@@ -1,0 +1,69 @@
+"""Converting image arrays to and from float RGB in [0, 1], the pipeline's working form."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def to_float_rgb(image: np.ndarray) -> np.ndarray:
+    """Convert an image array to float32 RGB of shape (H, W, 3) in [0, 1].
+
+    Gray is replicated into three channels, alpha is dropped, uint8 is divided
+    by 255 and uint16 by 65535.  Float input is returned as a float32 copy.
+    """
+    if image.ndim == 2:
+        rgb = np.repeat(image[:, :, None], 3, axis=2)
+    elif image.ndim == 3 and image.shape[2] == 1:
+        rgb = np.repeat(image, 3, axis=2)
+    elif image.ndim == 3 and image.shape[2] in (3, 4):
+        rgb = image[:, :, :3]
+    else:
+        raise ValueError(
+            f"expected an (H, W), (H, W, 3) or (H, W, 4) image, got shape {image.shape}"
+        )
+    if image.dtype == np.uint8:
+        return rgb.astype(np.float32) / np.float32(255)
+    if image.dtype == np.uint16:
+        return rgb.astype(np.float32) / np.float32(65535)
+    if np.issubdtype(image.dtype, np.floating):
+        return np.array(rgb, dtype=np.float32)
+    raise ValueError(f"expected uint8, uint16 or float pixels, got {image.dtype}")
+
+
+def from_float_rgb(rgb: np.ndarray, like: np.ndarray) -> np.ndarray:
+    """Convert a float RGB result (H, W, 3) back to the shape and dtype of ``like``.
+
+    Values are clipped to [0, 1] (NaN becomes 0).  A gray ``like`` gets the
+    plain mean of the three channels; an RGBA ``like`` gets the result's RGB
+    plus its own alpha channel unchanged.  uint8/uint16 are rounded to the
+    nearest value; a float ``like`` gives float32.
+    """
+    if not (like.ndim == 2 or (like.ndim == 3 and like.shape[2] in (1, 3, 4))):
+        raise ValueError(f"unsupported 'like' shape {like.shape}")
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.shape[:2] != like.shape[:2]:
+        raise ValueError(
+            f"expected a float RGB array of shape {like.shape[:2] + (3,)}, got {rgb.shape}"
+        )
+    values = np.clip(np.nan_to_num(rgb.astype(np.float32), nan=0.0), 0.0, 1.0)
+    if like.ndim == 2 or (like.ndim == 3 and like.shape[2] == 1):
+        values = values.mean(axis=2, dtype=np.float32).reshape(like.shape)
+    out = _float_to_dtype(values, like.dtype)
+    if like.ndim == 3 and like.shape[2] == 4:
+        out = np.concatenate([out, like[:, :, 3:4].astype(out.dtype)], axis=2)
+    return out
+
+
+def to_uint8(rgb: np.ndarray) -> np.ndarray:
+    """float (H, W, 3) in [0, 1] -> uint8, rounded (what the mask functions take)."""
+    return np.clip(np.round(rgb * 255.0), 0, 255).astype(np.uint8)
+
+
+def _float_to_dtype(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Scale [0, 1] floats to ``dtype`` (uint8, uint16 or float)."""
+    if dtype == np.uint8:
+        return np.rint(values * 255).astype(np.uint8)
+    if dtype == np.uint16:
+        return np.rint(values * 65535).astype(np.uint16)
+    if np.issubdtype(dtype, np.floating):
+        return values.astype(np.float32)
+    raise ValueError(f"unsupported 'like' dtype {dtype}")

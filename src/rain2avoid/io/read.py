@@ -1,0 +1,344 @@
+"""Reading image files: checked, upright RGB(A) pixels with their bit depth.
+
+Every problem with an input file (missing, empty, not an image, truncated,
+corrupt, too large) is reported as one :class:`ImageReadError` whose message
+names the file and the reason. The size in the header is checked before any
+pixels are decoded. Pixels come back upright (EXIF orientation applied, with
+:mod:`rain2avoid.exif`) in RGB order, with the bit depth of the file (``uint8``
+or ``uint16``) and the alpha channel kept.
+
+Pixel decoding uses OpenCV (fast, keeps 16 bits) with Pillow as the fallback;
+Pillow also reads the header (size, EXIF, ICC profile) without decoding.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass
+from io import BytesIO
+from pathlib import Path
+from typing import Optional, Tuple, Union
+
+import cv2
+import numpy as np
+from PIL import (
+    BmpImagePlugin,
+    Image,
+    JpegImagePlugin,
+    PngImagePlugin,
+    TiffImagePlugin,
+    WebPImagePlugin,
+)
+
+from ..exif import make_upright, read_exif
+from ..files import describe_os_error as _describe_os_error
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+DEFAULT_MAX_PIXELS = 100_000_000
+"""Largest image (width * height) that :func:`read_image` accepts by default."""
+
+# Pillow's header readers.  Building the plugin class directly reads only the
+# header and skips Pillow's process-wide decompression-bomb limit, so the
+# caller's max_pixels is the only size limit and no Pillow global is touched.
+_HEADER_READERS = {
+    "png": PngImagePlugin.PngImageFile,
+    "jpeg": JpegImagePlugin.JpegImageFile,
+    "bmp": BmpImagePlugin.BmpImageFile,
+    "tiff": TiffImagePlugin.TiffImageFile,
+    "webp": WebPImagePlugin.WebPImageFile,
+}
+
+# BMP info-header sizes (BITMAPCOREHEADER ... BITMAPV5HEADER).
+_BMP_HEADER_SIZES = (12, 16, 40, 52, 56, 64, 108, 124)
+
+_UINT16_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
+
+
+class ImageReadError(ValueError):
+    """An input file cannot be used as an image.
+
+    The message is one line, ``"cannot read <path>: <reason>"``; the path and
+    the reason are also available as :attr:`path` and :attr:`reason`.
+    """
+
+    def __init__(self, path: PathLike, reason: str):
+        super().__init__(f"cannot read {os.fspath(path)}: {reason}")
+        self.path = os.fspath(path)
+        self.reason = reason
+
+    def __reduce__(self):
+        return (type(self), (self.path, self.reason))
+
+
+@dataclass(frozen=True)
+class ImageMeta:
+    """Metadata of an image file, as returned by ``read_image(..., with_meta=True)``.
+
+    ``format`` is detected from the file content: 'png', 'jpeg', 'bmp',
+    'tiff' or 'webp'.  ``exif`` is the EXIF block as ``b"Exif\\0\\0"``
+    followed by TIFF-structured data (Pillow's convention), with the
+    orientation tag already reset to 1 because the pixels are returned
+    upright; ``None`` when the file has no EXIF.  ``icc_profile`` is the
+    embedded colour profile, or ``None``.
+    """
+
+    format: str
+    exif: Optional[bytes] = None
+    icc_profile: Optional[bytes] = None
+
+
+class _BadImage(Exception):
+    """Internal: the file content is unusable; carries the reason only."""
+
+
+def read_image(
+    path: PathLike,
+    max_pixels: Optional[int] = DEFAULT_MAX_PIXELS,
+    with_meta: bool = False,
+) -> Union[np.ndarray, Tuple[np.ndarray, ImageMeta]]:
+    """Read an image file as an upright RGB(A) numpy array.
+
+    Returns an array of shape (H, W) for grayscale, (H, W, 3) for RGB or
+    (H, W, 4) for RGBA, with dtype ``uint8`` or ``uint16`` as stored in the
+    file.  Palette images become RGB (RGBA when they have transparency) and
+    gray+alpha images become RGBA.  The format is detected from the content,
+    not from the file name.  EXIF orientation is applied to the pixels.
+
+    The image size is checked from the header before any pixel is decoded:
+    an image with more than ``max_pixels`` pixels is refused (``None``
+    disables the limit).
+
+    With ``with_meta=True`` returns ``(array, ImageMeta)``.
+
+    Raises :class:`ImageReadError` for every problem with the file.
+    """
+    if max_pixels is not None and max_pixels < 1:
+        raise ValueError(f"max_pixels must be a positive number, got {max_pixels!r}")
+    return decode_image(_read_file_bytes(path), path, max_pixels, with_meta)
+
+
+def decode_image(
+    data: bytes,
+    name: PathLike,
+    max_pixels: Optional[int] = DEFAULT_MAX_PIXELS,
+    with_meta: bool = False,
+) -> Union[np.ndarray, Tuple[np.ndarray, ImageMeta]]:
+    """:func:`read_image` on the content of a file already in memory.
+
+    ``name`` only names the file in error messages.  Raises
+    :class:`ImageReadError` for every problem with the content.
+    """
+    if max_pixels is not None and max_pixels < 1:
+        raise ValueError(f"max_pixels must be a positive number, got {max_pixels!r}")
+    if not data:
+        raise ImageReadError(name, "file is empty")
+    try:
+        pixels, meta = _decode(bytes(data), max_pixels)
+    except _BadImage as exc:
+        raise ImageReadError(name, str(exc)) from None
+    except Exception as exc:  # an unforeseen decoder failure still gets the one error type
+        raise ImageReadError(name, f"truncated or corrupt image ({_short(exc)})") from exc
+    return (pixels, meta) if with_meta else pixels
+
+
+def _read_file_bytes(path: PathLike) -> bytes:
+    """Return the whole content of ``path``; file problems become ImageReadError."""
+    target = Path(path)
+    try:
+        if target.is_dir():
+            raise ImageReadError(path, "is a folder, not an image file")
+        data = target.read_bytes()
+    except FileNotFoundError:
+        raise ImageReadError(path, "no such file") from None
+    except OSError as exc:
+        raise ImageReadError(path, _describe_os_error(exc)) from None
+    if not data:
+        raise ImageReadError(path, "file is empty")
+    return data
+
+
+def _decode(data: bytes, max_pixels: Optional[int]) -> Tuple[np.ndarray, ImageMeta]:
+    """Decode file content into upright RGB(A) pixels and metadata.
+
+    Raises _BadImage with a human-readable reason when the content is unusable.
+    """
+    fmt = _sniff_format(data)
+    if fmt is None:
+        raise _BadImage("not an image (expected PNG, JPEG, BMP, TIFF or WebP content)")
+    if fmt == "webp":  # Pillow's WebP reader allocates the canvas while reading the header
+        canvas = _webp_canvas_size(data)
+        if canvas is not None:
+            _check_size(canvas, max_pixels)
+    try:
+        header = _HEADER_READERS[fmt](BytesIO(data))
+    except Image.DecompressionBombError as exc:  # only possible above Pillow's own limit
+        raise _BadImage(f"image is too large for Pillow's {fmt.upper()} reader ({exc})") from None
+    except Exception as exc:  # Pillow raises many types for broken headers
+        raise _BadImage(f"truncated or corrupt {fmt.upper()} file ({_short(exc)})") from None
+    with header:
+        _check_size(header.size, max_pixels)
+        exif, orientation = read_exif(data, fmt, header)
+        icc_profile = header.info.get("icc_profile") or None
+        pixels, already_upright = _decode_pixels(data, fmt, header)
+    _check_size((pixels.shape[1], pixels.shape[0]), max_pixels)
+    if not already_upright:
+        pixels = make_upright(pixels, orientation)
+    return pixels, ImageMeta(format=fmt, exif=exif, icc_profile=icc_profile)
+
+
+def _sniff_format(data: bytes) -> Optional[str]:
+    """Return the image format name from the file signature, or None."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if data[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        return "tiff"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    if data[:2] == b"BM" and len(data) >= 18:
+        if struct.unpack("<I", data[14:18])[0] in _BMP_HEADER_SIZES:
+            return "bmp"
+    return None
+
+
+def _webp_canvas_size(data: bytes) -> Optional[Tuple[int, int]]:
+    """(width, height) from the first chunk of a WebP file, or None if unreadable."""
+    chunk = data[12:16]
+    if chunk == b"VP8X" and len(data) >= 30:  # extended: 24-bit width-1, height-1
+        return 1 + int.from_bytes(data[24:27], "little"), 1 + int.from_bytes(data[27:30], "little")
+    if chunk == b"VP8L" and len(data) >= 25:  # lossless: 14-bit width-1, height-1
+        bits = int.from_bytes(data[21:25], "little")
+        return 1 + (bits & 0x3FFF), 1 + ((bits >> 14) & 0x3FFF)
+    if chunk == b"VP8 " and len(data) >= 30:  # lossy: 14-bit width, height
+        return (
+            int.from_bytes(data[26:28], "little") & 0x3FFF,
+            int.from_bytes(data[28:30], "little") & 0x3FFF,
+        )
+    return None
+
+
+def _check_size(size: Tuple[int, int], max_pixels: Optional[int]) -> None:
+    """Refuse empty images and images above ``max_pixels`` (size is (W, H))."""
+    width, height = size
+    if width <= 0 or height <= 0:
+        raise _BadImage(f"image has no pixels (size {width}x{height})")
+    pixels = width * height
+    if max_pixels is not None and pixels > max_pixels:
+        raise _BadImage(
+            f"image is {width}x{height} = {pixels:,} pixels ({pixels / 1e6:.1f} MP), above the "
+            f"limit of {max_pixels:,} pixels (raise --max-pixels to allow it)"
+        )
+
+
+def _decode_pixels(data: bytes, fmt: str, header: Image.Image) -> Tuple[np.ndarray, bool]:
+    """Decode the pixels; return (RGB(A) array, whether it is already upright).
+
+    OpenCV decodes first because it keeps 16-bit colour, with Pillow as the
+    fallback.  TIFF files with at most 8 bits per sample go to Pillow
+    directly, because OpenCV drops the alpha of gray+alpha TIFFs and
+    premultiplies unassociated alpha.  Both libraries apply the TIFF
+    orientation tag themselves (OpenCV even with IMREAD_UNCHANGED), so TIFF
+    pixels come back upright; other formats still need the EXIF orientation.
+    """
+    upright = fmt == "tiff"
+    if fmt == "tiff" and _pillow_decodes_tiff_exactly(header):
+        return _pillow_pixels(header), upright
+    pixels = _opencv_pixels(data)
+    if pixels is not None:
+        if fmt == "tiff":
+            _check_tiff_layout(pixels, header)
+        return pixels, upright
+    if fmt == "tiff":
+        raise _BadImage("truncated or corrupt TIFF file (cannot decode the pixels)")
+    return _pillow_pixels(header), upright
+
+
+def _opencv_pixels(data: bytes) -> Optional[np.ndarray]:
+    """Decode with OpenCV into RGB(A) order; None when OpenCV cannot."""
+    try:
+        bgr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error:
+        return None
+    if bgr is None or bgr.size == 0:
+        return None
+    if bgr.dtype not in (np.uint8, np.uint16):
+        raise _BadImage(
+            f"unsupported sample type {bgr.dtype} (only 8- and 16-bit images are supported)"
+        )
+    return _opencv_to_rgb(bgr)
+
+
+def _opencv_to_rgb(bgr: np.ndarray) -> np.ndarray:
+    """Convert an OpenCV array (gray, gray+alpha, BGR, BGRA) to gray/RGB/RGBA."""
+    if bgr.ndim == 2:
+        return bgr
+    channels = bgr.shape[2]
+    if channels == 1:
+        return np.ascontiguousarray(bgr[:, :, 0])
+    if channels == 2:
+        gray, alpha = bgr[:, :, 0], bgr[:, :, 1]
+        return np.stack([gray, gray, gray, alpha], axis=2)
+    if channels == 3:
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    if channels == 4:
+        return cv2.cvtColor(bgr, cv2.COLOR_BGRA2RGBA)
+    raise _BadImage(f"unsupported number of channels ({channels})")
+
+
+def _pillow_decodes_tiff_exactly(header: Image.Image) -> bool:
+    """True when Pillow returns the TIFF's samples unchanged (<= 8 bits or 16-bit gray)."""
+    bits = header.tag_v2.get(258, 1)
+    deepest = max(bits) if isinstance(bits, tuple) else bits
+    return deepest <= 8 or header.mode in _UINT16_MODES
+
+
+def _check_tiff_layout(pixels: np.ndarray, header: Image.Image) -> None:
+    """Refuse a TIFF that OpenCV decoded with fewer channels or bits than stored."""
+    samples = header.tag_v2.get(277, 1)
+    channels = 1 if pixels.ndim == 2 else pixels.shape[2]
+    wide_enough = pixels.dtype == np.uint16
+    if channels < samples or not wide_enough:
+        raise _BadImage(
+            f"unsupported TIFF layout ({samples} samples of {header.tag_v2.get(258)} bits)"
+        )
+
+
+def _pillow_pixels(header: Image.Image) -> np.ndarray:
+    """Decode with Pillow into a gray/RGB/RGBA uint8 or gray uint16 array."""
+    try:
+        header.load()
+        picture = _pillow_in_supported_mode(header)
+        # np.array copies: arrays viewing Pillow's buffer are read-only.
+        return np.array(picture, dtype=np.uint16 if picture.mode in _UINT16_MODES else np.uint8)
+    except _BadImage:
+        raise
+    except Image.DecompressionBombError:  # Pillow's TIFF loader has its own global limit
+        raise _BadImage(
+            f"image is too large for Pillow's {header.format} decoder "
+            f"(limit {2 * (Image.MAX_IMAGE_PIXELS or 0) / 1e6:.1f} MP)"
+        ) from None
+    except Exception as exc:  # Pillow raises many types for broken data
+        raise _BadImage(f"truncated or corrupt {header.format} file ({_short(exc)})") from None
+
+
+def _pillow_in_supported_mode(picture: Image.Image) -> Image.Image:
+    """Convert a loaded Pillow image to L, I;16, RGB or RGBA (alpha kept)."""
+    mode = picture.mode
+    if mode in ("L", "RGB", "RGBA") or mode in _UINT16_MODES:
+        return picture
+    if mode == "1":
+        return picture.convert("L")
+    if mode in ("LA", "La", "PA", "RGBa") or (mode == "P" and picture.has_transparency_data):
+        return picture.convert("RGBA")
+    if mode in ("P", "CMYK", "YCbCr", "LAB", "HSV", "RGBX"):
+        return picture.convert("RGB")
+    raise _BadImage(f"unsupported pixel format {mode!r}")
+
+
+def _short(exc: BaseException) -> str:
+    """One-line description of a decoder exception."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 120 else text[:117] + "..."

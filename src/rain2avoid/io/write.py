@@ -1,0 +1,246 @@
+"""Writing image files atomically, with their metadata.
+
+The whole image is encoded in memory first, then written to a hidden temporary
+file next to the target, flushed to disk and renamed over the target
+(:mod:`rain2avoid.files`). The target is therefore either the old file or the
+complete new one, never a partial file. Output problems raise
+:class:`~rain2avoid.files.ImageWriteError`.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from io import BytesIO
+from pathlib import Path
+from typing import Optional
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from ..exif import _TIFF_LAYOUT_TAGS, EXIF_HEADER, exif_for_writing
+from ..files import write_atomically as _write_file
+from .read import ImageMeta, PathLike
+
+# Output suffix -> format name (the same names ImageMeta.format uses).
+_SUFFIX_FORMATS = {
+    ".png": "png",
+    ".jpg": "jpeg",
+    ".jpeg": "jpeg",
+    ".bmp": "bmp",
+    ".tif": "tiff",
+    ".tiff": "tiff",
+    ".webp": "webp",
+}
+
+# Format name -> extension OpenCV uses to pick its encoder.
+_OPENCV_EXTENSIONS = {
+    "png": ".png",
+    "jpeg": ".jpg",
+    "bmp": ".bmp",
+    "tiff": ".tif",
+    "webp": ".webp",
+}
+
+# Formats that can only hold 8 bits per sample.
+_EIGHT_BIT_FORMATS = ("jpeg", "bmp", "webp")
+
+
+def write_image(
+    path: PathLike,
+    image: np.ndarray,
+    meta: Optional[ImageMeta] = None,
+    jpeg_quality: int = 95,
+    overwrite: bool = True,
+) -> Path:
+    """Write ``image`` (as returned by :func:`read_image`) to ``path`` atomically.
+
+    The format comes from the suffix of ``path`` (.png .jpg .jpeg .bmp .tif
+    .tiff .webp, any case).  ``image`` is (H, W) gray, (H, W, 3) RGB or
+    (H, W, 4) RGBA, ``uint8`` or ``uint16``.  16-bit images stay 16-bit in
+    PNG and TIFF; JPEG, BMP and WebP get ``round(x / 257)``.  WebP is written
+    lossless.  JPEG cannot hold transparency: an RGBA image whose alpha is
+    fully opaque is written as RGB, any other RGBA image is refused.
+
+    ``meta.exif`` (orientation forced to 1) and ``meta.icc_profile`` are
+    embedded in JPEG, PNG and WebP, and in TIFF except 16-bit colour TIFF;
+    BMP cannot hold them.  When metadata cannot be stored a warning is issued
+    and the pixels are written without it.
+
+    Parent folders are created.  With ``overwrite=False`` an existing target
+    raises FileExistsError.  Returns the path written.
+
+    Raises ValueError for an unsupported suffix or array, and
+    :class:`ImageWriteError` when the file cannot be written; in both cases
+    an existing target is left untouched and no temporary file remains.
+    """
+    target = Path(path)
+    data = encode_image(target, image, meta, jpeg_quality)
+    if not overwrite and os.path.lexists(target):
+        raise FileExistsError(
+            f"{target} already exists; refusing to overwrite it (overwrite=False)"
+        )
+    _write_file(target, data)
+    return target
+
+
+def encode_image(
+    path: PathLike,
+    image: np.ndarray,
+    meta: Optional[ImageMeta] = None,
+    jpeg_quality: int = 95,
+) -> bytes:
+    """The bytes :func:`write_image` would write to ``path`` (the format comes from its suffix).
+
+    Nothing is written; write the result with :func:`write_bytes`.  Raises
+    ValueError for an unsupported suffix or array.
+    """
+    target = Path(path)
+    fmt = _SUFFIX_FORMATS.get(target.suffix.lower())
+    if fmt is None:
+        supported = " ".join(sorted(_SUFFIX_FORMATS))
+        raise ValueError(
+            f"cannot write {target}: unsupported output format {target.suffix!r} "
+            f"(use one of {supported})"
+        )
+    try:
+        return _encode(image, fmt, meta, jpeg_quality)
+    except ValueError as exc:
+        raise ValueError(f"cannot write {target}: {exc}") from None
+
+
+def _encode(
+    image: np.ndarray, fmt: str, meta: Optional[ImageMeta], jpeg_quality: int
+) -> bytes:
+    """Encode ``image`` as ``fmt`` in memory; ValueError when impossible."""
+    pixels = _checked_pixels(image)
+    if not (isinstance(jpeg_quality, (int, np.integer)) and 1 <= jpeg_quality <= 100):
+        raise ValueError(f"jpeg_quality must be an integer from 1 to 100, got {jpeg_quality!r}")
+    if fmt in _EIGHT_BIT_FORMATS and pixels.dtype == np.uint16:
+        pixels = _uint16_to_uint8(pixels)
+    if fmt == "jpeg" and pixels.ndim == 3 and pixels.shape[2] == 4:
+        pixels = _drop_opaque_alpha(pixels)
+    exif = exif_for_writing(meta.exif) if meta is not None else None
+    icc = (meta.icc_profile or None) if meta is not None else None
+    if (exif or icc) and fmt == "tiff" and _pillow_can_write(pixels):
+        return _encode_tiff_with_pillow(pixels, exif, icc)
+    if (exif or icc) and fmt in ("jpeg", "png", "webp"):
+        encoded = _encode_opencv(pixels, fmt, jpeg_quality, exif, icc)
+        if encoded is not None:
+            return encoded
+        warnings.warn(
+            f"the EXIF/ICC metadata does not fit in a {fmt.upper()} file; writing without it",
+            stacklevel=3,
+        )
+    elif (exif or icc) and fmt == "tiff":
+        warnings.warn(
+            "EXIF/ICC metadata cannot be stored in a 16-bit colour TIFF; writing without it",
+            stacklevel=3,
+        )
+    encoded = _encode_opencv(pixels, fmt, jpeg_quality, None, None)
+    if encoded is None:
+        raise ValueError(f"the {fmt.upper()} encoder failed for an image of shape {pixels.shape}")
+    return encoded
+
+
+def _checked_pixels(image: np.ndarray) -> np.ndarray:
+    """Validate an image array for writing; returns it as (H, W) or (H, W, 3|4)."""
+    if not isinstance(image, np.ndarray):
+        raise ValueError(f"expected a numpy array, got {type(image).__name__}")
+    if image.dtype not in (np.uint8, np.uint16):
+        raise ValueError(
+            f"expected uint8 or uint16 pixels, got {image.dtype} "
+            "(convert float results with from_float_rgb first)"
+        )
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (3, 4)):
+        raise ValueError(
+            f"expected an (H, W), (H, W, 3) or (H, W, 4) array, got shape {image.shape}"
+        )
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise ValueError(f"cannot write an image without pixels (shape {image.shape})")
+    return image
+
+
+def _uint16_to_uint8(pixels: np.ndarray) -> np.ndarray:
+    """Scale 16-bit samples to 8 bits: round(x / 257), exact for x = 257 * k."""
+    return ((pixels.astype(np.uint32) + 128) // 257).astype(np.uint8)
+
+
+def _drop_opaque_alpha(rgba: np.ndarray) -> np.ndarray:
+    """Return the RGB part of a fully opaque uint8 RGBA image; refuse any other."""
+    if not np.all(rgba[:, :, 3] == 255):
+        raise ValueError(
+            "JPEG cannot store transparency; write PNG, TIFF or WebP to keep the alpha channel"
+        )
+    return rgba[:, :, :3]
+
+
+def _encode_opencv(
+    pixels: np.ndarray,
+    fmt: str,
+    jpeg_quality: int,
+    exif: Optional[bytes],
+    icc: Optional[bytes],
+) -> Optional[bytes]:
+    """Encode RGB(A) pixels with OpenCV, optionally embedding EXIF/ICC; None on failure."""
+    bgr = _rgb_to_opencv(pixels)
+    ext = _OPENCV_EXTENSIONS[fmt]
+    params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)] if fmt == "jpeg" else []
+    kinds, chunks = [], []
+    if exif:
+        kinds.append(cv2.IMAGE_METADATA_EXIF)
+        chunks.append(np.frombuffer(exif, dtype=np.uint8))
+    if icc:
+        kinds.append(cv2.IMAGE_METADATA_ICCP)
+        chunks.append(np.frombuffer(icc, dtype=np.uint8))
+    try:
+        if kinds:
+            ok, buffer = cv2.imencodeWithMetadata(ext, bgr, kinds, chunks, params)
+        else:
+            ok, buffer = cv2.imencode(ext, bgr, params)
+    except cv2.error:
+        return None
+    return buffer.tobytes() if ok else None
+
+
+def _rgb_to_opencv(pixels: np.ndarray) -> np.ndarray:
+    """Reorder gray/RGB/RGBA pixels into OpenCV's gray/BGR/BGRA layout."""
+    if pixels.ndim == 2:
+        return np.ascontiguousarray(pixels)
+    if pixels.shape[2] == 3:
+        return cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR)
+    return cv2.cvtColor(pixels, cv2.COLOR_RGBA2BGRA)
+
+
+def _pillow_can_write(pixels: np.ndarray) -> bool:
+    """True for arrays Pillow writes to TIFF without loss (8-bit any, 16-bit gray)."""
+    return pixels.dtype == np.uint8 or pixels.ndim == 2
+
+
+def _encode_tiff_with_pillow(
+    pixels: np.ndarray, exif: Optional[bytes], icc: Optional[bytes]
+) -> bytes:
+    """Encode a TIFF with Pillow, which (unlike OpenCV) can embed EXIF and ICC.
+
+    The file is uncompressed: Pillow's compressed (libtiff) TIFF writer cannot
+    store the Exif and GPS sub-directories.  Layout tags found in the EXIF
+    (width, strip offsets, ...) are dropped so they cannot clash with the
+    real ones.
+    """
+    picture = Image.fromarray(np.ascontiguousarray(pixels))  # uint16 gray -> "I;16"
+    extra = {}
+    if exif:
+        tags = Image.Exif()
+        tags.load(EXIF_HEADER + exif)
+        for tag in _TIFF_LAYOUT_TAGS:
+            if tag in tags:
+                del tags[tag]
+        extra["exif"] = tags
+    if icc:
+        extra["icc_profile"] = icc
+    out = BytesIO()
+    picture.save(out, format="TIFF", **extra)
+    return out.getvalue()
