@@ -9,6 +9,7 @@ from rain2avoid.veil import (
     bright_level,
     clear_veil,
     dark_channel,
+    dark_end,
     estimate_veil,
     guided_filter,
     remove_veil,
@@ -102,11 +103,10 @@ def test_auto_needs_an_airlight_about_as_bright_as_the_photo(monkeypatch):
     assert 0.9 < level <= 1.0
     cases = [((1.0, 0.95, 0.9), True),      # a white veil
              ((0.92 * level,) * 3, True),   # at least 0.9 of the photo's bright level
-             ((0.88 * level,) * 3, False),  # darker: what looks most veiled is a pale surface
-             ((1.0, 0.85, 0.8), False)]     # tint 0.2: a colour cast
+             ((0.88 * level,) * 3, False)]  # darker: what looks most veiled is a pale surface
     for airlight, cleared in cases:
         found = veil_module.Veil(np.float32(airlight), np.full(rgb.shape[:2], 0.7, np.float32), 0.3)
-        monkeypatch.setattr(veil_module, "estimate_veil", lambda image, found=found: found)
+        monkeypatch.setattr(veil_module, "estimate_veil", lambda image, found=found, **kw: found)
         assert (clear_veil(rgb, "auto")[1] is not None) == cleared, airlight
     monkeypatch.undo()
     wall = facade(np.random.default_rng(1)).astype(np.float32) / 255   # a pale wall, white window frames
@@ -174,3 +174,28 @@ def test_auto_clears_the_heavy_rain_renderers_veil_on_a_colour_photo():
     assert psnr(out * 255, clean) > psnr(rainy, clean) + 4
     thin, _, _ = add_heavy_rain(clean, layers=[], veil=0.15, airlight=0.9, seed=1)   # too thin to act on
     assert clear_veil(thin.astype(np.float32) / 255, "auto")[1] is None
+
+
+def test_dark_end_is_the_colour_of_the_darkest_pixels():
+    rgb = np.zeros((100, 100, 3), np.float32) + [0.9, 0.6, 0.2]   # a coloured scene
+    rgb[40:60, 40:60] = [0.15, 0.15, 0.15]                          # 4 % dark grey
+    assert np.allclose(dark_end(rgb), 0.15, atol=1e-3)                # its darkest 1 %
+    rgb[40:60, 40:60] = [0.3, 0.15, 0.05]
+    assert tint(dark_end(rgb)) > 0.8
+    with pytest.raises(ValueError, match="fraction"):
+        dark_end(rgb, fraction=0)
+
+
+def test_auto_takes_a_light_veils_colour_from_the_dark_end():
+    """Under a light white veil, the most veiled pixels are a pale yellow wall (a tinted
+    airlight); the photo's darkest pixels show the veil's own colour, so it is taken away."""
+    clean = 0.7 * clean_example("astronaut", size=(120, 160)).astype(np.float32) / 255
+    clean[:, :40] = [0.95, 0.85, 0.75]     # a pale yellow wall: the highest dark channel
+    clean[100:, 140:] = 0.02               # a black corner
+    light = veiled(clean * 255, t=0.75, airlight=0.9)
+    he = estimate_veil(light)
+    assert he.strength > 0.1 and tint(he.airlight) > 0.12 and tint(dark_end(light)) <= 0.12
+    out, veil = clear_veil(light, "auto")
+    assert veil is not None and tint(veil.airlight) < 0.05
+    assert psnr(out * 255, clean * 255) > psnr(light * 255, clean * 255) + 2
+    assert clear_veil(clean, "auto")[1] is None        # the same photo without a veil is left alone

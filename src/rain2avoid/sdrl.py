@@ -86,8 +86,9 @@ class Settings:
         ``seed + 1``, ...) and averages their outputs.
     veil: the veil of heavy rain (mist) on the derained image: "auto" takes it
         away where the photo shows one (``veil.clear_veil``: strength at least
-        ``veil_threshold``, a near-neutral airlight as bright as the photo's bright
-        parts, a colour photo), "on" always, "off" never. Photos only: videos keep
+        ``veil_threshold``, a near-neutral veil colour (at its most veiled or at its
+        darkest pixels), an airlight as bright as the photo's bright parts, a colour
+        photo), "on" always, "off" never. Photos only: videos keep
         their veil.
     veil_threshold: the strength from which "auto" takes the veil away.
     seed: seeds the references, the network's initial weights and the crops.

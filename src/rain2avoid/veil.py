@@ -12,9 +12,9 @@ is veil.
 The estimate is conservative: only a fraction ``omega`` of the veil is taken
 away and the transmission never goes below ``t_min``. :func:`clear_veil`'s
 ``"auto"`` acts only in a colour photo where the veil is strong enough
-(:func:`veil_strength`), near neutral in colour (:func:`tint`) and about as bright as
-the photo's bright parts (:func:`bright_level`), so that clear photos, colour casts and
-pale walls are left alone. All functions take float32 RGB images in [0, 1].
+(:func:`veil_strength`), near neutral in colour at the photo's bright or dark end
+(:func:`tint`, :func:`dark_end`) and about as bright as the photo's bright parts
+(:func:`bright_level`), so that clear photos, colour casts and pale walls are left alone. All functions take float32 RGB images in [0, 1].
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 __all__ = ["Veil", "dark_channel", "guided_filter", "estimate_veil", "veil_strength", "remove_veil",
-           "clear_veil", "colourfulness", "tint", "bright_level", "VEIL_MODES", "VEIL_THRESHOLD"]
+           "clear_veil", "colourfulness", "tint", "bright_level", "dark_end", "VEIL_MODES", "VEIL_THRESHOLD"]
 
 VEIL_MODES = ("auto", "on", "off")
 VEIL_THRESHOLD = 0.1
@@ -88,30 +88,61 @@ def veil_strength(dark: np.ndarray, airlight: np.ndarray) -> float:
     return float(np.percentile(dark, 5) / max(float(airlight.min()), 1e-3))
 
 
-def estimate_veil(rgb: np.ndarray, omega: float = 0.5, radius: int = 7, max_side: int = 640) -> Veil:
+def _working_copy(rgb: np.ndarray, max_side: int) -> np.ndarray:
+    """``rgb`` shrunk (area average) so that its longer side is at most ``max_side`` px."""
+    h, w = rgb.shape[:2]
+    scale = min(1.0, max_side / max(h, w))
+    if scale == 1.0:
+        return rgb
+    return cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+
+
+def estimate_veil(rgb: np.ndarray, omega: float = 0.5, radius: int = 7, max_side: int = 640,
+                  airlight: np.ndarray | None = None) -> Veil:
     """Estimate the veil of a float32 RGB image in [0, 1] with the dark channel prior.
 
     Works on a copy at most ``max_side`` px on its longer side (the veil is
     smooth, so this loses nothing and bounds the cost): the airlight ``A`` is
-    the mean colour of the most veiled 0.1 % of pixels; the raw transmission
-    ``1 - omega * dark_channel(I / A)`` is refined with a guided filter on the
-    grey image (so it follows object edges) and scaled back up.
+    the mean colour of the most veiled 0.1 % of pixels, unless ``airlight``
+    (float (3,) in (0, 1]) is given; the raw transmission ``1 - omega *
+    dark_channel(I / A)`` is refined with a guided filter on the grey image (so
+    it follows object edges) and scaled back up.
     """
     rgb = _check(rgb)
     if not 0 < omega <= 1:
         raise ValueError(f"omega must be in (0, 1], got {omega}")
     h, w = rgb.shape[:2]
-    scale = min(1.0, max_side / max(h, w))
-    small = rgb if scale == 1.0 else cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))),
-                                                interpolation=cv2.INTER_AREA)
+    small = _working_copy(rgb, max_side)
     dark = dark_channel(small, radius)
-    airlight = _airlight(small, dark)
+    if airlight is None:
+        airlight = _airlight(small, dark)
+    airlight = np.clip(np.asarray(airlight, np.float32).reshape(3), 0.05, 1.0)
     raw = 1.0 - omega * dark_channel(small / airlight, radius)
     grey = cv2.cvtColor(np.ascontiguousarray(small), cv2.COLOR_RGB2GRAY)
     t = guided_filter(grey, raw.astype(np.float32), max(2, 4 * radius), 1e-3)
-    if scale != 1.0:
+    if small.shape[:2] != (h, w):
         t = cv2.resize(t, (w, h), interpolation=cv2.INTER_LINEAR)
     return Veil(airlight, np.clip(t, 0.05, 1.0).astype(np.float32), veil_strength(dark, airlight))
+
+
+def dark_end(rgb: np.ndarray, fraction: float = 0.01, max_side: int = 640) -> np.ndarray:
+    """Mean colour (float32 (3,)) of the darkest ``fraction`` of a photo's pixels (by the
+    sum of their channels, after a 5 x 5 box blur against noise; on a copy at most
+    ``max_side`` px on its longer side).
+
+    Under a veil ``I = t * J + (1 - t) * A`` the scene's darkest parts (``J`` near 0)
+    show ``(1 - t) * A``: the veil's own colour, even where the veil is too light for
+    the most veiled pixels (:func:`estimate_veil`'s airlight) to be anything but the
+    scene's brightest colour.
+    """
+    rgb = _check(rgb)
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    small = cv2.blur(_working_copy(rgb, max_side), (5, 5))
+    total = small.sum(axis=2).ravel()
+    count = max(1, int(total.size * fraction))
+    darkest = np.argpartition(total, count - 1)[:count]
+    return small.reshape(-1, 3)[darkest].mean(axis=0).astype(np.float32)
 
 
 def remove_veil(rgb: np.ndarray, veil: Veil, t_min: float = 0.5) -> np.ndarray:
@@ -152,12 +183,17 @@ def clear_veil(rgb: np.ndarray, mode: str = "auto", threshold: float = VEIL_THRE
     ``"auto"`` takes the veil away when all four hold:
 
     * :func:`estimate_veil` finds a strength of at least ``threshold``;
-    * the airlight is near neutral (:func:`tint` at most ``max_tint``): rain and
-      mist scatter daylight, so their veil is white or grey. A scene whose most
-      "veiled" pixels are strongly coloured has a colour cast, not a veil: golden
-      grass or blue water lift the darkest channel just as a veil does (clear
-      Rain100L photos of that kind score strengths up to 0.32 with tints of
-      0.17-0.36, and dehazing the derained result costs them 3-10 dB);
+    * the veil is near neutral (:func:`tint` at most ``max_tint``) at one end of the
+      photo at least: rain and mist scatter daylight, so their veil is white or grey.
+      The airlight (the most veiled pixels) is tested first. Under a light veil
+      those are still mostly the scene's brightest colour, so where the airlight is
+      tinted, the colour of the photo's darkest pixels (:func:`dark_end`, where the
+      veil itself shows) is tested instead; where that one is neutral, the veil takes
+      its colour from it (and its brightness from the airlight). A scene coloured at
+      both ends has a colour cast, not a veil: golden grass or blue water lift the
+      darkest channel just as a veil does (clear Rain100L photos of that kind score
+      strengths up to 0.32 with tints of 0.17-0.36, and dehazing the derained result
+      costs them 3-10 dB);
     * the airlight is about as bright as the photo's bright parts (its largest channel
       at least ``min_brightness`` times :func:`bright_level`, the brightness that 95 %
       of the pixels stay under): seen through a veil, only a few highlights (lamps,
@@ -179,8 +215,13 @@ def clear_veil(rgb: np.ndarray, mode: str = "auto", threshold: float = VEIL_THRE
     if mode == "off":
         return rgb, None
     veil = estimate_veil(rgb)
-    if mode == "auto" and (veil.strength < threshold or tint(veil.airlight) > max_tint
-                           or colourfulness(rgb) < min_colour
-                           or veil.airlight.max() < min_brightness * bright_level(rgb)):
-        return rgb, None
+    if mode == "auto":
+        if (veil.strength < threshold or colourfulness(rgb) < min_colour
+                or veil.airlight.max() < min_brightness * bright_level(rgb)):
+            return rgb, None
+        if tint(veil.airlight) > max_tint:
+            floor = dark_end(rgb)
+            if tint(floor) > max_tint:
+                return rgb, None
+            veil = estimate_veil(rgb, airlight=veil.airlight.max() * floor / max(float(floor.max()), 1e-3))
     return remove_veil(rgb, veil), veil
