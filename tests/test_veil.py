@@ -199,3 +199,15 @@ def test_auto_takes_a_light_veils_colour_from_the_dark_end():
     assert veil is not None and tint(veil.airlight) < 0.05
     assert psnr(out * 255, clean * 255) > psnr(light * 255, clean * 255) + 2
     assert clear_veil(clean, "auto")[1] is None        # the same photo without a veil is left alone
+
+
+def test_auto_reads_no_veil_colour_in_black_pixels():
+    """A pale, colourful scene (high strength, a tinted airlight) whose darkest pixels are
+    black: nothing lifts them, so their (grey) colour is no veil's and nothing is done."""
+    pale = (0.3 + 0.4 * clean_example("astronaut", size=(120, 160)).astype(np.float32) / 255).astype(np.float32)
+    pale[:, :40] = [0.95, 0.85, 0.75]
+    pale[108:, 144:] = 0.0                 # a black corner, 1 % of the photo
+    he = estimate_veil(pale)
+    assert he.strength > 0.1 and tint(he.airlight) > 0.12 and tint(dark_end(pale)) <= 0.12
+    out, veil = clear_veil(pale, "auto")
+    assert veil is None and out is pale

@@ -189,11 +189,13 @@ def clear_veil(rgb: np.ndarray, mode: str = "auto", threshold: float = VEIL_THRE
       those are still mostly the scene's brightest colour, so where the airlight is
       tinted, the colour of the photo's darkest pixels (:func:`dark_end`, where the
       veil itself shows) is tested instead; where that one is neutral, the veil takes
-      its colour from it (and its brightness from the airlight). A scene coloured at
-      both ends has a colour cast, not a veil: golden grass or blue water lift the
-      darkest channel just as a veil does (clear Rain100L photos of that kind score
-      strengths up to 0.32 with tints of 0.17-0.36, and dehazing the derained result
-      costs them 3-10 dB);
+      its colour from it (and its brightness from the airlight), provided they are
+      lifted as the strength test asks (their darkest channel at least ``threshold``
+      times the airlight's): the tint of near-black pixels says nothing. A scene
+      coloured at both ends has a colour cast, not a veil: golden grass or blue water
+      lift the darkest channel just as a veil does (clear Rain100L photos of that kind
+      score strengths up to 0.32 with tints of 0.17-0.36, and dehazing the derained
+      result costs them 3-10 dB);
     * the airlight is about as bright as the photo's bright parts (its largest channel
       at least ``min_brightness`` times :func:`bright_level`, the brightness that 95 %
       of the pixels stay under): seen through a veil, only a few highlights (lamps,
@@ -221,7 +223,7 @@ def clear_veil(rgb: np.ndarray, mode: str = "auto", threshold: float = VEIL_THRE
             return rgb, None
         if tint(veil.airlight) > max_tint:
             floor = dark_end(rgb)
-            if tint(floor) > max_tint:
-                return rgb, None
+            if tint(floor) > max_tint or floor.min() < threshold * veil.airlight.min():
+                return rgb, None   # coloured at both ends, or dark pixels that no veil lifts
             veil = estimate_veil(rgb, airlight=veil.airlight.max() * floor / max(float(floor.max()), 1e-3))
     return remove_veil(rgb, veil), veil
