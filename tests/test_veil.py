@@ -11,6 +11,7 @@ from rain2avoid.veil import (
     dark_channel,
     dark_end,
     estimate_veil,
+    floor_lift,
     guided_filter,
     remove_veil,
     tint,
@@ -211,3 +212,19 @@ def test_auto_reads_no_veil_colour_in_black_pixels():
     assert he.strength > 0.1 and tint(he.airlight) > 0.12 and tint(dark_end(pale)) <= 0.12
     out, veil = clear_veil(pale, "auto")
     assert veil is None and out is pale
+
+
+def test_auto_leaves_a_pale_scene_with_a_few_black_pixels_alone():
+    """A pale colour scene (snow, a white bear) has a high dark channel and a grey
+    airlight like a veiled one, but keeps some black (eyes, twigs): no veil lifts it."""
+    pale = (0.45 + 0.5 * clean_example("astronaut", size=(160, 240)).astype(np.float32) / 255).astype(np.float32)
+    for y, x in [(20, 30), (40, 200), (100, 60), (130, 180), (80, 120)]:
+        pale[y:y + 3, x:x + 3] = 0.02          # five 3 x 3 black specks: 0.12 % of the photo
+    veil = estimate_veil(pale)
+    assert veil.strength > 0.3 and tint(veil.airlight) < 0.05 and floor_lift(pale, veil.airlight) < 0.05
+    assert clear_veil(pale, "auto", min_floor=0)[1] is not None    # every other test takes it for a veil
+    out, veil = clear_veil(pale, "auto")
+    assert veil is None and out is pale
+    misty = (0.7 * pale + 0.3 * 0.9).astype(np.float32)           # the same scene through a veil
+    assert floor_lift(misty, estimate_veil(misty).airlight) > 0.3
+    assert clear_veil(misty, "auto")[1] is not None
