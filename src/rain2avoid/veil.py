@@ -91,6 +91,15 @@ def veil_strength(dark: np.ndarray, airlight: np.ndarray) -> float:
     return float(np.percentile(dark, 5) / max(float(airlight.min()), 1e-3))
 
 
+def _working_copy(rgb: np.ndarray, max_side: int) -> np.ndarray:
+    """``rgb`` shrunk (area average) so that its longer side is at most ``max_side`` px."""
+    h, w = rgb.shape[:2]
+    scale = min(1.0, max_side / max(h, w))
+    if scale == 1.0:
+        return rgb
+    return cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+
+
 def floor_lift(rgb: np.ndarray, airlight: np.ndarray, percentile: float = 0.1, max_side: int = 640) -> float:
     """How far a veil lifts even the darkest pixels: the ``percentile`` of the pixels'
     darkest channel (on a copy at most ``max_side`` px on its longer side) relative to
@@ -104,15 +113,6 @@ def floor_lift(rgb: np.ndarray, airlight: np.ndarray, percentile: float = 0.1, m
     small = _working_copy(_check(rgb), max_side)
     lowest = float(np.percentile(small.min(axis=2), percentile))
     return lowest / max(float(np.asarray(airlight).min()), 1e-3)
-
-
-def _working_copy(rgb: np.ndarray, max_side: int) -> np.ndarray:
-    """``rgb`` shrunk (area average) so that its longer side is at most ``max_side`` px."""
-    h, w = rgb.shape[:2]
-    scale = min(1.0, max_side / max(h, w))
-    if scale == 1.0:
-        return rgb
-    return cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
 
 
 def estimate_veil(rgb: np.ndarray, omega: float = 0.5, radius: int = 7, max_side: int = 640,
@@ -205,8 +205,8 @@ def clear_veil(rgb: np.ndarray, mode: str = "auto", threshold: float = VEIL_THRE
       the strength threshold): a veil is added to every pixel, while a pale scene
       without one keeps some black. A crop of Rain100L's polar bears on snow under rain
       and no veil scores a strength of 0.20 with a neutral airlight, but its eyes and
-      twigs give a floor of 0.03 (dehazing it cost 9 dB); every veiled image of our
-      heavy sets that ``auto`` clears has a floor of at least 0.095;
+      twigs give a floor of 0.03 (dehazing it cost 9 dB); every image of our heavy
+      sets where taking the veil away gains has a floor of at least 0.095;
     * the veil is near neutral (:func:`tint` at most ``max_tint``) at one end of the
       photo at least: rain and mist scatter daylight, so their veil is white or grey.
       The airlight (the most veiled pixels) is tested first. Under a light veil
