@@ -33,6 +33,7 @@ __all__ = ["Veil", "dark_channel", "guided_filter", "estimate_veil", "veil_stren
 VEIL_MODES = ("auto", "on", "off")
 VEIL_THRESHOLD = 0.1
 """The veil strength from which ``"auto"`` takes a veil away (:func:`clear_veil`)."""
+_WORK_SIDE = 640   # the veil is smooth: its statistics are taken on a copy at most this long
 
 
 class Veil(NamedTuple):
@@ -100,7 +101,7 @@ def _working_copy(rgb: np.ndarray, max_side: int) -> np.ndarray:
     return cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
 
 
-def floor_lift(rgb: np.ndarray, airlight: np.ndarray, percentile: float = 0.1, max_side: int = 640) -> float:
+def floor_lift(rgb: np.ndarray, airlight: np.ndarray, percentile: float = 0.1, max_side: int = _WORK_SIDE) -> float:
     """How far a veil lifts even the darkest pixels: the ``percentile`` of the pixels'
     darkest channel (on a copy at most ``max_side`` px on its longer side) relative to
     the airlight's darkest channel.
@@ -115,7 +116,7 @@ def floor_lift(rgb: np.ndarray, airlight: np.ndarray, percentile: float = 0.1, m
     return lowest / max(float(np.asarray(airlight).min()), 1e-3)
 
 
-def estimate_veil(rgb: np.ndarray, omega: float = 0.5, radius: int = 7, max_side: int = 640,
+def estimate_veil(rgb: np.ndarray, omega: float = 0.5, radius: int = 7, max_side: int = _WORK_SIDE,
                   airlight: np.ndarray | None = None) -> Veil:
     """Estimate the veil of a float32 RGB image in [0, 1] with the dark channel prior.
 
@@ -143,7 +144,7 @@ def estimate_veil(rgb: np.ndarray, omega: float = 0.5, radius: int = 7, max_side
     return Veil(airlight, np.clip(t, 0.05, 1.0).astype(np.float32), veil_strength(dark, airlight))
 
 
-def dark_end(rgb: np.ndarray, fraction: float = 0.01, max_side: int = 640) -> np.ndarray:
+def dark_end(rgb: np.ndarray, fraction: float = 0.01, max_side: int = _WORK_SIDE) -> np.ndarray:
     """Mean colour (float32 (3,)) of the darkest ``fraction`` of a photo's pixels (by the
     sum of their channels, after a 5 x 5 box blur against noise; on a copy at most
     ``max_side`` px on its longer side).
@@ -178,7 +179,7 @@ def colourfulness(rgb: np.ndarray) -> float:
     return float((rgb.max(axis=2) - rgb.min(axis=2)).mean())
 
 
-def bright_level(rgb: np.ndarray, percentile: float = 95, max_side: int = 640) -> float:
+def bright_level(rgb: np.ndarray, percentile: float = 95, max_side: int = _WORK_SIDE) -> float:
     """How bright a photo's bright parts are: the ``percentile`` of its pixels' brightest
     channel (on every k-th pixel, so that at most about ``max_side`` px per side count)."""
     rgb = _check(rgb)
@@ -242,12 +243,13 @@ def clear_veil(rgb: np.ndarray, mode: str = "auto", threshold: float = VEIL_THRE
         return rgb, None
     veil = estimate_veil(rgb)
     if mode == "auto":
+        small = _working_copy(_check(rgb), _WORK_SIDE)   # estimate_veil's copy, made once for the tests
         if (veil.strength < threshold or colourfulness(rgb) < min_colour
                 or veil.airlight.max() < min_brightness * bright_level(rgb)
-                or floor_lift(rgb, veil.airlight) < min_floor):
+                or floor_lift(small, veil.airlight) < min_floor):
             return rgb, None
         if tint(veil.airlight) > max_tint:
-            floor = dark_end(rgb)
+            floor = dark_end(small)
             if tint(floor) > max_tint or floor.min() < threshold * veil.airlight.min():
                 return rgb, None   # coloured at both ends, or dark pixels that no veil lifts
             veil = estimate_veil(rgb, airlight=veil.airlight.max() * floor / max(float(floor.max()), 1e-3))
