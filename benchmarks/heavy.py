@@ -1,6 +1,6 @@
 """Make a heavy-rain data set with the project's renderer: several streak layers through a veil.
 
-    python benchmarks/heavy.py OUT [--n 24] [--seed 0] [--clean DIR] [--no-veil]
+    python benchmarks/heavy.py OUT [--n 24] [--seed 0] [--clean DIR] [--no-veil] [--blend screen]
 
 Writes ``OUT/input/<k>.png`` (rainy), ``OUT/target/<k>.png`` (clean) and
 ``OUT/settings.json`` (the rain drawn on each), so ``benchmarks/ablation.py OUT``
@@ -55,6 +55,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--clean", type=Path, help="folder of clean images to draw on (default: scikit-image photos)")
     ap.add_argument("--no-veil", action="store_true")
+    ap.add_argument("--blend", choices=("add", "screen"), default="add",
+                    help="how the streaks are laid on: added (default) or as a 'screen' layer")
     args = ap.parse_args()
     rng = np.random.default_rng(args.seed)
     if args.clean:
@@ -66,10 +68,10 @@ def main() -> None:
         name, load = sources[k % len(sources)]
         clean = _crop(load(), rng)
         rain = random_heavy_rain(rng, veil=not args.no_veil)
-        rainy, _, _ = add_heavy_rain(clean, seed=args.seed * 1000 + k, **rain)
+        rainy, _, _ = add_heavy_rain(clean, seed=args.seed * 1000 + k, blend=args.blend, **rain)
         write_image(args.out / "input" / f"{k}.png", rainy)
         write_image(args.out / "target" / f"{k}.png", clean)
-        settings[str(k)] = {"source": name, **rain}
+        settings[str(k)] = {"source": name, "blend": args.blend, **rain}
     (args.out / "settings.json").write_text(json.dumps(settings, indent=1))
 
 

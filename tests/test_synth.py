@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from rain2avoid.synth import EXAMPLES, add_rain, clean_example, rain_presets
+from rain2avoid.synth import EXAMPLES, add_heavy_rain, add_rain, clean_example, rain_presets
 
 
 @pytest.fixture(scope="module")
@@ -142,3 +142,23 @@ def test_facade_is_seeded_and_has_thin_bright_vertical_lines():
     # bright lines narrower than 5 px across: a horizontal white top-hat finds them
     top = gray - cv2.morphologyEx(gray, cv2.MORPH_OPEN, np.ones((1, 5), np.uint8))
     assert (top > 40).mean() > 0.02
+
+
+def test_heavy_rain_screen_blend_lifts_dark_pixels_more_and_each_channel_by_its_own_amount():
+    clean = np.zeros((40, 60, 3), np.uint8)
+    clean[:, :30] = (200, 40, 10)                   # a saturated orange half
+    clean[:, 30:] = (250, 250, 250)                 # a near-white half
+    layers = [dict(angle=0, density=0.3, length=20, width=2, intensity=0.5, blur=0.0)]
+    added, rain, t = add_heavy_rain(clean, layers, seed=3)
+    screen, rain2, _ = add_heavy_rain(clean, layers, seed=3, blend="screen")
+    np.testing.assert_array_equal(rain, rain2)      # the same streaks, laid on differently
+    assert (t == 1).all()
+    expect = np.rint(255 - (255 - clean.astype(np.float32)) * (1 - np.minimum(rain, 255)[..., None] / 255))
+    np.testing.assert_array_equal(screen, np.clip(expect, 0, 255).astype(np.uint8))
+    on = rain > 100
+    lift = screen.astype(int) - clean
+    assert (lift[on][:, 2] >= lift[on][:, 0]).all()                 # blue (dark) lifted more than red
+    assert lift[:, :30][on[:, :30]][:, 2].mean() > 3 * lift[:, 30:][on[:, 30:]].mean()   # dark half lifted more
+    assert (screen <= added).all()                  # screen never brightens past the sum
+    with pytest.raises(ValueError, match="blend"):
+        add_heavy_rain(clean, layers, blend="multiply")

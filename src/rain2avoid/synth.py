@@ -171,12 +171,15 @@ def add_rain(image: np.ndarray, angle: float = 0.0, density: float = 0.03, lengt
 
 
 def add_heavy_rain(image: np.ndarray, layers: Sequence[dict], veil: float = 0.0, airlight: float = 0.9,
-                   seed: int = 0) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+                   seed: int = 0, blend: str = "add") -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Heavy rain: several streak layers seen through a veil of rain accumulation (mist).
 
     The model of heavy-rain photos (Li et al., CVPR 2019):
     ``rainy = t * (image + 255 * sum_i intensity_i * layer_i) + (1 - t) * 255 * A``,
-    clipped and rounded to uint8. Each entry of ``layers`` is a dict of
+    clipped and rounded to uint8 (``blend="add"``). ``blend="screen"`` lays the rain on
+    as an image editor's "screen" layer does (the way many paired data sets were painted):
+    ``1 - (1 - image) * (1 - rain)`` on the 0-1 scale, so rain lifts dark pixels more than
+    bright ones and lifts each channel by its own amount. Each entry of ``layers`` is a dict of
     :func:`add_rain` arguments (``angle``, ``density``, ``length``, ``width``,
     ``intensity``, ``blur``; its ``seed`` defaults to ``seed + index``), so
     layers can differ in direction, width and softness. The veil: the
@@ -192,6 +195,8 @@ def add_heavy_rain(image: np.ndarray, layers: Sequence[dict], veil: float = 0.0,
     image = np.asarray(image)
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"expected a uint8 (H, W, 3) image, got {image.dtype} {image.shape}")
+    if blend not in ("add", "screen"):
+        raise ValueError(f"blend must be 'add' or 'screen', got {blend!r}")
     if not 0 <= veil < 1 or not 0 < airlight <= 1:
         raise ValueError(f"need 0 <= veil < 1 and 0 < airlight <= 1, got veil={veil}, airlight={airlight}")
     H, W = image.shape[:2]
@@ -208,7 +213,12 @@ def add_heavy_rain(image: np.ndarray, layers: Sequence[dict], veil: float = 0.0,
     t = (1.0 - veil * v).astype(np.float32)
     tint = np.array([0.97, 0.99, 1.0], np.float32)                     # slightly bluish grey
     light = 255.0 * airlight * tint
-    rainy = t[..., None] * (image.astype(np.float32) + rain[..., None]) + (1 - t[..., None]) * light
+    scene = image.astype(np.float32)
+    if blend == "screen":
+        scene = 255.0 - (255.0 - scene) * (1.0 - np.minimum(rain, 255.0)[..., None] / 255.0)
+    else:
+        scene = scene + rain[..., None]
+    rainy = t[..., None] * scene + (1 - t[..., None]) * light
     return np.clip(np.rint(rainy), 0, 255).astype(np.uint8), rain, t
 
 
