@@ -188,9 +188,10 @@ def add_heavy_rain(image: np.ndarray, layers: Sequence[dict], veil: float = 0.0,
     variation; ``A`` is a bright, slightly bluish grey of level ``airlight``
     (a fraction of 255). ``veil=0`` gives no veil.
 
-    Returns ``(rainy, rain, transmission)``: uint8 (H, W, 3), the summed rain
-    increment before the veil (float32 (H, W) on the 0-255 scale) and ``t``
-    (float32 (H, W) in (0, 1]).
+    Returns ``(rainy, rain, transmission)``: uint8 (H, W, 3), the summed rain layers
+    before the veil (float32 (H, W) on the 0-255 scale: the increment itself when added;
+    a screen layer lifts a pixel by ``rain * (255 - image) / 255``) and ``t`` (float32
+    (H, W) in (0, 1]).
     """
     image = np.asarray(image)
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
