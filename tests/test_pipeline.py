@@ -26,6 +26,24 @@ def test_rain_laid_on_as_a_screen_layer_is_removed():
     assert psnr(out, clean) > psnr(rainy, clean) + 5.0
 
 
+def test_targets_take_bright_streak_cores_away_unless_a_target_cap_is_set():
+    # A streak's core is far brighter than its edges; the per-pixel cap (target_cap=4)
+    # faded such cores out of the references and the network learned to leave them.
+    from rain2avoid.pipeline import make_targets
+    from rain2avoid.sdrl import resolve_settings
+    clean = np.full((64, 96, 3), 30.0, np.float32)
+    rainy, mask = clean.copy(), np.zeros((64, 96), np.uint8)
+    for x in range(8, 96, 12):
+        rainy[:, x - 2:x + 3] += 40.0                     # faint streaks, 5 px wide
+        mask[:, x - 2:x + 3] = 255
+    rainy[:, 32] += 160.0                                 # one bright core, 5x the others
+    rgb = rainy / 255.0
+    for cap, left in ((0.0, (0, 3)), (4.0, (30, 60))):
+        target = make_targets(rgb, mask, resolve_settings(target_cap=cap))[0] * 255.0
+        assert np.abs(target[:, 8] - 30).max() < 3       # a faint streak is taken away
+        assert left[0] <= target[:, 32].mean() - 30 <= left[1]   # the bright core: all of it, or a part
+
+
 def test_facade_under_slanted_rain_ends_closer_to_clean():
     # Image 0 of `benchmarks/facade.py`: thin bright window frames 10 degrees off the rain.
     # Taken for rain, they were flattened and the result ended 1.4 dB below its input.

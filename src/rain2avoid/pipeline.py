@@ -72,12 +72,13 @@ class OnlineTargets:
         self.scaled = rgb.astype(np.float32) * 255.0
         self.mask = mask
         self.guard = settings.guard
+        self.cap = settings.target_cap or None
         self.sampler = ReferenceSampler(self.scaled, mask, settings.sampler)
 
     def draw(self, rng: np.random.Generator, box: tuple[int, int, int, int] | None = None) -> np.ndarray:
         """A new float32 reference in [0, 1]: (H, W, 3), or its ``box = (y0, y1, x0, x1)`` window."""
         if self.guard:   # the guard looks at the whole image (its typical rain increment)
-            ref = rain_guard(self.scaled, self.sampler.draw(rng), self.mask)
+            ref = rain_guard(self.scaled, self.sampler.draw(rng), self.mask, cap=self.cap)
             if box is not None:
                 ref = ref[box[0]:box[1], box[2]:box[3]]
         else:
@@ -93,8 +94,8 @@ def make_targets(rgb: np.ndarray, mask: np.ndarray, settings: Settings) -> np.nd
     an :class:`OnlineTargets` that draws a new one at every training step.
     Distances are measured on the 0-255 scale, as in the reference
     implementation. With ``settings.guard`` each reference keeps only the
-    change rain can explain (``guard.rain_guard``): texture mistaken for rain
-    falls back to the input.
+    change rain can explain (``guard.rain_guard``, with ``settings.target_cap`` as
+    its per-pixel cap): texture mistaken for rain falls back to the input.
     """
     if settings.target == "online":
         return OnlineTargets(rgb, mask, settings)
@@ -104,7 +105,7 @@ def make_targets(rgb: np.ndarray, mask: np.ndarray, settings: Settings) -> np.nd
     else:
         refs = sample_references(scaled, mask, settings.refs, settings.sampler, seed=settings.seed)
     if settings.guard:
-        refs = np.stack([rain_guard(scaled, ref, mask) for ref in refs])
+        refs = np.stack([rain_guard(scaled, ref, mask, cap=settings.target_cap or None) for ref in refs])
     return (refs / 255.0).astype(np.float32)
 
 

@@ -70,6 +70,10 @@ class Settings:
     halo: pixels within this many px of the mask (outside it) are left out of
         the loss: faint streak edges the mask misses, whose label (keep the
         input) is uncertain. 0 = every pixel counts.
+    target_cap: per reference, fade its change out where it exceeds this many times
+        the image's median rain increment (0 = off, the default; ``guard.rain_guard``'s
+        ``cap``). Whole bright structures far above that increment keep the input
+        whatever this is (the guard's per-component test).
     output_cap: per image, undo the output's change where it exceeds this many
         times the image's median rain increment (0 = off; ``guard.rain_guard``).
     only_darken: rain only adds light, so never brighten a pixel.
@@ -105,6 +109,7 @@ class Settings:
     mask: str = "guarded"
     guard: bool = True
     halo: int = 1
+    target_cap: float = 0.0
     output_cap: float = 6.0
     schedule: str = "cosine"
     only_darken: bool = True
@@ -119,6 +124,7 @@ class Settings:
         checks = [
             (self.backbone in BACKBONES, f"backbone must be one of {sorted(BACKBONES)}"),
             (self.steps >= 0, "steps must be >= 0"),
+            (self.target_cap >= 0, "target_cap must be >= 0 (0 = off)"),
             (self.output_cap >= 0, "output_cap must be >= 0 (0 = off)"),
             (self.halo >= 0, "halo must be >= 0 (0 = off)"),
             (self.ensemble >= 1, "ensemble must be >= 1"),
