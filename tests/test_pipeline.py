@@ -38,8 +38,8 @@ def test_targets_take_bright_streak_cores_away_unless_a_target_cap_is_set():
         mask[:, x - 2:x + 3] = 255
     rainy[:, 32] += 160.0                                 # one bright core, 5x the others
     rgb = rainy / 255.0
-    for cap, left in ((0.0, (0, 3)), (4.0, (30, 60))):
-        target = make_targets(rgb, mask, resolve_settings(target_cap=cap))[0] * 255.0
+    for settings, left in ((resolve_settings(), (0, 3)), (resolve_settings(target_cap=4.0), (30, 60))):
+        target = make_targets(rgb, mask, settings)[0] * 255.0
         assert np.abs(target[:, 8] - 30).max() < 3       # a faint streak is taken away
         assert left[0] <= target[:, 32].mean() - 30 <= left[1]   # the bright core: all of it, or a part
 
