@@ -71,19 +71,24 @@ class OnlineTargets:
     def __init__(self, rgb: np.ndarray, mask: np.ndarray, settings: Settings):
         self.scaled = rgb.astype(np.float32) * 255.0
         self.mask = mask
-        self.guard = settings.guard
-        self.cap = settings.target_cap or None
+        self.settings = settings
         self.sampler = ReferenceSampler(self.scaled, mask, settings.sampler)
 
     def draw(self, rng: np.random.Generator, box: tuple[int, int, int, int] | None = None) -> np.ndarray:
         """A new float32 reference in [0, 1]: (H, W, 3), or its ``box = (y0, y1, x0, x1)`` window."""
-        if self.guard:   # the guard looks at the whole image (its typical rain increment)
-            ref = rain_guard(self.scaled, self.sampler.draw(rng), self.mask, cap=self.cap)
+        if self.settings.guard:   # the guard looks at the whole image (its typical rain increment)
+            ref = _guard_reference(self.scaled, self.sampler.draw(rng), self.mask, self.settings)
             if box is not None:
                 ref = ref[box[0]:box[1], box[2]:box[3]]
         else:
             ref = self.sampler.draw(rng, box)
         return (ref / 255.0).astype(np.float32)
+
+
+def _guard_reference(scaled: np.ndarray, reference: np.ndarray, mask: np.ndarray, settings: Settings) -> np.ndarray:
+    """``guard.rain_guard`` on one reference (0-255 scale), with ``settings.target_cap`` as its
+    per-pixel cap (0: none)."""
+    return rain_guard(scaled, reference, mask, cap=settings.target_cap or None)
 
 
 def make_targets(rgb: np.ndarray, mask: np.ndarray, settings: Settings) -> np.ndarray | OnlineTargets:
@@ -105,7 +110,7 @@ def make_targets(rgb: np.ndarray, mask: np.ndarray, settings: Settings) -> np.nd
     else:
         refs = sample_references(scaled, mask, settings.refs, settings.sampler, seed=settings.seed)
     if settings.guard:
-        refs = np.stack([rain_guard(scaled, ref, mask, cap=settings.target_cap or None) for ref in refs])
+        refs = np.stack([_guard_reference(scaled, ref, mask, settings) for ref in refs])
     return (refs / 255.0).astype(np.float32)
 
 
