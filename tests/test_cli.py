@@ -240,6 +240,25 @@ def test_train_then_apply_needs_no_references(tmp_path, monkeypatch):
     assert (tmp_path / "single.jpg").read_bytes()[:3] == b"\xff\xd8\xff"
 
 
+def test_derain_can_start_every_network_from_a_trained_model(tmp_path):
+    src = tmp_path / "train"
+    write_image(src / "a.png", rainy(seed=1))
+    write_image(src / "b.png", rainy(seed=2))
+    model = tmp_path / "m.pt"
+    assert invoke("train", src, "--model", model, "--steps", "30", "-q").exit_code == 0
+    new = tmp_path / "new"
+    write_image(new / "c.png", rainy(96, 128, seed=6))   # large enough for streaks to be found
+    write_image(new / "d.png", rainy(96, 128, seed=5))
+    outputs = {}
+    for name, extra in (("fresh", []), ("tuned", ["--init", model]), ("tuned2", ["--init", model, "--workers", 2])):
+        r = invoke("derain", new, "-o", tmp_path / name, "--steps", 2, *extra)
+        assert r.exit_code == 0, r.output
+        outputs[name] = [read_image(tmp_path / name / f) for f in ("c.png", "d.png")]
+    # the same seed and steps: only the starting network differs, on every backend alike
+    assert all(not np.array_equal(a, b) for a, b in zip(outputs["fresh"], outputs["tuned"]))
+    assert all(np.array_equal(a, b) for a, b in zip(outputs["tuned"], outputs["tuned2"]))
+
+
 # --- eval ------------------------------------------------------------------------------------------------------
 
 KEYS = {"n", "psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb", "per_image"}

@@ -135,6 +135,18 @@ def test_apply(tmp_path, cluster, mixed, write):
         assert max_difference(tmp_path / "out" / name, tmp_path / "local" / name) <= 1
 
 
+def test_derain_init_sends_the_model_to_workers_that_do_not_see_it(tmp_path, cluster, mixed):
+    model = tmp_path / "m.pt"
+    assert invoke("train", mixed / "in", "--model", model, "--steps", "3", "-q").exit_code == 1
+    common = ["-r", "--steps", STEPS, "--init", model]
+    r = invoke("derain", mixed / "in", "-o", tmp_path / "local", *common, "--workers", "1")
+    assert r.exit_code == 1
+    r = invoke("derain", mixed / "in", "-o", tmp_path / "out", *common, "--dask", cluster, "--dask-write", "client")
+    assert r.exit_code == 1 and r.stderr.count("error: ") == 2, r.output
+    for name in GOOD:
+        assert max_difference(tmp_path / "out" / name, tmp_path / "local" / name) <= 1
+
+
 def test_ctrl_c_cancels_the_tasks_not_started(tmp_path, cluster):
     make_folder(tmp_path / "in", [f"{i}.png" for i in range(8)], *TRAINS)
     out = tmp_path / "out"

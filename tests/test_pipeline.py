@@ -280,3 +280,35 @@ def test_derain_resolves_auto_augment_per_image():
     assert derain_detailed(clean, steps=3).settings.augment == "mirror"
     assert derain_detailed(rainy, steps=3, augment="mirror").settings.augment == "mirror"
     assert derain_detailed(rainy, steps=3, mask="ldgp").settings.augment == "turn"
+
+
+def test_a_network_started_from_a_model_of_other_rainy_images_removes_more_in_few_steps(rainy_pair):
+    # The model is trained (self-supervised) on other pictures under other rain; started from
+    # it, a few steps on the image remove much more than the same steps from a fresh network.
+    from rain2avoid.pipeline import training_data
+    from rain2avoid.sdrl import Settings, train_folder
+    from rain2avoid.synth import add_rain, clean_example
+    rainy, clean = rainy_pair
+    others = [add_rain(clean_example(name, size=(96, 128)), angle=a, density=0.04, length=14, seed=s)[0]
+              for name, a, s in (("astronaut", 5, 1), ("chelsea", -5, 2))]
+    xs = [o.astype(np.float32) / 255 for o in others]
+    data = [training_data(x, Settings()) for x in xs]
+    model = train_folder(xs, [d.targets for d in data], Settings(steps=150, batch=8, crop=64),
+                         weights=[d.weights for d in data])
+    tuned = rain2avoid.derain_detailed(rainy, init=model, steps=15)
+    fresh = rain2avoid.derain(rainy, steps=15)
+    assert tuned.settings.lr == 1e-3 and tuned.settings.backbone == model.settings.backbone
+    assert psnr(tuned.image, clean) > psnr(fresh, clean) + 1.0
+    assert psnr(tuned.image, clean) > psnr(rainy, clean) + 1.0
+    assert rain2avoid.derain_detailed(rainy, init=model, steps=1).settings.steps == 1
+    assert rain2avoid.pipeline.tuned_settings("high", model).steps == 150
+
+
+def test_the_reference_preset_or_another_backbone_cannot_start_from_a_model(rainy_pair):
+    from rain2avoid.sdrl import Settings, train_image
+    x = rainy_pair[0].astype(np.float32) / 255
+    model = train_image(x, x[None], Settings(steps=1))
+    with pytest.raises(ValueError, match="trains from scratch.*fast or high"):
+        rain2avoid.derain(rainy_pair[0], preset="reference", init=model)
+    with pytest.raises(ValueError, match="'fast' network, not 'unet'"):
+        rain2avoid.derain(rainy_pair[0], init=model, backbone="unet")

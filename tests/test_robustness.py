@@ -297,6 +297,27 @@ def test_missing_model(tmp_path):
     assert r.exit_code == 1 and "none.pt" in r.stderr and no_traceback(r)
 
 
+@pytest.mark.parametrize("kind", ["missing", "truncated", "pickle-shell"])
+def test_derain_init_with_a_bad_model_file(tmp_path, trained_model, kind):
+    write_image(tmp_path / "in" / "a.png", image())
+    model, marker = tmp_path / f"{kind}.pt", tmp_path / "PWNED"
+    if kind != "missing":
+        _write_model(kind, model, trained_model, marker)
+    r = invoke("derain", tmp_path / "in", "--init", model, "-o", tmp_path / "out")
+    assert r.exit_code == 1 and no_traceback(r)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: --init:") and str(model) in lines[0], r.stderr
+    assert not marker.exists() and not (tmp_path / "out").exists()
+
+
+def test_derain_init_with_the_reference_preset_or_another_backbone_is_a_usage_error(tmp_path, trained_model):
+    write_image(tmp_path / "a.png", image())
+    r = invoke("derain", tmp_path / "a.png", "--init", trained_model, "--preset", "reference", "-o", tmp_path / "o.png")
+    assert r.exit_code == 2 and "fast or high" in r.stderr and not (tmp_path / "o.png").exists()
+    r = invoke("derain", tmp_path / "a.png", "--init", trained_model, "--backbone", "unet", "-o", tmp_path / "o.png")
+    assert r.exit_code == 2 and "'fast' network, not 'unet'" in r.stderr and not (tmp_path / "o.png").exists()
+
+
 # --- the real program --------------------------------------------------------------------------------------------
 
 def run_program(*args):

@@ -213,3 +213,23 @@ def test_training_on_a_folder_mirrors_when_augment_is_auto():
     assert train_image(x, x[None], Settings(steps=2, crop=16)).settings.augment == "mirror"
     assert train_folder([x, x], [x[None]] * 2, Settings(steps=2, crop=16)).settings.augment == "mirror"
     assert train_image(x, x[None], Settings(steps=2, crop=16, augment="turn")).settings.augment == "turn"
+
+
+def test_training_can_start_from_a_trained_model_and_leaves_it_as_it_is(rainy_pair):
+    x = rainy_pair[0].astype(np.float32) / 255
+    first = train_image(x, x[None] * 0.8, tiny_settings(steps=60))
+    before = {k: v.clone() for k, v in first.net.state_dict().items()}
+    fresh = train_image(x, x[None] * 0.8, tiny_settings(steps=2, lr=1e-4))
+    tuned = train_image(x, x[None] * 0.8, tiny_settings(steps=2, lr=1e-4), init=first)
+    target = x * 0.8
+    # two small steps from the trained network stay where it was; a fresh one is still the identity
+    assert np.abs(tuned.predict(x) - first.predict(x)).mean() < 0.003
+    assert np.abs(tuned.predict(x) - target).mean() < 0.5 * np.abs(fresh.predict(x) - target).mean()
+    assert all(torch.equal(v, first.net.state_dict()[k]) for k, v in before.items())   # init untouched
+
+
+def test_starting_from_a_model_of_another_backbone_is_refused(rainy_pair):
+    x = rainy_pair[0].astype(np.float32) / 255
+    first = train_image(x, x[None], tiny_settings(steps=1))
+    with pytest.raises(ValueError, match="'fast' network.*'unet'"):
+        train_image(x, x[None], tiny_settings(steps=1, backbone="unet"), init=first)

@@ -241,6 +241,21 @@ def test_a_model_can_be_applied_to_a_video(tmp_path, clip):
     assert np.mean([psnr(a, b) for a, b in zip(out, clean)]) > np.mean([psnr(a, b) for a, b in zip(rainy, clean)])
 
 
+def test_the_clip_network_can_start_from_a_trained_model(tmp_path, clip):
+    rainy, clean = clip
+    write_video(tmp_path / "rainy.mkv", rainy, fps=FPS)
+    trained = derain_video(tmp_path / "rainy.mkv", tmp_path / "a.mkv", steps=30, sample=2, radius=2).model
+    kw = dict(steps=3, sample=2, radius=2, fuse=False, seed=1)   # the network's output everywhere
+    fresh = derain_video(tmp_path / "rainy.mkv", tmp_path / "fresh.mkv", **kw)
+    tuned = derain_video(tmp_path / "rainy.mkv", tmp_path / "tuned.mkv", init=trained, **kw)
+    assert tuned.model is not trained and tuned.sample == fresh.sample
+    score = {name: np.mean([psnr(a, b) for a, b in zip(frames_of(tmp_path / f"{name}.mkv"), clean)])
+             for name in ("fresh", "tuned")}
+    assert score["tuned"] > score["fresh"] + 1   # 3 steps from the trained network, 3 from the identity
+    with pytest.raises(ValueError, match="not both"):
+        derain_video(tmp_path / "rainy.mkv", tmp_path / "c.mkv", model=trained, init=trained)
+
+
 def test_a_still_image_through_the_video_path(tmp_path, rainy_pair):
     rainy, clean = rainy_pair
     write_image(tmp_path / "photo.png", rainy)

@@ -18,12 +18,12 @@ from .detect import CONFIDENT, compute_mask, find_streaks, main_support
 from .guard import mask_chroma, rain_guard
 from .io import from_float_rgb, to_float_rgb, to_uint8
 from .sdr import ReferenceSampler, expected_reference, sample_references
-from .sdrl import Settings, resolve_settings, train_image
+from .sdrl import TUNE_PRESETS, Model, Settings, resolve_settings, train_image
 from .veil import Veil, clear_veil
 
 __all__ = ["derain", "derain_detailed", "DerainResult", "compute_mask", "make_targets", "loss_weights",
            "training_data", "TrainingData", "OnlineTargets", "training_view", "TURN_SUPPORT", "texture_only",
-           "MAX_CHROMA", "nothing_to_learn"]
+           "MAX_CHROMA", "nothing_to_learn", "tuned_settings"]
 
 TURN_SUPPORT = 12
 """The support of the main streak direction (``detect.main_support``) from which
@@ -218,8 +218,9 @@ def training_view(augment: str, support: int) -> str:
 
 
 def _train_and_clean(rgb: np.ndarray, data: TrainingData, settings: Settings, device: str, progress: bool,
-                     on_progress: Callable[[int, int], None] | None) -> np.ndarray:
-    """The average of ``settings.ensemble`` networks' outputs, each trained from its own seed."""
+                     on_progress: Callable[[int, int], None] | None, init: Model | None = None) -> np.ndarray:
+    """The average of ``settings.ensemble`` networks' outputs, each trained from its own seed
+    (and from ``init``'s network, if given)."""
     out = np.zeros_like(rgb)
     total = settings.ensemble * settings.steps
     for k in range(settings.ensemble):
@@ -229,14 +230,15 @@ def _train_and_clean(rgb: np.ndarray, data: TrainingData, settings: Settings, de
             def on_step(step: int, loss: float, k: int = k) -> None:
                 on_progress(k * settings.steps + step + 1, total)
         model = train_image(rgb, data.targets, run, device=device, progress=progress, weights=data.weights,
-                            on_step=on_step)
+                            on_step=on_step, init=init)
         out += model.clean(rgb, data.mask) / settings.ensemble
     return out
 
 
 def derain_detailed(image: np.ndarray, preset: str = "fast", device: str = "cpu", progress: bool = False,
-                    on_progress: Callable[[int, int], None] | None = None, **options) -> DerainResult:
-    """Remove rain from one image, training a fresh network on it. See :func:`derain`.
+                    on_progress: Callable[[int, int], None] | None = None, init: Model | None = None,
+                    **options) -> DerainResult:
+    """Remove rain from one image, training a network on it. See :func:`derain`.
 
     An image in which no rain is found (an empty mask) trains nothing: it comes back as
     it is, its veil aside (:func:`nothing_to_learn`).
@@ -245,7 +247,7 @@ def derain_detailed(image: np.ndarray, preset: str = "fast", device: str = "cpu"
     (``total`` counts the steps of every network of the ensemble).
     """
     start = time.perf_counter()
-    settings = resolve_settings(preset, **options)
+    settings = tuned_settings(preset, init, **options) if init is not None else resolve_settings(preset, **options)
     image = np.asarray(image)
     rgb = to_float_rgb(image)
     data = training_data(rgb, settings)
@@ -256,7 +258,7 @@ def derain_detailed(image: np.ndarray, preset: str = "fast", device: str = "cpu"
         if on_progress is not None:
             on_progress(total, total)
     else:
-        out = _train_and_clean(rgb, data, settings, device, progress, on_progress)
+        out = _train_and_clean(rgb, data, settings, device, progress, on_progress, init)
     out, veil = clear_veil(out, settings.veil, settings.veil_threshold)
     targets = data.targets
     if isinstance(targets, OnlineTargets):   # no fixed set: report the mean they are drawn around
@@ -265,8 +267,21 @@ def derain_detailed(image: np.ndarray, preset: str = "fast", device: str = "cpu"
                         time.perf_counter() - start, veil)
 
 
+def tuned_settings(preset: str, init: Model, **options) -> Settings:
+    """The per-image settings of a network that starts from ``init`` (``sdrl.TUNE_PRESETS``:
+    fewer steps at a lower rate), with ``init``'s backbone unless ``options`` name one."""
+    if preset not in TUNE_PRESETS:
+        raise ValueError(f"preset {preset!r} trains from scratch; starting from a trained model works with "
+                         f"{' or '.join(TUNE_PRESETS)}")
+    backbone = init.settings.backbone
+    if options.get("backbone") not in (None, backbone):
+        raise ValueError(f"the model to start from is a {backbone!r} network, not {options['backbone']!r}: "
+                         f"leave the backbone unset or set it to {backbone!r}")
+    return resolve_settings(preset, TUNE_PRESETS, **{**options, "backbone": backbone})
+
+
 def derain(image: np.ndarray, preset: str = "fast", device: str = "cpu", progress: bool = False,
-           **options) -> np.ndarray:
+           init: Model | None = None, **options) -> np.ndarray:
     """Remove rain streaks from one image; no training data needed.
 
     Args:
@@ -277,6 +292,10 @@ def derain(image: np.ndarray, preset: str = "fast", device: str = "cpu", progres
             method's settings: slow).
         device: "cpu" or "cuda".
         progress: show a progress bar for the training steps.
+        init: a model trained on other rainy images (``rain2avoid train``, ``load_model``)
+            for each network to start from, instead of a fresh network: the preset's
+            settings then come from ``sdrl.TUNE_PRESETS`` (150 steps instead of 700, about
+            4x faster, nearly as good; docs/quality.md, fourteenth round).
         **options: any :class:`rain2avoid.sdrl.Settings` field to override
             (``steps``, ``backbone``, ``seed``, ``target``, ...); ``target="online"``
             trains on a fresh stochastic reference at every step.
@@ -288,4 +307,4 @@ def derain(image: np.ndarray, preset: str = "fast", device: str = "cpu", progres
         >>> from rain2avoid import derain, read_image, write_image
         >>> write_image("clean.png", derain(read_image("rainy.png")))
     """
-    return derain_detailed(image, preset, device, progress, **options).image
+    return derain_detailed(image, preset, device, progress, init=init, **options).image

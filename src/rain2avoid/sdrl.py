@@ -5,7 +5,9 @@ Two strategies (``method.md`` section 3):
 * per image: :func:`train_image` trains a fresh network on one image's references;
 * per folder: :func:`train_folder` trains one network on random crops of many
   images and their references, saved with :meth:`Model.save` and applied to new
-  images (no references needed) with :meth:`Model.apply`.
+  images (no references needed) with :meth:`Model.apply`;
+* both: either can start from a trained model (``init``) instead of a fresh network;
+  ``TUNE_PRESETS`` are the per-image settings for that (fewer steps, a lower rate).
 
 Settings are plain frozen dataclasses; ``PRESETS`` holds the named ones,
 ``"reference"`` being the faithful reproduction of the original scripts.
@@ -13,6 +15,7 @@ Settings are plain frozen dataclasses; ``PRESETS`` holds the named ones,
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import os
@@ -32,7 +35,7 @@ from .veil import VEIL_MODES, VEIL_THRESHOLD, clear_veil
 from .networks import BACKBONES, build_network
 
 __all__ = [
-    "Settings", "PRESETS", "FOLDER_PRESETS", "TARGETS", "TargetSampler", "resolve_settings", "Model",
+    "Settings", "PRESETS", "FOLDER_PRESETS", "TUNE_PRESETS", "TARGETS", "TargetSampler", "resolve_settings", "Model",
     "ModelFileError", "train_image", "train_folder", "train_stream", "load_model",
 ]
 
@@ -159,6 +162,15 @@ FOLDER_PRESETS = {
                           target="sampled", mask="ldgp", guard=False, halo=0, output_cap=0.0,
                           schedule="constant", only_darken=False, flip_tta=False, veil="off", augment="mirror"),
 }
+
+TUNE_PRESETS = {
+    "fast": Settings(steps=150, lr=1e-3),
+    "high": Settings(steps=150, lr=1e-3, ensemble=3),
+}
+"""Per-image settings when each image's network starts from a trained model (``init`` of
+:func:`train_image`; ``rain2avoid derain --init``): a network that already removes rain
+needs fewer steps, at a lower rate, than one that starts as the identity (docs/quality.md,
+fourteenth round)."""
 
 
 def resolve_settings(preset: str = "fast", presets: dict | None = None, **overrides) -> Settings:
@@ -327,6 +339,17 @@ def _new_network(settings: Settings) -> torch.nn.Module:
         return build_network(settings.backbone)
 
 
+def _start_network(settings: Settings, init: Model | None) -> torch.nn.Module:
+    """A copy of ``init``'s network to train further, or a fresh one if ``init`` is None."""
+    if init is None:
+        return _new_network(settings)
+    if init.settings.backbone != settings.backbone:
+        raise ValueError(f"the model to start from is a {init.settings.backbone!r} network, but the settings "
+                         f"ask for {settings.backbone!r}: leave the backbone unset or set it to "
+                         f"{init.settings.backbone!r}")
+    return copy.deepcopy(init.net)
+
+
 class Model:
     """A trained network with the settings it was trained with."""
 
@@ -442,29 +465,33 @@ def _for_folder(settings: Settings) -> Settings:
 
 def train_image(image: np.ndarray, targets: Targets, settings: Settings, device: str = "cpu",
                 progress: bool = False, on_step: Callable[[int, float], None] | None = None,
-                weights: np.ndarray | None = None) -> Model:
-    """Train a fresh network on one image: :func:`train_folder` on a folder of one.
+                weights: np.ndarray | None = None, init: Model | None = None) -> Model:
+    """Train a network on one image: :func:`train_folder` on a folder of one.
 
     Args:
         image: float32 (H, W, 3) rainy image in [0, 1].
         targets: float32 (R, H, W, 3) references in [0, 1] (R = 1 for the expected reference),
             or a :class:`TargetSampler` that draws a fresh one at every step.
         weights: optional (H, W) per-pixel loss weights (e.g. ``pipeline.loss_weights``).
+        init: a trained model to start from (a copy of it is trained; it is left as it
+            is); None starts from a fresh network.
     """
     return train_folder([image], [targets], settings, device, progress, on_step,
-                        None if weights is None else [weights])
+                        None if weights is None else [weights], init)
 
 
 def train_folder(inputs: Sequence[np.ndarray], targets: Sequence[Targets], settings: Settings,
                  device: str = "cpu", progress: bool = False,
                  on_step: Callable[[int, float], None] | None = None,
-                 weights: Sequence[np.ndarray] | None = None) -> Model:
+                 weights: Sequence[np.ndarray] | None = None, init: Model | None = None) -> Model:
     """Train one network on many images (random crops of (image, one of its references)).
 
     ``inputs[i]`` is float32 (H_i, W_i, 3) in [0, 1]; ``targets[i]`` is (R_i, H_i, W_i, 3)
     or a :class:`TargetSampler` of that image;
     ``weights[i]``, if given, is (H_i, W_i): how much each pixel counts in the loss
     (0 = not at all; all ones, the default, is the plain mean squared error).
+    ``init``: a trained model whose network (a copy) training starts from, instead of a
+    fresh one; its backbone must be ``settings.backbone``.
     """
     if not inputs:
         raise ValueError("no images to train on")
@@ -475,7 +502,7 @@ def train_folder(inputs: Sequence[np.ndarray], targets: Sequence[Targets], setti
             if np.shape(w) != x.shape[:2]:
                 raise ValueError(f"weight map shape {np.shape(w)} does not match image shape {x.shape[:2]}")
     settings = _for_folder(settings)
-    net = _new_network(settings)
+    net = _start_network(settings, init)
     samples = _Samples(inputs, targets, settings, weights)
     return Model(_fit(net, samples, settings, device, progress, "training", on_step), settings, device)
 

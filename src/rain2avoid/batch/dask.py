@@ -132,7 +132,7 @@ def _run(client, distributed, task, jobs: Sequence[Job], mode: str, window: int,
         while queue or running:
             while queue and len(running) < window:
                 job = queue.pop()
-                if mode == "client" and hasattr(task, "model") and model is None:
+                if mode == "client" and getattr(task, "model", None) is not None and model is None:
                     model = client.scatter(Path(task.model).read_bytes(), broadcast=True, hash=False)
                 future = _submit(client, task, job, mode, model)
                 if isinstance(future, Outcome):  # the client could not read the input

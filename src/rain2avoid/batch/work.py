@@ -33,9 +33,11 @@ __all__ = ["DerainTask", "ApplyTask", "Outcome", "run_job", "run_job_on_bytes", 
 
 @dataclass(frozen=True)
 class DerainTask:
-    """``derain``: a fresh network per image (``pipeline.derain_detailed``).
+    """``derain``: a network trained per image (``pipeline.derain_detailed``).
 
     options: ``Settings`` overrides as ``(name, value)`` pairs (None values are ignored).
+    model: a model file (``rain2avoid train``) that each image's network starts from
+        (``derain_detailed``'s ``init``, loaded once per process), or None for a fresh one.
     save_intermediates: also write ``<stem>_mask.png`` and ``<stem>_reference.png``.
     progress: a progress bar of the training steps (for a single image on a terminal).
     threads: torch threads for each image, on every backend (None: whatever the process has).
@@ -51,6 +53,7 @@ class DerainTask:
     max_pixels: int = DEFAULT_MAX_PIXELS
     progress: bool = False
     threads: int | None = None
+    model: Path | None = None
     kind = "derain"
 
     def output_paths(self, dst: Path) -> list[Path]:
@@ -63,7 +66,9 @@ class DerainTask:
         """[(path, pixels, use the input's metadata)] in :meth:`output_paths` order; and a message."""
         from ..ldgp import rotation_for_angle
         from ..pipeline import derain_detailed, to_uint8
-        r = derain_detailed(image, self.preset, device=self.device, progress=self.progress,
+        model_file = model_file or self.model
+        init = cached_model(model_file, self.device) if model_file is not None else None
+        r = derain_detailed(image, self.preset, device=self.device, progress=self.progress, init=init,
                             **dict(self.options))
         images = ([r.mask, to_uint8(r.targets.mean(axis=0))] if self.save_intermediates else []) + [r.image]
         outputs = [(path, pixels, path == dst) for path, pixels in zip(self.output_paths(dst), images)]

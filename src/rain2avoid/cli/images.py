@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 from ..batch.train import DEFAULT_BUDGET_MB
 from ..batch.work import ApplyTask, DerainTask, cached_model
 from ..io import to_float_rgb, write_image
+from ..pipeline import tuned_settings
 from ..sdrl import FOLDER_PRESETS, PRESETS, ModelFileError, resolve_settings
 from .batch import batch_options, check_batch_flags, plan, run_batch
 from .common import (
@@ -40,6 +41,10 @@ from .common import (
               help="fast: seconds per image; high: 3 networks averaged (3x slower, a little better); "
                    "reference: the original "
                    "method's settings (5,000 U-Net steps: slow).")
+@click.option("--init", "init_path", type=click.Path(path_type=Path), default=None,
+              help="A model saved by `rain2avoid train` on other rainy images: each image's network "
+                   "starts from it and trains 150 steps instead of 700 from scratch (about 4x faster, "
+                   "nearly as good). Videos start their clip's network from it too.")
 @settings_options
 @click.option("--save-intermediates", is_flag=True,
               help="Also write <stem>_mask.png and <stem>_reference.png (images only).")
@@ -47,8 +52,8 @@ from .common import (
 @click.option("--force", is_flag=True, help="Redo images whose output already exists.")
 @batch_options
 @common_options
-def derain(input, output, preset, device, backbone, steps, target, refs, sampler, seed, veil, save_intermediates,
-           overwrite, force, workers, recursive, shard, dask, dask_write, quiet, debug, max_pixels):
+def derain(input, output, preset, init_path, device, backbone, steps, target, refs, sampler, seed, veil,
+           save_intermediates, overwrite, force, workers, recursive, shard, dask, dask_write, quiet, debug, max_pixels):
     """Derain an image or a video, or every image and video in a folder.
 
     Images get a fresh network each; a video gets one network for the whole
@@ -65,6 +70,8 @@ def derain(input, output, preset, device, backbone, steps, target, refs, sampler
       rain2avoid derain archive/ -o derained/ --recursive --workers 2
       rain2avoid derain archive/ -o derained/ -r --shard $SLURM_ARRAY_TASK_ID/100
       rain2avoid derain archive/ -o derained/ -r --dask tcp://scheduler:8786
+      rain2avoid train some_photos/ --model rain.pt
+      rain2avoid derain photos/ -o derained/ --init rain.pt
 
     --workers, --shard and --dask spread the images; the videos of a folder
     (its top level) are derained here, one after another, before them.
@@ -74,21 +81,30 @@ def derain(input, output, preset, device, backbone, steps, target, refs, sampler
     options = dict(backbone=backbone, steps=steps, target=target, refs=refs, sampler=sampler, seed=seed,
                    veil=veil)
     check_batch_flags(workers, dask)
+    init = None
+    if init_path is not None:
+        try:
+            init = cached_model(init_path, device)  # a bad model file is one clear error before any work
+        except ModelFileError as e:
+            if debug:
+                raise
+            raise click.ClickException(f"--init: {e}")
     jobs, folder = plan(input, output, recursive, shard, videos=True)
     try:
-        settings = resolve_settings(preset, **options)
+        settings = tuned_settings(preset, init, **options) if init is not None else resolve_settings(preset, **options)
     except ValueError as e:
-        raise click.UsageError(str(e))
+        raise click.UsageError(f"--init: {e}" if init is not None else str(e))
 
     def video(src: Path, dst: Path) -> None:
         from ..video import video_job
         ctx.say(video_job(src, dst, preset=preset, device=device, max_pixels=ctx.max_pixels,
-                          progress=ctx.bars, **options))
+                          progress=ctx.bars, init=init, **options))
 
     jobs, earlier = _videos_first(ctx, jobs, video, "derain", force or not folder, overwrite)
     # Folders: one thread per image on every backend, so the outputs do not depend on --workers.
     task = DerainTask(preset, tuple(options.items()), device, save_intermediates, max_pixels,
-                      progress=ctx.bars and not folder, threads=1 if folder else None)
+                      progress=ctx.bars and not folder, threads=1 if folder else None,
+                      model=init_path.resolve() if init is not None else None)
     seconds = 0.3 + 0.0045 * settings.steps * settings.ensemble * (100 if settings.backbone == "unet" else 1)
     run_batch(ctx, task, jobs, "derain", force or not folder, overwrite, workers, dask, dask_write, seconds,
               earlier)

@@ -101,7 +101,7 @@ def _bar(progress: bool, total: int, desc: str):
 def derain_video(src: PathLike, dst: PathLike, preset: str = "fast", model: Optional[Model] = None,
                  radius: int = 3, sample: int = 8, device: str = "cpu", progress: bool = False,
                  on_frame: Optional[Callable[[str, int, int], None]] = None, fuse: bool = True,
-                 **options) -> VideoResult:
+                 init: Optional[Model] = None, **options) -> VideoResult:
     """Remove rain from a video file, using its neighbouring frames; write ``dst``.
 
     Args:
@@ -121,6 +121,8 @@ def derain_video(src: PathLike, dst: PathLike, preset: str = "fast", model: Opti
             the "read" and "derain" passes (``total`` 0 when unknown).
         fuse: keep the temporal reference where it is trusted (default); False
             writes the network's output everywhere (to see what each part does).
+        init: a trained model for the clip's network to start from (still images: as
+            ``derain``'s ``init``); its backbone unless ``options`` name one.
         **options: :class:`rain2avoid.Settings` fields (``steps``, ``seed``, ``backbone``, ...).
 
     Returns:
@@ -129,8 +131,12 @@ def derain_video(src: PathLike, dst: PathLike, preset: str = "fast", model: Opti
     """
     start = time.perf_counter()
     src, dst = Path(src), Path(dst)
+    if model is not None and init is not None:
+        raise ValueError("give a model to apply or one to start training from (init), not both")
     if src.is_file() and sniff_video(src) is None and dst.suffix.lower() in IMAGE_EXTENSIONS:
-        return _derain_still(src, dst, preset, model, device, progress, start, **options)
+        return _derain_still(src, dst, preset, model, device, progress, start, init, **options)
+    if init is not None and options.get("backbone") is None:
+        options = {**options, "backbone": init.settings.backbone}
     if dst.suffix.lower() not in VIDEO_EXTENSIONS:
         raise ValueError(f"output {dst}: unsupported video format {dst.suffix!r} "
                          f"(use one of {' '.join(VIDEO_EXTENSIONS)})")
@@ -148,7 +154,7 @@ def derain_video(src: PathLike, dst: PathLike, preset: str = "fast", model: Opti
     settings = resolve_settings(preset, **{"steps": VIDEO_STEPS.get(preset), **options})
     sample_at: List[int] = []
     if model is None:
-        model, sample_at = _train_on_clip(frames, info, radius, sample, settings, device, progress, on_frame)
+        model, sample_at = _train_on_clip(frames, info, radius, sample, settings, device, progress, on_frame, init)
     total = info.frames if info is not None else 1
     trusted, count = 0.0, 0
     bar = _bar(progress, total, "derain")
@@ -166,7 +172,7 @@ def derain_video(src: PathLike, dst: PathLike, preset: str = "fast", model: Opti
 
 
 def _train_on_clip(frames, info: Optional[VideoInfo], radius: int, sample: int, settings: Settings,
-                   device: str, progress: bool, on_frame) -> tuple:
+                   device: str, progress: bool, on_frame, init: Optional[Model] = None) -> tuple:
     """Pass 1: decode the whole clip, build the training data of the sample, train one network."""
     total = info.frames if info is not None else 1
     height, width = (info.height, info.width) if info is not None else (0, 0)
@@ -191,7 +197,7 @@ def _train_on_clip(frames, info: Optional[VideoInfo], radius: int, sample: int, 
             if ref is not None:
                 x, y, w = _training_pair(frame, ref, settings)
                 inputs, targets, weights, at = [x], [y], [w], [t]
-    model = train_folder(inputs, targets, settings, device=device, progress=progress, weights=weights)
+    model = train_folder(inputs, targets, settings, device=device, progress=progress, weights=weights, init=init)
     return model, at
 
 
@@ -201,13 +207,14 @@ def _still_as_clip(path: Path) -> List[np.ndarray]:
 
 
 def _derain_still(src: Path, dst: Path, preset: str, model: Optional[Model], device: str, progress: bool,
-                  start: float, **options) -> VideoResult:
+                  start: float, init: Optional[Model] = None, **options) -> VideoResult:
     """A still image to a still image: today's ``derain`` (or ``Model.apply``), unchanged."""
     image, meta = read_image(src, with_meta=True)
     if model is not None:
         write_image(dst, model.apply(image), meta=meta)
     else:
-        write_image(dst, derain_detailed(image, preset, device=device, progress=progress, **options).image, meta=meta)
+        write_image(dst, derain_detailed(image, preset, device=device, progress=progress, init=init,
+                                         **options).image, meta=meta)
     return VideoResult(src, dst, 1, time.perf_counter() - start, [0], 0.0, model=model)
 
 
