@@ -301,7 +301,12 @@ def test_a_network_started_from_a_model_of_other_rainy_images_removes_more_in_fe
     assert psnr(tuned.image, clean) > psnr(fresh, clean) + 1.0
     assert psnr(tuned.image, clean) > psnr(rainy, clean) + 1.0
     assert rain2avoid.derain_detailed(rainy, init=model, steps=1).settings.steps == 1
-    assert rain2avoid.pipeline.tuned_settings("high", model).steps == 150
+    # "high": the network started from the model, averaged with a fresh one trained as "fast" trains
+    runs = rain2avoid.pipeline._runs(rain2avoid.pipeline.tuned_settings("high", model), model)
+    assert [(r.steps, r.lr, r.seed, start is model) for r, start in runs] == [(150, 1e-3, 0, True), (700, 2e-3, 1, False)]
+    seen = []
+    rain2avoid.derain_detailed(rainy, "high", init=model, steps=3, on_progress=lambda d, t: seen.append((d, t)))
+    assert seen == [(d, 6) for d in range(1, 7)]   # the steps option applies to both networks
 
 
 def test_the_reference_preset_or_another_backbone_cannot_start_from_a_model(rainy_pair):

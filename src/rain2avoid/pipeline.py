@@ -18,7 +18,7 @@ from .detect import CONFIDENT, compute_mask, find_streaks, main_support
 from .guard import mask_chroma, rain_guard
 from .io import from_float_rgb, to_float_rgb, to_uint8
 from .sdr import ReferenceSampler, expected_reference, sample_references
-from .sdrl import TUNE_PRESETS, Model, Settings, resolve_settings, train_image
+from .sdrl import PRESETS, TUNE_PRESETS, Model, Settings, resolve_settings, train_image
 from .veil import Veil, clear_veil
 
 __all__ = ["derain", "derain_detailed", "DerainResult", "compute_mask", "make_targets", "loss_weights",
@@ -217,21 +217,36 @@ def training_view(augment: str, support: int) -> str:
     return "turn" if support >= TURN_SUPPORT else "mirror"
 
 
-def _train_and_clean(rgb: np.ndarray, data: TrainingData, settings: Settings, device: str, progress: bool,
-                     on_progress: Callable[[int, int], None] | None, init: Model | None = None) -> np.ndarray:
-    """The average of ``settings.ensemble`` networks' outputs, each trained from its own seed
-    (and from ``init``'s network, if given)."""
-    out = np.zeros_like(rgb)
-    total = settings.ensemble * settings.steps
+def _runs(settings: Settings, init: Model | None, fresh: Settings | None = None) -> list[tuple[Settings, Model | None]]:
+    """The ``settings.ensemble`` networks to train and average: their settings (each its own
+    seed) and the model each starts from. With ``init``, the first starts from it and any
+    other starts fresh, with the steps and rate of ``fresh`` (default ``PRESETS["fast"]``):
+    ``sdrl.TUNE_PRESETS["high"]``, two networks that learned the image differently, which
+    average better than two alike."""
+    fresh = fresh or PRESETS["fast"]
+    runs = []
     for k in range(settings.ensemble):
         run = dataclasses.replace(settings, seed=settings.seed + k)
+        if init is not None and k > 0:
+            run = dataclasses.replace(run, steps=fresh.steps, lr=fresh.lr)
+        runs.append((run, init if k == 0 else None))
+    return runs
+
+
+def _train_and_clean(rgb: np.ndarray, data: TrainingData, runs: list[tuple[Settings, Model | None]], device: str,
+                     progress: bool, on_progress: Callable[[int, int], None] | None) -> np.ndarray:
+    """The average of the outputs of the networks ``runs`` (:func:`_runs`) describes."""
+    out = np.zeros_like(rgb)
+    total, done = sum(run.steps for run, _ in runs), 0
+    for run, init in runs:
         on_step = None
         if on_progress is not None:
-            def on_step(step: int, loss: float, k: int = k) -> None:
-                on_progress(k * settings.steps + step + 1, total)
+            def on_step(step: int, loss: float, done: int = done) -> None:
+                on_progress(done + step + 1, total)
         model = train_image(rgb, data.targets, run, device=device, progress=progress, weights=data.weights,
                             on_step=on_step, init=init)
-        out += model.clean(rgb, data.mask) / settings.ensemble
+        out += model.clean(rgb, data.mask) / len(runs)
+        done += run.steps
     return out
 
 
@@ -252,13 +267,14 @@ def derain_detailed(image: np.ndarray, preset: str = "fast", device: str = "cpu"
     rgb = to_float_rgb(image)
     data = training_data(rgb, settings)
     settings = dataclasses.replace(settings, augment=training_view(settings.augment, data.support))
-    total = settings.ensemble * settings.steps
+    runs = _runs(settings, init, resolve_settings("fast", **options) if init is not None else None)
     if nothing_to_learn(data.mask, settings):
         out = rgb.copy()
         if on_progress is not None:
+            total = sum(run.steps for run, _ in runs)
             on_progress(total, total)
     else:
-        out = _train_and_clean(rgb, data, settings, device, progress, on_progress, init)
+        out = _train_and_clean(rgb, data, runs, device, progress, on_progress)
     out, veil = clear_veil(out, settings.veil, settings.veil_threshold)
     targets = data.targets
     if isinstance(targets, OnlineTargets):   # no fixed set: report the mean they are drawn around
@@ -293,9 +309,11 @@ def derain(image: np.ndarray, preset: str = "fast", device: str = "cpu", progres
         device: "cpu" or "cuda".
         progress: show a progress bar for the training steps.
         init: a model trained on other rainy images (``rain2avoid train``, ``load_model``)
-            for each network to start from, instead of a fresh network: the preset's
-            settings then come from ``sdrl.TUNE_PRESETS`` (150 steps instead of 700, about
-            4x faster, nearly as good; docs/quality.md, fourteenth round).
+            for the network to start from, instead of a fresh network: the preset's
+            settings then come from ``sdrl.TUNE_PRESETS``. "fast": 150 steps instead of
+            700, about 4x faster, nearly as good; "high": that network averaged with a
+            fresh one (better than three fresh ones, in half their time; docs/quality.md,
+            fourteenth round).
         **options: any :class:`rain2avoid.sdrl.Settings` field to override
             (``steps``, ``backbone``, ``seed``, ``target``, ...); ``target="online"``
             trains on a fresh stochastic reference at every step.

@@ -165,12 +165,13 @@ FOLDER_PRESETS = {
 
 TUNE_PRESETS = {
     "fast": Settings(steps=150, lr=1e-3),
-    "high": Settings(steps=150, lr=1e-3, ensemble=3),
+    "high": Settings(steps=150, lr=1e-3, ensemble=2),
 }
-"""Per-image settings when each image's network starts from a trained model (``init`` of
+"""Per-image settings when the image's network starts from a trained model (``init`` of
 :func:`train_image`; ``rain2avoid derain --init``): a network that already removes rain
-needs fewer steps, at a lower rate, than one that starts as the identity (docs/quality.md,
-fourteenth round)."""
+needs fewer steps, at a lower rate, than one that starts as the identity. ``"high"``
+averages it with a second network that starts fresh and trains as ``PRESETS["fast"]``
+(``pipeline.derain_detailed`` does; docs/quality.md, fourteenth round)."""
 
 
 def resolve_settings(preset: str = "fast", presets: dict | None = None, **overrides) -> Settings:
