@@ -1,12 +1,12 @@
 """Per-image training started from a model of other images (`derain --init`), scored held out.
 
-    python benchmarks/tune.py DATASET [--folds 2] [--steps N] [--out DIR]
+    python benchmarks/tune.py DATASET [--folds 2] [--preset fast] [--steps N] [--out DIR]
 
 The images are split into ``--folds`` folds (every k-th image). For each fold, one
 model is trained on the *other* folds' rainy inputs as ``rain2avoid train`` does
 (``batch.train.train_files``, ``sdrl.FOLDER_PRESETS["fast"]``, no clean images), and
 each image of the fold is derained with ``derain_detailed(image, init=model)``
-(``sdrl.TUNE_PRESETS["fast"]``; ``--steps`` overrides its steps). So no image is
+(``sdrl.TUNE_PRESETS[--preset]``; ``--steps`` overrides its steps). So no image is
 derained by a model that saw it, as in a pipeline that trained once on earlier photos.
 
 A DATASET with ``input/`` and ``target/`` is scored against the targets (Y PSNR / SSIM,
@@ -33,6 +33,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("dataset", type=Path)
     ap.add_argument("--folds", type=int, default=2)
+    ap.add_argument("--preset", default="fast", help="fast or high (sdrl.TUNE_PRESETS)")
     ap.add_argument("--steps", type=int, default=None, help="per-image steps (default: the tune preset's)")
     ap.add_argument("--out", type=Path, default=None, help="also write the outputs here")
     args = ap.parse_args()
@@ -49,7 +50,7 @@ def main() -> None:
         train_seconds += time.perf_counter() - start
         for path in held:
             x, meta = read_image(path, with_meta=True)
-            r = derain_detailed(x, init=model, steps=args.steps)
+            r = derain_detailed(x, args.preset, init=model, steps=args.steps)
             if args.out is not None:
                 write_image(args.out / path.name, r.image, meta=meta)
             if paired:
@@ -62,7 +63,7 @@ def main() -> None:
             print(f"  {path.name}: {' '.join(f'{v:.3f}' for v in rows[-1])}", flush=True)
     a = np.array(rows)
     n = len(rows)
-    label = f"{args.dataset} tuned from a model of the other {args.folds - 1} fold(s)"
+    label = f"{args.dataset} --preset {args.preset} tuned from a model of the other {args.folds - 1} fold(s)"
     if paired:
         print(f"{label}: Y {a[:, 1].mean():.2f} / {a[:, 2].mean():.4f}  worse {len(worse)}/{n}"
               f"{' (' + ', '.join(worse) + ')' if worse else ''}  {a[:, 3].mean():.2f} s/image"
