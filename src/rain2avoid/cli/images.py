@@ -58,8 +58,9 @@ def derain(input, output, preset, init_path, device, backbone, steps, target, re
            save_intermediates, overwrite, force, workers, recursive, shard, dask, dask_write, quiet, debug, max_pixels):
     """Derain an image or a video, or every image and video in a folder.
 
-    Images get a fresh network each; a video gets one network for the whole
-    clip and uses its neighbouring frames (needs `pip install "rain2avoid[video]"`).
+    Images get a fresh network each (or one started from --init's model); a
+    video gets one network for the whole clip and uses its neighbouring frames
+    (needs `pip install "rain2avoid[video]"`).
     Outputs keep the input's file name and format (JPEG at quality 95; videos:
     .mkv lossless FFV1, .mp4/.mov H.264, .webm VP9, .avi MPEG-4; audio copied).
 
