@@ -170,8 +170,9 @@ TUNE_PRESETS = {
 """Per-image settings when the image's network starts from a trained model (``init`` of
 :func:`train_image`; ``rain2avoid derain --init``): a network that already removes rain
 needs fewer steps, at a lower rate, than one that starts as the identity. ``"high"``
-averages it with a second network that starts fresh and trains as ``PRESETS["fast"]``
-(``pipeline.derain_detailed`` does; docs/quality.md, fourteenth round)."""
+averages it with a second network that starts fresh (``pipeline.derain_detailed`` trains
+it as ``PRESETS["fast"]`` does, for ``pipeline.PAIRED_STEPS`` steps; docs/quality.md,
+fourteenth round)."""
 
 
 def resolve_settings(preset: str = "fast", presets: dict | None = None, **overrides) -> Settings:

@@ -44,8 +44,8 @@ from .common import (
 @click.option("--init", "init_path", type=click.Path(path_type=Path), default=None,
               help="A model saved by `rain2avoid train` on other rainy images: each image's network "
                    "starts from it and trains 150 steps instead of 700 from scratch (about 4x faster, "
-                   "nearly as good); with --preset high it is averaged with a fresh network (better "
-                   "than high without --init, in half the time). Videos start their clip's network "
+                   "nearly as good); with --preset high it is averaged with a fresh network of 500 "
+                   "steps (better than the default and than high without --init, in less time). Videos start their clip's network "
                    "from it too.")
 @settings_options
 @click.option("--save-intermediates", is_flag=True,
