@@ -45,7 +45,7 @@ from .common import (
               help="A model saved by `rain2avoid train` on other rainy images: each image's network "
                    "starts from it and trains 150 steps instead of 700 from scratch (about 4x faster, "
                    "nearly as good); with --preset high it is averaged with a fresh network of 500 "
-                   "steps (better than the default and than high without --init, in less time). Videos start their clip's network "
+                   "steps (better than the default, and as good as high without --init, in less time). Videos start their clip's network "
                    "from it too.")
 @settings_options
 @click.option("--save-intermediates", is_flag=True,
