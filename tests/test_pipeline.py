@@ -302,7 +302,7 @@ def test_a_network_started_from_a_model_of_other_rainy_images_removes_more_in_fe
     assert psnr(tuned.image, clean) > psnr(rainy, clean) + 1.0
     assert rain2avoid.derain_detailed(rainy, init=model, steps=1).settings.steps == 1
     # "high": the network started from the model, averaged with a fresh one trained as "fast" trains
-    runs = rain2avoid.pipeline._runs(rain2avoid.pipeline.tuned_settings("high", model), model)
+    runs = rain2avoid.pipeline._runs(rain2avoid.pipeline.derain_settings("high", model), model)
     assert [(r.steps, r.lr, r.seed, start is model) for r, start in runs] == [(150, 1e-3, 0, True), (500, 2e-3, 1, False)]
     seen = []
     rain2avoid.derain_detailed(rainy, "high", init=model, steps=3, on_progress=lambda d, t: seen.append((d, t)))

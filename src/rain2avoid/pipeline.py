@@ -18,12 +18,12 @@ from .detect import CONFIDENT, compute_mask, find_streaks, main_support
 from .guard import mask_chroma, rain_guard
 from .io import from_float_rgb, to_float_rgb, to_uint8
 from .sdr import ReferenceSampler, expected_reference, sample_references
-from .sdrl import PRESETS, TUNE_PRESETS, Model, Settings, resolve_settings, train_image
+from .sdrl import TUNE_PRESETS, Model, Settings, resolve_settings, train_image
 from .veil import Veil, clear_veil
 
 __all__ = ["derain", "derain_detailed", "DerainResult", "compute_mask", "make_targets", "loss_weights",
            "training_data", "TrainingData", "OnlineTargets", "training_view", "TURN_SUPPORT", "texture_only",
-           "MAX_CHROMA", "nothing_to_learn", "tuned_settings", "PAIRED_STEPS"]
+           "MAX_CHROMA", "nothing_to_learn", "derain_settings", "PAIRED_STEPS"]
 
 TURN_SUPPORT = 12
 """The support of the main streak direction (``detect.main_support``) from which
@@ -223,18 +223,18 @@ def training_view(augment: str, support: int) -> str:
     return "turn" if support >= TURN_SUPPORT else "mirror"
 
 
-def _runs(settings: Settings, init: Model | None, fresh: Settings | None = None) -> list[tuple[Settings, Model | None]]:
+def _runs(settings: Settings, init: Model | None, **options) -> list[tuple[Settings, Model | None]]:
     """The ``settings.ensemble`` networks to train and average: their settings (each its own
     seed) and the model each starts from. With ``init``, the first starts from it and any
-    other starts fresh, with the steps and rate of ``fresh`` (default ``PRESETS["fast"]``'s rate
-    and :data:`PAIRED_STEPS` steps):
-    ``sdrl.TUNE_PRESETS["high"]``, two networks that learned the image differently, which
-    average better than two alike."""
-    fresh = fresh or dataclasses.replace(PRESETS["fast"], steps=PAIRED_STEPS)
+    other starts fresh, with the ``"fast"`` preset's rate and :data:`PAIRED_STEPS` steps
+    (``options``, the caller's overrides, may change both): ``sdrl.TUNE_PRESETS["high"]``,
+    two networks that learned the image differently, which average better than two alike."""
     runs = []
     for k in range(settings.ensemble):
         run = dataclasses.replace(settings, seed=settings.seed + k)
         if init is not None and k > 0:
+            given = {name: value for name, value in options.items() if value is not None}
+            fresh = resolve_settings("fast", **{"steps": PAIRED_STEPS, **given})
             run = dataclasses.replace(run, steps=fresh.steps, lr=fresh.lr)
         runs.append((run, init if k == 0 else None))
     return runs
@@ -269,13 +269,12 @@ def derain_detailed(image: np.ndarray, preset: str = "fast", device: str = "cpu"
     (``total`` counts the steps of every network of the ensemble).
     """
     start = time.perf_counter()
-    settings = tuned_settings(preset, init, **options) if init is not None else resolve_settings(preset, **options)
+    settings = derain_settings(preset, init, **options)
     image = np.asarray(image)
     rgb = to_float_rgb(image)
     data = training_data(rgb, settings)
     settings = dataclasses.replace(settings, augment=training_view(settings.augment, data.support))
-    paired = {"steps": PAIRED_STEPS, **{k: v for k, v in options.items() if v is not None}}
-    runs = _runs(settings, init, resolve_settings("fast", **paired) if init is not None else None)
+    runs = _runs(settings, init, **options)
     if nothing_to_learn(data.mask, settings):
         out = rgb.copy()
         if on_progress is not None:
@@ -291,9 +290,12 @@ def derain_detailed(image: np.ndarray, preset: str = "fast", device: str = "cpu"
                         time.perf_counter() - start, veil)
 
 
-def tuned_settings(preset: str, init: Model, **options) -> Settings:
-    """The per-image settings of a network that starts from ``init`` (``sdrl.TUNE_PRESETS``:
-    fewer steps at a lower rate), with ``init``'s backbone unless ``options`` name one."""
+def derain_settings(preset: str = "fast", init: Model | None = None, **options) -> Settings:
+    """The settings :func:`derain_detailed` trains with: the ``preset`` with ``options``; for a
+    network that starts from ``init``, ``sdrl.TUNE_PRESETS``'s (fewer steps at a lower rate)
+    with ``init``'s backbone unless ``options`` name one."""
+    if init is None:
+        return resolve_settings(preset, **options)
     if preset not in TUNE_PRESETS:
         raise ValueError(f"preset {preset!r} trains from scratch; starting from a trained model works with "
                          f"{' or '.join(TUNE_PRESETS)}")

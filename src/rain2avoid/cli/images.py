@@ -13,8 +13,8 @@ from tqdm.auto import tqdm
 from ..batch.train import DEFAULT_BUDGET_MB
 from ..batch.work import ApplyTask, DerainTask, cached_model
 from ..io import to_float_rgb, write_image
-from ..pipeline import tuned_settings
-from ..sdrl import FOLDER_PRESETS, PRESETS, ModelFileError, resolve_settings
+from ..pipeline import derain_settings
+from ..sdrl import FOLDER_PRESETS, PRESETS, ModelFileError
 from .batch import batch_options, check_batch_flags, plan, run_batch
 from .common import (
     VEIL_HELP,
@@ -45,8 +45,8 @@ from .common import (
               help="A model saved by `rain2avoid train` on other rainy images: each image's network "
                    "starts from it and trains 150 steps instead of 700 from scratch (about 4x faster, "
                    "nearly as good); with --preset high it is averaged with a fresh network of 500 "
-                   "steps (better than the default, and as good as high without --init, in less time). Videos start their clip's network "
-                   "from it too.")
+                   "steps (better than the default, and as good as high without --init, in less "
+                   "time). Videos start their clip's network from it too.")
 @settings_options
 @click.option("--save-intermediates", is_flag=True,
               help="Also write <stem>_mask.png and <stem>_reference.png (images only).")
@@ -94,7 +94,7 @@ def derain(input, output, preset, init_path, device, backbone, steps, target, re
             raise click.ClickException(f"--init: {e}")
     jobs, folder = plan(input, output, recursive, shard, videos=True)
     try:
-        settings = tuned_settings(preset, init, **options) if init is not None else resolve_settings(preset, **options)
+        settings = derain_settings(preset, init, **options)
     except ValueError as e:
         raise click.UsageError(f"--init: {e}" if init is not None else str(e))
 
