@@ -8,6 +8,7 @@ damaged models, unwritable outputs) is in test_robustness.py.
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -261,7 +262,7 @@ def test_derain_can_start_every_network_from_a_trained_model(tmp_path):
 
 # --- eval ------------------------------------------------------------------------------------------------------
 
-KEYS = {"n", "psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb", "per_image"}
+KEYS = {"n", "psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb", "per_image", "unpaired", "skipped"}
 
 
 def _no_constants(name):
@@ -321,8 +322,8 @@ def test_eval_no_matching_names(tmp_path, scored):
 def test_eval_size_mismatch(tmp_path, scored):
     write_image(tmp_path / "small" / "0.png", noise((H - 2, W, 3)))
     r = invoke("eval", "--pred", tmp_path / "small", "--target", scored["clean"], "--json")
-    assert r.exit_code != 0 and r.stdout == ""
-    assert "sizes differ" in r.stderr and "0.png" in r.stderr
+    assert r.exit_code == 1 and r.stdout == ""  # the only pair: nothing to show
+    assert "sizes differ" in r.stderr and "0.png" in r.stderr and "could be scored" in r.stderr
 
 
 def test_eval_too_small_to_score(tmp_path):
@@ -331,6 +332,70 @@ def test_eval_too_small_to_score(tmp_path):
     assert r.exit_code == 1 and "too small" in r.stderr
     r = invoke("eval", "--pred", tmp_path / "t", "--target", tmp_path / "t", "--crop-border", "200")
     assert r.exit_code == 1 and "too small" in r.stderr
+
+
+def test_eval_reports_and_skips_bad_pairs(tmp_path, scored):
+    """One line per bad pair (size, unreadable, too small, crop border); the rest scored; exit code 1."""
+    pred = tmp_path / "pred"
+    shutil.copytree(scored["clean"], pred)
+    write_image(pred / "1.png", noise((H - 2, W, 3)))
+    (pred / "2.png").write_bytes(b"not an image")
+    write_image(scored["clean"] / "2.png", noise((H, W, 3)))
+    write_image(pred / "3.png", noise((8, 8, 3)))
+    write_image(scored["clean"] / "3.png", noise((8, 8, 3)))
+    r = invoke("eval", "--pred", pred, "--target", scored["clean"], "--json")
+    assert r.exit_code == 1
+    out = json.loads(r.stdout)
+    assert out["n"] == 1 and [row["name"] for row in out["per_image"]] == ["0"] and out["psnr_y"] == MAX_PSNR
+    assert len(out["skipped"]) == 3 and "sizes differ" in out["skipped"][0]
+    assert "2.png" in out["skipped"][1] and "too small" in out["skipped"][2]
+    assert "3 of 4" in r.stderr and all(line in r.stderr for line in out["skipped"])
+    r = invoke("eval", "--pred", pred, "--target", scored["clean"], "--crop-border", "4")
+    assert r.exit_code == 1 and "mean (1)" in r.stdout and "crop_border=4 leaves no pixels" in r.stderr
+
+
+def test_eval_same_stem_files_are_not_paired(tmp_path, scored):
+    pred = tmp_path / "pred"
+    shutil.copytree(scored["clean"], pred)
+    write_image(pred / "0.bmp", np.zeros((H, W, 3), np.uint8))  # 0.png or 0.bmp against clean/0.png?
+    r = invoke("eval", "--pred", pred, "--target", scored["clean"], "--json")
+    assert r.exit_code == 1
+    out = json.loads(r.stdout)
+    assert [row["name"] for row in out["per_image"]] == ["1"]
+    assert "0.bmp" in out["skipped"][0] and "0.png" in out["skipped"][0] and "rename" in out["skipped"][0]
+    assert out["skipped"][0] in r.stderr
+
+
+def test_eval_names_files_without_a_partner(tmp_path, scored):
+    pred = tmp_path / "pred"
+    shutil.copytree(scored["clean"], pred)
+    write_image(pred / "onlyp.png", noise((H, W, 3)))
+    write_image(pred / "D.png", noise((H, W, 3)))
+    write_image(scored["clean"] / "d.png", noise((H, W, 3)))
+    r = invoke("eval", "--pred", pred, "--target", scored["clean"], "--json")
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["n"] == 2 and out["skipped"] == []
+    assert sorted(out["unpaired"]) == sorted(str(p) for p in (pred / "D.png", pred / "onlyp.png",
+                                                              scored["clean"] / "d.png"))
+    assert "3 image(s) without a partner" in r.stderr and "onlyp.png" in r.stderr
+    r = invoke("eval", "--pred", pred, "--target", scored["clean"], "-q")
+    assert r.exit_code == 0 and "mean (2)" in r.stdout and r.stderr == ""
+
+
+def test_eval_no_reference_keeps_same_stem_files_apart(tmp_path):
+    for name, seed in (("x.png", 1), ("x.jpg", 2), ("y.png", 3)):
+        write_image(tmp_path / "a" / name, rainy(96, 192, seed))
+    for name, seed in (("x.png", 1), ("y.png", 3)):
+        write_image(tmp_path / "b" / name, rainy(96, 192, seed))
+    r = invoke("eval", "--no-reference", tmp_path / "a", "--json")
+    assert r.exit_code == 0, r.output
+    assert [row["name"] for row in json.loads(r.stdout)["per_image"]] == ["x.jpg", "x.png", "y"]
+    r = invoke("eval", "--no-reference", tmp_path / "a", "--compare", tmp_path / "b", "--json")
+    assert r.exit_code == 1  # x: which of a/x.jpg and a/x.png goes with b/x.png?
+    out = json.loads(r.stdout)
+    assert [row["name"] for row in out["per_image"]] == ["y"] and out["unpaired"] == []
+    assert "x.jpg and" in r.stderr and "x.png" in r.stderr and "rename" in r.stderr
 
 
 # --- mask and refs -------------------------------------------------------------------------------------------

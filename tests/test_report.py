@@ -79,7 +79,8 @@ def test_report_sections_pictures_and_numbers(folders):
     report = build_report(root / "rainy", root / "derained", out, target=root / "clean", masks=root / "masks")
     assert [e["name"] for e in report.images] == ["a", "b"]
     problems = "\n".join(report.problems)
-    assert "c.png: no result" in problems and "broken.png" in problems and len(report.problems) == 2
+    assert "c.png: no result" in problems and "broken.png" in problems
+    assert "b.png: no mask named b_mask.* or b.* in" in problems and len(report.problems) == 3
 
     text = out.read_text(encoding="utf-8")
     page = Page(text)
@@ -107,6 +108,7 @@ def test_report_sections_pictures_and_numbers(folders):
         pictures[img["alt"].split()[-1]].append(img["src"])
     np.testing.assert_array_equal(decode(pictures["a"][2]), folders["mask_a"])  # the given mask file
     np.testing.assert_array_equal(decode(pictures["b"][2]), compute_mask(folders["rainy"]["b"], "guarded").mask)
+    assert "rain mask</figcaption>" in text and "rain mask (computed)</figcaption>" in text  # a, then b
     assert decode(pictures["a"][0]).shape == SIZE + (3,)  # small pictures keep their size
     assert not [p for p in root.iterdir() if p.name.startswith(".")]  # no temporary file left
 
@@ -118,6 +120,44 @@ def test_report_shrinks_pictures_and_skips_full_reference_without_target(folders
     assert {decode(img["src"]).shape[:2] for img in page.images} == {(48, 64)}
     assert "PSNR" not in (root / "small.html").read_text(encoding="utf-8")
     assert "psnr_y" not in report.images[0]["scores"]["input"]
+
+
+def test_report_never_takes_a_result_for_its_mask(folders):
+    """--masks on the folder of the results (README): only <stem>_mask.* counts there; <stem>.* is the result."""
+    root = folders["root"]
+    mask = np.zeros(SIZE, np.uint8)
+    mask[10:50, 20:24] = 255
+    write_image(root / "derained" / "b_mask.png", mask)  # a has none: derain without --save-intermediates
+    report = build_report(root / "rainy", root / "derained", root / "r.html", masks=root / "derained")
+    assert [e["name"] for e in report.images] == ["a", "b"]
+    page = Page((root / "r.html").read_text(encoding="utf-8"))
+    masks = [decode(img["src"]) for img in page.images if img["alt"].startswith("rain mask")]
+    np.testing.assert_array_equal(masks[0], compute_mask(folders["rainy"]["a"], "guarded").mask)
+    np.testing.assert_array_equal(masks[1], mask)
+    assert [e["rain"] for e in report.images][1] == pytest.approx(np.mean(mask > 127), abs=1e-4)
+    lines = [p for p in report.problems if "mask" in p]
+    assert lines == [f"{root / 'rainy' / 'a.png'}: no mask named a_mask.* in {root / 'derained'} (derain "
+                     "--save-intermediates writes a_mask.png); the mask shown is computed"]
+
+    # a folder of masks only, as `rain2avoid mask` writes it: <stem>.png is the mask
+    write_image(root / "m" / "b.png", mask)
+    report = build_report(root / "rainy", root / "derained", root / "r.html", masks=root / "m")
+    assert report.images[1]["mask_file"] and not report.images[0]["mask_file"]
+
+
+def test_report_leaves_out_same_stem_files(folders):
+    """a.png and a.jpg: which one is the input of derained/a.png is unclear; reported once, left out."""
+    root = folders["root"]
+    write_image(root / "rainy" / "a.jpg", np.zeros(SIZE + (3,), np.uint8))
+    write_image(root / "clean" / "b.jpg", np.zeros(SIZE + (3,), np.uint8))
+    r = invoke("report", root / "rainy", root / "derained", "--target", root / "clean", "-o", root / "r.html")
+    assert r.exit_code == 1
+    page = Page((root / "r.html").read_text(encoding="utf-8"))
+    assert [s["data-name"] for s in page.sections] == ["b"]
+    assert "psnr_y" not in json.loads(dict(page.scripts)["scores"])[0]["scores"]["result"]
+    a_line = [line for line in r.stderr.splitlines() if "a.jpg" in line]
+    assert len(a_line) == 1 and "a.png" in a_line[0] and "rename" in a_line[0] and "left out" in a_line[0]
+    assert "b.jpg and" in r.stderr and "(no PSNR/SSIM for b)" in r.stderr
 
 
 def test_report_with_nothing_to_show_leaves_the_old_file(tmp_path):

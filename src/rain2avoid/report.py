@@ -26,10 +26,12 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
+from .batch.plan import same_file
 from .io import DEFAULT_MAX_PIXELS, list_images, read_image, to_float_rgb, to_uint8
 from .detect import compute_mask
 from .metrics import psnr, ssim
 from .noref import brisque, niqe
+from .pairing import ambiguous_pair, by_stem
 
 __all__ = ["build_report", "Report", "METRICS", "MAX_PSNR"]
 
@@ -50,8 +52,8 @@ class Report:
     problems: list = field(default_factory=list)
 
 
-def _by_stem(folder: Optional[Path]) -> dict[str, Path]:
-    return {p.stem: p for p in list_images(folder)} if folder is not None else {}
+def _by_stem(folder: Optional[Path]) -> dict[str, list[Path]]:
+    return by_stem(list_images(folder)) if folder is not None else {}
 
 
 def _rgb255(image: np.ndarray) -> np.ndarray:
@@ -83,22 +85,41 @@ def _data_uri(rgb8: np.ndarray, max_width: int, png: bool = False, size: Optiona
     return f"data:image/{kind};base64," + base64.b64encode(data.tobytes()).decode("ascii")
 
 
-def _mask_for(stem: str, rgb8: np.ndarray, masks: dict[str, Path], max_pixels, problems: list) -> np.ndarray:
-    """The mask file ``<stem>_mask.*`` or ``<stem>.*`` from the mask folder, else the guarded LDGP mask."""
-    path = masks.get(f"{stem}_mask") or masks.get(stem)
+def _mask_file(source: Path, masks: Optional[Path], files: dict[str, list[Path]], plain: bool,
+               problems: list) -> Optional[Path]:
+    """The mask file of ``source`` in the folder ``masks``: ``<stem>_mask.*``, or ``<stem>.*`` where
+    ``plain`` (a folder of masks only, as ``rain2avoid mask`` writes); None, with a problem said when
+    ``masks`` is given, where there is none or more than one."""
+    if masks is None:
+        return None
+    stem = source.stem
+    for name in (f"{stem}_mask", stem) if plain else (f"{stem}_mask",):
+        if len(files.get(name, [])) == 1:
+            return files[name][0]
+        if name in files:
+            problems.append(f"{ambiguous_pair(stem, [source], files[name])}; the mask shown is computed")
+            return None
+    names = f"{stem}_mask.* or {stem}.*" if plain else f"{stem}_mask.*"
+    problems.append(f"{source}: no mask named {names} in {masks} (derain --save-intermediates writes "
+                    f"{stem}_mask.png); the mask shown is computed")
+    return None
+
+
+def _mask_for(path: Optional[Path], rgb8: np.ndarray, max_pixels, problems: list) -> tuple[np.ndarray, bool]:
+    """The mask in the file ``path``, else the guarded LDGP mask; and whether it came from the file."""
     if path is not None:
         try:
             mask = to_uint8(to_float_rgb(read_image(path, max_pixels=max_pixels))).max(axis=2)
             if mask.shape == rgb8.shape[:2]:
-                return mask
+                return mask, True
             problems.append(f"{path}: mask is {mask.shape[1]}x{mask.shape[0]}, the image "
-                            f"{rgb8.shape[1]}x{rgb8.shape[0]}; computing the mask instead")
+                            f"{rgb8.shape[1]}x{rgb8.shape[0]}; the mask shown is computed")
         except ValueError as e:
-            problems.append(f"{' '.join(str(e).split())}; computing the mask instead")
-    return compute_mask(rgb8, "guarded").mask
+            problems.append(f"{' '.join(str(e).split())}; the mask shown is computed")
+    return compute_mask(rgb8, "guarded").mask, False
 
 
-def _entry(stem: str, paths: dict, masks: dict, max_width: int, max_pixels, problems: list) -> dict:
+def _entry(stem: str, paths: dict, max_width: int, max_pixels, problems: list) -> dict:
     """Scores and pictures of one image; ValueError (one line) when its input or result is unusable."""
     image = read_image(paths["input"], max_pixels=max_pixels)
     result = read_image(paths["result"], max_pixels=max_pixels)
@@ -120,12 +141,12 @@ def _entry(stem: str, paths: dict, masks: dict, max_width: int, max_pixels, prob
         except ValueError as e:
             problems.append(f"{' '.join(str(e).split())} (no PSNR/SSIM for {stem})")
     rgb8, out8 = to_uint8(to_float_rgb(image)), to_uint8(to_float_rgb(result))
-    mask = _mask_for(stem, rgb8, masks, max_pixels, problems)
+    mask, from_file = _mask_for(paths.get("mask"), rgb8, max_pixels, problems)
     shown = _data_uri(rgb8, max_width)
     h, w = rgb8.shape[:2]
     size = (w, h) if w <= max_width else (max_width, max(1, round(h * max_width / w)))
     return {"name": stem, "width": w, "height": h, "shown_width": size[0], "scores": scores,
-            "rain": round(float(np.mean(mask > 127)), 4),
+            "rain": round(float(np.mean(mask > 127)), 4), "mask_file": from_file,
             "pictures": {"input": shown, "result": _data_uri(out8, max_width, size=size),
                          "mask": _data_uri(mask, max_width, png=True, size=size)}}
 
@@ -151,9 +172,12 @@ def build_report(inputs, outputs, path, target=None, masks=None, max_width: int 
 
     Images pair by file stem. ``target``: folder of clean images (adds PSNR/SSIM
     on Y). ``masks``: folder of rain masks, ``<stem>_mask.png`` (``derain
-    --save-intermediates``) or ``<stem>.png`` (``rain2avoid mask``); without it
-    the guarded LDGP mask of each input is computed. Pictures are shrunk to
-    ``max_width`` pixels. A missing or unreadable file is reported (in
+    --save-intermediates``), or ``<stem>.png`` (``rain2avoid mask``) in a folder
+    that is not ``inputs``, ``outputs`` or ``target``; without it, or where an
+    image has no mask file there (reported), the guarded LDGP mask of the input
+    is computed. Pictures are shrunk to ``max_width`` pixels. A missing or
+    unreadable file, or a name held by two files of a folder (``a.png`` and
+    ``a.jpg``: which pairs with which is unclear), is reported (in
     ``Report.problems`` and to ``on_problem``) and its image left out. The
     file is written atomically; ``ValueError`` when no image could be shown.
     """
@@ -161,6 +185,9 @@ def build_report(inputs, outputs, path, target=None, masks=None, max_width: int 
     if max_width < 16:
         raise ValueError(f"max_width must be at least 16 pixels, got {max_width}")
     results, cleans, mask_files = _by_stem(outputs), _by_stem(target), _by_stem(masks)
+    # <stem>.* in the folder of the inputs, results or clean images is that picture, not its mask
+    plain = masks is not None and not any(same_file(Path(masks), Path(f)) for f in (inputs, outputs, target)
+                                          if f is not None)
     report = Report(path)
 
     def problem(line: str) -> None:
@@ -171,23 +198,34 @@ def build_report(inputs, outputs, path, target=None, masks=None, max_width: int 
     sources = list_images(inputs)
     if not sources:
         raise ValueError(f"no images in {inputs}")
+    same_stem = by_stem(sources)
     for source in tqdm(sources, desc="report", unit="image", disable=not progress or len(sources) < 2):
         stem = source.stem
         if stem not in results:
             problem(f"{source}: no result named {stem}.* in {outputs}; left out")
             continue
-        paths = {"input": source, "result": results[stem]}
-        if stem in cleans:
-            paths["target"] = cleans[stem]
+        if len(same_stem[stem]) > 1 or len(results[stem]) > 1:
+            if source == same_stem[stem][0]:  # one line for the stem
+                problem(f"{ambiguous_pair(stem, same_stem[stem], results[stem])}; left out")
+            continue
+        paths = {"input": source, "result": results[stem][0]}
         notes: list[str] = []
+        if len(cleans.get(stem, [])) == 1:
+            paths["target"] = cleans[stem][0]
+        elif stem in cleans:
+            notes.append(f"{ambiguous_pair(stem, [source], cleans[stem])} (no PSNR/SSIM for {stem})")
+        elif target is not None:
+            notes.append(f"{source}: no clean image named {stem}.* in {target} (no PSNR/SSIM for it)")
+        mask = _mask_file(source, masks, mask_files, plain, notes)
+        if mask is not None:
+            paths["mask"] = mask
         try:
-            report.images.append(_entry(stem, paths, mask_files, max_width, max_pixels, notes))
-            if target is not None and stem not in cleans:
-                notes.append(f"{source}: no clean image named {stem}.* in {target} (no PSNR/SSIM for it)")
+            report.images.append(_entry(stem, paths, max_width, max_pixels, notes))
         except Exception as e:  # one bad file must not stop the report
             text = " ".join(str(e).split()) or type(e).__name__
-            notes.append(text if str(source) in text or str(results[stem]) in text else f"{source}: {text}")
-            notes[-1] += "; left out"
+            if str(source) not in text and str(paths["result"]) not in text:
+                text = f"{source}: {text}"
+            notes = [f"{text}; left out"]  # the image is left out: its other notes are moot
         for line in notes:
             problem(line)
     if not report.images:
@@ -260,13 +298,14 @@ def _section(i: int, e: dict, used) -> str:
         f'{_change(s["input"].get(k), s["result"].get(k), d, higher)}</tr>' for k, label, d, higher, _ in used)
     pic = e["pictures"]
     name = esc(e["name"])
+    mask_note = "" if e.get("mask_file") else " (computed)"
     return f"""
 <section class="image" id="image-{i}" data-name="{name}">
   <h2>{name} <small>{e["width"]}&times;{e["height"]} px, mask covers {100 * e["rain"]:.1f}%</small></h2>
   <div class="row">
     <figure><img id="in-{i}" src="{pic["input"]}" alt="input {name}"><figcaption>input</figcaption></figure>
     <figure><img id="out-{i}" src="{pic["result"]}" alt="result {name}"><figcaption>result</figcaption></figure>
-    <figure><img src="{pic["mask"]}" alt="rain mask {name}"><figcaption>rain mask</figcaption></figure>
+    <figure><img src="{pic["mask"]}" alt="rain mask {name}"><figcaption>rain mask{mask_note}</figcaption></figure>
   </div>
   <div class="row">
     <div class="slider" data-before="in-{i}" data-after="out-{i}" style="max-width:{e["shown_width"]}px">

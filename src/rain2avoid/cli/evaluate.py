@@ -10,20 +10,14 @@ import click
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..io import ImageReadError, list_images, read_image
+from ..io import list_images
 from ..metrics import psnr, ssim
 from ..noref import brisque, niqe
+from ..pairing import by_stem, pair_by_stem
 from .common import Context, common_options, reason, report_failures
 
 MAX_PSNR = 100.0
 """`eval` reports PSNR above this (identical images: infinite) as this, so JSON stays valid."""
-
-def _pairs(pred: Path, target: Path) -> list[tuple[str, Path, Path]]:
-    preds = {p.stem: p for p in list_images(pred)}
-    targets = {p.stem: p for p in list_images(target)}
-    common = sorted(set(preds) & set(targets), key=lambda s: (len(s), s))
-    return [(s, preds[s], targets[s]) for s in common]
-
 
 FOLDER = click.Path(exists=True, file_okay=False, path_type=Path)
 
@@ -45,8 +39,10 @@ def evaluate(pred, target, no_reference, compare, as_json, crop_border, quiet, d
 
     Alpha is ignored (RGBA is scored on its RGB). PSNR is capped at 100 dB: identical
     images score 100 instead of infinity, so means and JSON stay finite. NIQE needs
-    images of at least 192x96 pixels; smaller or unreadable files are reported and
-    skipped (exit code 1).
+    images of at least 192x96 pixels. Unreadable files, pairs of different sizes or
+    too small to score, and names held by two files of a folder (a.png and a.jpg)
+    are reported and skipped (exit code 1); files without a partner are named in a
+    note and left out.
 
     \b
     Examples:
@@ -64,38 +60,78 @@ def evaluate(pred, target, no_reference, compare, as_json, crop_border, quiet, d
                                "use --pred and --target)")
     if pred is None or target is None:
         raise click.UsageError("give --pred and --target (full-reference scores), or --no-reference DIR")
-    pairs = _pairs(pred, target)
-    if not pairs:
+    _full_reference(Context(quiet, debug, max_pixels), pred, target, as_json, crop_border)
+
+
+def _say_unpaired(ctx: Context, unpaired: list[Path]) -> None:
+    """One note on stderr (stdout may be JSON) naming the files left out for want of a partner."""
+    if unpaired and not ctx.quiet:
+        names = [str(p) for p in unpaired]
+        click.echo(f"note: {len(names)} image(s) without a partner of the same name are left out: "
+                   f"{', '.join(names[:5])}{' ...' if len(names) > 5 else ''}", err=True)
+
+
+def _error(failures: list[str], line: str) -> None:
+    """Report a file or pair that is left out (one line, now) and keep it for the list at the end."""
+    failures.append(line)
+    tqdm.write(f"error: {line}", file=sys.stderr)
+
+
+def _score_pair(ctx: Context, stem: str, p: Path, t: Path, crop_border: int) -> dict[str, float]:
+    """PSNR (capped at MAX_PSNR) and SSIM on Y and RGB of ``p`` against ``t``; ValueError (one line naming
+    the files) when they cannot be scored."""
+    a, b = ctx.read(p), ctx.read(t)
+    a, b = [np.stack([x] * 3, axis=-1) if x.ndim == 2 else x[..., :3] for x in (a, b)]
+    if a.shape != b.shape:
+        raise ValueError(f"{stem}: sizes differ ({p}: {a.shape[1]}x{a.shape[0]}, "
+                         f"{t}: {b.shape[1]}x{b.shape[0]})")
+    a, b = [x.astype(np.float64) / 257.0 if x.dtype == np.uint16 else x for x in (a, b)]
+    try:
+        scores = {"psnr_y": psnr(a, b, "y", crop_border), "ssim_y": ssim(a, b, "y", crop_border),
+                  "psnr_rgb": psnr(a, b, "rgb", crop_border), "ssim_rgb": ssim(a, b, "rgb", crop_border)}
+    except ValueError as e:
+        raise ValueError(f"{stem}: too small to score {p} against {t} "
+                         f"(--crop-border {crop_border}): {' '.join(str(e).split())}") from e
+    scores["psnr_y"], scores["psnr_rgb"] = min(scores["psnr_y"], MAX_PSNR), min(scores["psnr_rgb"], MAX_PSNR)
+    return scores
+
+
+def _full_reference(ctx: Context, pred: Path, target: Path, as_json: bool, crop_border: int) -> None:
+    """Score each pair of ``pred`` and ``target``; report and skip the bad ones (exit code 1)."""
+    found = pair_by_stem(pred, target)
+    _say_unpaired(ctx, found.unpaired)
+    if not found.pairs and not found.ambiguous:
         raise click.ClickException(f"no images with matching names in {pred} and {target}")
+    failures: list[str] = []
+    for line in found.ambiguous:
+        _error(failures, f"{line}; left out")
+    pairs = sorted(found.pairs, key=lambda pair: (len(pair[0]), pair[0]))
     rows = []
-    for stem, p, t in pairs:
+    for stem, p, t in tqdm(pairs, desc="eval", unit="image", disable=not ctx.bars or len(pairs) < 2):
         try:
-            a, b = read_image(p), read_image(t)
-        except ImageReadError as e:
-            raise click.ClickException(str(e))
-        a, b = [np.stack([x] * 3, axis=-1) if x.ndim == 2 else x[..., :3] for x in (a, b)]
-        if a.shape != b.shape:
-            raise click.ClickException(f"{stem}: sizes differ ({p}: {a.shape[1]}x{a.shape[0]}, "
-                                       f"{t}: {b.shape[1]}x{b.shape[0]})")
-        a, b = [x.astype(np.float64) / 257.0 if x.dtype == np.uint16 else x for x in (a, b)]
-        try:
-            scores = {"psnr_y": psnr(a, b, "y", crop_border), "ssim_y": ssim(a, b, "y", crop_border),
-                      "psnr_rgb": psnr(a, b, "rgb", crop_border), "ssim_rgb": ssim(a, b, "rgb", crop_border)}
-        except ValueError as e:
-            raise click.ClickException(f"{stem}: too small to score {p} against {t} "
-                                       f"(--crop-border {crop_border}): {' '.join(str(e).split())}")
-        scores["psnr_y"], scores["psnr_rgb"] = min(scores["psnr_y"], MAX_PSNR), min(scores["psnr_rgb"], MAX_PSNR)
-        rows.append({"name": stem, **scores})
+            rows.append({"name": stem, **_score_pair(ctx, stem, p, t, crop_border)})
+        except Exception as e:  # one bad pair must not stop the others
+            if ctx.debug:
+                raise
+            named = t if str(t) in str(e) and str(p) not in str(e) else p  # the file the error is about
+            _error(failures, reason(named, e))
+    total = len(pairs) + len(found.ambiguous)
+    if not rows:
+        raise click.ClickException(f"no pair of {pred} and {target} could be scored "
+                                   f"({len(failures)} reported above)")
     keys = ["psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb"]
     means = {k: float(np.mean([r[k] for r in rows])) for k in keys}
     if as_json:
-        click.echo(json.dumps({"n": len(rows), **means, "per_image": rows}))
-        return
-    click.echo(f"{'image':<20} {'PSNR-Y':>8} {'SSIM-Y':>7} {'PSNR-RGB':>9} {'SSIM-RGB':>9}")
-    for r in rows + [{"name": f"mean ({len(rows)})", **means}]:
-        click.echo(f"{r['name'][:20]:<20} {r['psnr_y']:8.2f} {r['ssim_y']:7.4f} {r['psnr_rgb']:9.2f} "
-                   f"{r['ssim_rgb']:9.4f}")
-
+        click.echo(json.dumps({"n": len(rows), **means, "per_image": rows,
+                               "unpaired": [str(f) for f in found.unpaired], "skipped": failures}))
+    else:
+        click.echo(f"{'image':<20} {'PSNR-Y':>8} {'SSIM-Y':>7} {'PSNR-RGB':>9} {'SSIM-RGB':>9}")
+        for r in rows + [{"name": f"mean ({len(rows)})", **means}]:
+            click.echo(f"{r['name'][:20]:<20} {r['psnr_y']:8.2f} {r['ssim_y']:7.4f} {r['psnr_rgb']:9.2f} "
+                       f"{r['ssim_rgb']:9.4f}")
+    report_failures(failures, total, "could not be scored")
+    if failures:
+        sys.exit(1)
 
 
 # --- no reference ------------------------------------------------------------------------------------------------
@@ -106,20 +142,24 @@ def _score(ctx: Context, path: Path) -> dict[str, float]:
 
 
 def _no_reference(ctx: Context, folder: Path, compare: Path | None, as_json: bool) -> None:
-    files = {p.stem: p for p in list_images(folder)}
-    if compare is not None:
-        others = {p.stem: p for p in list_images(compare)}
-        unmatched = sorted(set(files) ^ set(others))
-        files = {s: p for s, p in files.items() if s in others}
-        if unmatched and not ctx.quiet:  # on stderr: stdout may be JSON
-            click.echo(f"note: {len(unmatched)} image(s) without a partner of the same name are left out: "
-                       f"{', '.join(unmatched[:5])}{' ...' if len(unmatched) > 5 else ''}", err=True)
+    failures: list[str] = []
+    if compare is None:  # files of one stem each keep their row, named by the whole file name
+        groups = by_stem(list_images(folder))
+        files = [(f.stem if len(fs) == 1 else f.name, [f]) for fs in groups.values() for f in fs]
+    else:
+        found = pair_by_stem(folder, compare)
+        _say_unpaired(ctx, found.unpaired)
+        for line in found.ambiguous:
+            _error(failures, f"{line}; left out")
+        files = [(stem, [a, b]) for stem, a, b in found.pairs]
     if not files:
+        if failures:
+            raise click.ClickException(f"no pair of {folder} and {compare} could be scored "
+                                       f"({len(failures)} reported above)")
         where = f"{folder} and {compare} (no images with matching names)" if compare else folder
         raise click.ClickException(f"no images to score in {where}")
-    rows, failures = [], []
-    for stem in tqdm(list(files), desc="eval", unit="image", disable=not ctx.bars or len(files) < 2):
-        paths = [files[stem]] + ([others[stem]] if compare is not None else [])
+    rows, total = [], len(files) + len(failures)
+    for name, paths in tqdm(files, desc="eval", unit="image", disable=not ctx.bars or len(files) < 2):
         scores = []
         try:
             for path in paths:
@@ -127,26 +167,28 @@ def _no_reference(ctx: Context, folder: Path, compare: Path | None, as_json: boo
         except Exception as e:  # one bad file must not stop a folder
             if ctx.debug:
                 raise
-            failures.append(reason(path, e))
-            tqdm.write(f"error: {failures[-1]}", file=sys.stderr)
+            _error(failures, reason(path, e))
             continue
-        row = {"name": stem, **scores[0]}
+        row = {"name": name, **scores[0]}
         if compare is not None:
             row.update(compare_niqe=scores[1]["niqe"], compare_brisque=scores[1]["brisque"])
         rows.append(row)
     if rows:
-        _print_no_reference(rows, folder, compare, as_json)
-    report_failures(failures, len(files), "could not be scored")
+        _print_no_reference(rows, folder, compare, as_json, found.unpaired if compare is not None else None)
+    report_failures(failures, total, "could not be scored")
     if failures:
         sys.exit(1)
 
 
-def _print_no_reference(rows: list[dict], folder: Path, compare: Path | None, as_json: bool) -> None:
+def _print_no_reference(rows: list[dict], folder: Path, compare: Path | None, as_json: bool,
+                        unpaired: list[Path] | None) -> None:
     keys = ["niqe", "brisque"] + (["compare_niqe", "compare_brisque"] if compare is not None else [])
     means = {k: float(np.mean([r[k] for r in rows])) for k in keys}
     lower = {k: sum(r[f"compare_{k}"] < r[k] for r in rows) for k in ("niqe", "brisque")} if compare else {}
     if as_json:
         extra = {f"compare_{k}_lower": v for k, v in lower.items()}
+        if unpaired is not None:
+            extra["unpaired"] = [str(f) for f in unpaired]
         click.echo(json.dumps({"n": len(rows), **means, **extra, "per_image": rows}))
         return
     if compare is None:

@@ -17,8 +17,10 @@ FOLDER = click.Path(exists=True, file_okay=False, path_type=Path)
 @click.argument("outputs", type=FOLDER)
 @click.option("--target", type=FOLDER, help="Folder of clean images: adds PSNR/SSIM (Y) of input and result.")
 @click.option("--masks", type=FOLDER,
-              help="Folder of rain masks, <stem>_mask.png (derain --save-intermediates) or <stem>.png "
-                   "(rain2avoid mask). Default: compute the guarded LDGP mask of each input.")
+              help="Folder of rain masks, <stem>_mask.png (derain --save-intermediates), or <stem>.png "
+                   "(rain2avoid mask) in a folder other than INPUTS, OUTPUTS and --target. An image "
+                   "without a mask file there is reported and shown with the computed mask. "
+                   "Default: compute the guarded LDGP mask of each input.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("report.html"),
               show_default=True, help="The HTML file to write (.html).")
 @click.option("--max-width", type=click.IntRange(min=16), default=1200, show_default=True,
@@ -32,7 +34,8 @@ def report(inputs, outputs, target, masks, output, max_width, title, quiet, debu
     input | result | rain mask, a before/after slider, NIQE and BRISQUE of both,
     and PSNR/SSIM with --target. A summary on top gives the means and how many
     images improved. Pictures are embedded: the page can be mailed or archived
-    alone. Missing or unreadable files are reported and left out (exit code 1).
+    alone. Missing or unreadable files, and names held by two files of a folder
+    (a.png and a.jpg), are reported and left out (exit code 1).
 
     \b
     Examples:
