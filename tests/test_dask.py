@@ -7,12 +7,14 @@ reported, both write modes, and a worker killed mid-run: every image still done 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -122,17 +124,34 @@ def test_relative_paths_reach_workers_in_other_folders(tmp_path, cluster, mixed,
         assert max_difference(tmp_path / "out" / name, mixed / "local" / name) <= 1
 
 
+def _set_worker_tempdir(address: str, folder: str | None) -> None:
+    """Point ``tempfile`` in every worker at ``folder`` (None: back to the system's)."""
+    with distributed.Client(address, timeout=60) as client:
+        client.run(lambda path: setattr(tempfile, "tempdir", path), folder)
+
+
 @pytest.mark.parametrize("write", ["worker", "client"])
 def test_apply(tmp_path, cluster, mixed, write):
     model = tmp_path / "m.pt"
     assert invoke("train", mixed / "in", "--model", model, "--steps", "3", "-q").exit_code == 1
     r = invoke("apply", mixed / "in", "--model", model, "-o", tmp_path / "local", "-r", "--workers", "1")
     assert r.exit_code == 1
-    r = invoke("apply", mixed / "in", "--model", model, "-o", tmp_path / "out", "-r", "--dask", cluster,
-               "--dask-write", write)
+    # The workers' model copies: never at a name another user could plant a file at in advance,
+    # and gone at the end.
+    worker_tmp = tmp_path / "worker-tmp"
+    worker_tmp.mkdir()
+    planted = worker_tmp / f"rain2avoid-model-{hashlib.sha256(model.read_bytes()).hexdigest()[:16]}.pt"
+    planted.write_bytes(b"not the model")
+    _set_worker_tempdir(cluster, str(worker_tmp))
+    try:
+        r = invoke("apply", mixed / "in", "--model", model, "-o", tmp_path / "out", "-r", "--dask", cluster,
+                   "--dask-write", write)
+    finally:
+        _set_worker_tempdir(cluster, None)
     assert r.exit_code == 1 and r.stderr.count("error: ") == 2, r.output
     for name in GOOD:
         assert max_difference(tmp_path / "out" / name, tmp_path / "local" / name) <= 1
+    assert list(worker_tmp.iterdir()) == [planted]
 
 
 def test_derain_init_sends_the_model_to_workers_that_do_not_see_it(tmp_path, cluster, mixed):

@@ -9,6 +9,7 @@ import warnings
 import zlib
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image, ImageCms, ImageOps
@@ -336,6 +337,44 @@ def test_palette_gray_alpha_and_bilevel_png(tmp_path):
     np.testing.assert_array_equal(back, np.where(gray > 128, 255, 0))
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("opencv", [True, False])
+def test_png_colour_key_becomes_alpha(tmp_path, monkeypatch, dtype, channels, opencv):
+    """A gray or RGB PNG with a tRNS colour key keeps its transparency, like a palette PNG."""
+    shape = (6, 9) if channels == 1 else (6, 9, 3)
+    image = np.full(shape, 1000 if dtype == np.uint16 else 100, dtype=dtype)
+    key = 7 * 257 if dtype == np.uint16 else 7
+    image[0, 0] = image[2, 3] = key
+    write_image(tmp_path / "plain.png", image)
+    chunks = png_chunks((tmp_path / "plain.png").read_bytes())
+    trns = png_chunk(b"tRNS", struct.pack(">" + "H" * channels, *[key] * channels))
+    path = tmp_path / "key.png"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunks[0] + trns + b"".join(chunks[1:]))
+    if not opencv:
+        monkeypatch.setattr(rio.cv2, "imdecode", lambda *args: None)
+    back = read_image(path)
+    top = np.iinfo(back.dtype).max
+    np.testing.assert_array_equal(back[:, :, 3], np.where(image.reshape(6, 9, -1)[:, :, 0] == key, 0, top))
+    if dtype == np.uint16 and channels == 3 and not opencv:
+        return  # Pillow's fallback decodes 16-bit colour PNGs to 8 bits
+    rgb = np.stack([image] * 3, axis=2) if channels == 1 else image
+    np.testing.assert_array_equal(back[:, :, :3], rgb)
+
+
+def test_low_bit_gray_png_colour_key(tmp_path):
+    """A 2-bit gray PNG's key is in 0..3; the decoded pixels are scaled to 0..255."""
+    values = np.array([[0, 1, 2, 3], [2, 2, 0, 1]])
+    rows = b"".join(b"\0" + bytes([(r[0] << 6) | (r[1] << 4) | (r[2] << 2) | r[3]]) for r in values)
+    data = (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", struct.pack(">IIBBBBB", 4, 2, 2, 0, 0, 0, 0))
+            + png_chunk(b"tRNS", struct.pack(">H", 2)) + png_chunk(b"IDAT", zlib.compress(rows))
+            + png_chunk(b"IEND", b""))
+    (tmp_path / "g2.png").write_bytes(data)
+    back = read_image(tmp_path / "g2.png")
+    np.testing.assert_array_equal(back[:, :, 0], values * 85)
+    np.testing.assert_array_equal(back[:, :, 3], np.where(values == 2, 0, 255))
+
+
 def test_tiff_alpha_kept_exactly(tmp_path):
     """OpenCV would premultiply unassociated alpha or drop gray alpha; we must not."""
     rgba = random_image((6, 9, 4), seed=8)
@@ -367,6 +406,16 @@ def test_float_tiff_is_refused_clearly(tmp_path):
     picture = Image.fromarray(np.random.default_rng(0).random((4, 5)).astype(np.float32))
     path = pillow_file(tmp_path / "float.tif", picture, "TIFF")
     assert_read_error(path, "float32")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.int32])
+def test_float_and_signed_colour_tiff_name_the_sample_type(tmp_path, dtype):
+    """Pillow cannot even open a float colour TIFF; the error must still say why, not 'corrupt'."""
+    pixels = np.random.default_rng(0).random((4, 5, 3)) * (1 if dtype == np.float32 else 1000)
+    path = tmp_path / "colour.tif"
+    cv2.imwrite(str(path), pixels.astype(dtype))
+    message = assert_read_error(path, f"unsupported sample type {np.dtype(dtype).name}")
+    assert "corrupt" not in message and "convert it to a 16-bit TIFF or PNG" in message
 
 
 def test_pillow_fallback_when_opencv_fails(tmp_path, monkeypatch):
@@ -650,10 +699,49 @@ def test_missing_empty_folder_garbage(tmp_path):
     assert_read_error(tmp_path / "garbage.jpg", "not an image")
     (tmp_path / "text.bmp").write_bytes(b"BMW is not a bitmap\n" * 10)
     assert_read_error(tmp_path / "text.bmp", "not an image")
-    out = io.BytesIO()
-    Image.new("RGB", (4, 4)).save(out, "GIF")
-    (tmp_path / "anim.gif").write_bytes(out.getvalue())
-    assert_read_error(tmp_path / "anim.gif", "not an image")
+
+
+@pytest.mark.parametrize("fmt", ["GIF", "JPEG2000"])
+def test_known_unsupported_format_is_named(tmp_path, fmt):
+    path = pillow_file(tmp_path / "picture.img", Image.new("RGB", (4, 4)), fmt)
+    message = assert_read_error(path, "unsupported image format")
+    assert ("GIF" if fmt == "GIF" else "JPEG 2000") in message and "convert it to PNG" in message
+
+
+@pytest.mark.parametrize("fmt, suffix, kind", [("TIFF", ".tif", "2 pages"), ("PNG", ".png", "2 frames"),
+                                               ("WEBP", ".webp", "2 frames")])
+def test_several_images_in_one_file_refused(tmp_path, fmt, suffix, kind):
+    pages = [Image.fromarray(random_image((6, 9, 3), seed=k)) for k in range(2)]
+    path = tmp_path / f"several{suffix}"
+    pages[0].save(path, fmt, save_all=True, append_images=pages[1:], lossless=True)
+    assert_read_error(path, kind)
+
+
+def test_tiff_with_a_reduced_resolution_preview_page_is_read(tmp_path):
+    image = random_image((6, 9, 3))
+    preview = Image.fromarray(image[::2, ::2].copy())
+    preview.encoderinfo = {"tiffinfo": {254: 1}}  # NewSubfileType: a reduced-resolution copy
+    path = tmp_path / "with-preview.tif"
+    Image.fromarray(image).save(path, "TIFF", save_all=True, append_images=[preview])
+    np.testing.assert_array_equal(read_image(path), image)
+    Image.fromarray(image).save(tmp_path / "two.tif", "TIFF", save_all=True,
+                                append_images=[Image.fromarray(image[::2, ::2].copy())])
+    assert_read_error(tmp_path / "two.tif", "2 pages")
+
+
+def test_one_page_tiff_with_broken_next_page_link_is_read(tmp_path):
+    image = random_image((6, 9, 3))
+    write_image(tmp_path / "a.tif", image)
+    data = bytearray((tmp_path / "a.tif").read_bytes())
+    endian = "<" if data[:2] == b"II" else ">"
+    (ifd,) = struct.unpack(endian + "I", data[4:8])
+    (entries,) = struct.unpack(endian + "H", data[ifd:ifd + 2])
+    link = ifd + 2 + 12 * entries
+    data[link:link + 4] = struct.pack(endian + "I", len(data) + 1000)  # a next page beyond the end
+    (tmp_path / "b.tif").write_bytes(bytes(data))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Pillow warns about the broken link
+        np.testing.assert_array_equal(read_image(tmp_path / "b.tif"), image)
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning:PIL.TiffImagePlugin")
@@ -667,6 +755,21 @@ def test_truncated_files(tmp_path, ext, keep):
     cut = tmp_path / f"cut{ext}"
     cut.write_bytes(data[: max(1, int(len(data) * keep))])
     assert_read_error(cut)
+
+
+def test_truncated_png_is_refused_without_decoder_noise(tmp_path, capfd):
+    """libpng (inside OpenCV) prints its own errors to stderr; the one-line error must be all."""
+    write_image(tmp_path / "full.png", random_image((120, 100, 3), seed=4))
+    data = (tmp_path / "full.png").read_bytes()
+    chunks = png_chunks(data)
+    assert [c[4:8] for c in chunks].count(b"IDAT") > 2
+    cuts = {"inside": data[: len(data) // 2], "between": b"\x89PNG\r\n\x1a\n" + b"".join(chunks[:-2])}
+    for name, cut in cuts.items():
+        (tmp_path / f"{name}.png").write_bytes(cut)
+        assert_read_error(tmp_path / f"{name}.png", "truncated")
+    (tmp_path / "no_end.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"".join(chunks[:-1]))  # only IEND missing
+    np.testing.assert_array_equal(read_image(tmp_path / "no_end.png"), read_image(tmp_path / "full.png"))
+    assert capfd.readouterr().err == ""
 
 
 def test_truncated_jpeg_end_marker(tmp_path):

@@ -148,11 +148,28 @@ def test_progress_is_reported_while_training(make_client, tmp_path):
     assert len([s for s in seen if 0 < s < 150]) >= 2, seen   # real steps, not just 0 and done
 
 
+def test_status_shows_the_seed_actually_used(client, tmp_path):
+    png = encoded(rainy(), tmp_path)
+    default = post(client, png).json()["id"]
+    chosen = post(client, png, seed="7").json()["id"]
+    assert client.get(f"/api/jobs/{default}").json()["seed"] == 0   # the preset's seed, not null
+    assert client.get(f"/api/jobs/{chosen}").json()["seed"] == 7
+    wait_done(client.get, default)
+    wait_done(client.get, chosen)
+
+
 # --- errors -------------------------------------------------------------------------------------------------
 
 def test_not_an_image_is_415(client):
     r = post(client, b"these are not the pixels you are looking for", name="photo.png")
     assert r.status_code == 415 and "not an image" in r.json()["detail"]
+
+
+def test_unsupported_image_format_is_415_naming_it(client):
+    gif = BytesIO()
+    Image.new("RGB", (8, 8)).save(gif, "GIF")
+    r = post(client, gif.getvalue(), name="photo.gif")
+    assert r.status_code == 415 and "unsupported image format: GIF" in r.json()["detail"]
 
 
 @pytest.mark.parametrize("data, why", [(b"", "empty"), (b"\x89PNG\r\n\x1a\n" + bytes(40), "corrupt")])
@@ -264,6 +281,12 @@ def test_only_the_newest_finished_jobs_are_kept(make_client, tmp_path):
     assert client.get(f"/api/jobs/{ids[0]}").status_code == 404
     assert [client.get(f"/api/jobs/{i}").status_code for i in ids[1:]] == [200, 200]
     assert sorted(p.name for p in store(client).root.iterdir()) == sorted(ids[1:])
+
+
+@pytest.mark.parametrize("fields", [{"keep": 0}, {"ttl": 0}])
+def test_settings_that_would_delete_every_result_at_once_are_refused(tmp_path, fields):
+    with pytest.raises(ValueError, match="at least 1 and ttl above 0"):
+        create_app(ServeSettings(options=FAST, temp_root=tmp_path, **fields))
 
 
 def test_shutdown_deletes_every_file(tmp_path):

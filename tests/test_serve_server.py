@@ -209,6 +209,18 @@ def test_serve_warns_when_exposed_beyond_this_machine(monkeypatch):
         [True, True, True, False, False, False]
 
 
+@pytest.mark.parametrize("option, message", [("--keep-jobs", "0 is not in the range x>=1"),
+                                             ("--keep-minutes", "0 is not in the range x>0")])
+def test_serve_refuses_keeping_no_results(monkeypatch, option, message):
+    import uvicorn
+
+    def fake_run(self, sockets=None):   # were 0 accepted, the test must not hang serving
+        self.started = True
+    monkeypatch.setattr(uvicorn.Server, "run", fake_run)
+    r = invoke("serve", "--port", "0", option, "0")
+    assert r.exit_code == 2 and option in r.stderr and message in r.stderr
+
+
 def test_serve_help_has_usage_and_examples():
     r = invoke("serve", "--help")
     assert r.exit_code == 0 and "Usage:" in r.stdout and "Examples:" in r.stdout

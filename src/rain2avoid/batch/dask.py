@@ -11,7 +11,8 @@ Where the outputs are written (``write``):
 * ``"client"``: the client reads each input and sends its bytes with the task
   (and the model file's bytes to every worker once, for ``apply``); the worker
   sends the encoded outputs back and the client writes them atomically. For
-  workers that do not see the client's files.
+  workers that do not see the client's files. Each task puts the model's bytes
+  in a private temporary file of its own, removed when the task ends.
 * ``"auto"`` (default): ``"worker"`` when every worker connected at the start
   sees the first input and a probe file the client puts in the output folder,
   else ``"client"``.
@@ -28,7 +29,9 @@ Ctrl-C cancels the tasks not yet run; tasks already running on a worker finish
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import tempfile
 import uuid
 import warnings
 from pathlib import Path
@@ -214,7 +217,29 @@ def _remote(task, job: Job) -> Outcome:
 
 def _remote_bytes(task, job: Job, data: bytes, model: bytes | None) -> Outcome:
     _worker_threads(task)
-    return run_job_on_bytes(task, job, data, model)
+    if model is None:
+        return run_job_on_bytes(task, job, data)
+    path = _private_model_file(model)
+    try:
+        outcome = run_job_on_bytes(dataclasses.replace(task, model=path), job, data)
+    finally:
+        path.unlink(missing_ok=True)
+    if outcome.error:  # name the client's model file, not this worker's copy
+        outcome.error = outcome.error.replace(str(path), str(task.model))
+    return outcome
+
+
+def _private_model_file(content: bytes) -> Path:
+    """The model's bytes in a new temporary file: a random name that only this user can
+    read or write (``mkstemp``), so no other user can plant a model there in advance."""
+    handle, name = tempfile.mkstemp(prefix="rain2avoid-model-", suffix=".pt")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(content)
+    except BaseException:
+        os.unlink(name)
+        raise
+    return Path(name)
 
 
 _first_task = True  # per worker process

@@ -72,10 +72,10 @@ def _cores() -> int:
               help="Largest upload, refused (413) before it is read whole.")
 @click.option("--max-pixels", type=click.IntRange(min=1), default=50_000_000, show_default=True,
               help="Refuse images with more pixels than this.")
-@click.option("--keep-minutes", type=click.FloatRange(min=0), default=60, show_default=True,
+@click.option("--keep-minutes", type=click.FloatRange(min=0, min_open=True), default=60, show_default=True,
               help="Delete finished jobs and their files after this long.")
-@click.option("--keep-jobs", type=click.IntRange(min=0), default=100, show_default=True,
-              help="Keep at most this many finished jobs (the oldest go first).")
+@click.option("--keep-jobs", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Keep at most this many finished jobs (the oldest go first; at least 1).")
 @click.option("--debug", is_flag=True, help="Log every request, and full tracebacks.")
 def serve(host, port, jobs, threads, queue_size, max_upload_mb, max_pixels, keep_minutes, keep_jobs, debug):
     """Serve a web page and a JSON API for deraining photos on this machine.

@@ -1,11 +1,12 @@
 """Reading image files: checked, upright RGB(A) pixels with their bit depth.
 
-Every problem with an input file (missing, empty, not an image, truncated,
-corrupt, too large) is reported as one :class:`ImageReadError` whose message
-names the file and the reason. The size in the header is checked before any
-pixels are decoded. Pixels come back upright (EXIF orientation applied, with
-:mod:`rain2avoid.exif`) in RGB order, with the bit depth of the file (``uint8``
-or ``uint16``) and the alpha channel kept.
+Every problem with an input file (missing, empty, not an image, unsupported,
+truncated, corrupt, too large, several images in one file) is reported as one
+:class:`ImageReadError` whose message names the file and the reason. The size
+in the header is checked before any pixels are decoded. Pixels come back
+upright (EXIF orientation applied, with :mod:`rain2avoid.exif`) in RGB order,
+with the bit depth of the file (``uint8`` or ``uint16``) and the alpha channel
+kept.
 
 Pixel decoding uses OpenCV (fast, keeps 16 bits) with Pillow as the fallback;
 Pillow also reads the header (size, EXIF, ICC profile) without decoding.
@@ -102,9 +103,12 @@ def read_image(
 
     Returns an array of shape (H, W) for grayscale, (H, W, 3) for RGB or
     (H, W, 4) for RGBA, with dtype ``uint8`` or ``uint16`` as stored in the
-    file.  Palette images become RGB (RGBA when they have transparency) and
-    gray+alpha images become RGBA.  The format is detected from the content,
-    not from the file name.  EXIF orientation is applied to the pixels.
+    file.  Palette images become RGB (RGBA when they have transparency);
+    gray+alpha images, and gray or RGB PNGs with a transparent colour (tRNS),
+    become RGBA.  The format is detected from the content, not from the file
+    name.  EXIF orientation is applied to the pixels.  A file holding several
+    images (a multi-page TIFF, an animated PNG or WebP) is refused, because
+    writing back one image would lose the others.
 
     The image size is checked from the header before any pixel is decoded:
     an image with more than ``max_pixels`` pixels is refused (``None``
@@ -166,7 +170,15 @@ def _decode(data: bytes, max_pixels: Optional[int]) -> Tuple[np.ndarray, ImageMe
     """
     fmt = _sniff_format(data)
     if fmt is None:
+        other = _sniff_unsupported_format(data)
+        if other is not None:
+            raise _BadImage(
+                f"unsupported image format: {other} (rain2avoid reads PNG, JPEG, BMP, TIFF "
+                f"and WebP: convert it to PNG or TIFF first)"
+            )
         raise _BadImage("not an image (expected PNG, JPEG, BMP, TIFF or WebP content)")
+    if fmt == "tiff":
+        _check_tiff_sample_type(data)
     if fmt == "webp":  # Pillow's WebP reader allocates the canvas while reading the header
         canvas = _webp_canvas_size(data)
         if canvas is not None:
@@ -179,9 +191,12 @@ def _decode(data: bytes, max_pixels: Optional[int]) -> Tuple[np.ndarray, ImageMe
         raise _BadImage(f"truncated or corrupt {fmt.upper()} file ({_short(exc)})") from None
     with header:
         _check_size(header.size, max_pixels)
+        _check_one_image(data, fmt, header)
         exif, orientation = read_exif(data, fmt, header)
         icc_profile = header.info.get("icc_profile") or None
         pixels, already_upright = _decode_pixels(data, fmt, header)
+        if fmt == "png":
+            pixels = _png_colour_key_to_alpha(pixels, data)
     _check_size((pixels.shape[1], pixels.shape[0]), max_pixels)
     if not already_upright:
         pixels = make_upright(pixels, orientation)
@@ -202,6 +217,149 @@ def _sniff_format(data: bytes) -> Optional[str]:
         if struct.unpack("<I", data[14:18])[0] in _BMP_HEADER_SIZES:
             return "bmp"
     return None
+
+
+# Signatures of image formats that rain2avoid does not read, to name them in the error.
+_HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1")
+
+
+def _sniff_unsupported_format(data: bytes) -> Optional[str]:
+    """Name of a known image format that rain2avoid does not read, or None."""
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return "GIF"
+    if data[4:8] == b"ftyp" and data[8:12] in (b"avif", b"avis"):
+        return "AVIF"
+    if data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS:
+        return "HEIF/HEIC"
+    if data.startswith((b"\x00\x00\x00\x0cjP  \r\n\x87\n", b"\xff\x4f\xff\x51")):
+        return "JPEG 2000"
+    if data[:4] == b"8BPS":
+        return "Photoshop PSD"
+    return None
+
+
+_TIFF_SAMPLE_FORMATS = {1: "uint", 2: "int", 3: "float", 5: "complex int", 6: "complex float"}
+
+
+def _check_tiff_sample_type(data: bytes) -> None:
+    """Refuse a TIFF whose first page holds samples other than 1- to 16-bit unsigned integers.
+
+    Reads the SampleFormat and BitsPerSample tags of the first page itself,
+    because Pillow cannot open float colour TIFFs at all.  A TIFF whose tags
+    cannot be read passes, so that decoding reports the damage.
+    """
+    try:
+        tags = TiffImagePlugin.ImageFileDirectory_v2(data[:16] if data[2] == 0x2B or data[3] == 0x2B
+                                                     else data[:8])
+        stream = BytesIO(data)
+        stream.seek(tags.next)
+        tags.load(stream)
+        kinds, bits = tags.get(339, (1,)), tags.get(258, (1,))
+        kind = kinds[0] if isinstance(kinds, tuple) else kinds
+        depth = max(bits) if isinstance(bits, tuple) else bits
+    except Exception:
+        return
+    if kind in (1, 4) and depth <= 16:  # 4: "undefined", read as unsigned
+        return
+    name = f"{_TIFF_SAMPLE_FORMATS.get(kind, 'unknown')}{depth}".replace(" ", "-")
+    raise _BadImage(_unsupported_sample_type(name))
+
+
+def _unsupported_sample_type(name: str) -> str:
+    """The reason given for pixels that are not 8- or 16-bit unsigned integers."""
+    return (
+        f"unsupported sample type {name} (only 8- and 16-bit integer images are supported: "
+        f"convert it to a 16-bit TIFF or PNG)"
+    )
+
+
+def _check_one_image(data: bytes, fmt: str, header: Image.Image) -> None:
+    """Refuse a file holding several images: a multi-page TIFF or an animated PNG or WebP.
+
+    Only the first image would be derained and written back, losing the others.
+    """
+    frames = _tiff_page_count(data) if fmt == "tiff" else getattr(header, "n_frames", 1)
+    if frames <= 1:
+        return
+    if fmt == "tiff":
+        raise _BadImage(
+            f"the file holds {frames} pages; rain2avoid reads one image per file: "
+            f"split the pages into separate files first"
+        )
+    raise _BadImage(
+        f"the file is an animation of {frames} frames; rain2avoid reads one image per file: "
+        f"save the frames as separate images first"
+    )
+
+
+def _tiff_page_count(data: bytes) -> int:
+    """How many full-size pages of a TIFF Pillow can open (a broken link to a next page ends the
+    count). A page marked as a reduced-resolution copy (NewSubfileType bit 0: a thumbnail or
+    preview of the first) is not counted: it holds no picture of its own."""
+    pages = TiffImagePlugin.TiffImageFile(BytesIO(data))  # its own reader: seeking moves it
+    count, index = 1, 1
+    with pages:
+        while True:
+            try:
+                pages.seek(index)
+            except Exception:  # EOFError after the last page; others for a damaged page
+                return count
+            if not int(pages.tag_v2.get(254, 0)) & 1:
+                count += 1
+            index += 1
+
+
+def _png_colour_key_to_alpha(pixels: np.ndarray, data: bytes) -> np.ndarray:
+    """Apply a grey or RGB PNG's tRNS colour key as an alpha channel, like palette transparency.
+
+    Pixels equal to the key become transparent (alpha 0), all others opaque;
+    the result is RGBA like every image with transparency.
+    """
+    if data[12:16] != b"IHDR" or (pixels.ndim == 3 and pixels.shape[2] == 4):
+        return pixels  # not a standard PNG header, or the decoder already made the alpha
+    bit_depth, colour_type = data[24], data[25]
+    key = _png_colour_key(data, colour_type)
+    if key is None:
+        return pixels
+    top = int(np.iinfo(pixels.dtype).max)
+    if bit_depth < 8:  # 1-, 2- and 4-bit grey are decoded scaled to 0..255
+        key = [value * (255 // ((1 << bit_depth) - 1)) for value in key]
+    elif bit_depth == 16 and top == 255:  # 16 bits decoded to 8 (Pillow's fallback)
+        key = [value >> 8 for value in key]
+    if colour_type == 0:
+        gray = pixels if pixels.ndim == 2 else pixels[:, :, 0]
+        rgb, matches = np.stack([gray, gray, gray], axis=2), gray == key[0]
+    else:
+        rgb, matches = pixels, np.all(pixels == np.asarray(key, dtype=np.int64), axis=2)
+    alpha = np.where(matches, 0, top).astype(pixels.dtype)
+    return np.concatenate([rgb, alpha[:, :, None]], axis=2)
+
+
+def _png_colour_key(data: bytes, colour_type: int) -> Optional[list]:
+    """The tRNS colour key of a grey (one value) or RGB (three) PNG, in the file's bit depth."""
+    if colour_type not in (0, 2):
+        return None
+    for kind, payload in _png_chunks(data):
+        if kind in (b"IDAT", b"IEND"):
+            return None
+        if kind == b"tRNS":
+            count = 1 if colour_type == 0 else 3
+            if len(payload) < 2 * count:
+                return None
+            return [int.from_bytes(payload[2 * k:2 * k + 2], "big") for k in range(count)]
+    return None
+
+
+def _png_chunks(data: bytes):
+    """Yield (type, payload) of each whole chunk of a PNG, in order, up to where the data stops."""
+    view = memoryview(data)
+    position = 8
+    while position + 12 <= len(data):
+        end = position + 12 + int.from_bytes(view[position:position + 4], "big")
+        if end > len(data):
+            return
+        yield bytes(view[position + 4:position + 8]), view[position + 8:end - 4]
+        position = end
 
 
 def _webp_canvas_size(data: bytes) -> Optional[Tuple[int, int]]:
@@ -246,6 +404,11 @@ def _decode_pixels(data: bytes, fmt: str, header: Image.Image) -> Tuple[np.ndarr
     upright = fmt == "tiff"
     if fmt == "tiff" and _pillow_decodes_tiff_exactly(header):
         return _pillow_pixels(header), upright
+    if fmt == "png" and not _png_is_complete(data):
+        # libpng, inside OpenCV, prints its own messages to stderr for a PNG that
+        # stops short; Pillow reports it as an exception (or decodes a PNG that
+        # only lacks its IEND chunk).
+        return _pillow_pixels(header), upright
     pixels = _opencv_pixels(data)
     if pixels is not None:
         if fmt == "tiff":
@@ -254,6 +417,11 @@ def _decode_pixels(data: bytes, fmt: str, header: Image.Image) -> Tuple[np.ndarr
     if fmt == "tiff":
         raise _BadImage("truncated or corrupt TIFF file (cannot decode the pixels)")
     return _pillow_pixels(header), upright
+
+
+def _png_is_complete(data: bytes) -> bool:
+    """True when the PNG's chunks run whole up to its IEND chunk (a truncated file does not)."""
+    return any(kind == b"IEND" for kind, _ in _png_chunks(data))
 
 
 def _opencv_pixels(data: bytes) -> Optional[np.ndarray]:
@@ -265,9 +433,7 @@ def _opencv_pixels(data: bytes) -> Optional[np.ndarray]:
     if bgr is None or bgr.size == 0:
         return None
     if bgr.dtype not in (np.uint8, np.uint16):
-        raise _BadImage(
-            f"unsupported sample type {bgr.dtype} (only 8- and 16-bit images are supported)"
-        )
+        raise _BadImage(_unsupported_sample_type(str(bgr.dtype)))
     return _opencv_to_rgb(bgr)
 
 

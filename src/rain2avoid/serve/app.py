@@ -58,9 +58,9 @@ class ServeSettings:
 
     jobs: images trained at the same time. queue_size: most waiting jobs
     (more get 503). max_upload_bytes: largest request body. max_pixels:
-    largest image. ttl: seconds a finished job is kept; keep: most finished
-    jobs kept. options: Settings overrides for every job (tests use a few
-    ``steps``). temp_root: where the private job folder is made.
+    largest image. ttl: seconds a finished job is kept (> 0); keep: most
+    finished jobs kept (>= 1). options: Settings overrides for every job
+    (tests use a few ``steps``). temp_root: where the private job folder is made.
     """
 
     jobs: int = 1
@@ -150,7 +150,7 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
     @app.post("/api/derain", status_code=202, openapi_extra=_UPLOAD_BODY,
               summary="Upload a rainy photo; answers the new job's id",
               responses={400: {"description": "not a usable image or form"}, 413: {"description": "too large"},
-                         415: {"description": "not an image / not multipart"},
+                         415: {"description": "not an image, an unsupported format, or not multipart"},
                          503: {"description": "queue full; see Retry-After"}})
     async def submit(request: Request) -> JSONResponse:
         if not request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
@@ -277,6 +277,8 @@ def _check_image(path: Path, max_pixels: int | None, decoding: threading.Bounded
     except ImageReadError as exc:
         if exc.reason.startswith("not an image"):
             raise HTTPException(415, f"the upload is {exc.reason}") from None
+        if exc.reason.startswith("unsupported image format"):
+            raise HTTPException(415, f"the upload has an {exc.reason}") from None
         if "above the limit" in exc.reason:
             raise HTTPException(413, f"the upload's {exc.reason.split(' (raise')[0]}") from None
         raise HTTPException(400, f"cannot read the upload: {exc.reason}") from None

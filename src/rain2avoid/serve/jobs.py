@@ -76,7 +76,7 @@ class Job:
     width: int
     height: int
     preset: str
-    seed: int | None
+    seed: int
     total_steps: int
     created: float = field(default_factory=time.monotonic)
     status: str = "queued"
@@ -107,8 +107,10 @@ class JobStore:
     """Queue, workers and finished jobs of one server.
 
     workers: images trained at the same time (threads). queue_size: most
-    waiting jobs. ttl: seconds a finished job is kept. keep: most finished
-    jobs kept. max_pixels: as :func:`rain2avoid.io.read_image`. options:
+    waiting jobs. ttl: seconds a finished job is kept (> 0). keep: most
+    finished jobs kept (>= 1: with 0 or a ttl of 0, every result would be
+    deleted as soon as it is done, before it could be downloaded).
+    max_pixels: as :func:`rain2avoid.io.read_image`. options:
     :class:`rain2avoid.sdrl.Settings` overrides for every job (tests use a
     few ``steps``). root: where the private temporary folder is made
     (default: the system's).
@@ -120,8 +122,11 @@ class JobStore:
     def __init__(self, workers: int = 1, queue_size: int = 32, ttl: float = 3600.0, keep: int = 100,
                  max_pixels: int | None = None, options: dict | None = None,
                  root: Path | None = None):
-        if workers < 1 or queue_size < 1 or keep < 0 or ttl < 0:
-            raise ValueError("workers and queue_size must be >= 1, keep and ttl >= 0")
+        if workers < 1 or queue_size < 1:
+            raise ValueError(f"workers and queue_size must be at least 1, got {workers} and {queue_size}")
+        if keep < 1 or ttl <= 0:
+            raise ValueError(f"keep must be at least 1 and ttl above 0, got {keep} and {ttl}: otherwise "
+                             f"every result is deleted as soon as it is done, before it can be downloaded")
         self.workers, self.ttl, self.keep, self.max_pixels = workers, ttl, keep, max_pixels
         self.options = dict(options or {})
         self._parent = root
@@ -184,8 +189,13 @@ class JobStore:
 
     def check_settings(self, preset: str, seed: int | None) -> int:
         """The number of training steps of a job; ValueError for an unknown preset."""
-        settings = resolve_settings(preset, **{**self.options, "seed": seed})
+        settings = self._settings(preset, seed)
         return settings.ensemble * settings.steps
+
+    def _settings(self, preset: str, seed: int | None):
+        """A job's Settings: the preset, the store's options, then the client's seed when it gave one."""
+        options = self.options if seed is None else {**self.options, "seed": seed}
+        return resolve_settings(preset, **options)
 
     def full(self) -> bool:
         return self._queue.full()
@@ -196,11 +206,16 @@ class JobStore:
 
     def submit(self, job_id: str, folder: Path, name: str, image_format: str, width: int, height: int,
                preset: str = "fast", seed: int | None = None) -> Job:
-        """Queue the upload saved as ``folder/upload``; QueueFull when no place is left."""
+        """Queue the upload saved as ``folder/upload``; QueueFull when no place is left.
+
+        Without a ``seed`` the job gets the preset's (or the store options') seed,
+        and its status shows the seed actually used.
+        """
         if self._closing.is_set():
             raise QueueFull(self.retry_after())
+        settings = self._settings(preset, seed)
         job = Job(id=job_id, folder=folder, name=name, format=image_format, width=width, height=height,
-                  preset=preset, seed=seed, total_steps=self.check_settings(preset, seed))
+                  preset=preset, seed=settings.seed, total_steps=settings.ensemble * settings.steps)
         self.expire()
         with self._lock:
             self._count += 1
