@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import os
 import pickle
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import invoke
+from conftest import default_sigint, invoke
 
 from rain2avoid.io import ImageReadError, read_image, write_image
 
@@ -94,6 +96,42 @@ def test_jpeg_output_of_transparent_image_fails_cleanly(tmp_path):
     assert not (tmp_path / "a.jpg").exists() and tmp_files(tmp_path) == []
 
 
+@pytest.fixture
+def trainings(monkeypatch):
+    """The images a run trained a network for (in this process: one worker)."""
+    import rain2avoid.pipeline as pipeline
+    calls, real = [], pipeline.derain_detailed
+
+    def counted(image, *args, **kwargs):
+        calls.append(image.shape)
+        return real(image, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "derain_detailed", counted)
+    return calls
+
+
+def test_transparency_in_jpeg_is_refused_before_training(tmp_path, trainings):
+    write_image(tmp_path / "a.png", np.dstack([image(), np.full((H, W), 100, np.uint8)]))
+    r = invoke("derain", tmp_path / "a.png", "-o", tmp_path / "a.jpg", "--steps", "2")
+    assert r.exit_code == 1 and "transparency" in r.stderr and trainings == []
+
+
+def test_content_that_its_extension_cannot_hold_is_refused_before_training(tmp_path, trainings):
+    """A PNG named .jpg keeps its name, so the output is a JPEG: refused (not trained, then refused
+    or silently cut to 8 bits) when that loses its transparency or its 16 bits; the others go on."""
+    folder = tmp_path / "in"
+    write_image(folder / "y.png", np.dstack([image(), np.full((H, W), 100, np.uint8)]))
+    write_image(folder / "x.png", image().astype(np.uint16) * 257)
+    write_image(folder / "ok.png", image(seed=1))
+    (folder / "y.png").rename(folder / "y.jpg")
+    (folder / "x.png").rename(folder / "x.jpg")
+    r = invoke("derain", folder, "-o", tmp_path / "out", "--steps", "2", "--workers", "1")
+    assert r.exit_code == 1 and no_traceback(r)
+    assert "y.jpg holds PNG data with transparency, which a .jpg file cannot store: rename it to y.png" in r.stderr
+    assert "x.jpg holds PNG data with 16 bits per sample" in r.stderr and "rename it to x.png" in r.stderr
+    assert sorted(os.listdir(tmp_path / "out")) == ["ok.png"] and trainings == [(H, W, 3)]
+
+
 # --- folders keep going ----------------------------------------------------------------------------------------
 
 @pytest.fixture
@@ -118,6 +156,32 @@ def test_folder_with_bad_files_does_the_good_ones(tmp_path, mixed):
     summary = lines[-len(BAD):]
     for name, (_, reason) in BAD.items():
         assert sum(name in line and reason in line for line in summary) == 1
+
+
+def test_a_file_named_as_a_video_that_is_not_one_is_reported(tmp_path):
+    pytest.importorskip("av")
+    write_image(tmp_path / "in" / "a.png", image())
+    (tmp_path / "in" / "bad.mp4").write_text("garbage\n")
+    r = invoke("derain", tmp_path / "in", "-o", tmp_path / "out", "--steps", "1")
+    assert r.exit_code == 1 and no_traceback(r)
+    assert "1 of 2 file(s) failed:" in r.stderr and "bad.mp4" in r.stderr.splitlines()[-1]
+    assert sorted(os.listdir(tmp_path / "out")) == ["a.png"]
+
+
+def test_metadata_loss_is_one_warning_line_and_only_when_real(tmp_path):
+    """A 16-bit colour TIFF cannot keep EXIF: said once, as a warning of the run, when there is
+    some; tags about the file alone (resolution, software, description) are no EXIF."""
+    tifffile = pytest.importorskip("tifffile")
+    pixels = image().astype(np.uint16) * 257
+    tifffile.imwrite(tmp_path / "plain.tif", pixels, photometric="rgb")
+    tifffile.imwrite(tmp_path / "camera.tif", pixels, photometric="rgb", extratags=[(271, "s", 0, "Camera", True)])
+    r = invoke("derain", tmp_path / "plain.tif", "-o", tmp_path / "o1.tif", "--steps", "1")
+    assert r.exit_code == 0 and r.stderr == "", r.stderr
+    p = run_program("derain", tmp_path / "camera.tif", "-o", tmp_path / "o2.tif", "--steps", "1")
+    assert p.returncode == 0 and "Warning" not in p.stderr
+    assert p.stderr.strip().splitlines() == [f"warning: {tmp_path / 'camera.tif'}: EXIF/ICC metadata cannot be "
+                                             f"stored in a 16-bit colour TIFF; writing without it"]
+    assert read_image(tmp_path / "o2.tif").dtype == np.uint16
 
 
 def test_folder_all_good_exits_0(tmp_path):
@@ -170,6 +234,59 @@ def test_usage_errors_exit_2(tmp_path):
     assert sorted(os.listdir(tmp_path)) == before
 
 
+@pytest.mark.parametrize("args", [
+    ["demo", "--seed", "-1"],
+    ["train", "{in}", "--model", "{tmp}/m.pt", "--seed", "-3"],
+    ["train", "{in}", "--model", "{tmp}/m.pt", "--steps", "99999999999999999999"],
+    ["derain", "{in}/a.png", "-o", "{tmp}/o.png", "--seed", "-5"],
+    ["derain", "{in}/a.png", "-o", "{tmp}/o.png", "--seed", "99999999999999999999"],
+    ["derain", "{in}", "-o", "{tmp}/out", "--steps", "99999999999999999999"],
+    ["refs", "{in}/a.png", "-o", "{tmp}/refs", "--seed", "4294967296"],
+])
+def test_seed_and_steps_out_of_range_are_usage_errors(tmp_path, args):
+    write_image(tmp_path / "in" / "a.png", image())
+    args = [a.format(tmp=tmp_path, **{"in": tmp_path / "in"}) for a in args]
+    before = sorted(os.listdir(tmp_path))
+    r = invoke(*args)
+    assert r.exit_code == 2 and no_traceback(r), r.output
+    assert "is not in the range 0<=x<=" in r.stderr
+    assert sorted(os.listdir(tmp_path)) == before
+
+
+def test_output_is_input_names_only_options_the_command_has(tmp_path):
+    write_image(tmp_path / "a.png", image())
+    for command in ("mask", "refs"):  # refs writes <stem>.png into the folder -o
+        r = invoke(command, tmp_path / "a.png", "-o", tmp_path / ("a.png" if command == "mask" else ""))
+        assert r.exit_code == 2 and "is the input file" in r.stderr and "--overwrite" not in r.stderr
+    r = invoke("derain", tmp_path / "a.png", "-o", tmp_path / "a.png")
+    assert r.exit_code == 2 and "--overwrite" in r.stderr
+
+
+def test_a_folder_into_an_output_named_like_an_image_is_refused(tmp_path):
+    write_image(tmp_path / "in" / "a.png", image())
+    for args in (["derain", tmp_path / "in", "-o", tmp_path / "out.png", "--steps", "1"],
+                 ["apply", tmp_path / "in", "--model", tmp_path / "m.pt", "-o", tmp_path / "out.png"],
+                 ["mask", tmp_path / "in", "-o", tmp_path / "out.png"]):
+        if args[0] == "apply" and not (tmp_path / "m.pt").exists():
+            assert invoke("train", tmp_path / "in", "--model", tmp_path / "m.pt", "--steps", "1").exit_code == 0
+        r = invoke(*args)
+        assert r.exit_code == 2 and "out.png" in r.stderr and "folder" in r.stderr, r.output
+        assert not (tmp_path / "out.png").exists()
+
+
+def test_intermediates_of_two_inputs_with_one_name_are_refused(tmp_path, trainings):
+    """a.png and a.jpg would both write a_mask.png, and so would the input a_mask.png."""
+    write_image(tmp_path / "in" / "a.png", image())
+    write_image(tmp_path / "in" / "a.jpg", image())
+    write_image(tmp_path / "in" / "a_mask.png", image(seed=1))
+    r = invoke("derain", tmp_path / "in", "-o", tmp_path / "out", "--steps", "1", "--save-intermediates")
+    assert r.exit_code == 2 and "would both write" in r.stderr and "a_mask.png" in r.stderr, r.output
+    assert not (tmp_path / "out").exists() and trainings == []
+    (tmp_path / "in" / "a.jpg").unlink()
+    r = invoke("derain", tmp_path / "in", "-o", tmp_path / "out", "--steps", "1", "--save-intermediates")
+    assert r.exit_code == 2 and "a.png and" in r.stderr and "a_mask.png would both write" in r.stderr
+
+
 def test_same_input_output_in_a_folder_needs_overwrite(tmp_path):
     write_image(tmp_path / "a.png", image())
     before = (tmp_path / "a.png").read_bytes()
@@ -220,6 +337,89 @@ def test_output_inside_a_file(tmp_path):
         assert "afile" in r.stderr and no_traceback(r), (args, r.output)
         assert len([line for line in r.stderr.splitlines() if line.strip()]) <= 3  # usage header + 1 line
     assert (tmp_path / "afile").read_text() == "I am a file"
+
+
+def _writable(folder):
+    try:
+        (folder / "probe").touch()
+    except OSError:
+        return False
+    (folder / "probe").unlink()
+    return True
+
+
+@pytest.fixture
+def unwritable(tmp_path):
+    """A folder nobody can write in (for root too: immutable), or a skip where none can be made."""
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o555)
+    if _writable(folder):  # root: only the immutable attribute stops it
+        try:
+            subprocess.run(["chattr", "+i", str(folder)], capture_output=True, timeout=10)
+        except OSError:
+            pass
+    if _writable(folder):
+        pytest.skip("cannot make an unwritable folder here")
+    yield folder
+    subprocess.run(["chattr", "-i", str(folder)], capture_output=True, timeout=10)
+    folder.chmod(0o755)
+
+
+def test_unwritable_output_folder_fails_before_any_work(tmp_path, unwritable, trainings):
+    for i in range(2):
+        write_image(tmp_path / "in" / f"{i}.png", image(seed=i))
+    for args in (["derain", tmp_path / "in", "-o", unwritable, "--steps", "2"],
+                 ["derain", tmp_path / "in" / "0.png", "-o", unwritable / "0.png", "--steps", "2"],
+                 ["train", tmp_path / "in", "--model", unwritable / "m.pt", "--steps", "2"]):
+        r = invoke(*args)
+        assert r.exit_code == 2 and no_traceback(r), r.output
+        assert f"cannot write in output folder {unwritable}" in r.stderr
+    assert trainings == [] and os.listdir(unwritable) == []
+
+
+def test_train_never_replaces_an_input_or_a_file_that_is_not_a_model(tmp_path):
+    for i in range(2):
+        write_image(tmp_path / "in" / f"{i}.png", image(seed=i))
+    write_image(tmp_path / "photo.png", image(seed=2))
+    before = {p: p.read_bytes() for p in [tmp_path / "in" / "0.png", tmp_path / "photo.png"]}
+    r = invoke("train", tmp_path / "in", "--model", tmp_path / "in" / "0.png", "--steps", "2")
+    assert r.exit_code == 2 and "is one of the training images" in r.stderr
+    r = invoke("train", tmp_path / "in", "--model", tmp_path / "photo.png", "--steps", "2")
+    assert r.exit_code == 2 and "is not a model" in r.stderr
+    assert all(p.read_bytes() == data for p, data in before.items())
+    for _ in range(2):  # a model is replaced by the new one
+        assert invoke("train", tmp_path / "in", "--model", tmp_path / "m.pt", "--steps", "1", "-q").exit_code == 0
+
+
+def test_model_file_gets_the_usual_permissions(tmp_path):
+    write_image(tmp_path / "in" / "a.png", image())
+    previous = os.umask(0o022)
+    try:
+        assert invoke("train", tmp_path / "in", "--model", tmp_path / "m.pt", "--steps", "1", "-q").exit_code == 0
+        assert invoke("derain", tmp_path / "in" / "a.png", "-o", tmp_path / "a.png", "--steps", "1").exit_code == 0
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "m.pt").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "a.png").stat().st_mode & 0o777 == 0o644
+    assert tmp_files(tmp_path) == []
+
+
+def test_program_train_ctrl_c_is_one_clean_line(tmp_path):
+    write_image(tmp_path / "in" / "a.png", image())
+    model = tmp_path / "models" / "m.pt"
+    exe = Path(sys.executable).with_name("rain2avoid")
+    cmd = [str(exe)] if exe.is_file() else [sys.executable, "-m", "rain2avoid.cli"]
+    p = subprocess.Popen(cmd + ["train", str(tmp_path / "in"), "--model", str(model), "--steps", "1000000"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
+    deadline = time.monotonic() + 60
+    while not model.parent.is_dir() and time.monotonic() < deadline:
+        time.sleep(0.05)  # made just before training starts
+    time.sleep(0.5)
+    p.send_signal(signal.SIGINT)
+    _, stderr = p.communicate(timeout=60)
+    assert p.returncode == 130 and stderr.startswith("interrupted: no model was saved"), stderr
+    assert len(stderr.strip().splitlines()) == 1 and not model.exists()
 
 
 # --- damaged, foreign and malicious model files ----------------------------------------------------------------
@@ -308,6 +508,15 @@ def test_derain_init_with_a_bad_model_file(tmp_path, trained_model, kind):
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: --init:") and str(model) in lines[0], r.stderr
     assert not marker.exists() and not (tmp_path / "out").exists()
+
+
+def test_a_folder_given_as_a_model(tmp_path):
+    write_image(tmp_path / "in" / "a.png", image())
+    for args in (["derain", tmp_path / "in", "--init", tmp_path, "-o", tmp_path / "out"],
+                 ["apply", tmp_path / "in", "--model", tmp_path, "-o", tmp_path / "out"]):
+        r = invoke(*args)
+        assert r.exit_code == 1 and f"{tmp_path}: is a folder, not a model file" in r.stderr, r.output
+        assert not (tmp_path / "out").exists()
 
 
 def test_derain_init_with_the_reference_preset_or_another_backbone_is_a_usage_error(tmp_path, trained_model):

@@ -19,7 +19,6 @@ import copy
 import dataclasses
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Protocol, Sequence, Union
@@ -411,23 +410,21 @@ class Model:
         return from_float_rgb(out, like=image)
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write the weights and settings atomically (loadable with ``weights_only=True``)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        """Write the weights and settings atomically (loadable with ``weights_only=True``), as
+        every output is written (``rain2avoid.files.write_bytes``: a new file gets the usual
+        permissions under the umask); raises ``ImageWriteError`` (an OSError) when it cannot."""
+        from io import BytesIO
+
+        from .files import write_bytes
         payload = {
             "format": _FORMAT,
             "version": _FORMAT_VERSION,
             "settings": dataclasses.asdict(self.settings),
             "state_dict": {k: v.detach().cpu() for k, v in self.net.state_dict().items()},
         }
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                torch.save(payload, f)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        buffer = BytesIO()
+        torch.save(payload, buffer)
+        write_bytes(path, buffer.getvalue())
 
 
 class ModelFileError(ValueError):

@@ -13,11 +13,10 @@ file), never an exception, so one bad image cannot stop a run on any backend.
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
-import tempfile
 import time
 import traceback
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -25,10 +24,12 @@ from typing import Callable
 import numpy as np
 
 from ..io import DEFAULT_MAX_PIXELS, decode_image, encode_image, read_image, temporary_files, write_bytes
+from ..io.write import format_losses, format_suffix, output_format
 from .plan import Job
 
-__all__ = ["DerainTask", "ApplyTask", "Outcome", "run_job", "run_job_on_bytes", "describe_error", "retry_or_give_up",
-           "remove_temporaries", "set_threads", "thread_lock_for_bars", "cached_model"]
+__all__ = ["DerainTask", "ApplyTask", "Outcome", "run_job", "run_job_on_bytes", "check_output_format",
+           "describe_error", "retry_or_give_up", "remove_temporaries", "set_threads", "thread_lock_for_bars",
+           "cached_model"]
 
 
 @dataclass(frozen=True)
@@ -62,12 +63,11 @@ class DerainTask:
         extra = [dst.with_name(f"{dst.stem}_mask.png"), dst.with_name(f"{dst.stem}_reference.png")]
         return (extra if self.save_intermediates else []) + [dst]
 
-    def compute(self, image: np.ndarray, dst: Path, model_file: Path | None = None):
+    def compute(self, image: np.ndarray, dst: Path):
         """[(path, pixels, use the input's metadata)] in :meth:`output_paths` order; and a message."""
         from ..ldgp import rotation_for_angle
         from ..pipeline import derain_detailed, to_uint8
-        model_file = model_file or self.model
-        init = cached_model(model_file, self.device) if model_file is not None else None
+        init = cached_model(self.model, self.device) if self.model is not None else None
         r = derain_detailed(image, self.preset, device=self.device, progress=self.progress, init=init,
                             **dict(self.options))
         images = ([r.mask, to_uint8(r.targets.mean(axis=0))] if self.save_intermediates else []) + [r.image]
@@ -98,8 +98,8 @@ class ApplyTask:
     def output_paths(self, dst: Path) -> list[Path]:
         return [Path(dst)]
 
-    def compute(self, image: np.ndarray, dst: Path, model_file: Path | None = None):
-        model = cached_model(model_file or self.model, self.device)
+    def compute(self, image: np.ndarray, dst: Path):
+        model = cached_model(self.model, self.device)
         return [(dst, model.apply(image, self.veil), True)], ""
 
 
@@ -110,7 +110,8 @@ class Outcome:
     error: None when done, else one line naming the input. message: a note for
     the log (derain: time and streak angle). files: the encoded outputs as
     ``(path, bytes)`` when the caller writes them (:func:`run_job_on_bytes`).
-    detail: the traceback of an unexpected error, for ``--debug``.
+    detail: the traceback of an unexpected error, for ``--debug``. warning: what
+    was written with a loss (metadata the format cannot hold), naming the input.
     """
 
     src: Path
@@ -120,6 +121,7 @@ class Outcome:
     seconds: float = 0.0
     files: list = field(default_factory=list)
     detail: str = ""
+    warning: str = ""
 
     @property
     def ok(self) -> bool:
@@ -146,6 +148,34 @@ def describe_error(path: Path, error: BaseException) -> str:
     return text if str(path) in text else f"{path}: {text}"
 
 
+def check_output_format(src: Path, dst: Path, image: np.ndarray, content: str) -> None:
+    """Before any work: a ValueError when the format of ``dst`` cannot hold ``image`` (read from
+    ``src``, whose content is in the format ``content``): its transparency in JPEG, or, when
+    ``src`` holds another format than its name says and ``dst`` keeps the name's format (a
+    16-bit PNG named .jpg into a .jpg), its 16 bits too: then the message says to rename it."""
+    lost = format_losses(dst, image)
+    if not lost:
+        return
+    if output_format(src) == output_format(dst) and content != output_format(src):
+        raise ValueError(f"{src} holds {content.upper()} data with {' and '.join(lost)}, which a {dst.suffix} "
+                         f"file cannot store: rename it to {src.stem}{format_suffix(content)}")
+    if "transparency" in lost:
+        raise ValueError(f"cannot write {dst}: JPEG cannot store transparency; write PNG, TIFF or WebP to "
+                         f"keep the alpha channel")
+
+
+def _encoded(task, job: Job, image: np.ndarray, meta):
+    """``task``'s outputs of ``job`` as ``[(path, bytes)]``, its message, and its warnings in one line."""
+    check_output_format(job.src, Path(job.dst), image, meta.format)
+    outputs, message = task.compute(image, Path(job.dst))
+    with warnings.catch_warnings(record=True) as caught:  # to the caller's report, not a raw stderr line
+        warnings.simplefilter("always")
+        files = [(path, encode_image(path, pixels, meta if keep_meta else None))
+                 for path, pixels, keep_meta in outputs]
+    notes = "; ".join(dict.fromkeys(str(w.message) for w in caught))
+    return files, message, describe_error(job.src, ValueError(notes)) if notes else ""
+
+
 def run_job(task, job: Job, raise_errors: bool = False) -> Outcome:
     """Read ``job.src``, process it with ``task``, write the outputs atomically.
 
@@ -155,10 +185,10 @@ def run_job(task, job: Job, raise_errors: bool = False) -> Outcome:
     start = time.perf_counter()
     try:
         image, meta = read_image(job.src, max_pixels=task.max_pixels, with_meta=True)
-        outputs, message = task.compute(image, Path(job.dst))
-        for path, pixels, keep_meta in outputs:
-            write_bytes(path, encode_image(path, pixels, meta if keep_meta else None))
-        return Outcome(job.src, job.dst, message=message, seconds=time.perf_counter() - start)
+        files, message, warning = _encoded(task, job, image, meta)
+        for path, data in files:
+            write_bytes(path, data)
+        return Outcome(job.src, job.dst, message=message, seconds=time.perf_counter() - start, warning=warning)
     except Exception as e:  # one bad file must not stop the others
         if raise_errors:
             raise
@@ -166,20 +196,18 @@ def run_job(task, job: Job, raise_errors: bool = False) -> Outcome:
                        detail=traceback.format_exc())
 
 
-def run_job_on_bytes(task, job: Job, data: bytes, model: bytes | None = None) -> Outcome:
+def run_job_on_bytes(task, job: Job, data: bytes) -> Outcome:
     """:func:`run_job` on the input's content; the outputs come back encoded in ``Outcome.files``.
 
-    For workers that do not see the caller's files: the caller sends ``data``
-    (and, for :class:`ApplyTask`, the model file's content) and writes the files.
+    For workers that do not see the caller's files: the caller sends ``data`` and writes
+    the files (``task.model``, if any, must be a file this process can read).
     """
     start = time.perf_counter()
     try:
         image, meta = decode_image(data, job.src, max_pixels=task.max_pixels, with_meta=True)
-        model_file = _model_copy(model) if model is not None else None
-        outputs, message = task.compute(image, Path(job.dst), model_file)
-        files = [(path, encode_image(path, pixels, meta if keep_meta else None))
-                 for path, pixels, keep_meta in outputs]
-        return Outcome(job.src, job.dst, message=message, seconds=time.perf_counter() - start, files=files)
+        files, message, warning = _encoded(task, job, image, meta)
+        return Outcome(job.src, job.dst, message=message, seconds=time.perf_counter() - start, files=files,
+                       warning=warning)
     except Exception as e:
         return Outcome(job.src, job.dst, describe_error(job.src, e), seconds=time.perf_counter() - start,
                        detail=traceback.format_exc())
@@ -217,6 +245,9 @@ def set_threads(threads: int) -> None:
 
 def cached_model(path: Path, device: str = "cpu"):
     """``sdrl.load_model(path)``, loaded once per process (reloaded if the file changes)."""
+    if os.path.isdir(path):
+        from ..sdrl import ModelFileError
+        raise ModelFileError(f"{path}: is a folder, not a model file")
     try:
         stat = os.stat(path)
     except OSError:  # load_model says what is wrong
@@ -233,11 +264,3 @@ def _load_model(path: str, mtime_ns: int, size: int, device: str):
         warnings.simplefilter("ignore")
         return load_model(path, device=device)
 
-
-def _model_copy(content: bytes) -> Path:
-    """A local copy of a model file sent as bytes (one per content, shared by the tasks)."""
-    digest = hashlib.sha256(content).hexdigest()[:16]
-    path = Path(tempfile.gettempdir()) / f"rain2avoid-model-{digest}.pt"
-    if not path.is_file():
-        write_bytes(path, content)
-    return path

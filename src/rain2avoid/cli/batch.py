@@ -28,6 +28,7 @@ from ..batch.work import Outcome
 from ..io import IMAGE_EXTENSIONS
 from .common import (
     Context,
+    check_folder_output,
     check_outputs,
     list_inputs,
     output_for,
@@ -84,6 +85,8 @@ def plan(input: Path, output: Path, recursive: bool, shard, suffix: str | None =
     """The jobs of this run (this shard's) and whether the input is a folder (``videos``: the
     folder's videos too)."""
     files, folder = list_inputs(input, recursive, exclude=output, videos=videos)
+    if folder:
+        check_folder_output(input, output)
     if shard is not None:
         files = take_shard(files, *shard)
     if folder:
@@ -123,7 +126,7 @@ def run_batch(ctx: Context, task, jobs: list[Job], what: str, force: bool, overw
         if failures:
             sys.exit(1)
         return
-    check_outputs(jobs, overwrite)
+    check_outputs(jobs, overwrite, task.output_paths)
     todo, done = split_done(jobs, force, overwrite)
     say_skipped(ctx, done)
     if workers is None:
@@ -135,6 +138,8 @@ def run_batch(ctx: Context, task, jobs: list[Job], what: str, force: bool, overw
     def report(outcome: Outcome) -> None:
         bar.update(1)
         finished.append(outcome.ok)
+        if outcome.warning:
+            tqdm.write(f"warning: {outcome.warning}", file=sys.stderr)
         if outcome.ok:
             if outcome.message:
                 ctx.say(f"{outcome.src.name} -> {outcome.dst} {outcome.message}")

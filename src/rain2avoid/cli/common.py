@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -65,11 +66,14 @@ def common_options(f):
 def list_inputs(path: Path, recursive: bool = False, exclude: Path | None = None,
                 videos: bool = False) -> tuple[list[Path], bool]:
     """The images to process and whether ``path`` is a folder (``recursive``: the whole tree,
-    leaving out ``exclude``; ``videos``: also the videos, told by content, of the folder itself)."""
+    leaving out ``exclude``; ``videos``: also the videos of the folder itself, told by content,
+    and the files named as videos, so that one that is not a video is reported, not ignored)."""
     if path.is_dir():
         files = find_images(path, recursive, exclude)
-        if videos:
-            files = files + list_videos(path)  # never an image's name: no overlap
+        if videos:  # never an image's name: no overlap
+            named = {p for p in path.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS
+                     and not p.name.startswith(".") and p.is_file()}
+            files = files + sorted(named.union(list_videos(path)))
         if not files:
             where = "folder tree" if recursive else "folder"
             kinds = ", ".join(IMAGE_EXTENSIONS + (VIDEO_EXTENSIONS if videos else ()))
@@ -82,19 +86,45 @@ def list_inputs(path: Path, recursive: bool = False, exclude: Path | None = None
 
 reason = describe_error  # one line naming the file (once) and what went wrong
 
+SEED = click.IntRange(0, 2 ** 32 - 1)
+"""--seed of every command: what numpy, torch and the web service all accept."""
+
+STEPS = click.IntRange(0, 1_000_000)
+"""--steps of every command (--preset reference trains 5,000)."""
+
 
 def make_folder(folder: Path) -> None:
-    """Create an output folder before any work, so a bad output fails fast and clearly."""
+    """Create an output folder and check that files can be written in it, before any work,
+    so that a bad output fails fast and clearly."""
     if folder.exists() and not folder.is_dir():
         raise click.UsageError(f"output folder {folder} is an existing file")
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise click.ClickException(f"cannot create output folder {folder}: {e.strerror or e}")
+    try:  # permissions, read-only or immutable folders and file systems: only trying tells
+        with tempfile.TemporaryFile(dir=folder, prefix=".rain2avoid-", suffix=".tmp"):
+            pass
+    except OSError as e:
+        raise click.UsageError(f"cannot write in output folder {folder}: {(e.strerror or str(e)).lower()}; "
+                               f"choose another output")
 
 
-def check_outputs(jobs: list[tuple[Path, Path]], overwrite: bool) -> None:
-    """Usage errors before any work: unknown format, output = input, two inputs -> one output."""
+def check_folder_output(input: Path, output: Path) -> None:
+    """A usage error when a folder's results would go to a new folder named like a file (``out.png``)."""
+    if output.suffix.lower() in IMAGE_EXTENSIONS + VIDEO_EXTENSIONS and not output.is_dir():
+        raise click.UsageError(f"{input} is a folder, so -o {output} is a folder for its results, but it is "
+                               f"named like a file; give a folder name such as {output.with_suffix('')}")
+
+
+def check_outputs(jobs: list[tuple[Path, Path]], overwrite: bool | None,
+                  outputs: Callable[[Path], list[Path]] | None = None) -> None:
+    """Usage errors before any work: unknown format, output = input, two inputs -> one output.
+
+    ``overwrite``: whether the command's --overwrite was given (None: it has no such option).
+    ``outputs(dst)``: every image file a job writes (e.g. its intermediates as well), when
+    that is more than ``dst``; none of them may be written by two jobs.
+    """
     written: dict[str, Path] = {}
     for src, dst in jobs:  # cheap per job (string work and a failed stat): folders of millions
         suffix = dst.suffix.lower()
@@ -105,11 +135,13 @@ def check_outputs(jobs: list[tuple[Path, Path]], overwrite: bool) -> None:
             raise click.UsageError(f"output {dst}: unsupported video format {dst.suffix!r} "
                                    f"(use one of {' '.join(VIDEO_EXTENSIONS)})")
         if not overwrite and same_file(src, dst):
-            raise click.UsageError(f"output {dst} is the input file; choose another output or pass --overwrite")
-        key = os.path.normcase(os.path.abspath(dst))
-        if key in written:
-            raise click.UsageError(f"{written[key]} and {src} would both write {dst}; rename one of them")
-        written[key] = src
+            hint = "" if overwrite is None else " or pass --overwrite"
+            raise click.UsageError(f"output {dst} is the input file; choose another output{hint}")
+        for path in outputs(dst) if outputs is not None and suffix in IMAGE_EXTENSIONS else [dst]:
+            key = os.path.normcase(os.path.abspath(path))
+            if key in written:
+                raise click.UsageError(f"{written[key]} and {src} would both write {path}; rename one of them")
+            written[key] = src
     for folder in sorted({dst.parent for _, dst in jobs}):
         make_folder(folder)
 
@@ -123,19 +155,20 @@ def report_failures(failures: list[str], total: int, what: str = "failed") -> No
 
 
 def run_jobs(ctx: Context, jobs: list[tuple[Path, Path]], work: Callable[[Path, Path], None], what: str,
-             force: bool = True, overwrite: bool = False, finish: bool = True) -> list[str]:
+             force: bool = True, overwrite: bool | None = None, finish: bool = True) -> list[str]:
     """Run ``work(src, dst)`` for each job; report and skip failures; exit 1 if any failed.
 
     With ``finish=False`` the failures are returned instead (the caller lists them
     at the end and exits).
 
-    An output equal to its input is a usage error unless ``overwrite``; an
-    existing output is skipped unless ``force``. Any error in one file is
-    reported in one line (a traceback only with ``--debug``) and the rest go on.
+    An output equal to its input is a usage error unless ``overwrite`` (None:
+    the command has no --overwrite); an existing output is skipped unless
+    ``force``. Any error in one file is reported in one line (a traceback only
+    with ``--debug``) and the rest go on.
     """
     check_outputs(jobs, overwrite)
     failures: list[str] = []
-    todo, done = split_done(jobs, force, overwrite)
+    todo, done = split_done(jobs, force, bool(overwrite))
     say_skipped(ctx, done)
     bar = tqdm(todo, desc=what, unit="image", disable=not ctx.bars or len(jobs) < 2)
     for src, dst in bar:
@@ -195,7 +228,7 @@ VEIL_HELP = ("The veil of heavy rain (mist): 'auto' takes it away where a colour
 
 def settings_options(f):
     f = click.option("--veil", type=click.Choice(["auto", "on", "off"]), default=None, help=VEIL_HELP)(f)
-    f = click.option("--seed", type=int, default=None, help="Random seed (same seed, same output on CPU).")(f)
+    f = click.option("--seed", type=SEED, default=None, help="Random seed (same seed, same output on CPU).")(f)
     f = click.option("--sampler", type=click.Choice(["nss", "uniform"]), default=None,
                      help="Reference sampler.")(f)
     f = click.option("--refs", "refs", type=click.IntRange(min=1), default=None,
@@ -203,7 +236,7 @@ def settings_options(f):
     f = click.option("--target", type=click.Choice(TARGETS), default=None,
                      help="Train on the closed-form expected reference, on --refs references sampled "
                           "once, or on a fresh reference drawn at every step (online).")(f)
-    f = click.option("--steps", type=click.IntRange(min=0), default=None, help="Training steps.")(f)
+    f = click.option("--steps", type=STEPS, default=None, help="Training steps.")(f)
     f = click.option("--backbone", type=click.Choice(list(BACKBONES)), default=None, help=BACKBONE_HELP)(f)
     f = click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)(f)
     return f

@@ -10,12 +10,13 @@ import numpy as np
 from ..io import write_image
 from ..ldgp import rotation_for_angle
 from ..metrics import psnr, ssim
+from .common import SEED
 
 
 @click.command()
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), default=Path("rain2avoid-demo"),
               show_default=True, help="Folder for the demo's pictures.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--quiet", "-q", is_flag=True)
 def demo(output, seed, quiet):
     """Put synthetic rain on a built-in clean photo, derain it and score the result.

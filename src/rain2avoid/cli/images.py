@@ -10,6 +10,7 @@ import click
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..batch.plan import same_file
 from ..batch.train import DEFAULT_BUDGET_MB
 from ..batch.work import ApplyTask, DerainTask, cached_model
 from ..io import to_float_rgb, write_image
@@ -17,9 +18,11 @@ from ..pipeline import derain_settings
 from ..sdrl import FOLDER_PRESETS, PRESETS, ModelFileError
 from .batch import batch_options, check_batch_flags, plan, run_batch
 from .common import (
+    SEED,
     VEIL_HELP,
     Context,
     check_device,
+    check_folder_output,
     check_outputs,
     common_options,
     list_inputs,
@@ -103,11 +106,12 @@ def derain(input, output, preset, init_path, device, backbone, steps, target, re
         ctx.say(video_job(src, dst, preset=preset, device=device, max_pixels=ctx.max_pixels,
                           progress=ctx.bars, init=init, **options))
 
-    jobs, earlier = _videos_first(ctx, jobs, video, "derain", force or not folder, overwrite)
     # Folders: one thread per image on every backend, so the outputs do not depend on --workers.
     task = DerainTask(preset, tuple(options.items()), device, save_intermediates, max_pixels,
                       progress=ctx.bars and not folder, threads=1 if folder else None,
                       model=init_path.resolve() if init is not None else None)
+    check_outputs(jobs, overwrite, task.output_paths)  # before the videos: no name may be written twice
+    jobs, earlier = _videos_first(ctx, jobs, video, "derain", force or not folder, overwrite)
     seconds = 0.3 + 0.0045 * settings.steps * settings.ensemble * (100 if settings.backbone == "unet" else 1)
     run_batch(ctx, task, jobs, "derain", force or not folder, overwrite, workers, dask, dask_write, seconds,
               earlier)
@@ -160,8 +164,7 @@ def train(folder, model_path, preset, device, backbone, steps, target, refs, sam
     settings = resolve_settings(preset, FOLDER_PRESETS, backbone=backbone, steps=steps, target=target,
                                 refs=refs, sampler=sampler, seed=seed, veil=veil)
     files, _ = list_inputs(folder, recursive)
-    if model_path.is_dir():
-        raise click.UsageError(f"--model {model_path} is a folder; give a file name such as rain.pt")
+    _check_model_output(model_path, files)
     make_folder(model_path.parent)
     failures = []
     bar = tqdm(total=len(files), desc="references", unit="image", disable=not ctx.bars)
@@ -178,18 +181,40 @@ def train(folder, model_path, preset, device, backbone, steps, target, refs, sam
         if debug or len(failures) < len(files):
             raise
         raise click.ClickException("no readable images to train on")
+    except KeyboardInterrupt:
+        bar.close()
+        click.echo("interrupted: no model was saved; run the same command again to train", err=True)
+        sys.exit(130)
     finally:
         bar.close()
     try:
         model.save(model_path)
-    except OSError as e:
+    except OSError as e:  # ImageWriteError: "cannot write <path>: <reason>"
         if debug:
             raise
-        raise click.ClickException(f"cannot write model {model_path}: {e.strerror or e}")
+        raise click.ClickException(f"model not saved: {e}")
     ctx.say(f"trained on {used} image(s) in {time.perf_counter() - start:.0f} s; saved {model_path}")
     report_failures(failures, len(files), "failed and were left out")
     if failures:
         sys.exit(1)
+
+
+def _check_model_output(model_path: Path, files: list[Path]) -> None:
+    """Usage errors before training: --model must not replace a training image, a folder or a
+    file that is not a model (an earlier model is replaced)."""
+    from ..sdrl import load_model
+    if model_path.is_dir():
+        raise click.UsageError(f"--model {model_path} is a folder; give a file name such as rain.pt")
+    if any(same_file(f, model_path) for f in files):
+        raise click.UsageError(f"--model {model_path} is one of the training images; give another file "
+                               f"name such as rain.pt")
+    if model_path.exists():
+        try:
+            load_model(model_path)
+        except ModelFileError:
+            raise click.UsageError(f"--model {model_path} exists and is not a model this rain2avoid reads, so "
+                                   f"it would be replaced; give another file name such as rain.pt, or remove "
+                                   f"it first") from None
 
 
 @click.command()
@@ -255,6 +280,8 @@ def mask(input, output, patch_size, kernel_size, quiet, debug, max_pixels):
     from ..pipeline import to_uint8
     ctx = Context(quiet, debug, max_pixels)
     files, folder = list_inputs(input)
+    if folder:
+        check_folder_output(input, output)
 
     def work(src: Path, dst: Path) -> None:
         r = rain_mask(to_uint8(to_float_rgb(ctx.read(src))), patch_size, kernel_size)
@@ -269,7 +296,7 @@ def mask(input, output, patch_size, kernel_size, quiet, debug, max_pixels):
               help="Output folder.")
 @click.option("--n", "n", type=click.IntRange(min=1), default=50, show_default=True, help="References per image.")
 @click.option("--sampler", type=click.Choice(["nss", "uniform"]), default="nss", show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--mean-only", is_flag=True, help="Only write the closed-form mean reference.")
 @common_options
 def refs(input, output, n, sampler, seed, mean_only, quiet, debug, max_pixels):

@@ -13,7 +13,7 @@ import os
 import warnings
 from io import BytesIO
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import cv2
 import numpy as np
@@ -46,6 +46,34 @@ _OPENCV_EXTENSIONS = {
 # Formats that can only hold 8 bits per sample.
 _EIGHT_BIT_FORMATS = ("jpeg", "bmp", "webp")
 
+# TIFF tags about the file rather than the picture (description, resolution, software,
+# orientation): losing them is no loss of metadata worth a warning.
+_HOUSEKEEPING_TAGS = (270, 274, 282, 283, 296, 305)
+
+
+def output_format(path: PathLike) -> Optional[str]:
+    """The format :func:`write_image` writes to ``path`` ('png', 'jpeg', ...), or None."""
+    return _SUFFIX_FORMATS.get(Path(path).suffix.lower())
+
+
+def format_suffix(fmt: str) -> str:
+    """The usual suffix of a format name ('jpeg' -> '.jpg')."""
+    return _OPENCV_EXTENSIONS[fmt]
+
+
+def format_losses(path: PathLike, image: np.ndarray) -> List[str]:
+    """What the format of ``path`` cannot hold of ``image``, before it is written: "transparency"
+    (JPEG, unless the alpha is fully opaque) and "16 bits per sample" (JPEG, BMP, WebP)."""
+    fmt = output_format(path)
+    lost = []
+    if fmt == "jpeg" and image.ndim == 3 and image.shape[2] == 4:
+        alpha = image[:, :, 3] if image.dtype == np.uint8 else _uint16_to_uint8(image[:, :, 3])
+        if not np.all(alpha == 255):  # as _drop_opaque_alpha
+            lost.append("transparency")
+    if fmt in _EIGHT_BIT_FORMATS and image.dtype == np.uint16:
+        lost.append("16 bits per sample")
+    return lost
+
 
 def write_image(
     path: PathLike,
@@ -66,7 +94,9 @@ def write_image(
     ``meta.exif`` (orientation forced to 1) and ``meta.icc_profile`` are
     embedded in JPEG, PNG and WebP, and in TIFF except 16-bit colour TIFF;
     BMP cannot hold them.  When metadata cannot be stored a warning is issued
-    and the pixels are written without it.
+    and the pixels are written without it (TIFF tags about the file alone,
+    such as its resolution or the software that wrote it, are dropped quietly).
+    :func:`format_losses` tells beforehand what a format cannot hold.
 
     Parent folders are created.  With ``overwrite=False`` an existing target
     raises FileExistsError.  Returns the path written.
@@ -133,7 +163,7 @@ def _encode(
             f"the EXIF/ICC metadata does not fit in a {fmt.upper()} file; writing without it",
             stacklevel=3,
         )
-    elif (exif or icc) and fmt == "tiff":
+    elif (icc or _describes_picture(exif)) and fmt == "tiff":
         warnings.warn(
             "EXIF/ICC metadata cannot be stored in a 16-bit colour TIFF; writing without it",
             stacklevel=3,
@@ -213,6 +243,18 @@ def _rgb_to_opencv(pixels: np.ndarray) -> np.ndarray:
     if pixels.shape[2] == 3:
         return cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR)
     return cv2.cvtColor(pixels, cv2.COLOR_RGBA2BGRA)
+
+
+def _describes_picture(exif: Optional[bytes]) -> bool:
+    """Whether ``exif`` (TIFF structure) holds more than the tags about the file itself."""
+    if not exif:
+        return False
+    tags = Image.Exif()
+    try:
+        tags.load(EXIF_HEADER + exif)
+    except Exception:  # unreadable: say it is lost rather than hide it
+        return True
+    return any(tag not in _HOUSEKEEPING_TAGS for tag in tags)
 
 
 def _pillow_can_write(pixels: np.ndarray) -> bool:
