@@ -1,6 +1,6 @@
 """Per-image training started from a model of other images (`derain --init`), scored held out.
 
-    python benchmarks/tune.py DATASET [--folds 2] [--preset fast] [--steps N] [--out DIR]
+    python benchmarks/tune.py DATASET [--folds 2 | --in-sample] [--preset fast] [--steps N] [--out DIR]
 
 The images are split into ``--folds`` folds (every k-th image). For each fold, one
 model is trained on the *other* folds' rainy inputs as ``rain2avoid train`` does
@@ -8,6 +8,9 @@ model is trained on the *other* folds' rainy inputs as ``rain2avoid train`` does
 each image of the fold is derained with ``derain_detailed(image, init=model)``
 (``sdrl.TUNE_PRESETS[--preset]``; ``--steps`` overrides its steps). So no image is
 derained by a model that saw it, as in a pipeline that trained once on earlier photos.
+``--in-sample`` trains one model on all the rainy inputs instead, as ``rain2avoid train
+rainy/ --model rain.pt`` followed by ``rain2avoid derain rainy/ --init rain.pt`` does
+(self-supervised: the model sees each image's rain, never a clean image).
 
 A DATASET with ``input/`` and ``target/`` is scored against the targets (Y PSNR / SSIM,
 images worse than their input); a folder of photos with NIQE and BRISQUE. Prints one
@@ -33,20 +36,23 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("dataset", type=Path)
     ap.add_argument("--folds", type=int, default=2)
+    ap.add_argument("--in-sample", action="store_true", help="one model of all the images (not held out)")
     ap.add_argument("--preset", default="fast", help="fast or high (sdrl.TUNE_PRESETS)")
     ap.add_argument("--steps", type=int, default=None, help="per-image steps (default: the tune preset's)")
     ap.add_argument("--out", type=Path, default=None, help="also write the outputs here")
     args = ap.parse_args()
     paired = (args.dataset / "target").is_dir()
     files = list_images(args.dataset / "input" if paired else args.dataset)
-    if len(files) < args.folds or args.folds < 2:
+    if not args.in_sample and (len(files) < args.folds or args.folds < 2):
         raise SystemExit(f"need at least 2 folds and one image per fold; got {len(files)} image(s), "
                          f"--folds {args.folds}")
+    folds = 1 if args.in_sample else args.folds
     rows, worse, train_seconds = [], [], 0.0
-    for k in range(args.folds):
-        held = files[k::args.folds]
+    for k in range(folds):
+        held = files[k::folds]
         start = time.perf_counter()
-        model, _ = train_files([f for f in files if f not in held], resolve_settings("fast", FOLDER_PRESETS))
+        model, _ = train_files(files if args.in_sample else [f for f in files if f not in held],
+                               resolve_settings("fast", FOLDER_PRESETS))
         train_seconds += time.perf_counter() - start
         for path in held:
             x, meta = read_image(path, with_meta=True)
@@ -63,7 +69,8 @@ def main() -> None:
             print(f"  {path.name}: {' '.join(f'{v:.3f}' for v in rows[-1])}", flush=True)
     a = np.array(rows)
     n = len(rows)
-    label = f"{args.dataset} --preset {args.preset} tuned from a model of the other {args.folds - 1} fold(s)"
+    label = (f"{args.dataset} --preset {args.preset} tuned from "
+             + ("one model of all the images" if args.in_sample else f"a model of the other {folds - 1} fold(s)"))
     if paired:
         print(f"{label}: Y {a[:, 1].mean():.2f} / {a[:, 2].mean():.4f}  worse {len(worse)}/{n}"
               f"{' (' + ', '.join(worse) + ')' if worse else ''}  {a[:, 3].mean():.2f} s/image"
