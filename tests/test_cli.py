@@ -334,6 +334,19 @@ def test_eval_too_small_to_score(tmp_path):
     assert r.exit_code == 1 and "too small" in r.stderr
 
 
+def test_eval_scores_16_bit_images_as_their_8_bit_scale(tmp_path):
+    """A nearly black 16-bit pair (values up to 257) is scored on the 0-255 scale like its 8-bit twin."""
+    rng = np.random.default_rng(3)
+    clean = rng.integers(0, 2, (24, 32, 3)).astype(np.uint16) * 257
+    noisy = clean.copy()
+    noisy[::3, ::4] = 257 - noisy[::3, ::4]
+    for folder, image in (("t", clean), ("p", noisy)):
+        write_image(tmp_path / folder / "a.png", image)
+        write_image(tmp_path / f"{folder}8" / "a.png", (image // 257).astype(np.uint8))
+    wide = eval_json(tmp_path / "p", tmp_path / "t")
+    assert wide["n"] == 1 and wide == eval_json(tmp_path / "p8", tmp_path / "t8")
+
+
 def test_eval_reports_and_skips_bad_pairs(tmp_path, scored):
     """One line per bad pair (size, unreadable, too small, crop border); the rest scored; exit code 1."""
     pred = tmp_path / "pred"

@@ -76,3 +76,39 @@ def test_flicker_known_values():
         flicker(clean, clean[:2])
     with pytest.raises(ValueError):
         flicker(clean, clean, channel="lab")
+
+
+def test_one_scale_uint16_and_float_0_255_score_as_uint8():
+    rng = np.random.default_rng(2)
+    a, b = rng.integers(0, 256, (2, 24, 32, 3)).astype(np.uint8)
+    p, s = psnr(a, b), ssim(a, b, "rgb")
+    wide_a, wide_b = a.astype(np.uint16) * 257, b.astype(np.uint16) * 257
+    assert psnr(wide_a, b) == pytest.approx(p) and psnr(wide_a, wide_b) == pytest.approx(p)
+    assert ssim(wide_a, wide_b, "rgb") == pytest.approx(s) and ssim(a, wide_b, "rgb") == pytest.approx(s)
+    assert psnr(a.astype(np.float32), b) == pytest.approx(p)   # float is on the 0-255 scale
+    black = np.zeros((24, 32, 3))                              # constant floats within [0, 1] are taken as they are
+    assert psnr(black, a) == pytest.approx(psnr(np.zeros_like(a), a))
+
+
+@pytest.mark.parametrize("metric", [psnr, ssim])
+def test_images_on_another_scale_are_refused(metric):
+    rng = np.random.default_rng(3)
+    a, b = rng.integers(0, 256, (2, 24, 32, 3)).astype(np.uint8)
+    for pred, target in [(a / 255, b / 255), (a, b / 255), (a / 255, b.astype(np.uint16) * 257)]:
+        with pytest.raises(ValueError, match=r"\[0, 1\].*0-255 scale; multiply by 255"):
+            metric(pred, target)
+    with pytest.raises(ValueError, match="int64"):
+        metric(a.astype(np.int64), b)
+    with pytest.raises(ValueError, match="NaN"):
+        metric(np.full(a.shape, np.nan), b)
+    with pytest.raises(ValueError, match="crop_border"):
+        metric(a, b, crop_border=-1)
+
+
+def test_flicker_has_the_same_scale():
+    from rain2avoid.metrics import flicker
+    rng = np.random.default_rng(4)
+    a, b = rng.integers(0, 256, (2, 3, 4, 5, 3)).astype(np.uint8)
+    assert flicker(a.astype(np.uint16) * 257, b) == pytest.approx(flicker(a, b))
+    with pytest.raises(ValueError, match="multiply by 255"):
+        flicker(a / 255, b / 255)

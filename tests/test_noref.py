@@ -79,6 +79,7 @@ def test_noise_and_blur_score_worse(photo):
     (np.zeros((300, 300), np.int32), "int32"),
     (np.zeros((300, 300), bool), "bool"),
     (np.full((300, 300), np.nan), "NaN"),
+    (np.random.default_rng(0).random((300, 300)), r"\[0, 1\].*multiply by 255"),   # a 0-1 float image
 ])
 def test_bad_arrays_are_refused(bad, message):
     for metric in (niqe, brisque):

@@ -158,3 +158,22 @@ def test_reference_sampler_windows_and_bands(small):
         assert (block == window[y, x]).all(axis=1).any()
     with pytest.raises(ValueError, match="window"):
         banded.draw(np.random.default_rng(0), (0, 20, 0, 5))
+
+
+def test_a_bool_mask_is_the_255_mask_and_a_0_1_mask_is_refused(small):
+    image, mask = small
+    rain = mask > 10
+    binary = (rain * 255).astype(np.uint8)                      # the 0/255 mask that rain stands for
+    closed = expected_reference(image, rain)
+    assert np.array_equal(closed, expected_reference(image, binary)) and not np.array_equal(closed, image)
+    assert np.array_equal(sample_references(image, rain, n=3, seed=1), sample_references(image, binary, n=3, seed=1))
+    assert np.array_equal(ReferenceSampler(image, rain, band=4).cum, ReferenceSampler(image, binary, band=4).cum)
+    assert np.array_equal(candidates(image, rain).weights, candidates(image, binary).weights)
+    ones = rain.astype(np.uint8)
+    for call in (lambda: expected_reference(image, ones), lambda: sample_references(image, ones, n=2),
+                 lambda: ReferenceSampler(image, ones), lambda: candidates(image, ones),
+                 lambda: expected_reference(image, ones.astype(np.float32), band=4)):
+        with pytest.raises(ValueError, match=r"\[0, 1\].*pass a bool mask"):
+            call()
+    # With threshold=0 a 0/1 mask means what it says: 1 is rain.
+    assert np.array_equal(expected_reference(image, ones, threshold=0), expected_reference(image, binary, threshold=0))

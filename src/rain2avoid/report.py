@@ -56,10 +56,9 @@ def _by_stem(folder: Optional[Path]) -> dict[str, list[Path]]:
     return by_stem(list_images(folder)) if folder is not None else {}
 
 
-def _rgb255(image: np.ndarray) -> np.ndarray:
-    """RGB on the 0-255 scale, as ``eval`` scores it: gray repeated, alpha dropped, uint16 / 257."""
-    rgb = np.stack([image] * 3, axis=-1) if image.ndim == 2 else image[..., :3]
-    return rgb.astype(np.float64) / 257.0 if rgb.dtype == np.uint16 else rgb
+def _rgb(image: np.ndarray) -> np.ndarray:
+    """RGB as ``eval`` scores it: gray repeated, alpha dropped (the metrics read uint16 / 257)."""
+    return np.stack([image] * 3, axis=-1) if image.ndim == 2 else image[..., :3]
 
 
 def _try(score: Callable, *images) -> Optional[float]:
@@ -135,9 +134,9 @@ def _entry(stem: str, paths: dict, max_width: int, max_pixels, problems: list) -
                 raise ValueError(f"{paths['target']}: the clean image is {clean.shape[1]}x{clean.shape[0]}, "
                                  f"the input {image.shape[1]}x{image.shape[0]}")
             for name, picture in (("input", image), ("result", result)):
-                p = _try(psnr, _rgb255(picture), _rgb255(clean), "y")
+                p = _try(psnr, _rgb(picture), _rgb(clean), "y")
                 scores[name]["psnr_y"] = None if p is None else min(p, MAX_PSNR)
-                scores[name]["ssim_y"] = _try(ssim, _rgb255(picture), _rgb255(clean), "y")
+                scores[name]["ssim_y"] = _try(ssim, _rgb(picture), _rgb(clean), "y")
         except ValueError as e:
             problems.append(f"{' '.join(str(e).split())} (no PSNR/SSIM for {stem})")
     rgb8, out8 = to_uint8(to_float_rgb(image)), to_uint8(to_float_rgb(result))

@@ -8,6 +8,11 @@ probability; NSS (non-local stochastic sampling) weights candidate ``q`` by
 ``patch`` x ``patch`` colour patches around ``p`` and ``q`` over the positions
 that are background in ``p``'s patch (``method.md`` section 2).
 
+Masks are LDGP's: uint8 (H, W), 255 = rain, 0 = background. A bool mask
+(True = rain) is taken as that 0/255 mask. A mask whose values all lie in
+[0, 1] (a 0/1 mask), not all 0, is refused with a ``ValueError``: none of its
+pixels would count as rain. Pass it as bool (``mask > 0``) or multiply it by 255.
+
 Everything is vectorised over pixels: one pass per window offset.
 """
 
@@ -49,6 +54,17 @@ def _check(image: np.ndarray, mask: np.ndarray, sampler: str, window: int, patch
         raise ValueError(f"window (>= 3) and patch sizes must be odd, got window={window}, patch={patch}")
 
 
+def _levels(mask, threshold: float) -> np.ndarray:
+    """``mask`` as LDGP levels: a bool mask (True = rain) becomes 0/255; ValueError for a 0/1 mask."""
+    mask = np.asarray(mask)
+    if mask.dtype == bool:
+        return mask.astype(np.uint8) * 255
+    if mask.size and 0 < mask.max() <= min(1, threshold):
+        raise ValueError(f"the mask's values lie in [0, 1] (a 0/1 mask?), but rain is mask > {threshold} "
+                         f"(255 = rain): pass a bool mask (mask > 0, True = rain) or mask * 255")
+    return mask
+
+
 def candidates(image: np.ndarray, mask: np.ndarray, sampler: str = "nss", window: int = 7,
                patch: int = 3, eta: float = 0.5, threshold: int = 10) -> Candidates:
     """Candidate offsets and their sampling weights for every rain pixel.
@@ -56,6 +72,7 @@ def candidates(image: np.ndarray, mask: np.ndarray, sampler: str = "nss", window
     Args:
         image: (H, W, C) image, any numeric dtype (distances use its values as they are).
         mask: (H, W) LDGP mask; > threshold is rain, == 0 is background (a candidate).
+            A bool mask counts as 255 where True; a 0/1 mask is refused (see the module).
         sampler: "nss" (similarity-weighted) or "uniform".
         window: K, side of the candidate window.
         patch: k, side of the similarity patch; grows by 2 (up to ``window``) while
@@ -63,8 +80,12 @@ def candidates(image: np.ndarray, mask: np.ndarray, sampler: str = "nss", window
         eta: exponent of the NSS distance.
         threshold: mask values above it are rain pixels to replace.
     """
-    image = np.asarray(image)
-    mask = np.asarray(mask)
+    return _candidates(np.asarray(image), _levels(mask, threshold), sampler, window, patch, eta, threshold)
+
+
+def _candidates(image: np.ndarray, mask: np.ndarray, sampler: str = "nss", window: int = 7,
+                patch: int = 3, eta: float = 0.5, threshold: int = 10) -> Candidates:
+    """:func:`candidates` of a mask already checked by :func:`_levels`."""
     _check(image, mask, sampler, window, patch)
     h, w = mask.shape
     rain = mask > threshold
@@ -129,9 +150,10 @@ def _candidates_in_bands(image: np.ndarray, mask: np.ndarray, sampler: str, band
     Yields one :class:`Candidates` per band, with rows in whole-image coordinates,
     holding only the band's own rain pixels that have at least one candidate.
     """
+    mask = _levels(mask, kwargs.get("threshold", 10))  # the whole mask: a band of it may hold only 0 and 1
     _check(image, mask, sampler, kwargs.get("window", 7), kwargs.get("patch", 3))
     for a, b, lo, hi in _bands(image.shape[0], kwargs.get("window", 7), band):
-        c = candidates(image[lo:hi], mask[lo:hi], sampler, **kwargs)
+        c = _candidates(image[lo:hi], mask[lo:hi], sampler, **kwargs)
         keep = (c.rows >= a - lo) & (c.rows < b - lo) & (c.weights.sum(axis=1) > 0)
         if np.any(keep):
             yield Candidates(c.rows[keep] + lo, c.cols[keep], c.offsets, c.weights[keep])

@@ -85,7 +85,6 @@ def _score_pair(ctx: Context, stem: str, p: Path, t: Path, crop_border: int) -> 
     if a.shape != b.shape:
         raise ValueError(f"{stem}: sizes differ ({p}: {a.shape[1]}x{a.shape[0]}, "
                          f"{t}: {b.shape[1]}x{b.shape[0]})")
-    a, b = [x.astype(np.float64) / 257.0 if x.dtype == np.uint16 else x for x in (a, b)]
     try:
         scores = {"psnr_y": psnr(a, b, "y", crop_border), "ssim_y": ssim(a, b, "y", crop_border),
                   "psnr_rgb": psnr(a, b, "rgb", crop_border), "ssim_rgb": ssim(a, b, "rgb", crop_border)}

@@ -5,7 +5,8 @@
 
 One convention, the one of :mod:`rain2avoid.metrics`: images are gray, RGB or
 RGBA (alpha ignored); uint8 as it is, uint16 divided by 257, float taken as
-already on the 0-255 scale. Both reproduce published reference implementations
+already on the 0-255 scale (a non-constant float image within [0, 1] is refused:
+multiply it by 255). Both reproduce published reference implementations
 (NIQE: MATLAB ``niqe`` / BasicSR 1.4.2; BRISQUE: the ``brisque`` 0.2.0 package)
 with their parameter files shipped here: see NOTICE.md beside this file.
 """

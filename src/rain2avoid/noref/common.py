@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..metrics import scale_to_255
+
 __all__ = ["checked_image", "gaussian_window", "load_parameters"]
 
 _HERE = Path(__file__).resolve().parent
@@ -15,9 +17,10 @@ _HERE = Path(__file__).resolve().parent
 def checked_image(image, who: str) -> tuple[np.ndarray, float]:
     """``image`` as gray (H, W) or RGB (H, W, 3) in its own dtype, and the factor to the 0-255 scale.
 
-    The convention of :mod:`rain2avoid.metrics`: uint8 as it is, uint16 divided
-    by 257, float taken as already on the 0-255 scale. (H, W, 1) is gray; the
-    alpha of RGBA is ignored. Raises ``ValueError`` naming ``who`` otherwise.
+    The convention of :mod:`rain2avoid.metrics` (:func:`~rain2avoid.metrics.scale_to_255`):
+    uint8 as it is, uint16 divided by 257, float taken as already on the 0-255
+    scale (a non-constant float image within [0, 1] is refused). (H, W, 1) is
+    gray; the alpha of RGBA is ignored. Raises ``ValueError`` naming ``who`` otherwise.
     """
     image = np.asarray(image)
     if image.ndim == 3 and image.shape[2] == 1:
@@ -25,17 +28,8 @@ def checked_image(image, who: str) -> tuple[np.ndarray, float]:
     if not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (3, 4))):
         raise ValueError(f"{who}: expected a gray (H, W), RGB (H, W, 3) or RGBA (H, W, 4) image, "
                          f"got shape {image.shape}")
-    if image.dtype == np.uint8:
-        scale = 1.0
-    elif image.dtype == np.uint16:
-        scale = 1.0 / 257.0
-    elif np.issubdtype(image.dtype, np.floating):
-        scale = 1.0
-        if not np.all(np.isfinite(image)):
-            raise ValueError(f"{who}: the image has NaN or infinite values")
-    else:
-        raise ValueError(f"{who}: expected uint8, uint16 or float pixels (0-255 scale), got {image.dtype}")
-    return (image if image.ndim == 2 else image[..., :3]), scale
+    image = image if image.ndim == 2 else image[..., :3]
+    return image, scale_to_255(image, who)
 
 
 def gaussian_window(size: int = 7, sigma: float = 7 / 6) -> np.ndarray:

@@ -155,11 +155,12 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
     async def submit(request: Request) -> JSONResponse:
         if not request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
             raise HTTPException(415, "send multipart/form-data with the image in the field 'file'")
-        length = request.headers.get("content-length")
-        if length is not None and not length.isdigit():
-            raise HTTPException(400, f"bad Content-Length {length!r}")
-        if length is not None and int(length) > settings.max_upload_bytes:
-            if int(length) <= settings.max_upload_bytes + _DRAIN_BYTES:
+        header = request.headers.get("content-length")
+        length = None if header is None else _whole_number(header)
+        if header is not None and length is None:
+            raise HTTPException(400, f"bad Content-Length {header[:40]!r}")
+        if length is not None and length > settings.max_upload_bytes:
+            if length <= settings.max_upload_bytes + _DRAIN_BYTES:
                 await _discard_body(request.receive)
             raise HTTPException(413, too_large)
         if store.full():
@@ -258,15 +259,26 @@ def _save(upload: UploadFile, target: Path) -> None:
         shutil.copyfileobj(upload.file, out, 1024 * 1024)
 
 
+def _whole_number(text: str) -> int | None:
+    """``text`` as an int when it is ASCII digits 0-9 only (20 at most; spaces around allowed), else None.
+
+    Not ``str.isdigit``: it also accepts superscripts such as '²' (which ``int`` refuses) and other
+    scripts' digits (which ``int`` reads).
+    """
+    text = text.strip()
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 20 else None
+
+
 def _checked(preset, seed) -> int | None:
     """The seed as an int (or None); HTTP 400 for a bad preset or seed."""
     if not isinstance(preset, str) or preset not in PRESETS:
         raise HTTPException(400, f"unknown preset {str(preset)[:40]!r}; choose one of {', '.join(PRESETS)}")
     if seed in (None, ""):
         return None
-    if not isinstance(seed, str) or not seed.strip().isdigit() or int(seed) >= 2 ** 32:
+    number = _whole_number(seed) if isinstance(seed, str) else None
+    if number is None or number >= 2 ** 32:
         raise HTTPException(400, f"seed must be a whole number from 0 to {2 ** 32 - 1}")
-    return int(seed)
+    return number
 
 
 def _check_image(path: Path, max_pixels: int | None, decoding: threading.BoundedSemaphore) -> tuple:
