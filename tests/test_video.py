@@ -18,7 +18,9 @@ from rain2avoid.metrics import flicker
 from rain2avoid.synth import clean_example, rainy_clip
 from rain2avoid.video import (
     VideoReadError,
+    VideoWriteError,
     VideoWriter,
+    check_output,
     probe,
     read_frames,
     sniff_video,
@@ -73,6 +75,20 @@ def with_audio(path, frames, fps=25, codec="aac", rate=16000):
         out.mux(audio.encode(None))
 
 
+def varsize_avi(path, frames, fps=12):
+    """An MJPEG AVI whose frames need not all have the same size (each JPEG encoded on its own)."""
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("mjpeg", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuvj420p"
+        for i, f in enumerate(frames):
+            jpeg = av.CodecContext.create("mjpeg", "w")
+            jpeg.width, jpeg.height, jpeg.pix_fmt, jpeg.time_base = f.shape[1], f.shape[0], "yuvj420p", Fraction(1, fps)
+            picture = av.VideoFrame.from_ndarray(f, format="rgb24").reformat(format="yuvj420p")
+            for packet in list(jpeg.encode(picture)) + list(jpeg.encode(None)):
+                packet.stream, packet.time_base, packet.pts, packet.dts = stream, Fraction(1, fps), i, i
+                out.mux(packet)
+
+
 def leftovers(folder):
     return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
 
@@ -87,6 +103,8 @@ def test_mkv_round_trip_is_lossless_and_keeps_rate_size_and_count(tmp_path):
         ("mkv", "ffv1", W, H, 7, FPS)
     assert np.array_equal(frames_of(tmp_path / "a.mkv"), frames)
     assert leftovers(tmp_path) == []
+    write_video(tmp_path / "b.mkv", frames, fps=FPS)               # the same frames: the same file, byte for byte
+    assert (tmp_path / "b.mkv").read_bytes() == (tmp_path / "a.mkv").read_bytes()
 
 
 @pytest.mark.parametrize("suffix", [".mp4", ".mov", ".webm", ".avi"])
@@ -155,6 +173,39 @@ def test_writer_error_leaves_no_partial_file(tmp_path):
             writer.write(noise_frames(1)[0])
             writer.write(noise_frames(1, h=H + 2)[0])
     assert list(tmp_path.iterdir()) == []
+
+
+def test_frames_that_change_size_are_one_clear_error(tmp_path):
+    frames = list(noise_frames(3)) + list(noise_frames(3, h=32, w=48))
+    varsize_avi(tmp_path / "var.avi", frames)
+    got = []
+    with pytest.raises(VideoReadError, match="frame 4 is 48x32, the first frames 96x64: rain2avoid needs one "
+                                             "frame size per clip"):
+        for frame in read_frames(tmp_path / "var.avi"):
+            got.append(frame)
+    assert len(got) == 3                                     # raised as soon as the frame is read
+    out = tmp_path / "out"
+    with pytest.raises(VideoReadError, match="frame 4 is 48x32"):
+        derain_video(tmp_path / "var.avi", out / "derained.mkv", steps=2)
+    assert not out.exists() or list(out.iterdir()) == []
+    with pytest.raises(ValueError, match="frame 4 is 48x32, the first frames 96x64"):
+        list(sliding_references(iter(frames), radius=1))
+
+
+def test_output_formats_are_checked_from_the_frame_size(tmp_path):
+    assert check_output(tmp_path / "a.mkv", 65, 47) == "ffv1" and check_output(tmp_path / "a.avi", 64, 48) == "mpeg4"
+    with pytest.raises(VideoWriteError, match="65x47: MPEG-4 needs an even width and height"):
+        check_output(tmp_path / "a.avi", 65, 47)
+    with pytest.raises(VideoWriteError, match="unsupported video format '.gif'"):
+        check_output(tmp_path / "a.gif", 64, 48)
+    # derain_video refuses an odd size for .avi before reading (let alone training on) a frame.
+    write_video(tmp_path / "odd.mkv", noise_frames(3, h=47, w=65))
+    write_image(tmp_path / "odd.png", noise_frames(1, h=47, w=65)[0])
+    for src in (tmp_path / "odd.mkv", tmp_path / "odd.png"):
+        stages = []
+        with pytest.raises(VideoWriteError, match="even width and height"):
+            derain_video(src, tmp_path / "out.avi", steps=2, on_frame=lambda *a: stages.append(a))
+        assert stages == [] and not (tmp_path / "out.avi").exists() and leftovers(tmp_path) == []
 
 
 # --- temporal references ----------------------------------------------------------------------------------------
@@ -276,10 +327,28 @@ def test_derain_video_refuses_bad_outputs(tmp_path, clip):
     write_video(tmp_path / "rainy.mkv", clip[0][:3])
     with pytest.raises(ValueError, match="unsupported video format"):
         derain_video(tmp_path / "rainy.mkv", tmp_path / "out.gif")
-    with pytest.raises(ValueError, match="is the input"):
+    with pytest.raises(ValueError, match="is the input file; choose another output or pass overwrite=True"):
         derain_video(tmp_path / "rainy.mkv", tmp_path / "rainy.mkv")
     with pytest.raises(VideoReadError, match="no such file"):
         derain_video(tmp_path / "missing.mp4", tmp_path / "out.mp4")
+
+
+def test_a_video_can_be_replaced_in_place(tmp_path, clip):
+    with_audio(tmp_path / "clip.mp4", clip[0][:4])
+    original = (tmp_path / "clip.mp4").read_bytes()
+    (tmp_path / "copy.mp4").write_bytes(original)
+
+    def stop(stage, done, total):
+        if stage == "derain" and done == 2:
+            raise RuntimeError("stopped half way")
+
+    with pytest.raises(RuntimeError):                          # a failure leaves the input as it was
+        derain_video(tmp_path / "clip.mp4", tmp_path / "clip.mp4", steps=2, radius=1, overwrite=True, on_frame=stop)
+    assert (tmp_path / "clip.mp4").read_bytes() == original and leftovers(tmp_path) == []
+    r = derain_video(tmp_path / "clip.mp4", tmp_path / "clip.mp4", steps=2, radius=1, overwrite=True)
+    derain_video(tmp_path / "copy.mp4", tmp_path / "other.mp4", steps=2, radius=1)
+    assert r.frames == 4 and (tmp_path / "clip.mp4").read_bytes() == (tmp_path / "other.mp4").read_bytes()
+    assert probe(tmp_path / "clip.mp4").audio == "aac"
 
 
 # --- command line -----------------------------------------------------------------------------------------------
@@ -302,6 +371,17 @@ def test_cli_derain_and_apply_videos(tmp_path, clip):
     r = invoke("apply", folder / "clip.bin", "--model", tmp_path / "m.pt", "-o", tmp_path / "applied.mp4")
     assert r.exit_code == 0, r.output + r.stderr
     assert probe(tmp_path / "applied.mp4").frames == 6
+
+
+def test_cli_video_in_place_needs_overwrite(tmp_path, clip):
+    write_video(tmp_path / "clip.mkv", clip[0][:3])
+    original = frames_of(tmp_path / "clip.mkv")
+    r = invoke("derain", tmp_path / "clip.mkv", "-o", tmp_path / "clip.mkv", "--steps", "2")
+    assert r.exit_code == 2 and "pass --overwrite" in r.stderr
+    r = invoke("derain", tmp_path / "clip.mkv", "-o", tmp_path / "clip.mkv", "--steps", "2", "--overwrite")
+    assert r.exit_code == 0, r.output + r.stderr
+    out = frames_of(tmp_path / "clip.mkv")
+    assert out.shape == original.shape and not np.array_equal(out, original) and leftovers(tmp_path) == []
 
 
 def test_cli_video_errors_are_one_line(tmp_path, clip, monkeypatch):

@@ -104,7 +104,7 @@ def derain(input, output, preset, init_path, device, backbone, steps, target, re
     def video(src: Path, dst: Path) -> None:
         from ..video import video_job
         ctx.say(video_job(src, dst, preset=preset, device=device, max_pixels=ctx.max_pixels,
-                          progress=ctx.bars, init=init, **options))
+                          progress=ctx.bars, init=init, overwrite=overwrite, **options))
 
     # Folders: one thread per image on every backend, so the outputs do not depend on --workers.
     task = DerainTask(preset, tuple(options.items()), device, save_intermediates, max_pixels,
@@ -255,7 +255,8 @@ def apply(input, model_path, output, veil, device, overwrite, force, workers, re
 
     def video(src: Path, dst: Path) -> None:
         from ..video import video_job
-        ctx.say(video_job(src, dst, model=model, max_pixels=ctx.max_pixels, progress=ctx.bars))
+        ctx.say(video_job(src, dst, model=model, max_pixels=ctx.max_pixels, progress=ctx.bars,
+                          overwrite=overwrite))
 
     jobs, earlier = _videos_first(ctx, jobs, video, "apply", force or not folder, overwrite)
     task = ApplyTask(model_path.resolve(), device, max_pixels, veil=veil)

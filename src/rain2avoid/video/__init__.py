@@ -6,11 +6,11 @@ neighbours (``temporal``), trains one network per clip and writes the derained
 clip with its audio (``io``), holding only a few frames in memory.
 """
 
-from .io import (VIDEO_EXTENSIONS, VideoInfo, VideoReadError, VideoWriteError, VideoWriter, is_video, probe,
-                 read_frames, sniff_video, write_video)
+from .io import (VIDEO_EXTENSIONS, VideoInfo, VideoReadError, VideoWriteError, VideoWriter, check_output, is_video,
+                 probe, read_frames, sniff_video, write_video)
 from .pipeline import VIDEO_STEPS, VideoResult, derain_video, video_job
 from .temporal import TemporalReference, sliding_references, temporal_reference
 
 __all__ = ["derain_video", "video_job", "VideoResult", "VIDEO_STEPS", "VIDEO_EXTENSIONS", "VideoInfo", "VideoReadError",
-           "VideoWriteError", "VideoWriter", "is_video", "probe", "read_frames", "sniff_video", "write_video",
-           "TemporalReference", "sliding_references", "temporal_reference"]
+           "VideoWriteError", "VideoWriter", "check_output", "is_video", "probe", "read_frames", "sniff_video",
+           "write_video", "TemporalReference", "sliding_references", "temporal_reference"]

@@ -5,7 +5,9 @@
 * :func:`read_frames` yields upright RGB uint8 frames (a rotation flag is
   applied to the pixels) and raises one :class:`VideoReadError` for a file
   that is missing, not a video, damaged or truncated (fewer frames than the
-  file announces).
+  file announces) or whose frames change size.
+* :func:`check_output` refuses, from the frame size alone, an output its format
+  cannot hold (e.g. an odd size in ``.avi``): call it before any work.
 * :class:`VideoWriter` keeps the frame rate and size, copies the source's audio
   (re-encoding it only where the output container cannot hold it), and writes a
   hidden temporary file next to the target that is renamed over it only when
@@ -13,7 +15,8 @@
 
 Codecs by output suffix: ``.mkv`` FFV1 (lossless RGB), ``.mp4``/``.mov``/``.m4v``
 H.264 (libx264, CRF 16), ``.webm`` VP9 (CRF 20), ``.avi`` MPEG-4 part 2 at
-quantiser 2. Frames are 8-bit RGB; videos are written at a constant frame rate.
+quantiser 2. Frames are 8-bit RGB; videos are written at a constant frame rate, with
+FFmpeg's ``bitexact`` flag (the same frames give the same file).
 """
 
 from __future__ import annotations
@@ -60,6 +63,39 @@ class VideoWriteError(OSError):
     def __init__(self, path: PathLike, reason: str):
         self.path, self.reason = Path(path), reason
         super().__init__(f"cannot write {path}: {reason}")
+
+
+def _output_format(path: Path) -> tuple:
+    """``_OUTPUTS[suffix]`` of ``path``; :class:`VideoWriteError` for another suffix."""
+    suffix = path.suffix.lower()
+    if suffix not in _OUTPUTS:
+        raise VideoWriteError(path, f"unsupported video format {suffix!r} (use one of {' '.join(VIDEO_EXTENSIONS)})")
+    return _OUTPUTS[suffix]
+
+
+def check_output(path: PathLike, width: int, height: int, codec: Optional[str] = None) -> str:
+    """The encoder that :class:`VideoWriter` will write ``path`` with, for frames of ``width`` x ``height``.
+
+    Raises :class:`VideoWriteError` when the output cannot be written: a suffix
+    that is not a video format, no encoder for it in this FFmpeg build, or a
+    size the encoder refuses (MPEG-4, the ``.avi`` codec: an odd width or
+    height). The size is known from the input's header (:func:`probe`), so a
+    job can call this before any work. ``codec``: the encoder asked for instead
+    of the format's own.
+    """
+    av = require_av()
+    path = Path(path)
+    encoders = (codec,) if codec is not None else _output_format(path)[1]
+    for name in encoders:
+        try:
+            av.Codec(name, "w")
+        except Exception:  # encoder not in this FFmpeg build: try the next
+            continue
+        if name == "mpeg4" and (width % 2 or height % 2):
+            raise VideoWriteError(path, f"{width}x{height}: MPEG-4 needs an even width and height; "
+                                        f"write .mkv or .mp4 instead")
+        return name
+    raise VideoWriteError(path, f"no encoder for {path.suffix} here ({', '.join(encoders)})")
 
 
 def require_av():
@@ -185,7 +221,8 @@ def read_frames(path: PathLike, info: Optional[VideoInfo] = None) -> Iterator[np
     """Yield the frames of a video as upright uint8 RGB (H, W, 3) arrays, one at a time.
 
     Raises :class:`VideoReadError` (after the frames it could decode) when the
-    file is damaged or holds fewer frames than it announces.
+    file is damaged, holds fewer frames than it announces, or has a frame whose
+    size differs from the first frame's (one size per clip).
     """
     av = require_av()
     info = info or probe(path)
@@ -199,7 +236,14 @@ def read_frames(path: PathLike, info: Optional[VideoInfo] = None) -> Iterator[np
                 if getattr(frame, "is_corrupt", False):
                     raise VideoReadError(info.path, f"frame {count + 1} is damaged")
                 rgb = frame.to_ndarray(format="rgb24")
-                yield np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb
+                rgb = np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb
+                if count == 0:
+                    first = rgb.shape
+                elif rgb.shape != first:
+                    raise VideoReadError(info.path, f"frame {count + 1} is {rgb.shape[1]}x{rgb.shape[0]}, the first "
+                                                    f"frames {first[1]}x{first[0]}: rain2avoid needs one frame size "
+                                                    f"per clip")
+                yield rgb
                 count += 1
     except VideoReadError:
         raise
@@ -228,13 +272,8 @@ class VideoWriter:
                  codec: Optional[str] = None):
         self.av = require_av()
         self.path = Path(path)
-        suffix = self.path.suffix.lower()
-        if suffix not in _OUTPUTS:
-            raise VideoWriteError(self.path, f"unsupported video format {suffix!r} "
-                                             f"(use one of {' '.join(VIDEO_EXTENSIONS)})")
-        self.muxer, self.encoders, self.audio_ok, self.audio_fallback = _OUTPUTS[suffix]
-        if codec is not None:
-            self.encoders = (codec,)
+        self.muxer, self.encoders, self.audio_ok, self.audio_fallback = _output_format(self.path)
+        self.codec = codec
         self.fps = Fraction(fps).limit_denominator(1_000_000)
         self.audio_from = Path(audio_from) if audio_from is not None else None
         self.notes: List[str] = []
@@ -260,7 +299,9 @@ class VideoWriter:
             raise VideoWriteError(self.path, f"cannot create folder {folder}: {e.strerror or e}") from None
         self._tmp = folder / f".{self.path.stem[:40]}.{uuid.uuid4().hex[:12]}.tmp{self.path.suffix}"
         try:
-            self._out = self.av.open(str(self._tmp), "w", format=self.muxer)
+            # FFmpeg's "bitexact": no random ID (Matroska's SegmentUID) nor version strings in the
+            # container, so that identical runs write identical files
+            self._out = self.av.open(str(self._tmp), "w", format=self.muxer, container_options={"fflags": "+bitexact"})
         except OSError as e:
             self._tmp = None
             raise VideoWriteError(self.path, e.strerror or str(e)) from None
@@ -269,30 +310,23 @@ class VideoWriter:
             self._add_audio()
 
     def _video_stream(self, height: int, width: int):
-        for name in self.encoders:
-            try:
-                stream = self._out.add_stream(name, rate=self.fps)
-            except Exception:  # encoder not in this FFmpeg build: try the next
-                continue
-            stream.width, stream.height = width, height
-            even = width % 2 == 0 and height % 2 == 0
-            if name == "ffv1":
-                stream.pix_fmt = "bgr0"  # lossless RGB
-            else:
-                stream.pix_fmt = "yuv420p" if even or name == "mpeg4" else "yuv444p"
-            if name == "libx264":
-                stream.options = {"crf": "16", "preset": "medium"}
-            elif name.startswith("libvpx"):
-                stream.options = {"crf": "20", "b": "0", "deadline": "good", "cpu-used": "4", "row-mt": "1"}
-            elif name == "mpeg4":
-                stream.options = {"flags": "+qscale", "global_quality": str(2 * 118)}  # -q:v 2
-                if not even:
-                    raise VideoWriteError(self.path, f"{width}x{height}: MPEG-4 needs an even width and "
-                                                     f"height; write .mkv or .mp4 instead")
-            if name != self.encoders[0]:
-                self.notes.append(f"encoder {self.encoders[0]} is not available; used {name}")
-            return stream
-        raise VideoWriteError(self.path, f"no encoder for {self.path.suffix} here ({', '.join(self.encoders)})")
+        name = check_output(self.path, width, height, self.codec)
+        stream = self._out.add_stream(name, rate=self.fps)
+        stream.width, stream.height = width, height
+        if name == "ffv1":
+            stream.pix_fmt = "bgr0"  # lossless RGB
+        else:
+            stream.pix_fmt = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"  # MPEG-4: even only
+        if name == "libx264":
+            stream.options = {"crf": "16", "preset": "medium"}
+        elif name.startswith("libvpx"):
+            stream.options = {"crf": "20", "b": "0", "deadline": "good", "cpu-used": "4", "row-mt": "1"}
+        elif name == "mpeg4":
+            stream.options = {"flags": "+qscale", "global_quality": str(2 * 118)}  # -q:v 2
+        wanted = self.codec or self.encoders[0]
+        if name != wanted:
+            self.notes.append(f"encoder {wanted} is not available; used {name}")
+        return stream
 
     def _add_audio(self) -> None:
         """Copy the source's first audio stream; re-encode it where this container cannot hold it."""
@@ -374,6 +408,9 @@ class VideoWriter:
             self._mux_audio(None)
             self._out.close()
             self._out = None
+            if self._audio_in is not None:  # closed before the rename: the source may be the target
+                self._audio_in.close()
+                self._audio_in = None
             os.replace(self._tmp, self.path)
             self._tmp = None
         except OSError as e:
@@ -382,10 +419,6 @@ class VideoWriter:
         except BaseException:
             self.abort()
             raise
-        finally:
-            if self._audio_in is not None:
-                self._audio_in.close()
-                self._audio_in = None
 
     def abort(self) -> None:
         """Stop and remove the temporary file; the target is left as it was."""

@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from ..io import IMAGE_EXTENSIONS, read_image, to_float_rgb, to_uint8, write_image
 from ..pipeline import derain_detailed, training_data
 from ..sdrl import Model, Settings, resolve_settings, train_folder
-from .io import VIDEO_EXTENSIONS, PathLike, VideoInfo, VideoWriter, probe, read_frames, sniff_video
+from .io import VIDEO_EXTENSIONS, PathLike, VideoInfo, VideoWriter, check_output, probe, read_frames, sniff_video
 from .temporal import TemporalReference, sliding_references
 
 __all__ = ["derain_video", "video_job", "VideoResult", "VIDEO_STEPS"]
@@ -101,7 +101,7 @@ def _bar(progress: bool, total: int, desc: str):
 def derain_video(src: PathLike, dst: PathLike, preset: str = "fast", model: Optional[Model] = None,
                  radius: int = 3, sample: int = 8, device: str = "cpu", progress: bool = False,
                  on_frame: Optional[Callable[[str, int, int], None]] = None, fuse: bool = True,
-                 init: Optional[Model] = None, **options) -> VideoResult:
+                 init: Optional[Model] = None, overwrite: bool = False, **options) -> VideoResult:
     """Remove rain from a video file, using its neighbouring frames; write ``dst``.
 
     Args:
@@ -109,7 +109,9 @@ def derain_video(src: PathLike, dst: PathLike, preset: str = "fast", model: Opti
             or a still image (derained as ``rain2avoid.derain`` does).
         dst: output file; its suffix picks the format (``.mkv``: lossless FFV1;
             ``.mp4``/``.mov``: H.264; ``.webm``: VP9; ``.avi``: MPEG-4). Written
-            atomically: on any error nothing appears there. Audio is copied.
+            atomically: on any error nothing appears there. Audio is copied. A
+            format that cannot hold the frames (an odd size in ``.avi``) is
+            refused before any work.
         preset: "fast", "high" or "reference": the network and training settings
             (``sdrl.PRESETS``), trained for ``VIDEO_STEPS[preset]`` steps.
         model: a trained model (``rain2avoid.load_model``) to apply instead of
@@ -123,6 +125,8 @@ def derain_video(src: PathLike, dst: PathLike, preset: str = "fast", model: Opti
             writes the network's output everywhere (to see what each part does).
         init: a trained model for the clip's network to start from (still images: as
             ``derain``'s ``init``); its backbone unless ``options`` name one.
+        overwrite: allow ``dst`` to be ``src``: the input is read to its end before
+            the output replaces it, and on an error it is left as it was.
         **options: :class:`rain2avoid.Settings` fields (``steps``, ``seed``, ``backbone``, ...).
 
     Returns:
@@ -140,13 +144,16 @@ def derain_video(src: PathLike, dst: PathLike, preset: str = "fast", model: Opti
     if dst.suffix.lower() not in VIDEO_EXTENSIONS:
         raise ValueError(f"output {dst}: unsupported video format {dst.suffix!r} "
                          f"(use one of {' '.join(VIDEO_EXTENSIONS)})")
-    if dst.exists() and src.exists() and dst.resolve() == src.resolve():
-        raise ValueError(f"output {dst} is the input file; choose another output")
+    if not overwrite and dst.exists() and src.exists() and dst.resolve() == src.resolve():
+        raise ValueError(f"output {dst} is the input file; choose another output or pass overwrite=True")
     if sniff_video(src) is None and src.is_file():
         frames_in, fps, info = _still_as_clip(src), 25, None
+        height, width = frames_in[0].shape[:2]
     else:
         info = probe(src)
         frames_in, fps = None, info.fps
+        height, width = info.height, info.width
+    check_output(dst, width, height)  # e.g. an odd size for .avi: refused before the training
 
     def frames():
         return iter(frames_in) if frames_in is not None else read_frames(src, info)

@@ -250,6 +250,7 @@ def sliding_references(frames: Iterable[np.ndarray], radius: int = 3,
     ends of the clip so that there are as many); at most ``2 * radius + 1`` frames
     are held. ``wanted(index)`` False skips the reference (None is yielded), e.g.
     to decode a whole clip but build references for a sample of its frames.
+    A frame whose shape differs from the first frame's is a ValueError.
     """
     if radius < 1:
         raise ValueError(f"radius must be >= 1, got {radius}")
@@ -269,6 +270,11 @@ def sliding_references(frames: Iterable[np.ndarray], radius: int = 3,
                 last = loaded
                 break
             loaded += 1
+            if loaded == 0:
+                first = frame.shape
+            elif frame.shape != first:
+                raise ValueError(f"frame {loaded + 1} is {frame.shape[1]}x{frame.shape[0]}, the first frames "
+                                 f"{first[1]}x{first[0]}: a clip needs one frame size")
             buffer[loaded] = (frame, alignment_features(frame))
         if last is not None:
             if t > last:
