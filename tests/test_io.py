@@ -1019,6 +1019,34 @@ def test_to_float_rgb_values():
         to_float_rgb(np.zeros((2, 2), dtype=np.int32))
 
 
+def test_to_float_rgb_refuses_floats_outside_0_1_nan_and_empty_images():
+    with pytest.raises(ValueError, match=r"must be in \[0, 1\], found \[0, 255\]: divide .* by 255"):
+        to_float_rgb(np.array([[0.0, 255.0]], dtype=np.float32))
+    with pytest.raises(ValueError, match=r"found \[-0.5, 1\]"):
+        to_float_rgb(np.array([[-0.5, 1.0]]))
+    rounded = to_float_rgb(np.array([[-0.5 / 255, 1 + 0.5 / 255]]))  # rounding slack: clipped
+    assert rounded.dtype == np.float32 and rounded.min() == 0 and rounded.max() == 1
+    pixels = np.full((3, 4, 3), 0.5)
+    pixels[0, 0, 1], pixels[2, 3] = np.nan, np.inf
+    with pytest.raises(ValueError, match="^2 pixels are NaN or infinite"):
+        to_float_rgb(pixels)
+    for shape in [(0, 0, 3), (0, 5, 3), (5, 0), (0, 5, 4)]:
+        with pytest.raises(ValueError, match=r"no pixels \(shape"):
+            to_float_rgb(np.zeros(shape, dtype=np.uint8))
+
+
+def test_as_image_takes_arrays_and_array_likes_only():
+    from PIL import Image
+
+    from rain2avoid.io.pixels import as_image
+    image = random_image((4, 5, 3), np.uint8)
+    assert as_image(image) is image
+    np.testing.assert_array_equal(as_image(Image.fromarray(image)), image)
+    for wrong in ["rainy.png", Path("rainy.png"), None, image.tolist()]:
+        with pytest.raises(TypeError, match="expected an image array .* read it with rain2avoid.read_image"):
+            as_image(wrong)
+
+
 def test_from_float_rgb_rules():
     rgb = np.array([[[0.0, 0.5, 1.0], [1.5, -2.0, np.nan]]], dtype=np.float32)
     gray_like = np.zeros((1, 2), dtype=np.uint8)
@@ -1026,10 +1054,10 @@ def test_from_float_rgb_rules():
     rgba_like = np.array([[[1, 2, 3, 40], [4, 5, 6, 50]]], dtype=np.uint8)
     out = from_float_rgb(rgb, rgba_like)
     np.testing.assert_array_equal(out, [[[0, 128, 255, 40], [255, 0, 0, 50]]])
-    float_like = np.zeros((1, 2, 3), dtype=np.float64)
-    out = from_float_rgb(rgb, float_like)
-    assert out.dtype == np.float32
-    np.testing.assert_array_equal(out, [[[0, 0.5, 1], [1, 0, 0]]])
+    for dtype in (np.float16, np.float32, np.float64):   # a float like keeps its own dtype
+        out = from_float_rgb(rgb, np.zeros((1, 2, 3), dtype=dtype))
+        assert out.dtype == dtype
+        np.testing.assert_array_equal(out, [[[0, 0.5, 1], [1, 0, 0]]])
     with pytest.raises(ValueError):
         from_float_rgb(rgb, np.zeros((3, 2, 3), dtype=np.uint8))
     with pytest.raises(ValueError):

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 import rain2avoid
+from rain2avoid.io import to_float_rgb
 from rain2avoid.metrics import psnr
 from rain2avoid.pipeline import loss_weights
 
@@ -87,6 +88,50 @@ def test_keeps_dtype_gray_and_alpha(rainy_pair):
     assert out16.dtype == np.uint16 and out16.shape == deep.shape
     as_float = rain2avoid.derain(rainy.astype(np.float32) / 255, steps=5)
     assert as_float.dtype == np.float32 and 0 <= as_float.min() and as_float.max() <= 1
+
+
+def test_float_images_keep_their_dtype_and_pil_images_are_taken(rainy_pair):
+    from PIL import Image
+    rainy = rainy_pair[0][:24, :32]
+    as_uint8 = rain2avoid.derain(rainy, steps=2)
+    for dtype in (np.float16, np.float32, np.float64):
+        out = rain2avoid.derain((rainy / 255).astype(dtype), steps=2)
+        assert out.dtype == dtype and out.shape == rainy.shape
+        assert np.abs(out.astype(np.float64) * 255 - as_uint8).max() <= 1   # the same result
+    assert np.array_equal(rain2avoid.derain(Image.fromarray(rainy), steps=2), as_uint8)
+
+
+def test_wrong_images_are_refused_at_the_entry_with_what_to_do(rainy_pair):
+    rainy = rainy_pair[0][:24, :32]
+    with pytest.raises(ValueError, match=r"must be in \[0, 1\], found .*: divide a 0-255 image by 255"):
+        rain2avoid.derain(rainy.astype(np.float32), steps=2)
+    floats = rainy / 255
+    floats[3, 4, 0] = np.nan
+    with pytest.raises(ValueError, match="1 pixel is NaN or infinite"):
+        rain2avoid.derain(floats, steps=2)
+    for empty in (np.zeros((0, 0, 3), np.uint8), np.zeros((0, 32, 3), np.uint8)):
+        with pytest.raises(ValueError, match="no pixels"):
+            rain2avoid.derain_detailed(empty, steps=2)
+    for wrong in ("rainy.png", None, rainy.tolist()):
+        with pytest.raises(TypeError, match="expected an image array .* rain2avoid.read_image first"):
+            rain2avoid.derain(wrong, steps=2)
+
+
+def test_wrong_init_or_device_is_refused_with_what_to_do(rainy_pair, tmp_path):
+    rainy = rainy_pair[0][:24, :32]
+    with pytest.raises(TypeError, match=r"init must be a Model, got str: .* rain2avoid.load_model\(path\)"):
+        rain2avoid.derain(rainy, init="model.pt")
+    with pytest.raises(ValueError, match="device must be 'cpu' or 'cuda', got 'gpu'"):
+        rain2avoid.derain(rainy, device="gpu")
+    clip = tmp_path / "clip.mkv"
+    with pytest.raises(TypeError, match=r"init must be a Model, got str"):
+        rain2avoid.derain_video(clip, tmp_path / "out.mkv", init="model.pt")
+    with pytest.raises(ValueError, match="device must be 'cpu' or 'cuda', got 'gpu'"):
+        rain2avoid.derain_video(clip, tmp_path / "out.mkv", device="gpu")
+    x = to_float_rgb(rainy)
+    model = rain2avoid.train_folder([x], [x[None]], rain2avoid.Settings(steps=1))
+    with pytest.raises(TypeError, match="expected an image array .* read it with rain2avoid.read_image"):
+        model.apply("photo.png")
 
 
 @pytest.mark.parametrize("shape", [(1, 1, 3), (3, 300, 3), (20, 20, 3), (37, 53, 3)])

@@ -79,3 +79,14 @@ def test_float_round_trip_is_exact(image):
         assert np.array_equal(back[..., 3], image[..., 3])
     if image.ndim == 2 or image.shape[2] == 3:
         assert np.array_equal(back, image)
+
+
+@FAST
+@given(st.sampled_from([np.float16, np.float32, np.float64]), sizes, st.integers(0, 2 ** 16))
+def test_floats_in_0_1_round_trip_in_their_own_dtype(dtype, size, seed):
+    image = np.random.default_rng(seed).random((*size, 3)).astype(dtype)
+    rgb = to_float_rgb(image)
+    assert rgb.dtype == np.float32 and 0 <= rgb.min() and rgb.max() <= 1
+    back = from_float_rgb(rgb, like=image)
+    assert back.dtype == image.dtype and back.shape == image.shape
+    assert np.array_equal(back, image.astype(np.float32).astype(dtype))

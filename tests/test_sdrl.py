@@ -1,4 +1,6 @@
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -233,3 +235,124 @@ def test_starting_from_a_model_of_another_backbone_is_refused(rainy_pair):
     first = train_image(x, x[None], tiny_settings(steps=1))
     with pytest.raises(ValueError, match="'fast' network.*'unet'"):
         train_image(x, x[None], tiny_settings(steps=1, backbone="unet"), init=first)
+
+
+# --- threads, divergence, validation ------------------------------------------------------------------------------
+
+def _small(seed=0):
+    return np.random.default_rng(seed).random((24, 32, 3), dtype=np.float32)
+
+
+def _fresh_weights(seed):
+    x = _small()
+    return [p.detach().clone() for p in train_image(x, x[None], Settings(steps=0, seed=seed)).net.parameters()]
+
+
+def test_a_fresh_network_is_the_one_torch_manual_seed_gives():
+    from rain2avoid.networks import build_network
+    torch.manual_seed(5)
+    expected = list(build_network("fast").parameters())
+    assert all(torch.equal(a, b) for a, b in zip(_fresh_weights(5), expected))
+
+
+def test_threads_building_networks_at_once_get_their_own_seeds_weights():
+    import threading
+    alone = {seed: _fresh_weights(seed) for seed in (0, 1)}
+    torch.manual_seed(42)
+    state = torch.get_rng_state()
+    wrong = 0
+    for _ in range(20):
+        start, got = threading.Barrier(2), {}
+
+        def build(seed):
+            start.wait()
+            got[seed] = _fresh_weights(seed)
+        threads = [threading.Thread(target=build, args=(seed,)) for seed in (0, 1)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        wrong += sum(not all(torch.equal(a, b) for a, b in zip(got[s], alone[s])) for s in (0, 1))
+    assert wrong == 0
+    assert torch.equal(torch.get_rng_state(), state)   # the caller's random state is left as it was
+
+
+def test_loading_a_model_leaves_the_random_state_as_it_was(tmp_path):
+    x = _small()
+    train_image(x, x[None], Settings(steps=1, crop=16)).save(tmp_path / "m.pt")
+    torch.manual_seed(42)
+    state = torch.get_rng_state()
+    load_model(tmp_path / "m.pt")
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_a_diverged_training_is_an_error_not_a_black_image(tmp_path):
+    x = _small()
+    with pytest.raises(ValueError, match="training diverged.*lower the learning rate"):
+        train_image(x, x[None] * 0.8, Settings(steps=5, crop=16, lr=1e6))
+
+    class NaNs(torch.nn.Module):
+        def forward(self, t):
+            return t * float("nan")
+    with pytest.raises(ValueError, match="not finite"):
+        Model(NaNs(), Settings()).predict(x)
+
+    model = train_image(x, x[None], Settings(steps=1, crop=16))
+    with torch.no_grad():
+        next(model.net.parameters()).fill_(float("nan"))
+    model.save(tmp_path / "nan.pt")
+    with pytest.raises(ModelFileError, match="nan.pt: the model's weights are not finite"):
+        load_model(tmp_path / "nan.pt")
+
+
+@pytest.mark.parametrize("field, value, error", [
+    ("seed", -1, ValueError), ("seed", 2 ** 64, ValueError), ("seed", "a", TypeError), ("seed", 1.0, TypeError),
+    ("steps", 2.5, TypeError), ("steps", "5", TypeError), ("steps", True, TypeError), ("steps", -1, ValueError),
+    ("batch", 2.5, TypeError), ("crop", 3.5, TypeError), ("halo", 1.5, TypeError), ("ensemble", 2.5, TypeError),
+    ("refs", 1.5, TypeError), ("guard", "no", TypeError), ("flip_tta", 1, TypeError), ("veil", True, TypeError),
+    ("veil_threshold", float("nan"), ValueError), ("veil_threshold", -1, ValueError), ("lr", float("inf"), ValueError),
+    ("lr", float("nan"), ValueError), ("lr", 0, ValueError), ("lr", "x", TypeError),
+    ("output_cap", float("nan"), ValueError), ("target_cap", -1, ValueError), ("backbone", None, TypeError),
+])
+def test_settings_name_the_bad_field_its_value_and_what_is_allowed(field, value, error):
+    with pytest.raises(error, match=rf"^invalid settings: {field} must be .+, got {re.escape(repr(value))}$"):
+        Settings(**{field: value})
+
+
+def test_settings_take_numpy_scalars_as_plain_values(tmp_path):
+    s = Settings(steps=np.int64(1), crop=np.int32(16), lr=1, seed=np.uint32(2 ** 32 - 1), guard=np.bool_(False),
+                 veil_threshold=np.float64(0.5), augment="mirror")
+    assert s == Settings(steps=1, crop=16, lr=1.0, seed=2 ** 32 - 1, guard=False, veil_threshold=0.5, augment="mirror")
+    assert [type(v) for v in (s.steps, s.lr, s.seed, s.guard)] == [int, float, int, bool]
+    x = _small()
+    train_image(x, x[None], s).save(tmp_path / "m.pt")    # a model file holds plain values only
+    assert load_model(tmp_path / "m.pt").settings == s
+    assert Settings(seed=2 ** 64 - 1).seed == 2 ** 64 - 1     # derain's ensemble adds 1, 2 to a seed
+
+
+def test_saving_a_model_to_a_folder_says_so(tmp_path):
+    from rain2avoid.io import ImageWriteError
+    x = _small()
+    with pytest.raises(ImageWriteError, match="it is a folder"):
+        train_image(x, x[None], Settings(steps=0)).save(tmp_path)
+
+
+@pytest.mark.parametrize("inputs, targets, message", [
+    ([_small(), _small(1)], [_small()[None]], "2 images"),                               # one target for two
+    ([_small()[:10]], [_small()[None]], r"image 0: expected float \(R, 10, 32, 3\) targets"),
+    ([_small(), _small()], [_small()[None], _small()[None, :, :16]], "image 1: expected float"),
+    ([_small()], [_small()], r"targets .* got float32 of shape \(24, 32, 3\)"),            # no R axis
+    ([(_small() * 255).astype(np.uint8)], [_small()[None]], "image 0: expected a float .* got uint8"),
+    ([_small() * 255], [_small()[None]], r"image 0: input pixels must be finite and in \[0, 1\]"),
+    ([np.full((24, 32, 3), np.nan, np.float32)], [_small()[None]], "finite"),
+    ([_small()[..., 0]], [_small()[None]], r"image 0: expected a float \(H, W, 3\) input"),
+])
+def test_train_folder_refuses_inputs_and_targets_that_do_not_fit(inputs, targets, message):
+    with pytest.raises(ValueError, match=message):
+        train_folder(inputs, targets, Settings(steps=1, crop=16))
+
+
+def test_train_folder_wants_settings():
+    x = _small()
+    with pytest.raises(TypeError, match="settings must be a rain2avoid.Settings.*got dict"):
+        train_folder([x], [x[None]], {"steps": 5})

@@ -13,17 +13,20 @@ from typing import Callable, NamedTuple
 
 import cv2
 import numpy as np
+import torch
 
 from .detect import CONFIDENT, compute_mask, find_streaks, main_support
 from .guard import mask_chroma, rain_guard
 from .io import from_float_rgb, to_float_rgb, to_uint8
+from .io.pixels import as_image
 from .sdr import ReferenceSampler, expected_reference, sample_references
 from .sdrl import TUNE_PRESETS, Model, Settings, resolve_settings, train_image
 from .veil import Veil, clear_veil
 
 __all__ = ["derain", "derain_detailed", "DerainResult", "compute_mask", "make_targets", "loss_weights",
            "training_data", "TrainingData", "OnlineTargets", "training_view", "TURN_SUPPORT", "texture_only",
-           "MAX_CHROMA", "nothing_to_learn", "derain_settings", "PAIRED_STEPS"]
+           "MAX_CHROMA", "nothing_to_learn", "derain_settings", "PAIRED_STEPS", "check_device",
+           "check_init"]
 
 TURN_SUPPORT = 12
 """The support of the main streak direction (``detect.main_support``) from which
@@ -269,8 +272,9 @@ def derain_detailed(image: np.ndarray, preset: str = "fast", device: str = "cpu"
     (``total`` counts the steps of every network of the ensemble).
     """
     start = time.perf_counter()
+    check_device(device)
     settings = derain_settings(preset, init, **options)
-    image = np.asarray(image)
+    image = as_image(image)
     rgb = to_float_rgb(image)
     data = training_data(rgb, settings)
     settings = dataclasses.replace(settings, augment=training_view(settings.augment, data.support))
@@ -296,6 +300,7 @@ def derain_settings(preset: str = "fast", init: Model | None = None, **options) 
     with ``init``'s backbone unless ``options`` name one."""
     if init is None:
         return resolve_settings(preset, **options)
+    check_init(init)
     if preset not in TUNE_PRESETS:
         raise ValueError(f"preset {preset!r} trains from scratch; starting from a trained model works with "
                          f"{' or '.join(TUNE_PRESETS)}")
@@ -306,19 +311,39 @@ def derain_settings(preset: str = "fast", init: Model | None = None, **options) 
     return resolve_settings(preset, TUNE_PRESETS, **{**options, "backbone": backbone})
 
 
+def check_init(init) -> None:
+    """Raise a TypeError unless ``init`` is None or a :class:`~rain2avoid.sdrl.Model`."""
+    if init is not None and not isinstance(init, Model):
+        raise TypeError(f"init must be a Model, got {type(init).__name__}: load a model file with "
+                        "rain2avoid.load_model(path)")
+
+
+def check_device(device: str) -> None:
+    """Raise a ValueError unless ``device`` names the CPU or a CUDA GPU (``"cpu"``, ``"cuda"``,
+    ``"cuda:1"`` or such a ``torch.device``)."""
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, TypeError):
+        kind = None
+    if kind not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+
+
 def derain(image: np.ndarray, preset: str = "fast", device: str = "cpu", progress: bool = False,
            init: Model | None = None, **options) -> np.ndarray:
     """Remove rain streaks from one image; no training data needed.
 
     Args:
-        image: (H, W) gray, (H, W, 3) RGB or (H, W, 4) RGBA; uint8, uint16 or
-            float in [0, 1]. Alpha is passed through unchanged.
+        image: (H, W) gray, (H, W, 3) RGB or (H, W, 4) RGBA array (or a PIL image);
+            uint8, uint16 or float in [0, 1] (a float image outside it, with NaN or
+            infinite pixels, or without pixels raises ValueError). Alpha is passed
+            through unchanged.
         preset: "fast" (default, seconds per image), "high" (three networks
             averaged: 3x slower, a little better) or "reference" (the original
             method's settings: slow).
         device: "cpu" or "cuda".
         progress: show a progress bar for the training steps.
-        init: a model trained on other rainy images (``rain2avoid train``, ``load_model``)
+        init: a ``Model`` trained on other rainy images (``rain2avoid train``, ``load_model``)
             for the network to start from, instead of a fresh network: the preset's
             settings then come from ``sdrl.TUNE_PRESETS``. "fast": 150 steps instead of
             700, about 4x faster, nearly as good; "high": that network averaged with a

@@ -18,7 +18,9 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import numbers
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Protocol, Sequence, Union
@@ -28,6 +30,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .io import from_float_rgb, to_float_rgb, to_uint8
+from .io.pixels import as_image
 from .detect import MASKS, compute_mask
 from .guard import rain_guard
 from .veil import VEIL_MODES, VEIL_THRESHOLD, clear_veil
@@ -96,8 +99,12 @@ class Settings:
         darkest pixels), an airlight as bright as the photo's bright parts, a colour
         photo), "on" always, "off" never. Photos only: videos keep
         their veil.
-    veil_threshold: the strength from which "auto" takes the veil away.
-    seed: seeds the references, the network's initial weights and the crops.
+    veil_threshold: the strength (0 to 1) from which "auto" takes the veil away.
+    seed: seeds the references, the network's initial weights and the crops (0 to 2**64 - 1).
+
+    Every field is checked when the settings are made: a TypeError names a field of the wrong
+    type (a bool is no number; numpy's scalars are taken, as plain Python values), a ValueError
+    one out of range (``lr`` and the caps must be finite).
     """
 
     backbone: str = "fast"
@@ -123,27 +130,56 @@ class Settings:
     seed: int = 0
 
     def __post_init__(self):
-        checks = [
-            (self.backbone in BACKBONES, f"backbone must be one of {sorted(BACKBONES)}"),
-            (self.steps >= 0, "steps must be >= 0"),
-            (self.target_cap >= 0, "target_cap must be >= 0 (0 = off)"),
-            (self.output_cap >= 0, "output_cap must be >= 0 (0 = off)"),
-            (self.halo >= 0, "halo must be >= 0 (0 = off)"),
-            (self.ensemble >= 1, "ensemble must be >= 1"),
-            (self.lr > 0, "lr must be > 0"),
-            (self.batch >= 1, "batch must be >= 1"),
-            (self.crop >= 0, "crop must be >= 0 (0 = full image)"),
-            (self.refs >= 1, "refs must be >= 1"),
-            (self.sampler in ("nss", "uniform"), "sampler must be 'nss' or 'uniform'"),
-            (self.target in TARGETS, f"target must be one of {', '.join(TARGETS)}"),
-            (self.mask in MASKS, f"mask must be one of {', '.join(MASKS)}"),
-            (self.schedule in ("cosine", "constant"), "schedule must be 'cosine' or 'constant'"),
-            (self.augment in AUGMENTS, f"augment must be one of {', '.join(AUGMENTS)}"),
-            (self.veil in VEIL_MODES, f"veil must be one of {', '.join(VEIL_MODES)}"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(f"invalid settings: {message}")
+        for name, (kind, allowed, ok) in _RULES.items():
+            given = getattr(self, name)
+            if not _is_kind(given, kind):
+                raise TypeError(f"invalid settings: {name} must be {allowed}, got {given!r}")
+            value = kind(given)          # numpy scalars become plain Python ones (a model file holds those)
+            if not ok(value):
+                raise ValueError(f"invalid settings: {name} must be {allowed}, got {given!r}")
+            object.__setattr__(self, name, value)
+
+
+def _one_of(choices) -> tuple[str, Callable]:
+    """A choice field's allowed values in words, and their test."""
+    return f"one of {', '.join(choices)}", lambda v: v in choices
+
+
+_RULES = {  # each field of Settings: (its type, its allowed values in words, their test)
+    "backbone": (str, *_one_of(sorted(BACKBONES))),
+    "steps": (int, "a whole number >= 0", lambda v: v >= 0),
+    "lr": (float, "a finite number > 0", lambda v: 0 < v < math.inf),
+    "batch": (int, "a whole number >= 1", lambda v: v >= 1),
+    "crop": (int, "a whole number >= 0 (0 = full image)", lambda v: v >= 0),
+    "refs": (int, "a whole number >= 1", lambda v: v >= 1),
+    "sampler": (str, *_one_of(("nss", "uniform"))),
+    "target": (str, *_one_of(TARGETS)),
+    "mask": (str, *_one_of(MASKS)),
+    "guard": (bool, "True or False", lambda v: True),
+    "halo": (int, "a whole number >= 0 (0 = off)", lambda v: v >= 0),
+    "target_cap": (float, "a finite number >= 0 (0 = off)", lambda v: 0 <= v < math.inf),
+    "output_cap": (float, "a finite number >= 0 (0 = off)", lambda v: 0 <= v < math.inf),
+    "schedule": (str, *_one_of(("cosine", "constant"))),
+    "only_darken": (bool, "True or False", lambda v: True),
+    "augment": (str, *_one_of(AUGMENTS)),
+    "flip_tta": (bool, "True or False", lambda v: True),
+    "ensemble": (int, "a whole number >= 1", lambda v: v >= 1),
+    "veil": (str, *_one_of(VEIL_MODES)),
+    "veil_threshold": (float, "a number from 0 to 1", lambda v: 0 <= v <= 1),
+    # numpy and torch take any seed up to 2**64 - 1; the CLI and the web service give at most
+    # 2**32 - 1, and derain's ensemble adds 1, 2, ... to it.
+    "seed": (int, "a whole number from 0 to 2**64 - 1", lambda v: 0 <= v < 2 ** 64),
+}
+
+
+def _is_kind(value, kind: type) -> bool:
+    """Whether ``value`` is a ``kind`` (str, bool, int or float): numpy's scalars count, a bool is
+    no number, an int is a float too."""
+    if kind is str:
+        return isinstance(value, str)
+    if isinstance(value, (bool, np.bool_)):
+        return kind is bool
+    return kind is not bool and isinstance(value, numbers.Integral if kind is int else numbers.Real)
 
 
 PRESETS = {
@@ -330,14 +366,37 @@ def _fit(net: torch.nn.Module, samples: _Samples, settings: Settings, device: st
             on_step(step, loss.item())
         if progress and step % 20 == 0:
             bar.set_postfix(loss=f"{loss.item():.2e}")
+    if not _finite(net):
+        raise ValueError(_DIVERGED)
     return net.eval()
 
 
+_DIVERGED = "training diverged: the network's weights or output are not finite; lower the learning rate (lr)"
+
+
+def _finite(net: torch.nn.Module) -> bool:
+    """Whether every weight of ``net`` is finite (no NaN, no infinity)."""
+    return all(bool(torch.isfinite(v).all()) for v in net.state_dict().values() if v.is_floating_point())
+
+
+# A new network's layers draw their initial weights from torch's one global CPU generator,
+# which every thread shares and which takes no per-call generator: seeding it and building
+# must not interleave with another thread's build (their weights would mix), so builds hold
+# this lock. Nothing else here draws from torch's generators (no dropout; crops and
+# references come from numpy generators of their own).
+_SEEDED_BUILD = threading.Lock()
+
+
 def _new_network(settings: Settings) -> torch.nn.Module:
-    """A freshly initialised backbone, seeded without touching the global RNG."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(settings.seed)
-        return build_network(settings.backbone)
+    """A freshly initialised backbone whose weights depend only on ``settings.seed``, whatever
+    other threads do; the caller's torch random state is left as it was."""
+    with _SEEDED_BUILD:
+        state = torch.get_rng_state()
+        try:
+            torch.default_generator.manual_seed(settings.seed)   # what torch.manual_seed does on the CPU
+            return build_network(settings.backbone)
+        finally:
+            torch.set_rng_state(state)
 
 
 def _start_network(settings: Settings, init: Model | None) -> torch.nn.Module:
@@ -361,7 +420,8 @@ class Model:
 
     @torch.no_grad()
     def predict(self, image: np.ndarray, tile: int = 1024, overlap: int = 64) -> np.ndarray:
-        """Network output for a float32 (H, W, 3) image in [0, 1], clipped to [0, 1].
+        """Network output for a float32 (H, W, 3) image in [0, 1], clipped to [0, 1]; ValueError
+        if it is not finite (a diverged training).
 
         Large images are processed in ``tile`` x ``tile`` tiles that overlap by
         ``overlap`` pixels on each side; only each tile's interior is kept, so
@@ -379,6 +439,8 @@ class Model:
                 if self.settings.flip_tta:
                     aug = self.settings.augment
                     y = (y + _flip(self.net(_flip(x, aug)), aug)) / 2
+                if not bool(torch.isfinite(y).all()):  # clamp would turn NaN into black
+                    raise ValueError(_DIVERGED)
                 y = y.clamp(0, 1)[0].permute(1, 2, 0).cpu().numpy()
                 ye, xe = min(y0 + step, h), min(x0 + step, w)
                 out[y0:ye, x0:xe] = y[y0 - ya:ye - ya, x0 - xa:xe - xa]
@@ -404,7 +466,7 @@ class Model:
     def apply(self, image: np.ndarray, veil: str | None = None) -> np.ndarray:
         """Derain ``image`` (any dtype/shape ``rain2avoid.io`` accepts) and take its veil away
         as ``veil`` (default: ``settings.veil``) says; same dtype and shape back."""
-        image = np.asarray(image)
+        image = as_image(image)
         out, _ = clear_veil(self.clean(to_float_rgb(image)), veil or self.settings.veil,
                             self.settings.veil_threshold)
         return from_float_rgb(out, like=image)
@@ -415,7 +477,9 @@ class Model:
         permissions under the umask); raises ``ImageWriteError`` (an OSError) when it cannot."""
         from io import BytesIO
 
-        from .files import write_bytes
+        from .files import ImageWriteError, write_bytes
+        if Path(path).is_dir():
+            raise ImageWriteError(path, "it is a folder; give the model a file name, e.g. model.pt")
         payload = {
             "format": _FORMAT,
             "version": _FORMAT_VERSION,
@@ -432,7 +496,10 @@ class ModelFileError(ValueError):
 
 
 def load_model(path: str | os.PathLike, device: str = "cpu") -> Model:
-    """Load a model saved by :meth:`Model.save`. Never executes code from the file."""
+    """Load a model saved by :meth:`Model.save`. Never executes code from the file.
+
+    Raises :class:`ModelFileError` for a missing, damaged or foreign file, and for a model
+    whose weights are not finite (a diverged training)."""
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"{path}: no such model file")
@@ -448,18 +515,43 @@ def load_model(path: str | os.PathLike, device: str = "cpu") -> Model:
                              f"this rain2avoid reads version {_FORMAT_VERSION}")
     try:
         settings = Settings(**payload["settings"])
-        net = build_network(settings.backbone)
+        net = _new_network(settings)  # seeded like any build: it must not draw on the caller's random state
         net.load_state_dict(payload["state_dict"])
     except (KeyError, TypeError, ValueError, RuntimeError):
         raise ModelFileError(f"{path}: damaged rain2avoid model (its settings or weights do not fit "
                              f"the network it names)") from None
+    if not _finite(net):
+        raise ModelFileError(f"{path}: the model's weights are not finite (NaN or infinite): its training "
+                             f"diverged; train it again with a lower learning rate")
     return Model(net.to(device), settings, device)
 
 
 def _for_folder(settings: Settings) -> Settings:
-    """``settings`` for one network on many images (maybe of many directions): ``augment="auto"``
-    becomes the mirror, and the model records it."""
+    """``settings`` (TypeError unless a :class:`Settings`) for one network on many images (maybe
+    of many directions): ``augment="auto"`` becomes the mirror, and the model records it."""
+    if not isinstance(settings, Settings):
+        raise TypeError(f"settings must be a rain2avoid.Settings (e.g. Settings(steps=500) or "
+                        f"sdrl.resolve_settings(...)), got {type(settings).__name__}")
     return dataclasses.replace(settings, augment="mirror") if settings.augment == "auto" else settings
+
+
+def _check_image(x: np.ndarray, t: Targets, w: np.ndarray | None, name: str) -> None:
+    """ValueError unless ``x``, ``t`` and ``w`` are one image's input, targets and weights (or None)
+    as :func:`train_folder` takes them; ``name`` says which image."""
+    x = np.asarray(x)
+    if x.ndim != 3 or x.shape[2] != 3 or 0 in x.shape or not np.issubdtype(x.dtype, np.floating):
+        raise ValueError(f"{name}: expected a float (H, W, 3) input in [0, 1], got {x.dtype} of shape {x.shape} "
+                         f"(rain2avoid.io.to_float_rgb converts an image)")
+    low, high = float(x.min()), float(x.max())
+    if not 0 <= low <= high <= 1:
+        raise ValueError(f"{name}: input pixels must be finite and in [0, 1], found [{low:.4g}, {high:.4g}]")
+    if not hasattr(t, "draw"):
+        t = np.asarray(t)
+        if t.ndim != 4 or t.shape[1:] != x.shape or not len(t) or not np.issubdtype(t.dtype, np.floating):
+            raise ValueError(f"{name}: expected float (R, {x.shape[0]}, {x.shape[1]}, 3) targets for its "
+                             f"{x.shape} input (or a TargetSampler), got {t.dtype} of shape {t.shape}")
+    if w is not None and np.shape(w) != x.shape[:2]:
+        raise ValueError(f"{name}: weight map shape {np.shape(w)} does not match image shape {x.shape[:2]}")
 
 
 def train_image(image: np.ndarray, targets: Targets, settings: Settings, device: str = "cpu",
@@ -491,15 +583,19 @@ def train_folder(inputs: Sequence[np.ndarray], targets: Sequence[Targets], setti
     (0 = not at all; all ones, the default, is the plain mean squared error).
     ``init``: a trained model whose network (a copy) training starts from, instead of a
     fresh one; its backbone must be ``settings.backbone``.
+
+    Raises ValueError for inputs, targets or weights that do not fit this (one of each per
+    image) and for a training that diverges (lower ``settings.lr``), TypeError unless
+    ``settings`` is a :class:`Settings`.
     """
     if not inputs:
         raise ValueError("no images to train on")
-    if weights is not None:
-        if len(weights) != len(inputs):
-            raise ValueError(f"got {len(weights)} weight maps for {len(inputs)} images")
-        for x, w in zip(inputs, weights):
-            if np.shape(w) != x.shape[:2]:
-                raise ValueError(f"weight map shape {np.shape(w)} does not match image shape {x.shape[:2]}")
+    if len(targets) != len(inputs):
+        raise ValueError(f"got {len(targets)} targets for {len(inputs)} images: give one per image")
+    if weights is not None and len(weights) != len(inputs):
+        raise ValueError(f"got {len(weights)} weight maps for {len(inputs)} images")
+    for i, (x, t) in enumerate(zip(inputs, targets)):
+        _check_image(x, t, None if weights is None else weights[i], f"image {i}")
     settings = _for_folder(settings)
     net = _start_network(settings, init)
     samples = _Samples(inputs, targets, settings, weights)
@@ -542,6 +638,7 @@ def train_stream(sources: Sequence[Callable[[], tuple | None]], settings: Settin
     samples, sizes = _Samples([], [], settings), []
 
     def add(item: tuple) -> None:  # into the pool; drop the oldest images beyond the budget
+        _check_image(*item, name="a source's image")
         samples.add(*item)
         sizes.append(_nbytes(item))
         while sum(sizes) > budget and len(sizes) > 1:

@@ -4,12 +4,29 @@ from __future__ import annotations
 
 import numpy as np
 
+FLOAT_TOLERANCE = 1 / 255
+"""How far outside [0, 1] float pixels may stray (rounding) before :func:`to_float_rgb` refuses them."""
+
+
+def as_image(image) -> np.ndarray:
+    """An image argument as a numpy array: arrays and array-likes (a PIL image, a CPU tensor)
+    pass through ``np.asarray``; anything else (a path, None, a list) raises a TypeError."""
+    if isinstance(image, np.ndarray):
+        return image
+    if not (hasattr(image, "__array__") or hasattr(image, "__array_interface__")):
+        raise TypeError(f"expected an image array (numpy (H, W), (H, W, 3) or (H, W, 4)), got "
+                        f"{type(image).__name__}; to derain a file, read it with rain2avoid.read_image first")
+    return np.asarray(image)
+
 
 def to_float_rgb(image: np.ndarray) -> np.ndarray:
     """Convert an image array to float32 RGB of shape (H, W, 3) in [0, 1].
 
     Gray is replicated into three channels, alpha is dropped, uint8 is divided
-    by 255 and uint16 by 65535.  Float input is returned as a float32 copy.
+    by 255 and uint16 by 65535.  Float input must already be in [0, 1] (within
+    :data:`FLOAT_TOLERANCE`, then clipped) and is returned as a float32 copy.
+    Raises ValueError for an image without pixels, for NaN or infinite pixels
+    and for float pixels outside [0, 1] (a 0-255 float image, say).
     """
     if image.ndim == 2:
         rgb = np.repeat(image[:, :, None], 3, axis=2)
@@ -21,13 +38,28 @@ def to_float_rgb(image: np.ndarray) -> np.ndarray:
         raise ValueError(
             f"expected an (H, W), (H, W, 3) or (H, W, 4) image, got shape {image.shape}"
         )
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise ValueError(f"the image has no pixels (shape {image.shape})")
     if image.dtype == np.uint8:
         return rgb.astype(np.float32) / np.float32(255)
     if image.dtype == np.uint16:
         return rgb.astype(np.float32) / np.float32(65535)
     if np.issubdtype(image.dtype, np.floating):
-        return np.array(rgb, dtype=np.float32)
+        return _checked_floats(rgb)
     raise ValueError(f"expected uint8, uint16 or float pixels, got {image.dtype}")
+
+
+def _checked_floats(rgb: np.ndarray) -> np.ndarray:
+    """Float RGB pixels as a float32 copy in [0, 1]; ValueError for non-finite or out-of-range ones."""
+    bad = int(np.count_nonzero(~np.isfinite(rgb).all(axis=2)))
+    if bad:
+        raise ValueError(f"{bad} pixel{'s are' if bad > 1 else ' is'} NaN or infinite; "
+                         "replace them (np.nan_to_num) before deraining")
+    low, high = float(rgb.min()), float(rgb.max())
+    if low < -FLOAT_TOLERANCE or high > 1 + FLOAT_TOLERANCE:
+        raise ValueError(f"float pixels must be in [0, 1], found [{low:.4g}, {high:.4g}]: divide a 0-255 "
+                         "image by 255 (or pass it as uint8)")
+    return np.clip(rgb, 0, 1).astype(np.float32, copy=False)
 
 
 def from_float_rgb(rgb: np.ndarray, like: np.ndarray) -> np.ndarray:
@@ -36,7 +68,7 @@ def from_float_rgb(rgb: np.ndarray, like: np.ndarray) -> np.ndarray:
     Values are clipped to [0, 1] (NaN becomes 0).  A gray ``like`` gets the
     plain mean of the three channels; an RGBA ``like`` gets the result's RGB
     plus its own alpha channel unchanged.  uint8/uint16 are rounded to the
-    nearest value; a float ``like`` gives float32.
+    nearest value; a float ``like`` gives its own float dtype.
     """
     if not (like.ndim == 2 or (like.ndim == 3 and like.shape[2] in (1, 3, 4))):
         raise ValueError(f"unsupported 'like' shape {like.shape}")
@@ -59,11 +91,11 @@ def to_uint8(rgb: np.ndarray) -> np.ndarray:
 
 
 def _float_to_dtype(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """Scale [0, 1] floats to ``dtype`` (uint8, uint16 or float)."""
+    """Scale [0, 1] floats to ``dtype`` (uint8, uint16 or a float dtype)."""
     if dtype == np.uint8:
         return np.rint(values * 255).astype(np.uint8)
     if dtype == np.uint16:
         return np.rint(values * 65535).astype(np.uint16)
     if np.issubdtype(dtype, np.floating):
-        return values.astype(np.float32)
+        return values.astype(dtype)
     raise ValueError(f"unsupported 'like' dtype {dtype}")

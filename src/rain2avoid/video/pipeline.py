@@ -28,7 +28,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..io import IMAGE_EXTENSIONS, read_image, to_float_rgb, to_uint8, write_image
-from ..pipeline import derain_detailed, training_data
+from ..pipeline import check_device, check_init, derain_detailed, training_data
 from ..sdrl import Model, Settings, resolve_settings, train_folder
 from .io import VIDEO_EXTENSIONS, PathLike, VideoInfo, VideoWriter, check_output, probe, read_frames, sniff_video
 from .temporal import TemporalReference, sliding_references
@@ -135,6 +135,8 @@ def derain_video(src: PathLike, dst: PathLike, preset: str = "fast", model: Opti
     """
     start = time.perf_counter()
     src, dst = Path(src), Path(dst)
+    check_device(device)
+    check_init(init)
     if model is not None and init is not None:
         raise ValueError("give a model to apply or one to start training from (init), not both")
     if src.is_file() and sniff_video(src) is None and dst.suffix.lower() in IMAGE_EXTENSIONS:
