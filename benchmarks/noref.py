@@ -35,8 +35,16 @@ def main() -> None:
     parser.add_argument("folder", nargs="?", type=Path, default=Path("../shared/data/real-rain-dev"))
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    table = re.findall(r"^\| (\S+) \| (\S+) \| ([\d.]+) \| ([\d.]+) \|$",
-                       (args.folder / "README.md").read_text(), re.M)
+    readme = args.folder / "README.md"
+    if not readme.is_file():
+        parser.error(f"{readme} not found: the folder needs the README with the table of known NIQE and "
+                     f"BRISQUE values (as ../shared/data/real-rain-dev has)")
+    table = re.findall(r"^\| (\S+) \| (\S+) \| ([\d.]+) \| ([\d.]+) \|$", readme.read_text(), re.M)
+    if not table:
+        parser.error(f"{readme} has no table of known NIQE and BRISQUE values")
+    missing = [name for name, *_ in table if not (args.folder / name).is_file()]
+    if missing:
+        parser.error(f"photos listed in {readme} are missing: {', '.join(missing)}")
     print(f"load average {os.getloadavg()[0]:.2f}; {args.repeats} runs each, median seconds")
     print(f"{'photo':<9} {'size':>10} {'NIQE':>7} {'diff':>8} {'s':>6} {'cpu s':>6}  "
           f"{'BRISQUE':>8} {'diff':>7} {'s':>6} {'cpu s':>6}")

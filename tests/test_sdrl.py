@@ -346,6 +346,7 @@ def test_saving_a_model_to_a_folder_says_so(tmp_path):
     ([_small() * 255], [_small()[None]], r"image 0: input pixels must be finite and in \[0, 1\]"),
     ([np.full((24, 32, 3), np.nan, np.float32)], [_small()[None]], "finite"),
     ([_small()[..., 0]], [_small()[None]], r"image 0: expected a float \(H, W, 3\) input"),
+    ([_small()], [_small()[None] * 255], r"image 0: target pixels must be finite and in \[0, 1\].*divide"),
 ])
 def test_train_folder_refuses_inputs_and_targets_that_do_not_fit(inputs, targets, message):
     with pytest.raises(ValueError, match=message):

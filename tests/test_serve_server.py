@@ -92,7 +92,7 @@ def test_declared_oversize_is_refused_before_the_body_is_sent(server):
     head = (b"POST /api/derain HTTP/1.1\r\nHost: test\r\nContent-Type: multipart/form-data; boundary=x\r\n"
             b"Content-Length: 10000000000\r\n\r\n")
     answer = raw_request(url, head)               # no body byte is ever sent
-    assert answer.startswith(b"HTTP/1.1 413") and b"limit of 1 MB" in answer, answer
+    assert answer.startswith(b"HTTP/1.1 413") and b"limit of 1 MiB" in answer, answer
     assert list(app.state.store.root.iterdir()) == []
 
 

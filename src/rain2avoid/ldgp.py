@@ -22,7 +22,7 @@ _BINS = 36
 
 
 class MaskResult(NamedTuple):
-    """A rain mask (uint8, 255 = rain) and the dominant gradient angle in degrees."""
+    """A rain mask (uint8, graded 0-255; rain where > 10) and the dominant gradient angle in degrees."""
 
     mask: np.ndarray
     angle: int
@@ -101,7 +101,8 @@ def _rotate(image: np.ndarray, theta: float, interpolation: int = cv2.INTER_LINE
 
 def _check_image(image: np.ndarray, who: str) -> None:
     if image.dtype != np.uint8:
-        raise TypeError(f"{who} expects a uint8 image, got {image.dtype}; convert with rain2avoid.io")
+        raise TypeError(f"{who} expects a uint8 RGB image, got {image.dtype}; convert it with "
+                        f"rain2avoid.io.to_uint8(rain2avoid.io.to_float_rgb(image))")
     if image.ndim not in (2, 3) or image.shape[0] < 1 or image.shape[1] < 1:
         raise ValueError(f"{who} expects an (H, W) or (H, W, C) image, got shape {image.shape}")
 
@@ -163,7 +164,8 @@ def rain_mask(image: np.ndarray, patch_size: int = 80, kernel_size: int = 10,
         angle: dominant gradient angle to use instead of estimating it.
 
     Returns:
-        ``MaskResult(mask, angle)``: mask is (H, W) uint8, 255 = rain, 0 = background.
+        ``MaskResult(mask, angle)``: mask is (H, W) uint8, graded from 0 (background)
+        to 255; the later stages count a pixel as rain where it is above 10.
     """
     image = np.asarray(image)
     _check_image(image, "rain_mask")

@@ -48,7 +48,7 @@ class DerainResult:
     """Everything :func:`derain_detailed` computed.
 
     image: the derained image (same dtype and shape as the input).
-    mask: uint8 (H, W) rain mask used (255 = rain).
+    mask: uint8 (H, W) rain mask used (graded 0-255; rain where > 10).
     angle: dominant gradient angle in degrees (0 = vertical streaks).
     targets: float32 (R, H, W, 3) references in [0, 1] the network was trained on; with
         ``target="online"`` (a fresh reference each step) the closed-form mean reference.

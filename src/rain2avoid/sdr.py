@@ -8,8 +8,9 @@ probability; NSS (non-local stochastic sampling) weights candidate ``q`` by
 ``patch`` x ``patch`` colour patches around ``p`` and ``q`` over the positions
 that are background in ``p``'s patch (``method.md`` section 2).
 
-Masks are LDGP's: uint8 (H, W), 255 = rain, 0 = background. A bool mask
-(True = rain) is taken as that 0/255 mask. A mask whose values all lie in
+Masks are LDGP's: uint8 (H, W), graded from 0 (background) to 255; a pixel is
+rain where its value is above ``threshold`` (10). A bool mask (True = rain) is
+taken as a 0/255 mask. A mask whose values all lie in
 [0, 1] (a 0/1 mask), not all 0, is refused with a ``ValueError``: none of its
 pixels would count as rain. Pass it as bool (``mask > 0``) or multiply it by 255.
 

@@ -550,6 +550,10 @@ def _check_image(x: np.ndarray, t: Targets, w: np.ndarray | None, name: str) -> 
         if t.ndim != 4 or t.shape[1:] != x.shape or not len(t) or not np.issubdtype(t.dtype, np.floating):
             raise ValueError(f"{name}: expected float (R, {x.shape[0]}, {x.shape[1]}, 3) targets for its "
                              f"{x.shape} input (or a TargetSampler), got {t.dtype} of shape {t.shape}")
+        low, high = float(t.min()), float(t.max())
+        if not 0 <= low <= high <= 1:  # e.g. expected_reference's 0-255 output: it would teach "change nothing"
+            raise ValueError(f"{name}: target pixels must be finite and in [0, 1], found [{low:.4g}, {high:.4g}] "
+                             f"(divide 0-255 references by 255)")
     if w is not None and np.shape(w) != x.shape[:2]:
         raise ValueError(f"{name}: weight map shape {np.shape(w)} does not match image shape {x.shape[:2]}")
 

@@ -271,7 +271,7 @@ def apply(input, model_path, output, veil, device, overwrite, force, workers, re
 @click.option("--kernel-size", type=click.IntRange(min=1), default=10, show_default=True)
 @common_options
 def mask(input, output, patch_size, kernel_size, quiet, debug, max_pixels):
-    """Write the LDGP rain mask (255 = rain) of an image or of every image in a folder.
+    """Write the LDGP rain mask (graded 0-255; rain where > 10) of an image or of every image in a folder.
 
     \b
     Example:

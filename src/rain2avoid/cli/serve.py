@@ -69,7 +69,7 @@ def _cores() -> int:
 @click.option("--queue", "queue_size", type=click.IntRange(min=1), default=32, show_default=True,
               help="Most photos waiting; beyond it uploads get 503 with Retry-After.")
 @click.option("--max-upload-mb", type=click.FloatRange(min=0, min_open=True), default=50, show_default=True,
-              help="Largest upload, refused (413) before it is read whole.")
+              help="Largest upload in MiB (1 MiB = 1,048,576 bytes), refused (413) before it is read whole.")
 @click.option("--max-pixels", type=click.IntRange(min=1), default=50_000_000, show_default=True,
               help="Refuse images with more pixels than this.")
 @click.option("--keep-minutes", type=click.FloatRange(min=0, min_open=True), default=60, show_default=True,

@@ -106,7 +106,7 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
                      root=settings.temp_root)
     decoding = threading.BoundedSemaphore(2)  # full-size decodes checking uploads, at most two at once
     files = _static_files()
-    too_large = f"the upload is larger than this server's limit of {settings.max_upload_bytes / MB:g} MB"
+    too_large = f"the upload is larger than this server's limit of {settings.max_upload_bytes / MB:g} MiB"
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -204,7 +204,7 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
         job = _finished_file(job_id, "result")
         return FileResponse(job.result_path, media_type=MEDIA_TYPES[job.format], filename=job.download_name)
 
-    @app.get("/api/jobs/{job_id}/mask", summary="The rain mask as PNG (255 = rain)",
+    @app.get("/api/jobs/{job_id}/mask", summary="The rain mask as PNG (graded 0-255; rain where > 10)",
              response_class=FileResponse, responses={409: {"description": "not done yet, or failed"}})
     async def mask(job_id: str) -> FileResponse:
         job = _finished_file(job_id, "mask")
