@@ -3,6 +3,9 @@
 It uploads two photos, follows the training progress, moves the before/after
 slider, toggles the mask, downloads the result and decodes it, checks that the
 page fetched nothing from another host, and that it fits a 390 px wide phone.
+Short tests check the slider's direction, errors for non-images (chosen or
+dropped), the keyboard on the drop zone, the limits hint, TIFF placeholders,
+the prompt before leaving unfinished jobs and a 360 px wide phone.
 
 Chromium: Debian's ``chromium`` package (``apt-get install -y chromium``), or the
 path in ``RAIN2AVOID_CHROMIUM``; the test skips, saying so, when none is found.
@@ -100,13 +103,13 @@ def test_the_page_end_to_end(browser, tmp_path):
         assert any(f"of {steps} (" in text for text in shown), shown   # real steps, not a spinner
         assert page.text_content("#title") == files[0].name
 
-        # The before/after slider moves the split; so does a tap on the picture.
+        # The before/after slider moves the split (derained on its left); so does a tap on the picture.
         clip = "getComputedStyle(document.getElementById('after')).clipPath"
         page.fill("#slider", "20")
-        assert page.evaluate(clip) == "inset(0px 0px 0px 20%)"
+        assert page.evaluate(clip) == "inset(0px 80% 0px 0px)"
         box = page.locator("#compare").bounding_box()
         page.mouse.click(box["x"] + 0.75 * box["width"], box["y"] + box["height"] / 2)
-        assert page.evaluate(clip) == "inset(0px 0px 0px 75%)" and page.input_value("#slider") == "75"
+        assert page.evaluate(clip) == "inset(0px 25% 0px 0px)" and page.input_value("#slider") == "75"
 
         # The mask toggle shows the mask (the photo's size), and back.
         height, width = read_image(files[0]).shape[:2]
@@ -147,3 +150,103 @@ def test_the_page_end_to_end(browser, tmp_path):
             phone = Path(SCREENSHOT)
             page.screenshot(path=str(phone.with_name(phone.stem + "-phone" + phone.suffix)), full_page=True)
         context.close()
+
+
+@pytest.fixture(scope="module")
+def small_server(tmp_path_factory):
+    """A server with few training steps and small limits (0.4 MiB, 0.5 MP) for the short page tests."""
+    settings = ServeSettings(options={"steps": 2}, temp_root=tmp_path_factory.mktemp("serve"),
+                             max_upload_bytes=int(0.4 * 1048576), max_pixels=500_000)
+    with running_server(create_app(settings)) as url:
+        yield url
+
+
+@pytest.fixture
+def page(browser, small_server):
+    context = browser.new_context(viewport={"width": 1100, "height": 900})
+    page = context.new_page()
+    page.goto(small_server + "/")
+    wait_until(page, "document.getElementById('limits').textContent.includes('MB')")
+    yield page
+    context.close()
+
+
+def test_the_slider_derained_end_shows_the_derained_photo(page, tmp_path):
+    write_image(tmp_path / "small.png", rainy(24, 32))
+    page.set_input_files("#files", str(tmp_path / "small.png"))
+    page.wait_for_selector("#download:not([aria-disabled])", timeout=60_000)
+    right = "getComputedStyle(document.getElementById('after')).clipPath"
+    page.fill("#slider", "100")   # the "derained" end: the derained photo is not clipped at all
+    assert page.evaluate(right) == "inset(0px 0% 0px 0px)"
+    assert page.get_attribute("#slider", "aria-valuetext") == "100% derained"
+    page.fill("#slider", "0")     # the "rainy" end: the derained photo is clipped away
+    assert page.evaluate(right) == "inset(0px 100% 0px 0px)"
+
+
+def test_a_non_image_shows_only_its_error(page, tmp_path):
+    fake = tmp_path / "fake.png"
+    fake.write_text("not a picture")
+    page.set_input_files("#files", str(fake))
+    page.wait_for_selector("#error:not([hidden])", timeout=30_000)
+    assert "not an image" in page.text_content("#error")
+    assert not page.is_visible("#compare")   # no broken image, no overlay over the controls
+    assert not page.is_visible("#slider")
+    assert "cannot show" not in page.inner_text("body")
+    box = page.locator("#preset").bounding_box()
+    hit = f"document.elementFromPoint({box['x'] + box['width'] / 2}, {box['y'] + box['height'] / 2}).id"
+    assert page.evaluate(hit) == "preset"
+
+
+def test_a_dropped_non_image_gets_a_card_saying_so(page):
+    page.evaluate("""() => {
+        const data = new DataTransfer();
+        data.items.add(new File(['hello'], 'notes.txt', {type: 'text/plain'}));
+        document.dispatchEvent(new DragEvent('drop', {dataTransfer: data, bubbles: true, cancelable: true}));
+    }""")
+    wait_until(page, "document.querySelectorAll('#gallery .card').length === 1", timeout=10)
+    assert page.text_content("#gallery .name") == "notes.txt"
+    assert "not an image" in page.text_content("#gallery .state")
+
+
+def test_the_drop_zone_opens_the_file_chooser_from_the_keyboard(page):
+    choosers = []
+    page.on("filechooser", lambda chooser: choosers.append(chooser))   # expect_file_chooser can be late
+    page.wait_for_timeout(100)
+    for count, key in enumerate(("Enter", " "), start=1):
+        page.focus("#drop")
+        page.keyboard.press(key)
+        deadline = time.monotonic() + 5
+        while len(choosers) < count and time.monotonic() < deadline:
+            page.wait_for_timeout(50)
+        assert len(choosers) == count, f"{key!r} on the drop zone opened no file chooser"
+    assert choosers[0].is_multiple()
+
+
+def test_the_limits_keep_their_decimals(page):
+    assert page.text_content("#limits") == "up to 0.4 MB and 0.5 MP per photo"
+
+
+def test_a_phone_width_keeps_the_quality_menu_inside_the_drop_zone(page):
+    page.set_viewport_size({"width": 360, "height": 740})
+    drop, menu = page.locator("#drop").bounding_box(), page.locator("#preset").bounding_box()
+    assert drop["x"] <= menu["x"] and menu["x"] + menu["width"] <= drop["x"] + drop["width"]
+
+
+def test_a_tiff_shows_a_lasting_note_instead_of_broken_images(page, tmp_path):
+    write_image(tmp_path / "photo.tif", rainy(24, 32))
+    page.set_input_files("#files", str(tmp_path / "photo.tif"))
+    page.wait_for_selector("#download:not([aria-disabled])", timeout=60_000)   # done, and downloadable
+    assert page.is_visible("#nopreview") and page.is_visible("#gallery .nopreview")
+    assert not page.is_visible("#before") and not page.is_visible("#after")
+    assert not page.is_visible("#gallery .card img")
+
+
+def test_leaving_with_an_unfinished_job_asks_first(page, tmp_path):
+    write_image(tmp_path / "small.png", rainy(24, 32))
+    page.route("**/api/derain", lambda route: None)   # the upload never finishes
+    page.mouse.click(5, 5)   # browsers only ask once the page was used
+    page.set_input_files("#files", str(tmp_path / "small.png"))
+    with page.expect_event("dialog", timeout=5_000) as info:
+        page.close(run_before_unload=True)
+    assert info.value.type == "beforeunload"
+    info.value.accept()

@@ -6,6 +6,15 @@ const $ = (id) => document.getElementById(id);
 const jobs = [];          // this visit's jobs, newest last
 let current = null;       // the job shown in the viewer
 let maxUploadBytes = null;
+const IMAGE_NAME = /\.(png|jpe?g|bmp|tiff?|webp)$/i;
+
+function amount(value) {   // 0.4, 1.5, 12, 50: two significant digits below 10, whole numbers above
+  return value >= 10 ? String(Math.round(value)) : String(Number(value.toPrecision(2)));
+}
+
+function megabytes(bytes) {   // the server's MB are MiB
+  return `${amount(bytes / 1048576)} MB`;
+}
 
 function describe(job) {
   const s = job.state;
@@ -33,8 +42,16 @@ function addCard(job) {
   button.type = "button";
   button.className = "card";
   const thumb = document.createElement("img");
-  thumb.src = job.localUrl;
   thumb.alt = "";
+  const placeholder = document.createElement("span");
+  placeholder.className = "nopreview";
+  placeholder.textContent = "no preview in this browser";
+  placeholder.hidden = true;
+  thumb.addEventListener("error", () => {   // e.g. TIFF in Chrome, or a file that is no image
+    thumb.hidden = true;
+    placeholder.hidden = false;
+  });
+  thumb.src = job.localUrl;
   const name = document.createElement("span");
   name.className = "name";
   name.textContent = job.file.name;
@@ -42,7 +59,7 @@ function addCard(job) {
   state.className = "state";
   const bar = document.createElement("progress");
   bar.max = 1;
-  button.append(thumb, name, state, bar);
+  button.append(thumb, placeholder, name, state, bar);
   button.addEventListener("click", () => show(job));
   item.append(button);
   $("gallery").append(item);
@@ -78,9 +95,13 @@ function renderViewer() {
   const job = current;
   if (!job) return;
   const done = job.done();
+  $("compare").hidden = job.failed();   // a failed job shows only its error line
+  $("controls").hidden = job.failed();
+  $("before").hidden = job.unviewable;
+  $("nopreview").hidden = !job.unviewable;
   $("busy").hidden = done;
-  $("after").hidden = !done;
-  $("divider").hidden = !done;
+  $("after").hidden = !done || job.unviewable;
+  $("divider").hidden = !done || job.unviewable;
   $("state").textContent = describe(job);
   $("progress").value = job.state ? job.state.progress : 0;
   $("progress").hidden = job.failed();
@@ -99,8 +120,10 @@ function renderViewer() {
   $("error").textContent = job.failed() ? describe(job) : "";
 }
 
-function setSplit() {
-  $("compare").style.setProperty("--split", `${$("slider").value}%`);
+function setSplit() {   // the derained photo is left of the split: the slider's value is how much of it shows
+  const value = $("slider").value;
+  $("compare").style.setProperty("--split", `${value}%`);
+  $("slider").setAttribute("aria-valuetext", `${value}% derained`);
 }
 
 function dragSplit(event) {   // drag (or tap) on the picture itself moves the split too
@@ -122,7 +145,7 @@ async function detail(response) {
 
 async function upload(job) {
   if (maxUploadBytes !== null && job.file.size > maxUploadBytes) {
-    return fail(job, `the file is larger than this server's limit of ${(maxUploadBytes / 1048576).toFixed(0)} MB`);
+    return fail(job, `the file is larger than this server's limit of ${megabytes(maxUploadBytes)}`);
   }
   const form = new FormData();
   form.append("file", job.file);
@@ -175,7 +198,7 @@ function addFiles(fileList) {
   const preset = $("preset").value;
   for (const file of fileList) {
     const job = {
-      file, preset, id: null, state: null, note: null, localUrl: URL.createObjectURL(file),
+      file, preset, id: null, state: null, note: null, localUrl: URL.createObjectURL(file), unviewable: false,
       done() { return this.state && this.state.status === "done"; },
       failed() { return this.state && this.state.status === "failed"; },
     };
@@ -183,7 +206,8 @@ function addFiles(fileList) {
     addCard(job);
     if (!current || current.done() || current.failed()) show(job);
     update(job);
-    upload(job);
+    if (file.type.startsWith("image/") || IMAGE_NAME.test(file.name)) upload(job);
+    else fail(job, "the file is not an image (expected PNG, JPEG, BMP, TIFF or WebP)");
   }
 }
 
@@ -205,20 +229,33 @@ function start() {
   document.addEventListener("drop", (event) => {
     event.preventDefault();
     drop.classList.remove("over");
-    addFiles([...event.dataTransfer.files].filter((f) => f.type.startsWith("image/") || /\.tiff?$/i.test(f.name)));
+    addFiles(event.dataTransfer.files);   // a non-image gets its own card saying so
+  });
+  drop.addEventListener("keydown", (event) => {   // the drop zone is a tab stop: Enter or Space chooses files
+    if (event.target !== drop || !["Enter", " "].includes(event.key)) return;
+    event.preventDefault();
+    $("files").click();
+  });
+  window.addEventListener("beforeunload", (event) => {   // leaving would lose the unfinished jobs
+    if (!jobs.some((job) => !job.done() && !job.failed())) return;
+    event.preventDefault();
+    event.returnValue = "";
   });
   $("slider").addEventListener("input", setSplit);
   $("compare").addEventListener("pointerdown", dragSplit);
   $("compare").addEventListener("pointermove", dragSplit);
   $("mask").addEventListener("change", renderViewer);
-  $("before").addEventListener("error", () => {
-    if (current) $("state").textContent = `${describe(current)} (this browser cannot show this format)`;
+  $("before").addEventListener("error", () => {   // e.g. TIFF in Chrome: a lasting note, not a broken image
+    const job = jobs.find((j) => j.localUrl === $("before").src);
+    if (!job) return;
+    job.unviewable = true;
+    if (job === current) renderViewer();
   });
   setSplit();
   fetch("/api/config").then((r) => r.json()).then((config) => {
     maxUploadBytes = config.max_upload_bytes;
-    const pixels = config.max_pixels ? ` and ${(config.max_pixels / 1e6).toFixed(0)} MP` : "";
-    $("limits").textContent = `up to ${(maxUploadBytes / 1048576).toFixed(0)} MB${pixels} per photo`;
+    const pixels = config.max_pixels ? ` and ${amount(config.max_pixels / 1e6)} MP` : "";
+    $("limits").textContent = `up to ${megabytes(maxUploadBytes)}${pixels} per photo`;
   }).catch(() => {});
 }
 
