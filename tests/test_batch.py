@@ -247,6 +247,101 @@ def test_ctrl_c_stops_workers_and_leaves_only_complete_outputs(tmp_path):
     assert r.exit_code == 0 and len(done_lines(r)) == 6 - len(finished)
 
 
+def _processes() -> dict[int, int]:
+    """{pid: parent pid} of the live (not zombie) processes, read from /proc."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text() if entry.name.isdigit() else ""
+        except OSError:
+            continue
+        if stat:
+            state, ppid = stat.rsplit(")", 1)[1].split()[:2]
+            if state != "Z":
+                parents[int(entry.name)] = int(ppid)
+    return parents
+
+
+def _descendants(pid: int) -> set[int]:
+    """The live processes below ``pid``."""
+    parents = _processes()
+    found, todo = set(), [pid]
+    while todo:
+        parent = todo.pop()
+        children = {child for child, ppid in parents.items() if ppid == parent}
+        todo += children - found
+        found |= children
+    return found
+
+
+def _start_folder_run(tmp_path):
+    """A derain run of 6 images with 2 workers, once its first output is written (the workers
+    are busy with the next ones then); the process, its output folder and its workers."""
+    make_folder(tmp_path / "in", [f"{i}.png" for i in range(6)], *TRAINS)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "rain2avoid.cli", "derain", tmp_path / "in", "-o", out, "--steps", "150",
+           "--workers", "2"]
+    p = subprocess.Popen([str(c) for c in cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=default_sigint)
+    deadline = time.monotonic() + 120
+    while not (out.is_dir() and any(out.glob("*.png"))) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return p, out, _descendants(p.pid)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads processes from /proc")
+def test_workers_exit_when_the_main_process_is_killed(tmp_path):
+    p, out, workers = _start_folder_run(tmp_path)
+    assert len(workers) >= 3  # the forkserver and two workers (and the resource tracker)
+    p.kill()
+    p.communicate(timeout=30)
+    deadline = time.monotonic() + 5
+    while workers & _processes().keys() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not workers & _processes().keys(), "worker processes outlived the main process"
+    written = sorted(out.glob("*.png"))
+    time.sleep(3)
+    assert sorted(out.glob("*.png")) == written and len(written) < 6
+
+
+def test_sigterm_stops_like_ctrl_c(tmp_path):
+    p, out, workers = _start_folder_run(tmp_path)
+    p.terminate()
+    stdout, stderr = p.communicate(timeout=60)
+    assert p.returncode == 143, stderr
+    assert "interrupted: " in stderr and "Traceback" not in stderr
+    assert 1 <= len(list(out.glob("*.png"))) < 6 and tmp_files(out) == []
+
+
+def test_folder_runs_end_with_one_summary_line(tmp_path):
+    make_folder(tmp_path / "in", ["a.png", "b.png"], 24, 32)
+    r = invoke("derain", tmp_path / "in", "-o", tmp_path / "out", "--steps", "2", "--workers", "1")
+    assert r.exit_code == 0 and r.stdout.splitlines()[-1].startswith(
+        "done: 2 image(s) written, 0 skipped (already done), 0 failed in "), r.output
+    model = tmp_path / "m.pt"
+    assert invoke("train", tmp_path / "in", "--model", model, "--steps", "2", "-q").exit_code == 0
+    make_folder(tmp_path / "ap", ["a.png"], 24, 32)
+    r = invoke("apply", tmp_path / "in", "--model", model, "-o", tmp_path / "ap", "--workers", "1")
+    assert r.exit_code == 0 and "done: 1 image(s) written, 1 skipped (already done), 0 failed in " in r.stdout
+    r = invoke("apply", tmp_path / "in", "--model", model, "-o", tmp_path / "ap", "--force", "-q")
+    assert r.exit_code == 0 and r.output == ""
+    r = invoke("apply", tmp_path / "in" / "a.png", "--model", model, "-o", tmp_path / "one.png")
+    assert r.exit_code == 0 and "done:" not in r.output  # one image: no summary
+
+
+def test_recursive_says_which_links_it_skipped(tmp_path):
+    make_folder(tmp_path / "in", ["a.png"], 24, 32)
+    make_folder(tmp_path / "elsewhere", ["b.png"], 24, 32)
+    (tmp_path / "in" / "linked").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    (tmp_path / "in" / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    r = invoke("derain", tmp_path / "in", "-o", tmp_path / "out", "-r", "--steps", "2")
+    assert r.exit_code == 0, r.output
+    assert "skipped 1 symbolic link(s) to folders and 1 broken link(s)" in r.stdout
+    assert sorted(p.name for p in (tmp_path / "out").rglob("*.png")) == ["a.png"]
+    r = invoke("derain", tmp_path / "in", "-o", tmp_path / "out2", "-r", "--steps", "2", "-q")
+    assert r.exit_code == 0 and r.output == ""
+
+
 def test_worker_count_usage(tmp_path):
     make_folder(tmp_path / "in", ["a.png"])
     for bad in ("0", "many"):

@@ -561,3 +561,17 @@ def test_program_usage_error_and_bad_model(tmp_path):
     assert p.returncode == 1 and "Traceback" not in p.stderr
     assert len(p.stderr.strip().splitlines()) == 1 and "evil.pt" in p.stderr
     assert not marker.exists()
+
+
+def test_temporary_files_match_the_whole_output_name(tmp_path, monkeypatch):
+    from rain2avoid import files
+    from rain2avoid.io import temporary_files, write_bytes
+    left = []
+    monkeypatch.setattr(files.os, "replace", lambda a, b: left.append(Path(a)))  # a write cut short
+    write_bytes(tmp_path / "photo.png", b"png")
+    write_bytes(tmp_path / "photo.jpg", b"jpg")
+    png, jpg = left
+    assert png.name.startswith(".photo.png.") and png.name.endswith(".tmp")
+    assert temporary_files(tmp_path / "photo.png") == [png]
+    assert temporary_files(tmp_path / "photo.jpg") == [jpg]
+    assert temporary_files(tmp_path / "photo.webp") == []

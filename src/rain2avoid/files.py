@@ -57,22 +57,28 @@ def temporary_files(*paths: PathLike) -> List[Path]:
     error removes it); remove them once no write to those paths is running.
     Each folder is listed once, however many paths it holds.
     """
-    stems: dict = {}
+    names: dict = {}
     for path in paths:
         target = Path(path)
-        stems.setdefault(target.parent, set()).add(target.stem[:40])
+        names.setdefault(target.parent, set()).add(_temporary_prefix(target))
     pattern = re.compile(r"\.(.*)\.[0-9a-f]{12}\.tmp")
     found = []
-    for folder, names in stems.items():
+    for folder, prefixes in names.items():
         try:
             entries = list(os.scandir(folder))
         except OSError:
             continue
         for entry in entries:
             match = pattern.fullmatch(entry.name)
-            if match and match.group(1) in names:
+            if match and match.group(1) in prefixes:
                 found.append(folder / entry.name)
     return sorted(found)
+
+
+def _temporary_prefix(target: Path) -> str:
+    """What a temporary file of ``target`` is named after: its whole name (``photo.png``, so that
+    ``photo.jpg``'s are not taken for it), cut to fit the 255-byte file-name limit."""
+    return os.fsdecode(os.fsencode(target.name)[:200])
 
 
 def write_atomically(target: Path, data: bytes) -> None:
@@ -89,7 +95,7 @@ def write_atomically(target: Path, data: bytes) -> None:
             target, f"cannot create folder {folder}: {describe_os_error(exc)}", exc.errno
         ) from exc
     # Hidden, unique, and short enough for any file-name limit (temporary_files finds it).
-    temporary = folder / f".{target.stem[:40]}.{uuid.uuid4().hex[:12]}.tmp"
+    temporary = folder / f".{_temporary_prefix(target)}.{uuid.uuid4().hex[:12]}.tmp"
     created = False
     try:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)

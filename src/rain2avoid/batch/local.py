@@ -13,6 +13,9 @@ Nothing is lost when something goes wrong:
 * Ctrl-C (KeyboardInterrupt) cancels the jobs not started and stops the
   workers; a worker removes the temporary file of a write in progress before it
   exits, so only complete outputs remain and a re-run finishes the rest.
+* when this process is killed outright (SIGKILL, out of memory), each worker
+  sees it gone within a second and exits at once, writing nothing more (a
+  write cut short leaves at most a hidden temporary file).
 """
 
 from __future__ import annotations
@@ -20,8 +23,11 @@ from __future__ import annotations
 import math
 import multiprocessing
 import os
+import select
 import signal
 import sys
+import threading
+import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -106,7 +112,8 @@ def run_local(task, jobs: Sequence[Job], workers: int = 1, threads: int | None =
 def _run_pool(task, queue: list[Job], workers: int, threads: int, outcomes: list[Outcome],
               report: Callable[[Outcome], None]) -> list[Job]:
     """Run jobs from ``queue`` (taking them off its end) in one pool; the jobs lost if the pool broke."""
-    pool = ProcessPoolExecutor(workers, mp_context=_context(), initializer=_start_worker, initargs=(threads,))
+    pool = ProcessPoolExecutor(workers, mp_context=_context(), initializer=_start_worker,
+                               initargs=(threads, os.getpid()))
     running: dict = {}
     try:
         while queue or running:
@@ -158,11 +165,38 @@ class _Stop(BaseException):
 _busy = False  # per worker process: a job is running
 
 
-def _start_worker(threads: int) -> None:
+def _start_worker(threads: int, parent: int) -> None:
     thread_lock_for_bars()
     set_threads(threads)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     signal.signal(signal.SIGTERM, _on_sigterm)
+    threading.Thread(target=_exit_with, args=(parent,), name="rain2avoid-parent-watch", daemon=True).start()
+
+
+def _exit_with(parent: int) -> None:
+    """Wait until process ``parent`` (the one that runs the pool) is gone, then end this worker
+    at once: a killed parent cannot stop its workers, and they would otherwise go on with their
+    jobs and then idle forever. A pidfd tells at once (Linux); elsewhere, a check every 0.5 s."""
+    try:
+        descriptor = os.pidfd_open(parent)
+    except (AttributeError, OSError):  # not Linux 5.3+, or already gone
+        descriptor = None
+    if descriptor is not None:
+        select.select([descriptor], [], [])  # readable once the parent has exited
+    else:
+        while _alive(parent):
+            time.sleep(0.5)
+    os._exit(128 + signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, another user's: our parent's PID was reused
+        return False
+    return True
 
 
 def _on_sigterm(signum, frame) -> None:

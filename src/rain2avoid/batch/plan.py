@@ -40,13 +40,16 @@ def _natural_key(relative: str) -> list:
     return [key, relative]
 
 
-def find_images(root: Path, recursive: bool = False, exclude: Path | None = None) -> list[Path]:
+def find_images(root: Path, recursive: bool = False, exclude: Path | None = None,
+                skipped_links: list | None = None) -> list[Path]:
     """The image files in ``root`` (and, with ``recursive``, in every folder below it).
 
     Sorted by relative path in natural order (``2.png`` before ``10.png``), so
     the order is the same on every machine. Hidden files and folders (name
     starting with ".") are skipped; so is ``exclude`` (the output folder, when
-    it lies inside the input tree) and symbolic links to folders (no loops).
+    it lies inside the input tree), and so are symbolic links to folders (no
+    loops) and links to nothing: with ``recursive``, those links are appended to
+    ``skipped_links`` when it is given, for the caller to say so.
     """
     root = Path(root)
     if not recursive:
@@ -64,6 +67,9 @@ def find_images(root: Path, recursive: bool = False, exclude: Path | None = None
                         folders.append(entry.path)
                 elif os.path.splitext(entry.name)[1].lower() in IMAGE_EXTENSIONS and entry.is_file():
                     found.append(entry.path)
+                elif skipped_links is not None and entry.is_symlink() and (
+                        entry.is_dir() or not os.path.exists(entry.path)):
+                    skipped_links.append(Path(entry.path))
     start = len(str(root)) + 1
     found.sort(key=lambda p: _natural_key(p[start:].replace(os.sep, "/")))
     return [Path(p) for p in found]

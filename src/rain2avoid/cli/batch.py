@@ -8,6 +8,7 @@ failure, the list at the end, exit 1 if any failed, 130 on Ctrl-C).
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -28,12 +29,14 @@ from ..batch.work import Outcome
 from ..io import IMAGE_EXTENSIONS
 from .common import (
     Context,
+    Terminated,
     check_folder_output,
     check_outputs,
     list_inputs,
     output_for,
     report_failures,
     say_skipped,
+    sigterm_as_interrupt,
 )
 
 
@@ -81,10 +84,10 @@ def batch_options(f):
 
 
 def plan(input: Path, output: Path, recursive: bool, shard, suffix: str | None = None,
-         videos: bool = False) -> tuple[list[Job], bool]:
+         videos: bool = False, note=None) -> tuple[list[Job], bool]:
     """The jobs of this run (this shard's) and whether the input is a folder (``videos``: the
-    folder's videos too)."""
-    files, folder = list_inputs(input, recursive, exclude=output, videos=videos)
+    folder's videos too; ``note``: told, in one line, of links ``recursive`` left out)."""
+    files, folder = list_inputs(input, recursive, exclude=output, videos=videos, note=note)
     if folder:
         check_folder_output(input, output)
     if shard is not None:
@@ -110,13 +113,16 @@ def check_batch_flags(workers, dask: str | None) -> None:
 
 
 def run_batch(ctx: Context, task, jobs: list[Job], what: str, force: bool, overwrite: bool, workers,
-              dask: str | None, dask_write: str, work_seconds: float, earlier: tuple[list[str], int] = ([], 0)
-              ) -> None:
-    """Run the jobs as the flags say; report like ``run_jobs``; exit 1 if any failed, 130 on Ctrl-C.
+              dask: str | None, dask_write: str, work_seconds: float, earlier: tuple[list[str], int] = ([], 0),
+              folder: bool = True) -> None:
+    """Run the jobs as the flags say; report like ``run_jobs``; exit 1 if any failed, 130 on Ctrl-C,
+    143 on SIGTERM (both after the 'interrupted' line).
 
     ``work_seconds``: a rough cost of one image here, to decide ``--workers auto``.
     ``earlier``: the failures and number of files of work done before (videos), listed at the end too.
+    ``folder``: end with a one-line summary (written, skipped, failed, time).
     """
+    start = time.perf_counter()
     check_batch_flags(workers, dask)
     failures: list[str] = list(earlier[0])
     if not jobs:
@@ -154,19 +160,24 @@ def run_batch(ctx: Context, task, jobs: list[Job], what: str, force: bool, overw
                 f"{'workers' if mode == 'worker' else 'client'}")
 
     try:
-        run(task, todo, workers=workers, dask=dask, dask_write=dask_write, on_outcome=report,
-            raise_errors=ctx.debug and workers == 1 and not dask, on_start=started)
-    except KeyboardInterrupt:
+        with sigterm_as_interrupt():
+            run(task, todo, workers=workers, dask=dask, dask_write=dask_write, on_outcome=report,
+                raise_errors=ctx.debug and workers == 1 and not dask, on_start=started)
+    except KeyboardInterrupt as e:
         bar.close()
         click.echo(f"interrupted: {sum(finished)} of {len(todo)} image(s) done; run the same command again "
                    f"to do the rest (finished outputs are skipped)", err=True)
-        sys.exit(130)
+        sys.exit(143 if isinstance(e, Terminated) else 130)
     except DaskError as e:  # the cluster cannot be used
         if ctx.debug:
             raise
         raise click.ClickException(str(e))
     bar.close()
     report_failures(failures, len(todo) + earlier[1])
+    if folder:
+        failed = len(finished) - sum(finished)
+        ctx.say(f"done: {sum(finished)} image(s) written, {len(done)} skipped (already done), {failed} failed "
+                f"in {time.perf_counter() - start:.0f} s")
     if failures:
         sys.exit(1)
 

@@ -6,9 +6,12 @@ Exit codes: 0 all done, 1 some files failed (each reported, the rest done),
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import Callable
 
@@ -64,12 +67,18 @@ def common_options(f):
 
 
 def list_inputs(path: Path, recursive: bool = False, exclude: Path | None = None,
-                videos: bool = False) -> tuple[list[Path], bool]:
+                videos: bool = False, note: Callable[[str], None] | None = None) -> tuple[list[Path], bool]:
     """The images to process and whether ``path`` is a folder (``recursive``: the whole tree,
     leaving out ``exclude``; ``videos``: also the videos of the folder itself, told by content,
-    and the files named as videos, so that one that is not a video is reported, not ignored)."""
+    and the files named as videos, so that one that is not a video is reported, not ignored;
+    ``note``: called with one line when ``recursive`` left out links to folders or to nothing)."""
     if path.is_dir():
-        files = find_images(path, recursive, exclude)
+        links: list[Path] = []
+        files = find_images(path, recursive, exclude, links)
+        if links and note is not None:
+            folders = sum(link.is_dir() for link in links)
+            note(f"note: skipped {folders} symbolic link(s) to folders and {len(links) - folders} broken "
+                 f"link(s) in {path} (--recursive follows neither)")
         if videos:  # never an image's name: no overlap
             named = {p for p in path.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS
                      and not p.name.startswith(".") and p.is_file()}
@@ -144,6 +153,28 @@ def check_outputs(jobs: list[tuple[Path, Path]], overwrite: bool | None,
             written[key] = src
     for folder in sorted({dst.parent for _, dst in jobs}):
         make_folder(folder)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, ``timeout``, systemd, Slurm's pre-emption), stopped like Ctrl-C."""
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """Within it, SIGTERM raises :class:`Terminated` (a KeyboardInterrupt) in the main thread, so
+    that a run stops as on Ctrl-C: workers stopped, no partial output, the 'interrupted' line."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise Terminated()
+
+    before = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
 
 
 def report_failures(failures: list[str], total: int, what: str = "failed") -> None:

@@ -95,7 +95,7 @@ def derain(input, output, preset, init_path, device, backbone, steps, target, re
             if debug:
                 raise
             raise click.ClickException(f"--init: {e}")
-    jobs, folder = plan(input, output, recursive, shard, videos=True)
+    jobs, folder = plan(input, output, recursive, shard, videos=True, note=ctx.say)
     try:
         settings = derain_settings(preset, init, **options)
     except ValueError as e:
@@ -114,7 +114,7 @@ def derain(input, output, preset, init_path, device, backbone, steps, target, re
     jobs, earlier = _videos_first(ctx, jobs, video, "derain", force or not folder, overwrite)
     seconds = 0.3 + 0.0045 * settings.steps * settings.ensemble * (100 if settings.backbone == "unet" else 1)
     run_batch(ctx, task, jobs, "derain", force or not folder, overwrite, workers, dask, dask_write, seconds,
-              earlier)
+              earlier, folder)
 
 
 def _videos_first(ctx, jobs, work, what, force, overwrite):
@@ -251,7 +251,7 @@ def apply(input, model_path, output, veil, device, overwrite, force, workers, re
             raise
         raise click.ClickException(str(e))
     check_batch_flags(workers, dask)
-    jobs, folder = plan(input, output, recursive, shard, videos=True)
+    jobs, folder = plan(input, output, recursive, shard, videos=True, note=ctx.say)
 
     def video(src: Path, dst: Path) -> None:
         from ..video import video_job
@@ -260,7 +260,8 @@ def apply(input, model_path, output, veil, device, overwrite, force, workers, re
 
     jobs, earlier = _videos_first(ctx, jobs, video, "apply", force or not folder, overwrite)
     task = ApplyTask(model_path.resolve(), device, max_pixels, veil=veil)
-    run_batch(ctx, task, jobs, "apply", force or not folder, overwrite, workers, dask, dask_write, 0.05, earlier)
+    run_batch(ctx, task, jobs, "apply", force or not folder, overwrite, workers, dask, dask_write, 0.05, earlier,
+              folder)
 
 
 @click.command()
