@@ -225,28 +225,6 @@ def test_a_killed_worker_is_replaced_and_its_image_redone(tmp_path):
     assert tmp_files(tmp_path) == []
 
 
-def test_ctrl_c_stops_workers_and_leaves_only_complete_outputs(tmp_path):
-    make_folder(tmp_path / "in", [f"{i}.png" for i in range(6)], *TRAINS)   # big enough to show its rain
-    out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "rain2avoid.cli", "derain", tmp_path / "in", "-o", out, "--steps", "150",
-           "--workers", "2"]
-    p = subprocess.Popen([str(c) for c in cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         preexec_fn=default_sigint)
-    deadline = time.monotonic() + 120
-    while not (out.is_dir() and any(out.glob("*.png"))) and time.monotonic() < deadline:
-        time.sleep(0.05)  # wait for the first finished image: the workers are busy with others now
-    p.send_signal(signal.SIGINT)
-    stdout, stderr = p.communicate(timeout=60)
-    assert p.returncode == 130, stderr
-    assert "interrupted" in stderr and "Traceback" not in stderr
-    finished = sorted(out.glob("*.png"))
-    assert 1 <= len(finished) < 6 and tmp_files(out) == []
-    for f in finished:
-        assert read_image(f).shape == (*TRAINS, 3)
-    r = invoke("derain", tmp_path / "in", "-o", out, "--steps", "1", "--workers", "1")  # a re-run does the rest
-    assert r.exit_code == 0 and len(done_lines(r)) == 6 - len(finished)
-
-
 def _processes() -> dict[int, int]:
     """{pid: parent pid} of the live (not zombie) processes, read from /proc."""
     parents = {}
@@ -287,6 +265,20 @@ def _start_folder_run(tmp_path):
     while not (out.is_dir() and any(out.glob("*.png"))) and time.monotonic() < deadline:
         time.sleep(0.05)
     return p, out, _descendants(p.pid)
+
+
+def test_ctrl_c_stops_workers_and_leaves_only_complete_outputs(tmp_path):
+    p, out, _ = _start_folder_run(tmp_path)
+    p.send_signal(signal.SIGINT)
+    stdout, stderr = p.communicate(timeout=60)
+    assert p.returncode == 130, stderr
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    finished = sorted(out.glob("*.png"))
+    assert 1 <= len(finished) < 6 and tmp_files(out) == []
+    for f in finished:
+        assert read_image(f).shape == (*TRAINS, 3)
+    r = invoke("derain", tmp_path / "in", "-o", out, "--steps", "1", "--workers", "1")  # a re-run does the rest
+    assert r.exit_code == 0 and len(done_lines(r)) == 6 - len(finished)
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads processes from /proc")
