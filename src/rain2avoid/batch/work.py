@@ -24,7 +24,7 @@ from typing import Callable
 import numpy as np
 
 from ..io import DEFAULT_MAX_PIXELS, decode_image, encode_image, read_image, temporary_files, write_bytes
-from ..io.write import format_losses, format_suffix, output_format
+from ..io.write import NO_TRANSPARENCY_IN_JPEG, format_losses, format_suffix, output_format
 from .plan import Job
 
 __all__ = ["DerainTask", "ApplyTask", "Outcome", "run_job", "run_job_on_bytes", "check_output_format",
@@ -159,9 +159,8 @@ def check_output_format(src: Path, dst: Path, image: np.ndarray, content: str) -
     if output_format(src) == output_format(dst) and content != output_format(src):
         raise ValueError(f"{src} holds {content.upper()} data with {' and '.join(lost)}, which a {dst.suffix} "
                          f"file cannot store: rename it to {src.stem}{format_suffix(content)}")
-    if "transparency" in lost:
-        raise ValueError(f"cannot write {dst}: JPEG cannot store transparency; write PNG, TIFF or WebP to "
-                         f"keep the alpha channel")
+    if "transparency" in lost:  # as encode_image would say after the work
+        raise ValueError(f"cannot write {dst}: {NO_TRANSPARENCY_IN_JPEG}")
 
 
 def _encoded(task, job: Job, image: np.ndarray, meta):

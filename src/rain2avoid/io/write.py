@@ -68,7 +68,7 @@ def format_losses(path: PathLike, image: np.ndarray) -> List[str]:
     lost = []
     if fmt == "jpeg" and image.ndim == 3 and image.shape[2] == 4:
         alpha = image[:, :, 3] if image.dtype == np.uint8 else _uint16_to_uint8(image[:, :, 3])
-        if not np.all(alpha == 255):  # as _drop_opaque_alpha
+        if not _opaque(alpha):
             lost.append("transparency")
     if fmt in _EIGHT_BIT_FORMATS and image.dtype == np.uint16:
         lost.append("16 bits per sample")
@@ -199,12 +199,19 @@ def _uint16_to_uint8(pixels: np.ndarray) -> np.ndarray:
     return ((pixels.astype(np.uint32) + 128) // 257).astype(np.uint8)
 
 
+NO_TRANSPARENCY_IN_JPEG = "JPEG cannot store transparency; write PNG, TIFF or WebP to keep the alpha channel"
+"""Why a transparent image is not written as JPEG (:func:`encode_image`; callers that check first)."""
+
+
+def _opaque(alpha: np.ndarray) -> bool:
+    """Whether a uint8 alpha channel is fully opaque (JPEG can then drop it)."""
+    return bool(np.all(alpha == 255))
+
+
 def _drop_opaque_alpha(rgba: np.ndarray) -> np.ndarray:
     """Return the RGB part of a fully opaque uint8 RGBA image; refuse any other."""
-    if not np.all(rgba[:, :, 3] == 255):
-        raise ValueError(
-            "JPEG cannot store transparency; write PNG, TIFF or WebP to keep the alpha channel"
-        )
+    if not _opaque(rgba[:, :, 3]):
+        raise ValueError(NO_TRANSPARENCY_IN_JPEG)
     return rgba[:, :, :3]
 
 
