@@ -14,11 +14,14 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-__all__ = ["MaskResult", "rain_mask", "streak_angle", "rotation_for_angle"]
+__all__ = ["RAIN_LEVEL", "MaskResult", "rain_mask", "streak_angle", "rotation_for_angle"]
 
 _CELL = 8
 _CELLS_PER_BLOCK = 4
 _BINS = 36
+
+RAIN_LEVEL = 10
+"""A graded mask (uint8, 0-255) marks rain where it is above this level."""
 
 
 class MaskResult(NamedTuple):

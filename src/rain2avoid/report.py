@@ -29,7 +29,8 @@ from tqdm.auto import tqdm
 from .batch.plan import same_file
 from .io import DEFAULT_MAX_PIXELS, list_images, read_image, to_float_rgb, to_uint8
 from .detect import compute_mask
-from .metrics import psnr, ssim
+from .ldgp import RAIN_LEVEL
+from .metrics import as_rgb, psnr, ssim
 from .noref import brisque, niqe
 from .pairing import ambiguous_pair, by_stem
 
@@ -54,11 +55,6 @@ class Report:
 
 def _by_stem(folder: Optional[Path]) -> dict[str, list[Path]]:
     return by_stem(list_images(folder)) if folder is not None else {}
-
-
-def _rgb(image: np.ndarray) -> np.ndarray:
-    """RGB as ``eval`` scores it: gray repeated, alpha dropped (the metrics read uint16 / 257)."""
-    return np.stack([image] * 3, axis=-1) if image.ndim == 2 else image[..., :3]
 
 
 def _try(score: Callable, *images) -> Optional[float]:
@@ -134,9 +130,9 @@ def _entry(stem: str, paths: dict, max_width: int, max_pixels, problems: list) -
                 raise ValueError(f"{paths['target']}: the clean image is {clean.shape[1]}x{clean.shape[0]}, "
                                  f"the input {image.shape[1]}x{image.shape[0]}")
             for name, picture in (("input", image), ("result", result)):
-                p = _try(psnr, _rgb(picture), _rgb(clean), "y")
+                p = _try(psnr, as_rgb(picture), as_rgb(clean), "y")
                 scores[name]["psnr_y"] = None if p is None else min(p, MAX_PSNR)
-                scores[name]["ssim_y"] = _try(ssim, _rgb(picture), _rgb(clean), "y")
+                scores[name]["ssim_y"] = _try(ssim, as_rgb(picture), as_rgb(clean), "y")
         except ValueError as e:
             problems.append(f"{' '.join(str(e).split())} (no PSNR/SSIM for {stem})")
     rgb8, out8 = to_uint8(to_float_rgb(image)), to_uint8(to_float_rgb(result))
@@ -145,7 +141,7 @@ def _entry(stem: str, paths: dict, max_width: int, max_pixels, problems: list) -
     h, w = rgb8.shape[:2]
     size = (w, h) if w <= max_width else (max_width, max(1, round(h * max_width / w)))
     return {"name": stem, "width": w, "height": h, "shown_width": size[0], "scores": scores,
-            "rain": round(float(np.mean(mask > 127)), 4), "mask_file": from_file,
+            "rain": round(float(np.mean(mask > RAIN_LEVEL)), 4), "mask_file": from_file,
             "pictures": {"input": shown, "result": _data_uri(out8, max_width, size=size),
                          "mask": _data_uri(mask, max_width, png=True, size=size)}}
 
