@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from rain2avoid.io import read_image
-from rain2avoid.metrics import psnr, ssim, to_y
+from rain2avoid.metrics import as_rgb, psnr, ssim, to_y
 
 
 def test_luma_range():
@@ -112,3 +112,12 @@ def test_flicker_has_the_same_scale():
     assert flicker(a.astype(np.uint16) * 257, b) == pytest.approx(flicker(a, b))
     with pytest.raises(ValueError, match="multiply by 255"):
         flicker(a / 255, b / 255)
+
+
+def test_as_rgb_repeats_gray_and_drops_alpha():
+    """The one convention eval and report score pictures by: gray repeated, alpha dropped, RGB as it is."""
+    gray = np.arange(12, dtype=np.uint16).reshape(3, 4)
+    np.testing.assert_array_equal(as_rgb(gray), np.dstack([gray, gray, gray]))
+    rgba = np.random.default_rng(0).integers(0, 256, (3, 4, 4), dtype=np.uint8)
+    np.testing.assert_array_equal(as_rgb(rgba), rgba[..., :3])
+    np.testing.assert_array_equal(as_rgb(rgba[..., :3]), rgba[..., :3])

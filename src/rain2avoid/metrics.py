@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 from skimage.metrics import structural_similarity
 
-__all__ = ["to_y", "scale_to_255", "psnr", "ssim", "flicker", "CHANNELS", "SSIM_MIN_SIZE"]
+__all__ = ["to_y", "as_rgb", "scale_to_255", "psnr", "ssim", "flicker", "CHANNELS", "SSIM_MIN_SIZE"]
 
 CHANNELS = ("y", "rgb")
 SSIM_MIN_SIZE = 11  # side of the Gaussian window: 2 * int(3.5 * 1.5 + 0.5) + 1
@@ -28,6 +28,11 @@ def to_y(image: np.ndarray) -> np.ndarray:
     """BT.601 studio-range luma (16-235) of an RGB image on the 0-255 scale, float64."""
     image = np.asarray(image, dtype=np.float64)
     return 16.0 + (65.481 * image[..., 0] + 128.553 * image[..., 1] + 24.966 * image[..., 2]) / 255.0
+
+
+def as_rgb(image: np.ndarray) -> np.ndarray:
+    """A picture as the metrics score it: (H, W, 3), a gray image repeated, an alpha channel dropped."""
+    return np.stack([image] * 3, axis=-1) if image.ndim == 2 else image[..., :3]
 
 
 def scale_to_255(image: np.ndarray, who: str) -> float:

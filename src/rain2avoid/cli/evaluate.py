@@ -11,7 +11,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..io import list_images
-from ..metrics import psnr, ssim
+from ..metrics import as_rgb, psnr, ssim
 from ..noref import brisque, niqe
 from ..pairing import by_stem, pair_by_stem
 from .common import Context, common_options, reason, report_failures
@@ -81,7 +81,7 @@ def _score_pair(ctx: Context, stem: str, p: Path, t: Path, crop_border: int) -> 
     """PSNR (capped at MAX_PSNR) and SSIM on Y and RGB of ``p`` against ``t``; ValueError (one line naming
     the files) when they cannot be scored."""
     a, b = ctx.read(p), ctx.read(t)
-    a, b = [np.stack([x] * 3, axis=-1) if x.ndim == 2 else x[..., :3] for x in (a, b)]
+    a, b = as_rgb(a), as_rgb(b)
     if a.shape != b.shape:
         raise ValueError(f"{stem}: sizes differ ({p}: {a.shape[1]}x{a.shape[0]}, "
                          f"{t}: {b.shape[1]}x{b.shape[0]})")
