@@ -305,6 +305,9 @@ def test_the_clip_network_can_start_from_a_trained_model(tmp_path, clip):
     assert score["tuned"] > score["fresh"] + 1   # 3 steps from the trained network, 3 from the identity
     with pytest.raises(ValueError, match="not both"):
         derain_video(tmp_path / "rainy.mkv", tmp_path / "c.mkv", model=trained, init=trained)
+    with pytest.raises(ValueError, match="is a 'fast' network, not 'unet'"):   # as derain says it
+        derain_video(tmp_path / "rainy.mkv", tmp_path / "d.mkv", init=trained, backbone="unet", **kw)
+    assert not (tmp_path / "d.mkv").exists()
 
 
 def test_a_still_image_through_the_video_path(tmp_path, rainy_pair):

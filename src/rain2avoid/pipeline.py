@@ -304,11 +304,17 @@ def derain_settings(preset: str = "fast", init: Model | None = None, **options) 
     if preset not in TUNE_PRESETS:
         raise ValueError(f"preset {preset!r} trains from scratch; starting from a trained model works with "
                          f"{' or '.join(TUNE_PRESETS)}")
+    return resolve_settings(preset, TUNE_PRESETS, **with_init_backbone(init, options))
+
+
+def with_init_backbone(init: Model, options: dict) -> dict:
+    """``options`` (:class:`~rain2avoid.sdrl.Settings` fields) with the backbone of ``init``, the model
+    a network starts from; ValueError if they name another backbone."""
     backbone = init.settings.backbone
     if options.get("backbone") not in (None, backbone):
         raise ValueError(f"the model to start from is a {backbone!r} network, not {options['backbone']!r}: "
                          f"leave the backbone unset or set it to {backbone!r}")
-    return resolve_settings(preset, TUNE_PRESETS, **{**options, "backbone": backbone})
+    return {**options, "backbone": backbone}
 
 
 def check_init(init) -> None:

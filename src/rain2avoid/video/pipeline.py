@@ -28,7 +28,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..io import IMAGE_EXTENSIONS, read_image, to_float_rgb, to_uint8, write_image
-from ..pipeline import check_device, check_init, derain_detailed, training_data
+from ..pipeline import check_device, check_init, derain_detailed, training_data, with_init_backbone
 from ..sdrl import Model, Settings, resolve_settings, train_folder
 from .io import VIDEO_EXTENSIONS, PathLike, VideoInfo, VideoWriter, check_output, probe, read_frames, sniff_video
 from .temporal import TemporalReference, sliding_references
@@ -141,8 +141,8 @@ def derain_video(src: PathLike, dst: PathLike, preset: str = "fast", model: Opti
         raise ValueError("give a model to apply or one to start training from (init), not both")
     if src.is_file() and sniff_video(src) is None and dst.suffix.lower() in IMAGE_EXTENSIONS:
         return _derain_still(src, dst, preset, model, device, progress, start, init, **options)
-    if init is not None and options.get("backbone") is None:
-        options = {**options, "backbone": init.settings.backbone}
+    if init is not None:
+        options = with_init_backbone(init, options)
     if dst.suffix.lower() not in VIDEO_EXTENSIONS:
         raise ValueError(f"output {dst}: unsupported video format {dst.suffix!r} "
                          f"(use one of {' '.join(VIDEO_EXTENSIONS)})")
