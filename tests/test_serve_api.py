@@ -22,8 +22,10 @@ with warnings.catch_warnings():  # newer Starlette prefers httpx2 to httpx; both
 from PIL import Image  # noqa: E402
 from serving import FAST, TRAINS, decoded, encoded, rainy, wait_done  # noqa: E402
 
+from rain2avoid.io import read_image  # noqa: E402
 from rain2avoid.pipeline import derain_detailed  # noqa: E402
 from rain2avoid.serve import ServeSettings, create_app  # noqa: E402
+from rain2avoid.serve import jobs as serve_jobs  # noqa: E402
 
 UUID4_HEX = re.compile(r"^[0-9a-f]{12}4[0-9a-f]{3}[89ab][0-9a-f]{15}$")
 
@@ -299,6 +301,82 @@ def test_shutdown_deletes_every_file(tmp_path):
     assert not root.exists()
 
 
+# --- cancelling ---------------------------------------------------------------------------------------------
+
+def wait_running(client, job_id: str, steps: int = 1) -> None:
+    """Wait until the job has trained ``steps`` steps."""
+    deadline = time.monotonic() + 60
+    while client.get(f"/api/jobs/{job_id}").json()["steps_done"] < steps:
+        assert time.monotonic() < deadline, "the job did not start training"
+        time.sleep(0.01)
+
+
+def test_cancelling_a_queued_job_takes_it_out_of_the_queue(make_client, tmp_path, monkeypatch):
+    ran = []   # the jobs whose upload a worker read
+
+    def reading(path, **options):
+        ran.append(path.parent.name)
+        return read_image(path, **options)
+    monkeypatch.setattr(serve_jobs, "read_image", reading)
+    client = make_client(options={"steps": 100_000}, queue_size=1)   # the first job runs until cancelled
+    running = post(client, encoded(rainy(*TRAINS), tmp_path)).json()["id"]
+    wait_running(client, running)
+    queued = post(client, encoded(rainy(), tmp_path)).json()["id"]
+    assert post(client, encoded(rainy(), tmp_path)).status_code == 503   # the queue is full
+    assert (store(client).root / queued / "upload").is_file()
+
+    r = client.delete(f"/api/jobs/{queued}")
+    assert r.status_code == 200 and r.json() == {"id": queued, "cancelled": True}
+    assert client.get(f"/api/jobs/{queued}").status_code == 404
+    assert not (store(client).root / queued).exists()
+    assert store(client).counts() == {"queued": 0, "running": 1, "done": 0, "failed": 0}
+    after = post(client, encoded(rainy(), tmp_path))   # its place in the queue is free at once
+    assert after.status_code == 202, after.text
+
+    assert client.delete(f"/api/jobs/{running}").json()["cancelled"] is True
+    assert wait_done(client.get, after.json()["id"])["status"] == "done"
+    assert ran == [running, after.json()["id"]]   # the cancelled job never ran
+
+
+def test_cancelling_a_running_job_stops_it_and_frees_the_worker(make_client, tmp_path):
+    client = make_client(options={"steps": 100_000})   # would train for hours
+    running = post(client, encoded(rainy(*TRAINS), tmp_path)).json()["id"]
+    wait_running(client, running, steps=2)
+    following = post(client, encoded(rainy(), tmp_path)).json()["id"]   # too small to train: done at once
+    assert client.get(f"/api/jobs/{following}").json()["status"] == "queued"
+
+    start = time.monotonic()
+    r = client.delete(f"/api/jobs/{running}")
+    assert r.status_code == 200 and r.json() == {"id": running, "cancelled": True}
+    assert client.get(f"/api/jobs/{running}").status_code == 404
+    assert client.get(f"/api/jobs/{running}/result").status_code == 404
+    assert wait_done(client.get, following, timeout=30)["status"] == "done"   # the one worker is free
+    assert time.monotonic() - start < 30
+    assert sorted(p.name for p in store(client).root.iterdir()) == [following]   # nothing of the cancelled job
+
+
+def test_deleting_a_finished_job_deletes_its_files(client, tmp_path):
+    job_id = post(client, encoded(rainy(), tmp_path)).json()["id"]
+    assert wait_done(client.get, job_id)["status"] == "done"
+    folder = store(client).root / job_id
+    assert (folder / "result.png").is_file() and (folder / "mask.png").is_file()
+    r = client.delete(f"/api/jobs/{job_id}")
+    assert r.status_code == 200 and r.json() == {"id": job_id, "cancelled": False}
+    assert not folder.exists()
+    for path in ("", "/result", "/mask"):
+        assert client.get(f"/api/jobs/{job_id}{path}").status_code == 404
+    assert client.delete(f"/api/jobs/{job_id}").status_code == 404   # once only
+
+
+def test_cancelling_an_unknown_job_is_404(client):
+    for job_id in ("0123456789abcdef0123456789abcdef", "nope"):
+        r = client.delete(f"/api/jobs/{job_id}")
+        assert r.status_code == 404 and r.json()["detail"] == f"no job {job_id!r}: unknown, or finished and expired"
+    for path in ("..%2F..%2Fetc", "%2e%2e", "..%5C..%5Cwindows"):   # no route: nothing is deleted
+        assert client.delete(f"/api/jobs/{path}").status_code == 404
+    assert store(client).root.is_dir()
+
+
 # --- the page and the docs ----------------------------------------------------------------------------------
 
 def test_page_is_self_contained(client):
@@ -316,6 +394,8 @@ def test_openapi_documents_the_api(client):
     spec = client.get("/openapi.json").json()
     assert {"/api/health", "/api/derain", "/api/jobs/{job_id}", "/api/jobs/{job_id}/result",
             "/api/jobs/{job_id}/mask"} <= set(spec["paths"])
+    assert set(spec["paths"]["/api/jobs/{job_id}"]) == {"get", "delete"}
+    assert "Cancel" in spec["paths"]["/api/jobs/{job_id}"]["delete"]["summary"]
     form = spec["paths"]["/api/derain"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
     assert set(form["properties"]) == {"file", "preset", "seed"}
     assert client.get("/docs").status_code == 200

@@ -5,7 +5,7 @@ slider, toggles the mask, downloads the result and decodes it, checks that the
 page fetched nothing from another host, and that it fits a 390 px wide phone.
 Short tests check the slider's direction, errors for non-images (chosen or
 dropped), the keyboard on the drop zone, the limits hint, TIFF placeholders,
-the prompt before leaving unfinished jobs and a 360 px wide phone.
+the prompt before leaving unfinished jobs, cancelling a job and a 360 px wide phone.
 
 Chromium: Debian's ``chromium`` package (``apt-get install -y chromium``), or the
 path in ``RAIN2AVOID_CHROMIUM``; the test skips, saying so, when none is found.
@@ -250,3 +250,44 @@ def test_leaving_with_an_unfinished_job_asks_first(page, tmp_path):
         page.close(run_before_unload=True)
     assert info.value.type == "beforeunload"
     info.value.accept()
+
+
+def test_cancel_stops_the_job_and_its_polling(browser, tmp_path):
+    write_image(tmp_path / "long.png", rainy(96, 128))
+    app = create_app(ServeSettings(options={"steps": 100_000}, temp_root=tmp_path))   # trains until cancelled
+    with running_server(app) as url:
+        context = browser.new_context(viewport={"width": 1100, "height": 900})
+        page = context.new_page()
+        requests, problems = [], []
+        page.on("request", lambda r: requests.append((r.method, r.url)))
+        page.on("pageerror", lambda e: problems.append(str(e)))
+        page.goto(url + "/")
+        page.mouse.click(5, 5)   # browsers only ask before leaving once the page was used
+        page.set_input_files("#files", str(tmp_path / "long.png"))
+        wait_until(page, "document.querySelector('#gallery .state').textContent.startsWith('training')")
+
+        page.focus("#gallery .card")
+        page.keyboard.press("Tab")   # the card's Cancel button is the next tab stop, named after the photo
+        assert page.evaluate("document.activeElement.getAttribute('aria-label')") == "Cancel long.png"
+        page.keyboard.press("Enter")
+        wait_until(page, "document.querySelector('#gallery .state').textContent === 'cancelled'", timeout=10)
+        assert page.text_content("#state") == "cancelled" and not page.is_visible("#gallery .cancel")
+
+        deletes = [u for m, u in requests if m == "DELETE"]
+        assert len(deletes) == 1, requests
+        job_id = deletes[0].rsplit("/", 1)[-1]
+        deadline = time.monotonic() + 10
+        while app.state.store.get(job_id) is not None or any(app.state.store.root.iterdir()):
+            assert time.monotonic() < deadline, "the server still has the cancelled job"
+            time.sleep(0.05)
+        page.wait_for_timeout(1500)   # several poll intervals (400 ms)
+        later = requests[requests.index(("DELETE", deletes[0])) + 1:]
+        assert not [u for m, u in later if job_id in u], later   # no more polling of that job
+        assert problems == []
+
+        dialogs = []   # leaving no longer asks: the only job is cancelled
+        page.on("dialog", lambda d: (dialogs.append(d.type), d.accept()))
+        with page.expect_event("close", timeout=10_000):
+            page.close(run_before_unload=True)
+        assert dialogs == []
+        context.close()

@@ -87,6 +87,24 @@ def test_a_photo_over_real_http(tmp_path):
         assert meta.format == "jpeg" and pixels.shape == (48, 64, 3)
 
 
+def test_cancel_over_real_http_stops_the_job_and_deletes_its_folder(server, tmp_path):
+    url, app = server
+    with httpx.Client(base_url=url, timeout=30) as client:
+        job_id = client.post("/api/derain", files={"file": ("r.png", encoded(rainy(*TRAINS), tmp_path))}).json()["id"]
+        deadline = time.monotonic() + 30
+        while client.get(f"/api/jobs/{job_id}").json()["steps_done"] < 1:
+            assert time.monotonic() < deadline, "the job did not start training"
+            time.sleep(0.02)
+        r = client.delete(f"/api/jobs/{job_id}")
+        assert r.status_code == 200 and r.json() == {"id": job_id, "cancelled": True}
+        assert client.get(f"/api/jobs/{job_id}").status_code == 404
+        assert client.delete(f"/api/jobs/{job_id}").status_code == 404
+        # The one worker is free: a photo too small to train is done at once.
+        small = client.post("/api/derain", files={"file": ("s.png", encoded(rainy(), tmp_path))}).json()["id"]
+        assert wait_done(client.get, small, timeout=30)["status"] == "done"
+    assert [p.name for p in app.state.store.root.iterdir()] == [small]
+
+
 def test_declared_oversize_is_refused_before_the_body_is_sent(server):
     url, app = server
     head = (b"POST /api/derain HTTP/1.1\r\nHost: test\r\nContent-Type: multipart/form-data; boundary=x\r\n"

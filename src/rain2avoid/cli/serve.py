@@ -82,7 +82,8 @@ def serve(host, port, jobs, threads, queue_size, max_upload_mb, max_pixels, keep
 
     Open the printed URL, drop photos on the page, watch them train, compare
     and download. Programs use the same API: POST /api/derain, then
-    GET /api/jobs/ID until done, then GET /api/jobs/ID/result (docs at /docs).
+    GET /api/jobs/ID until done, then GET /api/jobs/ID/result; DELETE
+    /api/jobs/ID cancels a job or deletes its files (docs at /docs).
     Ctrl-C stops it and deletes every uploaded and derained file.
 
     \b

@@ -184,12 +184,20 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
     def _find(job_id: str) -> Job:
         job = store.get(job_id)
         if job is None:
-            raise HTTPException(404, f"no job {job_id[:64]!r}: unknown, or finished and expired")
+            raise _unknown(job_id)
         return job
 
     @app.get("/api/jobs/{job_id}", summary="A job's status and training progress (0..1)")
     async def job_status(job_id: str) -> dict:
         return store.status(_find(job_id))
+
+    @app.delete("/api/jobs/{job_id}", summary="Cancel a job, or delete a finished one's files; then forget it",
+                responses={404: {"description": "unknown, or finished and expired"}})
+    async def cancel(job_id: str) -> dict:
+        status = await run_in_threadpool(store.cancel, job_id)   # deleting a large upload takes a moment
+        if status is None:
+            raise _unknown(job_id)
+        return {"id": job_id, "cancelled": status in ("queued", "running")}
 
     def _finished_file(job_id: str, what: str) -> Job:
         job = _find(job_id)
@@ -212,6 +220,10 @@ def create_app(settings: ServeSettings | None = None) -> FastAPI:
                             content_disposition_type="inline")
 
     return app
+
+
+def _unknown(job_id: str) -> HTTPException:
+    return HTTPException(404, f"no job {job_id[:64]!r}: unknown, or finished and expired")
 
 
 def _busy(retry_after: int) -> HTTPException:

@@ -11,7 +11,9 @@ Workers call the same pipeline as the command line,
 every training step. Finished jobs (done or failed) are deleted with their
 files after ``ttl`` seconds, or sooner when more than ``keep`` have finished,
 so memory and disk stay bounded; the queue holds at most ``queue_size``
-waiting jobs.
+waiting jobs. :meth:`JobStore.cancel` forgets a job at once and deletes its
+folder: a waiting job leaves the queue, a running one stops at its next
+training step.
 
 This module does not depend on the web framework; :mod:`.app` puts HTTP on it.
 """
@@ -19,13 +21,13 @@ This module does not depend on the web framework; :mod:`.app` puts HTTP on it.
 from __future__ import annotations
 
 import math
-import queue
 import re
 import shutil
 import tempfile
 import threading
 import time
 import uuid
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,7 +53,7 @@ class QueueFull(Exception):
 
 
 class _Stopped(Exception):
-    """Raised from the progress callback when the server shuts down mid-training."""
+    """Raised from the progress callback when the server shuts down or the job is cancelled mid-training."""
 
 
 def safe_stem(filename: str | None) -> str:
@@ -67,7 +69,10 @@ def safe_stem(filename: str | None) -> str:
 
 @dataclass
 class Job:
-    """One upload and what became of it. ``status``: queued, running, done or failed."""
+    """One upload and what became of it. ``status``: queued, running, done or failed.
+
+    ``cancelled`` is set (under the store's lock) when :meth:`JobStore.cancel` forgets the job.
+    """
 
     id: str
     folder: Path
@@ -85,6 +90,7 @@ class Job:
     seconds: float | None = None
     finished: float | None = None
     order: int = 0
+    cancelled: bool = False
 
     @property
     def upload_path(self) -> Path:
@@ -117,6 +123,7 @@ class JobStore:
 
     Call :meth:`start` before use and :meth:`close` at the end; ``close``
     stops running jobs at their next training step and deletes every file.
+    :meth:`cancel` does the same for one job.
     """
 
     def __init__(self, workers: int = 1, queue_size: int = 32, ttl: float = 3600.0, keep: int = 100,
@@ -128,12 +135,14 @@ class JobStore:
             raise ValueError(f"keep must be at least 1 and ttl above 0, got {keep} and {ttl}: otherwise "
                              f"every result is deleted as soon as it is done, before it can be downloaded")
         self.workers, self.ttl, self.keep, self.max_pixels = workers, ttl, keep, max_pixels
+        self.queue_size = queue_size
         self.options = dict(options or {})
         self._parent = root
         self._root: Path | None = None
-        self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
+        self._waiting: deque[Job] = deque()   # queued jobs, oldest first; a cancelled one is taken out
         self._jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)   # a job was queued, or the store is closing
         self._closing = threading.Event()
         self._threads: list[threading.Thread] = []
         self._count = 0
@@ -159,14 +168,12 @@ class JobStore:
     def close(self, timeout: float = 30.0) -> None:
         """Fail the waiting jobs, stop the running ones at their next step, delete all files."""
         self._closing.set()
-        while True:
-            try:
-                job = self._queue.get_nowait()
-            except queue.Empty:
-                break
+        with self._wake:
+            waiting = list(self._waiting)
+            self._waiting.clear()
+            self._wake.notify_all()
+        for job in waiting:
             self._finish(job, error="the server stopped before this job ran")
-        for _ in self._threads:
-            self._queue.put(None)
         deadline = time.monotonic() + timeout
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
@@ -198,7 +205,8 @@ class JobStore:
         return resolve_settings(preset, **options)
 
     def full(self) -> bool:
-        return self._queue.full()
+        with self._lock:
+            return len(self._waiting) >= self.queue_size
 
     def retry_after(self) -> int:
         """Seconds a refused client should wait: about one job's time."""
@@ -217,16 +225,34 @@ class JobStore:
         job = Job(id=job_id, folder=folder, name=name, format=image_format, width=width, height=height,
                   preset=preset, seed=settings.seed, total_steps=settings.ensemble * settings.steps)
         self.expire()
-        with self._lock:
+        with self._wake:
+            if len(self._waiting) >= self.queue_size:
+                raise QueueFull(self.retry_after())
             self._count += 1
             job.order = self._count
             self._jobs[job.id] = job
-            try:
-                self._queue.put_nowait(job)
-            except queue.Full:
-                del self._jobs[job.id]
-                raise QueueFull(self.retry_after()) from None
+            self._waiting.append(job)
+            self._wake.notify()
         return job
+
+    def cancel(self, job_id: str) -> str | None:
+        """Forget a job and delete its folder; returns the status it had, or None when it is unknown.
+
+        A queued job leaves the queue and never runs. A running one stops at its
+        next training step, and its worker takes the next job. A finished one's
+        files are deleted. In every case a later :meth:`get` gives None.
+        """
+        self.expire()
+        with self._lock:
+            job = self._jobs.pop(job_id, None)
+            if job is None:
+                return None
+            if job.status == "queued":
+                self._waiting.remove(job)
+            job.cancelled = True
+            status = job.status
+        shutil.rmtree(job.folder, ignore_errors=True)
+        return status
 
     # --- looking up ------------------------------------------------------------------------------
 
@@ -273,25 +299,27 @@ class JobStore:
     # --- working ---------------------------------------------------------------------------------
 
     def _work(self) -> None:
-        while True:
-            job = self._queue.get()
-            if job is None:
-                return
+        while (job := self._next()) is not None:
             self._run(job)
             self.expire()
 
-    def _run(self, job: Job) -> None:
-        if self._closing.is_set():
-            self._finish(job, error="the server stopped before this job ran")
-            return
-        with self._lock:
+    def _next(self) -> Job | None:
+        """The oldest queued job, now marked running; waits for one. None once the store is closing."""
+        with self._wake:
+            self._wake.wait_for(lambda: self._waiting or self._closing.is_set())
+            if self._closing.is_set():
+                return None
+            job = self._waiting.popleft()
             job.status = "running"
+            return job
+
+    def _run(self, job: Job) -> None:
         start = time.perf_counter()
 
         def on_progress(done: int, total: int) -> None:
-            if self._closing.is_set():
-                raise _Stopped
             with self._lock:
+                if self._closing.is_set() or job.cancelled:
+                    raise _Stopped
                 job.done_steps, job.total_steps = done, total
 
         try:
@@ -300,7 +328,7 @@ class JobStore:
             result = derain_detailed(image, job.preset, on_progress=on_progress, **options)
             write_image(job.result_path, result.image, meta=meta)
             write_image(job.mask_path, result.mask)
-        except _Stopped:
+        except _Stopped:   # the job is forgotten when it was cancelled; this only matters at shutdown
             self._finish(job, error="the server stopped while this job ran")
         except Exception as exc:  # one bad job must not stop the worker
             reason = " ".join(str(exc).split()) or type(exc).__name__
@@ -309,6 +337,8 @@ class JobStore:
             self._finish(job, seconds=time.perf_counter() - start)
         finally:
             job.upload_path.unlink(missing_ok=True)
+            if job.cancelled:   # files written after cancel() deleted the folder
+                shutil.rmtree(job.folder, ignore_errors=True)
 
     def _finish(self, job: Job, error: str | None = None, seconds: float | None = None) -> None:
         with self._lock:

@@ -18,6 +18,7 @@ function megabytes(bytes) {   // the server's MB are MiB
 
 function describe(job) {
   const s = job.state;
+  if (job.cancelled) return "cancelled";
   if (!s) return job.note || "uploading…";
   if (s.status === "queued") {
     return s.queue_position ? `waiting: ${s.queue_position} ahead` : "waiting for a worker";
@@ -61,18 +62,26 @@ function addCard(job) {
   bar.max = 1;
   button.append(thumb, placeholder, name, state, bar);
   button.addEventListener("click", () => show(job));
-  item.append(button);
+  const stop = document.createElement("button");   // beside the card: a button cannot hold another
+  stop.type = "button";
+  stop.className = "cancel";
+  stop.textContent = "Cancel";
+  stop.setAttribute("aria-label", `Cancel ${job.file.name}`);
+  stop.addEventListener("click", () => cancel(job));
+  item.append(button, stop);
   $("gallery").append(item);
   $("visit").hidden = false;
-  job.card = { button, thumb, state, bar };
+  job.card = { button, thumb, state, bar, stop };
 }
 
 function renderCard(job) {
   const c = job.card;
   c.state.textContent = describe(job);
   c.bar.value = job.state ? job.state.progress : 0;
-  c.bar.hidden = !job.state || ["done", "failed"].includes(job.state.status);
+  c.bar.hidden = !job.state || job.finished();
+  c.stop.hidden = job.finished();
   c.button.classList.toggle("failed", job.failed());
+  c.button.classList.toggle("cancelled", job.cancelled);
   c.button.setAttribute("aria-current", job === current ? "true" : "false");
   if (job.done() && !c.thumbDone) {
     c.thumbDone = true;
@@ -104,7 +113,7 @@ function renderViewer() {
   $("divider").hidden = !done || job.unviewable;
   $("state").textContent = describe(job);
   $("progress").value = job.state ? job.state.progress : 0;
-  $("progress").hidden = job.failed();
+  $("progress").hidden = job.failed() || job.cancelled;
   const download = $("download");
   if (done) {
     const want = resultUrl(job, $("mask").checked ? "mask" : "result");
@@ -144,6 +153,7 @@ async function detail(response) {
 }
 
 async function upload(job) {
+  if (job.cancelled) return;   // cancelled while waiting to try again
   if (maxUploadBytes !== null && job.file.size > maxUploadBytes) {
     return fail(job, `the file is larger than this server's limit of ${megabytes(maxUploadBytes)}`);
   }
@@ -165,10 +175,12 @@ async function upload(job) {
   }
   if (response.status !== 202) return fail(job, await detail(response));
   job.id = (await response.json()).id;
+  if (job.cancelled) return cancel(job);   // cancelled while it uploaded: the server has it now
   poll(job);
 }
 
 async function poll(job) {
+  if (job.cancelled) return;
   let response;
   try {
     response = await fetch(`/api/jobs/${job.id}`, { cache: "no-store" });
@@ -178,10 +190,17 @@ async function poll(job) {
     setTimeout(() => poll(job), 2000);
     return;
   }
+  if (job.cancelled) return;   // cancelled while this request was on its way
   if (!response.ok) return fail(job, await detail(response));
   job.state = await response.json();
   update(job);
-  if (!["done", "failed"].includes(job.state.status)) setTimeout(() => poll(job), 400);
+  if (!job.finished()) setTimeout(() => poll(job), 400);
+}
+
+function cancel(job) {   // stop polling at once; the server forgets the job and deletes its files
+  job.cancelled = true;
+  update(job);
+  if (job.id) fetch(`/api/jobs/${job.id}`, { method: "DELETE" }).catch(() => {});
 }
 
 function fail(job, message) {
@@ -199,12 +218,14 @@ function addFiles(fileList) {
   for (const file of fileList) {
     const job = {
       file, preset, id: null, state: null, note: null, localUrl: URL.createObjectURL(file), unviewable: false,
+      cancelled: false,
       done() { return this.state && this.state.status === "done"; },
       failed() { return this.state && this.state.status === "failed"; },
+      finished() { return this.cancelled || this.done() || this.failed(); },
     };
     jobs.push(job);
     addCard(job);
-    if (!current || current.done() || current.failed()) show(job);
+    if (!current || current.finished()) show(job);
     update(job);
     if (file.type.startsWith("image/") || IMAGE_NAME.test(file.name)) upload(job);
     else fail(job, "the file is not an image (expected PNG, JPEG, BMP, TIFF or WebP)");
@@ -237,7 +258,7 @@ function start() {
     $("files").click();
   });
   window.addEventListener("beforeunload", (event) => {   // leaving would lose the unfinished jobs
-    if (!jobs.some((job) => !job.done() && !job.failed())) return;
+    if (jobs.every((job) => job.finished())) return;
     event.preventDefault();
     event.returnValue = "";
   });
