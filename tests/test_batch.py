@@ -305,6 +305,74 @@ def test_sigterm_stops_like_ctrl_c(tmp_path):
     assert 1 <= len(list(out.glob("*.png"))) < 6 and tmp_files(out) == []
 
 
+def _stalled_run(*args):
+    """``rain2avoid derain ARGS`` in one process that stops in the middle of writing its first
+    output (in the fsync of its temporary file) until its stdin is closed, like a write that a
+    SIGKILL cuts short; the running process."""
+    code = ("import os, sys\n"
+            "def stall(fd, fsync=os.fsync):\n"
+            "    print('writing', flush=True)\n"
+            "    sys.stdin.read()\n"
+            "    fsync(fd)\n"
+            "os.fsync = stall\n"
+            "from rain2avoid.cli import main\n"
+            "main()\n")
+    p = subprocess.Popen([sys.executable, "-c", code, "derain", *map(str, args), "--steps", "2", "--workers", "1"],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert p.stdout.readline() == "writing\n", p.communicate()
+    return p
+
+
+def hidden_files(folder: Path) -> list[str]:
+    """The temporary files and claims in ``folder``."""
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+def test_a_plain_rerun_cleans_up_after_a_killed_run(tmp_path):
+    make_folder(tmp_path / "in", ["a.png", "b.png"], 24, 32)
+    out = tmp_path / "out"
+    p = _stalled_run(tmp_path / "in", "-o", out)
+    assert sorted(name.split(".")[-1] for name in hidden_files(out)) == ["claim", "tmp"]  # a.png's, cut short
+    p.kill()
+    p.communicate(timeout=30)
+    r = invoke("derain", tmp_path / "in", "-o", out, "--steps", "2", "--workers", "1")
+    assert r.exit_code == 0 and sorted(done_lines(r)) == ["a.png", "b.png"], r.output
+    assert hidden_files(out) == []
+
+
+def test_temporary_files_of_live_writes_are_kept(tmp_path):
+    from rain2avoid.batch.work import remove_temporaries
+    make_folder(tmp_path / "in", ["a.png", "b.png"], 24, 32)
+    out = tmp_path / "out"
+    live = _stalled_run(tmp_path / "in" / "a.png", "-o", out / "a.png")
+    killed = _stalled_run(tmp_path / "in" / "b.png", "-o", out / "b.png")
+    killed.kill()
+    killed.communicate(timeout=30)
+    assert len(hidden_files(out)) == 4
+    jobs = [Job(tmp_path / "in" / name, out / name) for name in ("a.png", "b.png")]
+    assert remove_temporaries(DerainTask(), jobs) == 2  # b.png's: its writer is dead
+    assert [name[:7] for name in hidden_files(out)] == [".a.png."] * 2
+    stdout, stderr = live.communicate("", timeout=60)  # a.png's write goes on and ends well
+    assert live.returncode == 0 and "a.png -> " in stdout, stderr
+    assert sorted(os.listdir(out)) == ["a.png"]
+
+
+def test_two_runs_into_one_folder_do_each_image_once(tmp_path):
+    make_folder(tmp_path / "in", ["a.png", "b.png", "c.png"], 24, 32)
+    out = tmp_path / "out"
+    first = _stalled_run(tmp_path / "in", "-o", out)  # writing a.png
+    r = invoke("derain", tmp_path / "in", "-o", out, "--steps", "2", "--workers", "2")
+    assert r.exit_code == 0, r.output
+    assert f"skip a.png: {out / 'a.png'} is being written by another run" in r.stdout
+    assert sorted(done_lines(r)) == ["b.png", "c.png"] and tmp_files(out)  # the first run's write is kept
+    assert "done: 2 image(s) written, 1 skipped (0 already done, 1 left to another run), 0 failed" in r.stdout
+    stdout, stderr = first.communicate("", timeout=60)
+    assert first.returncode == 0, stderr
+    assert [line.split(" -> ")[0] for line in stdout.splitlines() if " -> " in line] == ["a.png"]
+    assert f"skip c.png: {out / 'c.png'} was written by another run" in stdout
+    assert sorted(os.listdir(out)) == ["a.png", "b.png", "c.png"]
+
+
 def test_folder_runs_end_with_one_summary_line(tmp_path):
     make_folder(tmp_path / "in", ["a.png", "b.png"], 24, 32)
     r = invoke("derain", tmp_path / "in", "-o", tmp_path / "out", "--steps", "2", "--workers", "1")

@@ -7,6 +7,7 @@ reported, both write modes, and a worker killed mid-run: every image still done 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shutil
@@ -27,8 +28,10 @@ from conftest import default_sigint, invoke  # noqa: E402
 from test_batch import GOOD, TRAINS, done_lines, make_folder, max_difference, tmp_files  # noqa: E402
 
 import rain2avoid  # noqa: E402
+import rain2avoid.batch.dask  # noqa: E402
 from rain2avoid.batch import DerainTask, Job, run_local  # noqa: E402
 from rain2avoid.batch.dask import DaskError, run_dask  # noqa: E402
+from rain2avoid.files import claim  # noqa: E402
 from rain2avoid.io import read_image  # noqa: E402
 
 STEPS = "30"
@@ -166,6 +169,21 @@ def test_derain_init_sends_the_model_to_workers_that_do_not_see_it(tmp_path, clu
         assert max_difference(tmp_path / "out" / name, tmp_path / "local" / name) <= 1
 
 
+def test_outputs_another_run_is_making_are_skipped(tmp_path, cluster):
+    make_folder(tmp_path / "in", ["a.png", "b.png", "c.png"], 24, 32)
+    out = tmp_path / "out"
+    out.mkdir()
+    other = claim(out / "a.png")  # another run is making a.png
+    try:
+        r = invoke("derain", tmp_path / "in", "-o", out, "--steps", "2", "--dask", cluster)
+    finally:
+        other.release()
+    assert r.exit_code == 0, r.output
+    assert f"skip a.png: {out / 'a.png'} is being written by another run" in r.stdout
+    assert sorted(done_lines(r)) == ["b.png", "c.png"] and sorted(os.listdir(out)) == ["b.png", "c.png"]
+    assert "2 image(s) written, 1 skipped (0 already done, 1 left to another run)" in r.stdout
+
+
 def test_ctrl_c_cancels_the_tasks_not_started(tmp_path, cluster):
     make_folder(tmp_path / "in", [f"{i}.png" for i in range(8)], *TRAINS)
     out = tmp_path / "out"
@@ -231,3 +249,13 @@ def test_unreachable_scheduler_is_one_clear_error(tmp_path):
     with pytest.raises(DaskError, match="cannot reach the Dask scheduler"):
         run_dask(DerainTask(), jobs, f"tcp://127.0.0.1:{_free_port()}", timeout=2)
     assert time.monotonic() - start < 30
+
+
+def test_unreachable_scheduler_exits_2_in_one_line(tmp_path, monkeypatch):
+    """Nothing was done: 2, like a usage error, not 1 (some images failed)."""
+    monkeypatch.setattr(rain2avoid.batch.dask, "run_dask", functools.partial(run_dask, timeout=2))
+    make_folder(tmp_path / "in", ["a.png"], 24, 32)
+    address = f"tcp://127.0.0.1:{_free_port()}"
+    r = invoke("derain", tmp_path / "in", "-o", tmp_path / "out", "--dask", address)
+    assert r.exit_code == 2 and len(r.stderr.splitlines()) == 1, r.output
+    assert r.stderr.startswith(f"Error: cannot reach the Dask scheduler at {address} ") and "dask scheduler" in r.stderr

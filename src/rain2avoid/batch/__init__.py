@@ -24,14 +24,17 @@ __all__ = ["Job", "find_images", "parse_shard", "take_shard", "plan_jobs", "spli
 
 def run(task, jobs: Sequence[Job], workers: int = 1, dask: str | None = None, dask_write: str = "auto",
         on_outcome: Callable[[Outcome], None] | None = None, raise_errors: bool = False,
-        on_start: Callable[[str, int], None] | None = None) -> list[Outcome]:
+        on_start: Callable[[str, int], None] | None = None, skip_existing: bool = False) -> list[Outcome]:
     """Run ``jobs`` with ``task``: on the Dask scheduler at ``dask`` if given, else in ``workers`` processes.
 
     ``on_outcome`` is called with each :class:`Outcome` as it arrives (for
-    progress and messages); the outcomes are also returned. See
+    progress and messages); the outcomes are also returned. A job whose output
+    another run is making is skipped (``Outcome.skipped``); so, with
+    ``skip_existing``, is one whose output has appeared since the plan. See
     :func:`local.run_local` and :func:`dask.run_dask`.
     """
     if dask:
         from .dask import run_dask
-        return run_dask(task, jobs, dask, dask_write, on_outcome, on_start=on_start)
-    return run_local(task, jobs, workers, on_outcome=on_outcome, raise_errors=raise_errors)
+        return run_dask(task, jobs, dask, dask_write, on_outcome, on_start=on_start, skip_existing=skip_existing)
+    return run_local(task, jobs, workers, on_outcome=on_outcome, raise_errors=raise_errors,
+                     skip_existing=skip_existing)

@@ -22,7 +22,10 @@ a task on a worker that dies is re-run elsewhere by the scheduler, and any task
 that still ends in an error (a worker died on it repeatedly, its data was lost)
 is submitted again, up to ``attempts`` times, before it is reported as failed.
 Writes are atomic and jobs idempotent, so a task that ran twice wrote the same
-file twice; temporary files left by killed workers are removed at the end.
+file twice; temporary files left by killed workers (or a killed run) are removed
+at the start and at the end. The client claims each job's output before
+submitting it (:class:`~rain2avoid.batch.work.Claims`), so a second run into the
+same folder, on this cluster or any other backend, skips the images this one is making.
 Ctrl-C cancels the tasks not yet run; tasks already running on a worker finish
 (a thread cannot be stopped) and, in ``"worker"`` mode, write complete outputs.
 """
@@ -39,8 +42,8 @@ from typing import Callable, Sequence
 
 from .. import __version__
 from .plan import Job
-from .work import (Outcome, remove_temporaries, retry_or_give_up, run_job, run_job_on_bytes, set_threads,
-                   thread_lock_for_bars)
+from .work import (Claims, Outcome, remove_temporaries, retry_or_give_up, run_job, run_job_on_bytes,
+                   set_threads, thread_lock_for_bars)
 
 __all__ = ["run_dask", "require_distributed", "DaskError", "EXTRA_HINT"]
 
@@ -62,13 +65,15 @@ def require_distributed():
 
 def run_dask(task, jobs: Sequence[Job], address: str, write: str = "auto",
              on_outcome: Callable[[Outcome], None] | None = None, attempts: int = 3,
-             timeout: float = 30.0, on_start: Callable[[str, int], None] | None = None) -> list[Outcome]:
+             timeout: float = 30.0, on_start: Callable[[str, int], None] | None = None,
+             skip_existing: bool = False) -> list[Outcome]:
     """Run every job on the Dask cluster whose scheduler is at ``address``.
 
     Returns one :class:`Outcome` per job (in the order they finished).
     ``on_start(write_mode, worker_threads)`` is called once connected.
-    Raises :class:`DaskError` when the cluster cannot be used; a
+    Raises :class:`DaskError` when the cluster cannot be used (before any work); a
     KeyboardInterrupt cancels what has not started and propagates.
+    ``skip_existing``: as for :func:`~rain2avoid.batch.local.run_local`.
     """
     if write not in ("auto", "worker", "client"):
         raise ValueError(f"write must be 'auto', 'worker' or 'client', got {write!r}")
@@ -80,12 +85,13 @@ def run_dask(task, jobs: Sequence[Job], address: str, write: str = "auto",
         client = distributed.Client(address, timeout=timeout, set_as_default=False)
     except (OSError, TimeoutError) as e:
         raise DaskError(f"cannot reach the Dask scheduler at {address} ({' '.join(str(e).split())}); "
-                        f"start one with `dask scheduler` and give its address") from None
+                        f"check the address, or start a scheduler there with `dask scheduler`") from None
     try:
         mode, threads = _prepare(client, address, jobs, write, timeout)
         if on_start is not None:
             on_start(mode, threads)
-        return _run(client, distributed, task, jobs, mode, max(8, 2 * threads), report, attempts)
+        return _run(client, distributed, task, jobs, mode, max(8, 2 * threads), report, attempts,
+                    Claims(skip_existing))
     finally:
         client.close()
 
@@ -124,7 +130,8 @@ def _prepare(client, address: str, jobs: Sequence[Job], write: str, timeout: flo
 
 
 def _run(client, distributed, task, jobs: Sequence[Job], mode: str, window: int,
-         report: Callable[[Outcome], None], attempts: int) -> list[Outcome]:
+         report: Callable[[Outcome], None], attempts: int, claims: Claims) -> list[Outcome]:
+    remove_temporaries(task, jobs)  # left by a run that was killed; those of live runs stay
     outcomes: list[Outcome] = []
     queue = list(reversed(jobs))
     tries = {job: 0 for job in jobs}
@@ -135,10 +142,16 @@ def _run(client, distributed, task, jobs: Sequence[Job], mode: str, window: int,
         while queue or running:
             while queue and len(running) < window:
                 job = queue.pop()
+                skipped = claims.take(job)
+                if skipped is not None:
+                    outcomes.append(skipped)
+                    report(skipped)
+                    continue
                 if mode == "client" and getattr(task, "model", None) is not None and model is None:
                     model = client.scatter(Path(task.model).read_bytes(), broadcast=True, hash=False)
                 future = _submit(client, task, job, mode, model)
                 if isinstance(future, Outcome):  # the client could not read the input
+                    claims.release(job)
                     outcomes.append(future)
                     report(future)
                     continue
@@ -152,6 +165,7 @@ def _run(client, distributed, task, jobs: Sequence[Job], mode: str, window: int,
                 outcome = future.result()
                 if mode == "client":
                     outcome = _write_returned(outcome)
+                claims.release(job)
                 outcomes.append(outcome)
                 report(outcome)
                 continue
@@ -165,6 +179,7 @@ def _run(client, distributed, task, jobs: Sequence[Job], mode: str, window: int,
             gave_up = retry_or_give_up(job, tries, attempts, queue,
                                        lambda n: f"the Dask task failed {n} times ({why})")
             if gave_up is not None:
+                claims.release(job)
                 outcomes.append(gave_up)
                 report(gave_up)
         if mode == "worker":
@@ -173,6 +188,8 @@ def _run(client, distributed, task, jobs: Sequence[Job], mode: str, window: int,
     except BaseException:  # KeyboardInterrupt: cancel what has not run; running tasks finish
         client.cancel(list(running))
         raise
+    finally:
+        claims.release_all()
 
 
 def _submit(client, task, job: Job, mode: str, model):

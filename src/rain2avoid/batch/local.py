@@ -15,7 +15,11 @@ Nothing is lost when something goes wrong:
   exits, so only complete outputs remain and a re-run finishes the rest.
 * when this process is killed outright (SIGKILL, out of memory), each worker
   sees it gone within a second and exits at once, writing nothing more (a
-  write cut short leaves at most a hidden temporary file).
+  write cut short leaves at most a hidden temporary file, which the next run
+  removes when it starts).
+
+Each job's output is claimed before its work starts (:class:`~rain2avoid.batch.work.Claims`),
+so a second run into the same folder skips the images this one is making.
 """
 
 from __future__ import annotations
@@ -34,7 +38,8 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from .plan import Job
-from .work import Outcome, remove_temporaries, retry_or_give_up, run_job, set_threads, thread_lock_for_bars
+from .work import (Claims, Outcome, remove_temporaries, retry_or_give_up, run_job, set_threads,
+                   thread_lock_for_bars)
 
 __all__ = ["available_cores", "default_workers", "run_local"]
 
@@ -69,7 +74,7 @@ def default_workers(images: int, cores: int | None = None) -> int:
 
 def run_local(task, jobs: Sequence[Job], workers: int = 1, threads: int | None = None,
               on_outcome: Callable[[Outcome], None] | None = None, raise_errors: bool = False,
-              attempts: int = 3) -> list[Outcome]:
+              attempts: int = 3, skip_existing: bool = False) -> list[Outcome]:
     """Run every job on this machine; the outcomes in the order they finished.
 
     ``threads`` per worker defaults to the task's ``threads``, else to
@@ -77,41 +82,58 @@ def run_local(task, jobs: Sequence[Job], workers: int = 1, threads: int | None =
     process, with the task's ``threads`` if it sets them.
     ``raise_errors`` (only with one worker) lets an image's error propagate, for
     ``--debug``. KeyboardInterrupt stops the run cleanly and propagates.
+    A job whose output another run is making is skipped (``Outcome.skipped``), and so,
+    with ``skip_existing``, is one whose output has appeared since the plan (see :class:`Claims`).
     """
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     report = on_outcome or (lambda outcome: None)
     outcomes: list[Outcome] = []
     threads = threads or getattr(task, "threads", None)
-    if workers == 1:
-        import torch
-        before = torch.get_num_threads()
-        torch.set_num_threads(threads or before)
-        try:
-            for job in jobs:
-                outcomes.append(run_job(task, job, raise_errors))
-                report(outcomes[-1])
-        finally:
-            torch.set_num_threads(before)
+    remove_temporaries(task, jobs)  # left by a run that was killed; those of live runs stay
+    claims = Claims(skip_existing)
+    try:
+        if workers == 1:
+            _run_here(task, jobs, threads, claims, outcomes, report, raise_errors)
+            return outcomes
+        threads = threads or max(1, available_cores() // workers)
+        tries = {job: 0 for job in jobs}
+        queue = list(reversed(jobs))  # pop() from the end keeps the planned order
+        while queue:
+            broken = _run_pool(task, queue, workers, threads, claims, outcomes, report)
+            remove_temporaries(task, broken)
+            for job in broken:  # the jobs in flight when a worker died
+                gave_up = retry_or_give_up(job, tries, attempts, queue, lambda n: f"a worker process died {n} "
+                                           "times while processing it (out of memory?)")
+                if gave_up is not None:
+                    claims.release(job)
+                    outcomes.append(gave_up)
+                    report(gave_up)
         return outcomes
-    threads = threads or max(1, available_cores() // workers)
-    tries = {job: 0 for job in jobs}
-    queue = list(reversed(jobs))  # pop() from the end keeps the planned order
-    while queue:
-        broken = _run_pool(task, queue, workers, threads, outcomes, report)
-        remove_temporaries(task, broken)
-        for job in broken:  # the jobs in flight when a worker died
-            gave_up = retry_or_give_up(job, tries, attempts, queue, lambda n: f"a worker process died {n} times "
-                                       "while processing it (out of memory?)")
-            if gave_up is not None:
-                outcomes.append(gave_up)
-                report(gave_up)
-    return outcomes
+    finally:
+        claims.release_all()
 
 
-def _run_pool(task, queue: list[Job], workers: int, threads: int, outcomes: list[Outcome],
+def _run_here(task, jobs: Sequence[Job], threads: int | None, claims: Claims, outcomes: list[Outcome],
+              report: Callable[[Outcome], None], raise_errors: bool) -> None:
+    """Run the jobs one after another in this process, with ``threads`` torch threads if given."""
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads or before)
+    try:
+        for job in jobs:
+            skipped = claims.take(job)
+            outcomes.append(skipped or run_job(task, job, raise_errors))
+            claims.release(job)
+            report(outcomes[-1])
+    finally:
+        torch.set_num_threads(before)
+
+
+def _run_pool(task, queue: list[Job], workers: int, threads: int, claims: Claims, outcomes: list[Outcome],
               report: Callable[[Outcome], None]) -> list[Job]:
-    """Run jobs from ``queue`` (taking them off its end) in one pool; the jobs lost if the pool broke."""
+    """Run jobs from ``queue`` (taking them off its end) in one pool; the jobs lost if the pool broke
+    (still claimed)."""
     pool = ProcessPoolExecutor(workers, mp_context=_context(), initializer=_start_worker,
                                initargs=(threads, os.getpid()))
     running: dict = {}
@@ -119,6 +141,11 @@ def _run_pool(task, queue: list[Job], workers: int, threads: int, outcomes: list
         while queue or running:
             while queue and len(running) < 2 * workers:  # a bounded window: any number of jobs, little memory
                 job = queue.pop()
+                skipped = claims.take(job)
+                if skipped is not None:
+                    outcomes.append(skipped)
+                    report(skipped)
+                    continue
                 running[pool.submit(_work, task, job)] = job
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
             lost = []
@@ -129,6 +156,7 @@ def _run_pool(task, queue: list[Job], workers: int, threads: int, outcomes: list
                 except BrokenProcessPool:
                     lost.append(job)
                     continue
+                claims.release(job)
                 report(outcomes[-1])
             if lost:
                 lost += list(running.values())

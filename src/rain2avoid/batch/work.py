@@ -8,6 +8,8 @@ the outputs atomically; :func:`run_job_on_bytes` does the same on file content
 sent over the network and returns the encoded outputs instead of writing them.
 Both return an :class:`Outcome`: an error is a value (one line naming the
 file), never an exception, so one bad image cannot stop a run on any backend.
+Every backend claims each job's output (:class:`Claims`) before its work starts,
+so two runs into one folder do each image once.
 """
 
 from __future__ import annotations
@@ -23,11 +25,12 @@ from typing import Callable
 
 import numpy as np
 
-from ..io import DEFAULT_MAX_PIXELS, decode_image, encode_image, read_image, temporary_files, write_bytes
+from ..files import claim, stale_temporaries
+from ..io import DEFAULT_MAX_PIXELS, decode_image, encode_image, read_image, write_bytes
 from ..io.write import NO_TRANSPARENCY_IN_JPEG, format_losses, format_suffix, output_format
-from .plan import Job
+from .plan import Job, split_done
 
-__all__ = ["DerainTask", "ApplyTask", "Outcome", "run_job", "run_job_on_bytes", "check_output_format",
+__all__ = ["DerainTask", "ApplyTask", "Outcome", "Claims", "run_job", "run_job_on_bytes", "check_output_format",
            "describe_error", "retry_or_give_up", "remove_temporaries", "set_threads", "thread_lock_for_bars",
            "cached_model"]
 
@@ -112,6 +115,8 @@ class Outcome:
     ``(path, bytes)`` when the caller writes them (:func:`run_job_on_bytes`).
     detail: the traceback of an unexpected error, for ``--debug``. warning: what
     was written with a loss (metadata the format cannot hold), naming the input.
+    skipped: why the job was not run (another run is making its output, or made it),
+    naming the output; empty when it ran.
     """
 
     src: Path
@@ -122,6 +127,7 @@ class Outcome:
     files: list = field(default_factory=list)
     detail: str = ""
     warning: str = ""
+    skipped: str = ""
 
     @property
     def ok(self) -> bool:
@@ -213,13 +219,55 @@ def run_job_on_bytes(task, job: Job, data: bytes) -> Outcome:
 
 
 def remove_temporaries(task, jobs) -> int:
-    """Remove the temporary files that writes of ``jobs``' outputs left when their process was
-    killed; the number removed. Call it when none of those writes can still be running."""
+    """Remove the temporary files (and claims) that writes of ``jobs``' outputs left when their
+    process was killed; the number removed. Those of writes still running, in this run or
+    another, are kept (``files.stale_temporaries``)."""
     paths = [path for job in jobs for path in task.output_paths(job.dst)]
-    leftovers = temporary_files(*paths)
+    leftovers = stale_temporaries(*paths)
     for leftover in leftovers:
         leftover.unlink(missing_ok=True)
     return len(leftovers)
+
+
+class Claims:
+    """The outputs a run is making: each job's output is claimed (``files.claim``) before its
+    work starts and released once its outcome is in, so that another run into the same
+    folder skips it. A claim whose run was killed is taken over.
+
+    skip_existing: also skip a job whose output exists when it is claimed (another run wrote
+    it since this run's plan, ``plan.split_done``); an output that is its own input does not count.
+    """
+
+    def __init__(self, skip_existing: bool = False):
+        self.skip_existing = skip_existing
+        self.held: dict = {}
+
+    def take(self, job: Job) -> Outcome | None:
+        """Claim ``job`` (once): None when it is this run's to do, else the Outcome that skips it."""
+        if job in self.held:
+            return None
+        try:
+            held = claim(job.dst)
+        except OSError:  # a missing or unwritable folder: the job's own write says so
+            self.held[job] = None
+            return None
+        if held is None:
+            return Outcome(job.src, job.dst, skipped=f"{job.dst} is being written by another run")
+        self.held[job] = held
+        if self.skip_existing and split_done([job], overwrite=True)[1]:
+            self.release(job)
+            return Outcome(job.src, job.dst, skipped=f"{job.dst} was written by another run")
+        return None
+
+    def release(self, job: Job) -> None:
+        """Give up the claim on ``job``, if this run holds it."""
+        held = self.held.pop(job, None)
+        if held is not None:
+            held.release()
+
+    def release_all(self) -> None:
+        for job in list(self.held):
+            self.release(job)
 
 
 def thread_lock_for_bars() -> None:

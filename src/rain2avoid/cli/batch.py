@@ -2,7 +2,8 @@
 
 The work itself is in :mod:`rain2avoid.batch`; this module turns flags into a
 plan, runs it there and reports like every other command (one line per
-failure, the list at the end, exit 1 if any failed, 130 on Ctrl-C).
+failure, the list at the end, exit 1 if any failed, 130 on Ctrl-C; 2 when the
+Dask cluster cannot be used, as nothing was done).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from ..batch import (
 )
 from ..batch.dask import DaskError, require_distributed
 from ..batch.plan import Job
-from ..batch.work import Outcome
+from ..batch.work import Outcome, remove_temporaries
 from ..io import IMAGE_EXTENSIONS
 from .common import (
     Context,
@@ -116,7 +117,8 @@ def run_batch(ctx: Context, task, jobs: list[Job], what: str, force: bool, overw
               dask: str | None, dask_write: str, work_seconds: float, earlier: tuple[list[str], int] = ([], 0),
               folder: bool = True) -> None:
     """Run the jobs as the flags say; report like ``run_jobs``; exit 1 if any failed, 130 on Ctrl-C,
-    143 on SIGTERM (both after the 'interrupted' line).
+    143 on SIGTERM (both after the 'interrupted' line), 2 when the Dask cluster cannot be used.
+    An image whose output another run is making (or has made since the plan) is skipped and said so.
 
     ``work_seconds``: a rough cost of one image here, to decide ``--workers auto``.
     ``earlier``: the failures and number of files of work done before (videos), listed at the end too.
@@ -134,15 +136,20 @@ def run_batch(ctx: Context, task, jobs: list[Job], what: str, force: bool, overw
         return
     check_outputs(jobs, overwrite, task.output_paths)
     todo, done = split_done(jobs, force, overwrite)
+    remove_temporaries(task, done)  # left by a killed run (the backends do the same for the jobs to do)
     say_skipped(ctx, done)
     if workers is None:
         workers = auto_workers(len(todo), work_seconds) if not ctx.debug else 1
     workers = min(workers, max(1, len(todo)))  # no idle processes
     bar = tqdm(total=len(todo), desc=what, unit="image", disable=not ctx.bars or len(todo) < 2)
-    finished = []
+    finished, elsewhere = [], []
 
     def report(outcome: Outcome) -> None:
         bar.update(1)
+        if outcome.skipped:  # another run makes it
+            elsewhere.append(outcome)
+            ctx.say(f"skip {outcome.src.name}: {outcome.skipped}")
+            return
         finished.append(outcome.ok)
         if outcome.warning:
             tqdm.write(f"warning: {outcome.warning}", file=sys.stderr)
@@ -162,21 +169,25 @@ def run_batch(ctx: Context, task, jobs: list[Job], what: str, force: bool, overw
     try:
         with sigterm_as_interrupt():
             run(task, todo, workers=workers, dask=dask, dask_write=dask_write, on_outcome=report,
-                raise_errors=ctx.debug and workers == 1 and not dask, on_start=started)
+                raise_errors=ctx.debug and workers == 1 and not dask, on_start=started, skip_existing=not force)
     except KeyboardInterrupt as e:
         bar.close()
         click.echo(f"interrupted: {sum(finished)} of {len(todo)} image(s) done; run the same command again "
                    f"to do the rest (finished outputs are skipped)", err=True)
         sys.exit(143 if isinstance(e, Terminated) else 130)
-    except DaskError as e:  # the cluster cannot be used
+    except DaskError as e:  # the cluster cannot be used, so nothing was done: 2, like a usage error
         if ctx.debug:
             raise
-        raise click.ClickException(str(e))
+        error = click.ClickException(str(e))
+        error.exit_code = 2
+        raise error from None
     bar.close()
     report_failures(failures, len(todo) + earlier[1])
     if folder:
         failed = len(finished) - sum(finished)
-        ctx.say(f"done: {sum(finished)} image(s) written, {len(done)} skipped (already done), {failed} failed "
+        skipped = (f"{len(done) + len(elsewhere)} skipped ({len(done)} already done, {len(elsewhere)} left to "
+                   f"another run)" if elsewhere else f"{len(done)} skipped (already done)")
+        ctx.say(f"done: {sum(finished)} image(s) written, {skipped}, {failed} failed "
                 f"in {time.perf_counter() - start:.0f} s")
     if failures:
         sys.exit(1)
