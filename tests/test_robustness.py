@@ -184,6 +184,35 @@ def test_metadata_loss_is_one_warning_line_and_only_when_real(tmp_path):
     assert read_image(tmp_path / "o2.tif").dtype == np.uint16
 
 
+def test_metadata_losses_are_collected_per_call_not_through_warnings(tmp_path):
+    """Folder runs collect what an output loses with ``encode_image(..., losses=)``, not with
+    ``warnings.catch_warnings`` (process-wide, so threads would lose or swap each other's lines)."""
+    import threading
+    import warnings
+
+    from rain2avoid.io import encode_image
+    tifffile = pytest.importorskip("tifffile")
+    pixels = image().astype(np.uint16) * 257
+    tifffile.imwrite(tmp_path / "camera.tif", pixels, photometric="rgb", extratags=[(271, "s", 0, "Camera", True)])
+    camera, meta = read_image(tmp_path / "camera.tif", with_meta=True)
+    found = {}
+
+    def encode(name: str, keep: bool) -> None:
+        found[name] = []
+        for _ in range(50):
+            encode_image(tmp_path / f"{name}.tif", camera, meta if keep else None, losses=found[name])
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")   # none may be issued
+        threads = [threading.Thread(target=encode, args=(name, name == "lossy")) for name in ("lossy", "plain")]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert found["plain"] == []
+    assert found["lossy"] == ["EXIF/ICC metadata cannot be stored in a 16-bit colour TIFF; writing without it"] * 50
+
+
 def test_folder_all_good_exits_0(tmp_path):
     for i in range(2):
         write_image(tmp_path / "in" / f"{i}.png", image(seed=i))

@@ -18,7 +18,6 @@ import functools
 import os
 import time
 import traceback
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -173,11 +172,10 @@ def _encoded(task, job: Job, image: np.ndarray, meta):
     """``task``'s outputs of ``job`` as ``[(path, bytes)]``, its message, and its warnings in one line."""
     check_output_format(job.src, Path(job.dst), image, meta.format)
     outputs, message = task.compute(image, Path(job.dst))
-    with warnings.catch_warnings(record=True) as caught:  # to the caller's report, not a raw stderr line
-        warnings.simplefilter("always")
-        files = [(path, encode_image(path, pixels, meta if keep_meta else None))
-                 for path, pixels, keep_meta in outputs]
-    notes = "; ".join(dict.fromkeys(str(w.message) for w in caught))
+    losses: list[str] = []  # to the caller's report, not a raw stderr line
+    files = [(path, encode_image(path, pixels, meta if keep_meta else None, losses=losses))
+             for path, pixels, keep_meta in outputs]
+    notes = "; ".join(dict.fromkeys(losses))
     return files, message, describe_error(job.src, ValueError(notes)) if notes else ""
 
 

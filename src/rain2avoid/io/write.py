@@ -120,11 +120,14 @@ def encode_image(
     image: np.ndarray,
     meta: Optional[ImageMeta] = None,
     jpeg_quality: int = 95,
+    losses: Optional[list] = None,
 ) -> bytes:
     """The bytes :func:`write_image` would write to ``path`` (the format comes from its suffix).
 
     Nothing is written; write the result with :func:`write_bytes`.  Raises
-    ValueError for an unsupported suffix or array.
+    ValueError for an unsupported suffix or array.  ``losses``: a list to append
+    the metadata warnings to instead of issuing them (``warnings.catch_warnings``
+    is not thread-safe, and threaded callers would lose or mix them up).
     """
     target = Path(path)
     fmt = _SUFFIX_FORMATS.get(target.suffix.lower())
@@ -135,15 +138,22 @@ def encode_image(
             f"(use one of {supported})"
         )
     try:
-        return _encode(image, fmt, meta, jpeg_quality)
+        return _encode(image, fmt, meta, jpeg_quality, losses)
     except ValueError as exc:
         raise ValueError(f"cannot write {target}: {exc}") from None
 
 
 def _encode(
-    image: np.ndarray, fmt: str, meta: Optional[ImageMeta], jpeg_quality: int
+    image: np.ndarray, fmt: str, meta: Optional[ImageMeta], jpeg_quality: int, losses: Optional[list] = None
 ) -> bytes:
-    """Encode ``image`` as ``fmt`` in memory; ValueError when impossible."""
+    """Encode ``image`` as ``fmt`` in memory; ValueError when impossible. Metadata that cannot
+    be stored is a warning, or a line appended to ``losses`` if given."""
+    def lose(message: str) -> None:
+        if losses is None:
+            warnings.warn(message, stacklevel=4)
+        else:
+            losses.append(message)
+
     pixels = _checked_pixels(image)
     if not (isinstance(jpeg_quality, (int, np.integer)) and 1 <= jpeg_quality <= 100):
         raise ValueError(f"jpeg_quality must be an integer from 1 to 100, got {jpeg_quality!r}")
@@ -159,15 +169,9 @@ def _encode(
         encoded = _encode_opencv(pixels, fmt, jpeg_quality, exif, icc)
         if encoded is not None:
             return encoded
-        warnings.warn(
-            f"the EXIF/ICC metadata does not fit in a {fmt.upper()} file; writing without it",
-            stacklevel=3,
-        )
+        lose(f"the EXIF/ICC metadata does not fit in a {fmt.upper()} file; writing without it")
     elif (icc or _describes_picture(exif)) and fmt == "tiff":
-        warnings.warn(
-            "EXIF/ICC metadata cannot be stored in a 16-bit colour TIFF; writing without it",
-            stacklevel=3,
-        )
+        lose("EXIF/ICC metadata cannot be stored in a 16-bit colour TIFF; writing without it")
     encoded = _encode_opencv(pixels, fmt, jpeg_quality, None, None)
     if encoded is None:
         raise ValueError(f"the {fmt.upper()} encoder failed for an image of shape {pixels.shape}")
