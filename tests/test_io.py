@@ -5,6 +5,8 @@ import io
 import os
 import pickle
 import struct
+import subprocess
+import sys
 import warnings
 import zlib
 from pathlib import Path
@@ -770,6 +772,119 @@ def test_truncated_png_is_refused_without_decoder_noise(tmp_path, capfd):
     (tmp_path / "no_end.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"".join(chunks[:-1]))  # only IEND missing
     np.testing.assert_array_equal(read_image(tmp_path / "no_end.png"), read_image(tmp_path / "full.png"))
     assert capfd.readouterr().err == ""
+
+
+# PNGs whose chunks are whole but damaged; libpng (inside OpenCV) prints a line to stderr for each.
+PNG_DAMAGES = {  # name -> what the error says
+    "idat-crc": "the IDAT chunk fails its CRC check",
+    "idat-byte-flipped": "the IDAT chunk fails its CRC check",
+    "no-idat": "no image data before the IEND chunk",
+    "idat-split": "the IDAT chunks are not consecutive",
+    "not-zlib": "the image data is not a zlib stream",
+    "unknown-critical-chunk": "unknown critical chunk ABCD",
+    "invalid-chunk-type": "a chunk has the invalid type b't1Xt'",
+    "ihdr-not-first": "the file does not start with an IHDR chunk",
+}
+
+
+def small_png_chunks():
+    """The chunks of a small RGB PNG as OpenCV writes it: IHDR, IDAT, IEND."""
+    return png_chunks(cv2.imencode(".png", random_image((24, 32, 3), seed=5))[1].tobytes())
+
+
+def damaged_png(damage):
+    """A small PNG with the named damage (see PNG_DAMAGES), its chunk CRCs fixed unless broken on purpose."""
+    chunks = small_png_chunks()
+    ihdr, end = chunks[0], png_chunk(b"IEND", b"")
+    data = b"".join(c[8:-4] for c in chunks if c[4:8] == b"IDAT")
+    idat, text = png_chunk(b"IDAT", data), png_chunk(b"tEXt", b"Comment\0rain")
+    bad_crc = idat[:-4] + bytes(b ^ 0xFF for b in idat[-4:])
+    flipped = idat[:20] + bytes([idat[20] ^ 0xFF]) + idat[21:]
+    parts = {
+        "idat-crc": [ihdr, bad_crc, end],
+        "idat-byte-flipped": [ihdr, flipped, end],
+        "text-crc-after-idat": [ihdr, idat, text[:-1] + bytes([text[-1] ^ 0xFF]), end],
+        "iend-crc": [ihdr, idat, end[:-1] + bytes([end[-1] ^ 0xFF])],
+        "no-idat": [ihdr, end],
+        "idat-split": [ihdr, png_chunk(b"IDAT", data[:20]), text, png_chunk(b"IDAT", data[20:]), end],
+        "not-zlib": [ihdr, png_chunk(b"IDAT", b"\x78\x00" + data[2:]), end],
+        "unknown-critical-chunk": [ihdr, png_chunk(b"ABCD", b"?"), idat, end],
+        "invalid-chunk-type": [ihdr, idat, png_chunk(b"t1Xt", b"?"), end],
+        "ihdr-not-first": [text, ihdr, idat, end],
+    }[damage]
+    return b"\x89PNG\r\n\x1a\n" + b"".join(parts)
+
+
+@pytest.mark.parametrize("damage", sorted(PNG_DAMAGES))
+def test_damaged_png_chunks_are_refused_without_decoder_noise(tmp_path, capfd, damage):
+    (tmp_path / "a.png").write_bytes(damaged_png(damage))
+    assert_read_error(tmp_path / "a.png", f"truncated or corrupt PNG file ({PNG_DAMAGES[damage]})")
+    assert capfd.readouterr().err == ""
+
+
+@pytest.mark.parametrize("damage", ["text-crc-after-idat", "iend-crc"])
+def test_png_with_a_bad_crc_outside_its_image_data_is_still_read(tmp_path, damage):
+    """A text chunk or IEND that fails its CRC holds no pixels: the image is read, as viewers do."""
+    (tmp_path / "a.png").write_bytes(damaged_png(damage))
+    expected = cv2.cvtColor(random_image((24, 32, 3), seed=5), cv2.COLOR_BGR2RGB)
+    np.testing.assert_array_equal(read_image(tmp_path / "a.png"), expected)
+
+
+def test_program_reports_damaged_pngs_in_one_line_each_without_libpng_lines(tmp_path):
+    """Through the real program: libpng writes to the process's stderr, which only a subprocess shows."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for damage in PNG_DAMAGES:
+        (folder / f"{damage}.png").write_bytes(damaged_png(damage))
+    write_image(folder / "good.png", random_image((24, 32, 3)))
+    command = [sys.executable, "-m", "rain2avoid.cli", "derain", folder, "-o", tmp_path / "out",
+               "--steps", "2"]
+    done = subprocess.run([str(part) for part in command], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 1, done.stderr
+    assert os.listdir(tmp_path / "out") == ["good.png"]
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert sorted(errors) == sorted(f"error: cannot read {folder / f'{damage}.png'}: "
+                                    f"truncated or corrupt PNG file ({reason})"
+                                    for damage, reason in PNG_DAMAGES.items())
+    assert "libpng" not in done.stderr and "WARN" not in done.stderr
+
+
+def test_png_whose_image_data_holds_too_few_rows_is_refused(tmp_path):
+    """A zlib stream that ends properly but early: Pillow, the fallback when libpng fails, decoded it
+    with black rows."""
+    chunks = small_png_chunks()
+    rows = zlib.decompress(b"".join(c[8:-4] for c in chunks if c[4:8] == b"IDAT"))
+    for name, data in [("few-rows", zlib.compress(rows[: len(rows) // 2])),
+                       ("no-checksum", zlib.compress(rows)[:-4])]:
+        idat = png_chunk(b"IDAT", data)
+        (tmp_path / f"{name}.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunks[0] + idat + chunks[-1])
+        assert_read_error(tmp_path / f"{name}.png", "(the image data stops short)")
+
+
+def adam7_png(width, height, bit_depth, colour_type):
+    """An interlaced PNG (Pillow and OpenCV do not write them): filter byte 0, arbitrary samples."""
+    bits = bit_depth * {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}[colour_type]
+    rows = b""
+    for column, row, column_step, row_step in [(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4),
+                                               (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2)]:
+        columns, count = max(0, -(-(width - column) // column_step)), max(0, -(-(height - row) // row_step))
+        if columns:
+            rows += (b"\0" + bytes(range(1, 1 + (columns * bits + 7) // 8))) * count
+    ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 1)
+    palette = [png_chunk(b"PLTE", bytes(range(256)) * 3)] if colour_type == 3 else []
+    chunks = [png_chunk(b"IHDR", ihdr), *palette, png_chunk(b"IDAT", zlib.compress(rows)),
+              png_chunk(b"IEND", b"")]
+    return b"\x89PNG\r\n\x1a\n" + b"".join(chunks)
+
+
+@pytest.mark.parametrize("layout", [(1, 0), (4, 0), (16, 0), (2, 3), (8, 2), (16, 2), (8, 4), (16, 6)])
+def test_pillow_fallback_reads_interlaced_pngs_of_every_layout(tmp_path, monkeypatch, layout):
+    """The image-data check before the Pillow fallback knows the size of each layout and pass."""
+    (tmp_path / "a.png").write_bytes(adam7_png(11, 7, *layout))
+    expected = read_image(tmp_path / "a.png")
+    monkeypatch.setattr(rio.cv2, "imdecode", lambda *args: None)
+    assert read_image(tmp_path / "a.png").shape[:2] == expected.shape[:2] == (7, 11)
 
 
 def test_truncated_jpeg_end_marker(tmp_path):

@@ -34,6 +34,7 @@ from PIL import (
 
 from ..exif import make_upright, read_exif
 from ..files import describe_os_error as _describe_os_error
+from . import png
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -318,7 +319,7 @@ def _png_colour_key_to_alpha(pixels: np.ndarray, data: bytes) -> np.ndarray:
     if data[12:16] != b"IHDR" or (pixels.ndim == 3 and pixels.shape[2] == 4):
         return pixels  # not a standard PNG header, or the decoder already made the alpha
     bit_depth, colour_type = data[24], data[25]
-    key = _png_colour_key(data, colour_type)
+    key = png.colour_key(data, colour_type)
     if key is None:
         return pixels
     top = int(np.iinfo(pixels.dtype).max)
@@ -333,33 +334,6 @@ def _png_colour_key_to_alpha(pixels: np.ndarray, data: bytes) -> np.ndarray:
         rgb, matches = pixels, np.all(pixels == np.asarray(key, dtype=np.int64), axis=2)
     alpha = np.where(matches, 0, top).astype(pixels.dtype)
     return np.concatenate([rgb, alpha[:, :, None]], axis=2)
-
-
-def _png_colour_key(data: bytes, colour_type: int) -> Optional[list]:
-    """The tRNS colour key of a grey (one value) or RGB (three) PNG, in the file's bit depth."""
-    if colour_type not in (0, 2):
-        return None
-    for kind, payload in _png_chunks(data):
-        if kind in (b"IDAT", b"IEND"):
-            return None
-        if kind == b"tRNS":
-            count = 1 if colour_type == 0 else 3
-            if len(payload) < 2 * count:
-                return None
-            return [int.from_bytes(payload[2 * k:2 * k + 2], "big") for k in range(count)]
-    return None
-
-
-def _png_chunks(data: bytes):
-    """Yield (type, payload) of each whole chunk of a PNG, in order, up to where the data stops."""
-    view = memoryview(data)
-    position = 8
-    while position + 12 <= len(data):
-        end = position + 12 + int.from_bytes(view[position:position + 4], "big")
-        if end > len(data):
-            return
-        yield bytes(view[position + 4:position + 8]), view[position + 8:end - 4]
-        position = end
 
 
 def _webp_canvas_size(data: bytes) -> Optional[Tuple[int, int]]:
@@ -404,11 +378,15 @@ def _decode_pixels(data: bytes, fmt: str, header: Image.Image) -> Tuple[np.ndarr
     upright = fmt == "tiff"
     if fmt == "tiff" and _pillow_decodes_tiff_exactly(header):
         return _pillow_pixels(header), upright
-    if fmt == "png" and not _png_is_complete(data):
-        # libpng, inside OpenCV, prints its own messages to stderr for a PNG that
-        # stops short; Pillow reports it as an exception (or decodes a PNG that
-        # only lacks its IEND chunk).
-        return _pillow_pixels(header), upright
+    if fmt == "png":
+        # libpng, inside OpenCV, prints its own messages to stderr for a damaged
+        # PNG, so the damage that is cheap to find is refused before OpenCV runs.
+        _checked_png(png.check_chunks, data)
+        if not png.is_complete(data):
+            # A PNG that stops short goes to Pillow, which reports it as an
+            # exception (or decodes a PNG that only lacks its IEND chunk).
+            _checked_png(png.check_image_data, data)
+            return _pillow_pixels(header), upright
     pixels = _opencv_pixels(data)
     if pixels is not None:
         if fmt == "tiff":
@@ -416,12 +394,17 @@ def _decode_pixels(data: bytes, fmt: str, header: Image.Image) -> Tuple[np.ndarr
         return pixels, upright
     if fmt == "tiff":
         raise _BadImage("truncated or corrupt TIFF file (cannot decode the pixels)")
+    if fmt == "png":
+        _checked_png(png.check_image_data, data)
     return _pillow_pixels(header), upright
 
 
-def _png_is_complete(data: bytes) -> bool:
-    """True when the PNG's chunks run whole up to its IEND chunk (a truncated file does not)."""
-    return any(kind == b"IEND" for kind, _ in _png_chunks(data))
+def _checked_png(check, data: bytes) -> None:
+    """Run one of :mod:`.png`'s checks; its PngDamage becomes the reader's error."""
+    try:
+        check(data)
+    except png.PngDamage as exc:
+        raise _BadImage(f"truncated or corrupt PNG file ({exc})") from None
 
 
 def _opencv_pixels(data: bytes) -> Optional[np.ndarray]:
