@@ -5,7 +5,8 @@ slider, toggles the mask, downloads the result and decodes it, checks that the
 page fetched nothing from another host, and that it fits a 390 px wide phone.
 Short tests check the slider's direction, errors for non-images (chosen or
 dropped), the keyboard on the drop zone, the limits hint, TIFF placeholders,
-the prompt before leaving unfinished jobs, cancelling a job and a 360 px wide phone.
+the prompt before leaving unfinished jobs, cancelling a job, a 360 px wide phone,
+and a reload that brings the visit's jobs back (or drops those the server forgot).
 
 Chromium: Debian's ``chromium`` package (``apt-get install -y chromium``), or the
 path in ``RAIN2AVOID_CHROMIUM``; the test skips, saying so, when none is found.
@@ -16,6 +17,7 @@ that they show a real result.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -290,4 +292,108 @@ def test_cancel_stops_the_job_and_its_polling(browser, tmp_path):
         with page.expect_event("close", timeout=10_000):
             page.close(run_before_unload=True)
         assert dialogs == []
+        context.close()
+
+
+SAVED = "JSON.parse(sessionStorage.getItem('rain2avoid.jobs'))"   # the page's list of this tab's jobs
+STATES = "[...document.querySelectorAll('#gallery .state')].map(s => s.textContent)"
+BROKEN = ("[...document.querySelectorAll('img')].filter(i => i.checkVisibility() && i.hasAttribute('src')"
+          " && i.complete && i.naturalWidth === 0).map(i => i.id || i.src)")
+
+
+def test_a_reload_brings_back_the_done_and_the_running_job(browser, tmp_path):
+    write_image(tmp_path / "small.png", rainy(24, 32))   # no rain found: done at once
+    write_image(tmp_path / "photo.tif", rainy(24, 32))   # Chromium shows no TIFF
+    write_image(tmp_path / "long.png", rainy(96, 128))
+    app = create_app(ServeSettings(options={"steps": 100_000}, temp_root=tmp_path))   # trains until cancelled
+    with running_server(app) as url:
+        context = browser.new_context(viewport={"width": 1100, "height": 900}, accept_downloads=True)
+        page = context.new_page()
+        problems = []
+        page.on("pageerror", lambda e: problems.append(str(e)))
+        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+        page.goto(url + "/")
+        for count, name in enumerate(("small.png", "photo.tif"), start=1):
+            page.set_input_files("#files", str(tmp_path / name))
+            wait_until(page, f"{STATES}.length === {count} && {STATES}[{count - 1}].startsWith('done')", timeout=60)
+        page.set_input_files("#files", str(tmp_path / "long.png"))
+        wait_until(page, f"{STATES}[2].startsWith('training')")
+
+        page.reload()
+        wait_until(page, f"{STATES}.length === 3 && {STATES}[2].startsWith('training')", timeout=30)
+        assert page.evaluate(STATES)[0].startswith("done") and page.evaluate(STATES)[1].startswith("done")
+        assert page.evaluate("[...document.querySelectorAll('#gallery .name')].map(n => n.textContent)") == [
+            "small.png", "photo.tif", "long.png"]
+        wait_until(page, "(t => t.src.endsWith('/result') && t.complete && t.naturalWidth > 0)"
+                         "(document.querySelector('#gallery img'))", timeout=30)
+        # The running job is in the viewer and its progress goes on; the original is gone, and says so.
+        assert page.text_content("#title") == "long.png"
+        shown = page.evaluate(f"{STATES}[2]")
+        wait_until(page, f"{STATES}[2] !== {json.dumps(shown)} && {STATES}[2].startsWith('training')", timeout=60)
+        assert page.text_content("#state").startswith("training") and page.is_visible("#progress")
+        assert page.is_visible("#alone") and not page.is_visible("#before") and not page.is_visible("#slider")
+        assert page.evaluate(BROKEN) == []
+
+        # The done job shows its result alone, and its download works.
+        page.locator("#gallery .card").first.click()
+        wait_until(page, "(a => a.checkVisibility() && a.src.endsWith('/result') && a.complete && a.naturalWidth > 0)"
+                         "(document.getElementById('after'))", timeout=30)
+        assert "not available after a reload" in page.text_content("#alone") and page.is_visible("#alone")
+        assert not page.is_visible("#before") and not page.is_visible("#slider") and page.evaluate(BROKEN) == []
+        with page.expect_download() as info:
+            page.click("#download")
+        assert info.value.suggested_filename == "small-derained.png"
+        info.value.save_as(tmp_path / "downloaded.png")
+        assert read_image(tmp_path / "downloaded.png").shape == (24, 32, 3)
+        page.locator("#gallery .card").nth(1).click()   # the TIFF: its lasting note, no broken image
+        wait_until(page, "document.getElementById('nopreview').checkVisibility()", timeout=30)
+        assert page.is_visible("#gallery li:nth-child(2) .nopreview") and not page.is_visible("#after")
+        assert page.evaluate(BROKEN) == []
+
+        # The running job can still be cancelled; a second reload keeps it cancelled.
+        page.click("[aria-label='Cancel long.png']")
+        wait_until(page, f"{STATES}[2] === 'cancelled'", timeout=10)
+        saved = page.evaluate(SAVED)
+        assert [(s["name"], s["preset"], s["cancelled"]) for s in saved] == [
+            ("small.png", "fast", False), ("photo.tif", "fast", False), ("long.png", "fast", True)]
+        deadline = time.monotonic() + 10
+        while app.state.store.get(saved[2]["id"]) is not None:
+            assert time.monotonic() < deadline, "the server still has the cancelled job"
+            time.sleep(0.05)
+        page.reload()
+        wait_until(page, f"{STATES}.length === 3", timeout=30)
+        assert page.evaluate(STATES)[2] == "cancelled"
+        assert problems == []
+
+        other = context.new_page()   # another tab starts with an empty gallery
+        other.goto(url + "/")
+        wait_until(other, "document.getElementById('limits').textContent.includes('MB')")
+        assert other.locator("#gallery .card").count() == 0 and not other.evaluate(SAVED)
+        context.close()
+
+
+def test_a_reload_drops_the_jobs_the_server_forgot(browser, tmp_path):
+    write_image(tmp_path / "first.png", rainy(24, 32))
+    write_image(tmp_path / "second.png", rainy(24, 32, seed=4))
+    app = create_app(ServeSettings(options={"steps": 2}, keep=1, temp_root=tmp_path))   # keeps the newest only
+    with running_server(app) as url:
+        context = browser.new_context(viewport={"width": 1100, "height": 900})
+        page = context.new_page()
+        problems = []
+        page.on("pageerror", lambda e: problems.append(str(e)))
+        page.goto(url + "/")
+        for count, name in enumerate(("first.png", "second.png"), start=1):   # one by one: the page sees both done
+            page.set_input_files("#files", str(tmp_path / name))
+            wait_until(page, f"{STATES}.length === {count} && {STATES}[{count - 1}].startsWith('done')", timeout=60)
+        first, second = (s["id"] for s in page.evaluate(SAVED))
+
+        page.reload()
+        wait_until(page, "!document.getElementById('expired').hidden", timeout=30)
+        assert page.evaluate("[...document.querySelectorAll('#gallery .name')].map(n => n.textContent)") == [
+            "second.png"]
+        assert page.evaluate(STATES)[0].startswith("done") and page.locator("#gallery .failed").count() == 0
+        assert page.text_content("#expired") == "1 photo from before the reload expired on the server."
+        assert not page.is_visible("#error") and page.evaluate(BROKEN) == []
+        assert [s["id"] for s in page.evaluate(SAVED)] == [second] and app.state.store.get(first) is None
+        assert problems == []
         context.close()

@@ -1,9 +1,12 @@
 // The rain2avoid page: upload photos, follow their training, compare, download.
 // It only talks to this server's JSON API (/api/...), like any other client.
+// This tab's jobs that reached the server are listed in sessionStorage (ids and names, never
+// images), so that a reload brings them back while the server still has them.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
 const jobs = [];          // this visit's jobs, newest last
+const SAVED = "rain2avoid.jobs";   // the sessionStorage key of that list
 let current = null;       // the job shown in the viewer
 let maxUploadBytes = null;
 const IMAGE_NAME = /\.(png|jpe?g|bmp|tiff?|webp)$/i;
@@ -52,10 +55,10 @@ function addCard(job) {
     thumb.hidden = true;
     placeholder.hidden = false;
   });
-  thumb.src = job.localUrl;
+  if (job.localUrl) thumb.src = job.localUrl;   // a job brought back by a reload has no local file
   const name = document.createElement("span");
   name.className = "name";
-  name.textContent = job.file.name;
+  name.textContent = job.name;
   const state = document.createElement("span");
   state.className = "state";
   const bar = document.createElement("progress");
@@ -66,7 +69,7 @@ function addCard(job) {
   stop.type = "button";
   stop.className = "cancel";
   stop.textContent = "Cancel";
-  stop.setAttribute("aria-label", `Cancel ${job.file.name}`);
+  stop.setAttribute("aria-label", `Cancel ${job.name}`);
   stop.addEventListener("click", () => cancel(job));
   item.append(button, stop);
   $("gallery").append(item);
@@ -94,8 +97,9 @@ function renderCard(job) {
 function show(job) {
   current = job;
   $("viewer").hidden = false;
-  $("title").textContent = job.file.name;
-  $("before").src = job.localUrl;
+  $("title").textContent = job.name;
+  if (job.localUrl) $("before").src = job.localUrl;
+  else $("before").removeAttribute("src");
   jobs.forEach(renderCard);
   renderViewer();
 }
@@ -104,13 +108,17 @@ function renderViewer() {
   const job = current;
   if (!job) return;
   const done = job.done();
+  const original = Boolean(job.localUrl);   // after a reload only the result is left: no slider
   $("compare").hidden = job.failed();   // a failed job shows only its error line
+  $("compare").classList.toggle("alone", !original);
   $("controls").hidden = job.failed();
-  $("before").hidden = job.unviewable;
+  $("before").hidden = job.unviewable || !original;
   $("nopreview").hidden = !job.unviewable;
   $("busy").hidden = done;
   $("after").hidden = !done || job.unviewable;
-  $("divider").hidden = !done || job.unviewable;
+  $("divider").hidden = !done || job.unviewable || !original;
+  $("slider").parentElement.hidden = !original;
+  $("alone").hidden = original;
   $("state").textContent = describe(job);
   $("progress").value = job.state ? job.state.progress : 0;
   $("progress").hidden = job.failed() || job.cancelled;
@@ -175,6 +183,7 @@ async function upload(job) {
   }
   if (response.status !== 202) return fail(job, await detail(response));
   job.id = (await response.json()).id;
+  remember();
   if (job.cancelled) return cancel(job);   // cancelled while it uploaded: the server has it now
   poll(job);
 }
@@ -200,6 +209,7 @@ async function poll(job) {
 function cancel(job) {   // stop polling at once; the server forgets the job and deletes its files
   job.cancelled = true;
   update(job);
+  remember();
   if (job.id) fetch(`/api/jobs/${job.id}`, { method: "DELETE" }).catch(() => {});
 }
 
@@ -213,22 +223,74 @@ function update(job) {
   if (job === current) renderViewer();
 }
 
+function newJob(name, preset, file) {   // file: null for a job brought back by a reload
+  return {
+    name, preset, file, id: null, state: null, note: null, unviewable: false, cancelled: false,
+    localUrl: file ? URL.createObjectURL(file) : null,   // the original, for the viewer's "before" side
+    done() { return this.state && this.state.status === "done"; },
+    failed() { return this.state && this.state.status === "failed"; },
+    finished() { return this.cancelled || this.done() || this.failed(); },
+  };
+}
+
 function addFiles(fileList) {
   const preset = $("preset").value;
   for (const file of fileList) {
-    const job = {
-      file, preset, id: null, state: null, note: null, localUrl: URL.createObjectURL(file), unviewable: false,
-      cancelled: false,
-      done() { return this.state && this.state.status === "done"; },
-      failed() { return this.state && this.state.status === "failed"; },
-      finished() { return this.cancelled || this.done() || this.failed(); },
-    };
+    const job = newJob(file.name, preset, file);
     jobs.push(job);
     addCard(job);
     if (!current || current.finished()) show(job);
     update(job);
     if (file.type.startsWith("image/") || IMAGE_NAME.test(file.name)) upload(job);
     else fail(job, "the file is not an image (expected PNG, JPEG, BMP, TIFF or WebP)");
+  }
+}
+
+// --- surviving a reload ------------------------------------------------------------------------
+
+function remember() {   // this tab's jobs that reached the server (uploads still on their way cannot come back)
+  const saved = jobs.filter((job) => job.id)
+    .map(({ id, name, preset, cancelled }) => ({ id, name, preset, cancelled }));
+  try {
+    sessionStorage.setItem(SAVED, JSON.stringify(saved));
+  } catch (e) {}   // storage off or full: a reload then starts empty, as without it
+}
+
+function recalled() {   // what remember() saved in this tab, or nothing
+  try {
+    const saved = JSON.parse(sessionStorage.getItem(SAVED));
+    return Array.isArray(saved) ? saved : [];
+  } catch (e) {
+    return [];
+  }
+}
+
+async function restore() {   // after a reload: the saved jobs get their cards back, unless the server forgot them
+  const saved = recalled();
+  const answers = await Promise.all(saved.map((s) => s.cancelled ? null
+    : fetch(`/api/jobs/${s.id}`, { cache: "no-store" }).catch(() => null)));
+  let expired = 0;
+  for (const [k, s] of saved.entries()) {
+    const response = answers[k];
+    if (response && response.status === 404) {   // expired, or deleted: dropped
+      expired += 1;
+      continue;
+    }
+    const job = newJob(s.name, s.preset, null);
+    Object.assign(job, { id: s.id, cancelled: Boolean(s.cancelled), note: "asking the server…" });
+    if (response && response.ok) job.state = await response.json();
+    jobs.push(job);
+    addCard(job);
+    if (!current || current.finished()) show(job);
+    update(job);
+    if (!job.finished()) poll(job);   // queued or running: follow it (a request that failed above is retried)
+  }
+  remember();
+  if (expired) {
+    $("expired").textContent = `${expired === 1 ? "1 photo" : `${expired} photos`} from before the reload`
+      + " expired on the server.";
+    $("expired").hidden = false;
+    $("visit").hidden = false;
   }
 }
 
@@ -266,6 +328,11 @@ function start() {
   $("compare").addEventListener("pointerdown", dragSplit);
   $("compare").addEventListener("pointermove", dragSplit);
   $("mask").addEventListener("change", renderViewer);
+  $("after").addEventListener("error", () => {   // a TIFF result shown alone after a reload: the note, as below
+    if (!current || !$("after").src.endsWith(resultUrl(current, "result"))) return;
+    current.unviewable = true;
+    renderViewer();
+  });
   $("before").addEventListener("error", () => {   // e.g. TIFF in Chrome: a lasting note, not a broken image
     const job = jobs.find((j) => j.localUrl === $("before").src);
     if (!job) return;
@@ -278,6 +345,7 @@ function start() {
     const pixels = config.max_pixels ? ` and ${amount(config.max_pixels / 1e6)} MP` : "";
     $("limits").textContent = `up to ${megabytes(maxUploadBytes)}${pixels} per photo`;
   }).catch(() => {});
+  restore();
 }
 
 start();
