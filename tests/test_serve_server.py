@@ -56,14 +56,20 @@ def raw_request(url: str, head: bytes, body_chunks=(), timeout: float = 20.0) ->
         return answer
 
 
+def training_job(client, tmp_path, steps: int) -> str:
+    """Upload a photo that trains for long and wait until ``steps`` steps are done; its id."""
+    job_id = client.post("/api/derain", files={"file": ("r.png", encoded(rainy(*TRAINS), tmp_path))}).json()["id"]
+    deadline = time.monotonic() + 30
+    while client.get(f"/api/jobs/{job_id}").json()["steps_done"] < steps:
+        assert time.monotonic() < deadline, "the job did not start training"
+        time.sleep(0.02)
+    return job_id
+
+
 def test_health_answers_promptly_while_a_job_trains(server, tmp_path):
     url, _ = server
     with httpx.Client(base_url=url, timeout=30) as client:
-        job_id = client.post("/api/derain", files={"file": ("r.png", encoded(rainy(*TRAINS), tmp_path))}).json()["id"]
-        deadline = time.monotonic() + 30
-        while client.get(f"/api/jobs/{job_id}").json()["steps_done"] < 5:
-            assert time.monotonic() < deadline, "the job did not start training"
-            time.sleep(0.02)
+        job_id = training_job(client, tmp_path, steps=5)
         latencies = []
         for _ in range(20):
             start = time.perf_counter()
@@ -90,11 +96,7 @@ def test_a_photo_over_real_http(tmp_path):
 def test_cancel_over_real_http_stops_the_job_and_deletes_its_folder(server, tmp_path):
     url, app = server
     with httpx.Client(base_url=url, timeout=30) as client:
-        job_id = client.post("/api/derain", files={"file": ("r.png", encoded(rainy(*TRAINS), tmp_path))}).json()["id"]
-        deadline = time.monotonic() + 30
-        while client.get(f"/api/jobs/{job_id}").json()["steps_done"] < 1:
-            assert time.monotonic() < deadline, "the job did not start training"
-            time.sleep(0.02)
+        job_id = training_job(client, tmp_path, steps=1)
         r = client.delete(f"/api/jobs/{job_id}")
         assert r.status_code == 200 and r.json() == {"id": job_id, "cancelled": True}
         assert client.get(f"/api/jobs/{job_id}").status_code == 404
