@@ -91,3 +91,12 @@ def test_ci_run_stops_when_the_install_fails(tmp_path):
                        stdin=subprocess.DEVNULL, timeout=60)
     assert r.returncode != 0 and "first command failed" in r.stderr
     assert not (tmp_path / "tests-ran").exists()
+
+
+def test_importing_the_server_without_the_web_extra_names_it():
+    """``import rain2avoid.serve`` without FastAPI says which extra to install, not a bare missing module."""
+    code = ("import sys; sys.modules['fastapi'] = None\n"
+            "try:\n    import rain2avoid.serve\nexcept ImportError as e:\n    print(e)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith('pip install "rain2avoid[web]"'), done.stdout

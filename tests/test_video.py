@@ -400,5 +400,8 @@ def test_cli_video_errors_are_one_line(tmp_path, clip, monkeypatch):
     assert r.exit_code == 1 and "larger than --max-pixels 1000" in r.stderr and not (tmp_path / "out.mkv").exists()
     monkeypatch.setitem(__import__("sys").modules, "av", None)          # PyAV not installed
     r = invoke("derain", tmp_path / "clip.mkv", "-o", tmp_path / "out.mkv")
-    assert r.exit_code == 2 and 'pip install "rain2avoid[video]"' in r.stderr
+    assert r.exit_code == 2 and f'{tmp_path / "clip.mkv"} is a video; video needs PyAV: pip install "rain2avoid[video]"' in r.stderr
+    write_image(tmp_path / "still.png", np.zeros((8, 8, 3), np.uint8))   # a photo written as a clip
+    r = invoke("derain", tmp_path / "still.png", "-o", tmp_path / "still.mp4")
+    assert r.exit_code == 2 and f'{tmp_path / "still.mp4"} is a video; video needs PyAV' in r.stderr
 

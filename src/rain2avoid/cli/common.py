@@ -246,7 +246,9 @@ def video_jobs(jobs: list[tuple[Path, Path]]) -> set[Path]:
         try:
             import av  # noqa: F401
         except ImportError:
-            raise click.UsageError(f"{sorted(videos)[0]} is a video; {INSTALL_HINT}") from None
+            src, dst = min((src, dst) for src, dst in jobs if src in videos)
+            read = src.suffix.lower() not in IMAGE_EXTENSIONS and is_video(src)
+            raise click.UsageError(f"{src if read else dst} is a video; {INSTALL_HINT}") from None
     return videos
 
 

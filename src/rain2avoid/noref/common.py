@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from pathlib import Path
+from importlib import resources
 
 import numpy as np
 
 from ..metrics import scale_to_255
 
 __all__ = ["checked_image", "gaussian_window", "load_parameters"]
-
-_HERE = Path(__file__).resolve().parent
-
 
 def checked_image(image, who: str) -> tuple[np.ndarray, float]:
     """``image`` as gray (H, W) or RGB (H, W, 3) in its own dtype, and the factor to the 0-255 scale.
@@ -43,7 +40,7 @@ def gaussian_window(size: int = 7, sigma: float = 7 / 6) -> np.ndarray:
 @lru_cache(maxsize=None)
 def load_parameters(name: str) -> dict:
     """The arrays of the parameter file ``name`` shipped beside this module (read-only, loaded once)."""
-    with np.load(_HERE / name) as data:
+    with resources.files(__package__).joinpath(name).open("rb") as file, np.load(file) as data:
         arrays = {key: data[key] for key in data.files}
     for value in arrays.values():
         value.flags.writeable = False
