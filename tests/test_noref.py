@@ -123,7 +123,8 @@ def test_eval_no_reference_json_and_table(two_folders):
     r = invoke("eval", "--no-reference", two_folders / "a", "--json")
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
-    assert set(out) == {"n", "niqe", "brisque", "per_image"} and out["n"] == 2
+    assert set(out) == {"n", "niqe", "brisque", "per_image", "unpaired", "skipped"} and out["n"] == 2
+    assert out["unpaired"] == [] and out["skipped"] == []
     photo = read_image(two_folders / "a" / "x.png")
     assert out["per_image"][0] == {"name": "x", "niqe": niqe(photo), "brisque": brisque(photo)}
     assert out["niqe"] == pytest.approx(np.mean([row["niqe"] for row in out["per_image"]]))

@@ -2,7 +2,7 @@
 
 import base64
 import json
-import shutil
+import os
 from html.parser import HTMLParser
 
 import cv2
@@ -16,6 +16,8 @@ from rain2avoid.report import build_report
 from rain2avoid.synth import add_rain, clean_example
 
 SIZE = (192, 256)  # the smallest convenient size NIQE scores (two 96x96 blocks and more)
+CHROMIUM = "/usr/bin/chromium"  # Debian's package, as in test_serve_browser.py
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
 
 
 class Page(HTMLParser):
@@ -187,34 +189,165 @@ def test_report_cli(folders):
     assert r.exit_code == 0 and "Example" in r.stdout
 
 
-def test_slider_in_a_real_browser(folders):
-    sync_api = pytest.importorskip("playwright.sync_api")
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright's Python package is not installed")
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install -y chromium)")
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+def test_slider_in_a_real_browser(folders, browser):
     root = folders["root"]
     build_report(root / "rainy", root / "derained", root / "r.html")
-    with sync_api.sync_playwright() as p:
-        try:
-            browser = p.chromium.launch(executable_path=chromium)
-        except Exception as e:  # no browser installed here
-            pytest.skip(f"no Chromium to run: {' '.join(str(e).split())[:120]}")
-        page = browser.new_page(viewport={"width": 1000, "height": 800})
-        errors = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto((root / "r.html").as_uri())
-        slider = page.locator(".slider").first
-        slider.scroll_into_view_if_needed()
-        before = slider.locator(".before")
-        assert before.evaluate("e => e.src") == page.locator("#in-0").evaluate("e => e.src")
-        assert before.evaluate("e => e.complete && e.naturalWidth") == SIZE[1]
-        box = slider.locator(".after").bounding_box()
-        y = box["y"] + box["height"] / 2
-        page.mouse.move(box["x"] + 0.5 * box["width"], y)
-        page.mouse.down()
-        page.mouse.move(box["x"] + 0.25 * box["width"], y, steps=4)
-        page.mouse.up()
-        assert float(slider.locator("input").input_value()) == pytest.approx(25, abs=1)
-        assert before.evaluate("e => e.style.clipPath").startswith("inset(0px 75")
-        slider.locator("input").fill("90")
-        assert before.evaluate("e => e.style.clipPath").startswith("inset(0px 10")
-        browser.close()
+    page = browser.new_page(viewport={"width": 1000, "height": 800})
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto((root / "r.html").as_uri())
+    slider = page.locator(".slider").first
+    slider.scroll_into_view_if_needed()
+    before = slider.locator(".before")
+    assert before.evaluate("e => e.src") == page.locator("#in-0").evaluate("e => e.src")
+    assert before.evaluate("e => e.complete && e.naturalWidth") == SIZE[1]
+    box = slider.locator(".after").bounding_box()
+    y = box["y"] + box["height"] / 2
+    page.mouse.move(box["x"] + 0.5 * box["width"], y)
+    page.mouse.down()
+    page.mouse.move(box["x"] + 0.25 * box["width"], y, steps=4)
+    page.mouse.up()
+    assert float(slider.locator("input").input_value()) == pytest.approx(25, abs=1)
+    assert before.evaluate("e => e.style.clipPath").startswith("inset(0px 75")
+    slider.locator("input").fill("90")
+    assert before.evaluate("e => e.style.clipPath").startswith("inset(0px 10")
+    slider.locator("input").focus()  # the keyboard: an arrow key moves the split by 1%, not 0.1%
+    page.keyboard.press("ArrowLeft")
+    assert slider.locator("input").input_value() == "89"
+    assert before.evaluate("e => e.style.clipPath") == "inset(0px 11% 0px 0px)"
+    assert slider.locator("input").get_attribute("aria-valuetext") == "89% input"
+    page.close()
     assert errors == []
+
+
+def test_report_on_a_phone(tmp_path, browser):
+    """390 px wide, touch: no sideways scroll (long names, wide tables), a vertical swipe on a slider
+    scrolls the page, and names that look like HTML (escaped) or like the start of a script comment
+    ("<!--<script>", which once swallowed the page's script and left the sliders dead) are harmless."""
+    image = add_rain(clean_example("astronaut", size=SIZE), angle=10, density=0.04, length=16, seed=1)[0]
+    names = ["<!--<script>", "<b>x", "IMG_20240506_rainy_street_downtown_camera_export_0001"]  # natural order
+    for name in names:
+        write_image(tmp_path / "in" / f"{name}.png", image)
+        write_image(tmp_path / "out" / f"{name}.png", cv2.medianBlur(image, 3))
+        write_image(tmp_path / "clean" / f"{name}.png", image)
+    build_report(tmp_path / "in", tmp_path / "out", tmp_path / "r.html", target=tmp_path / "clean")
+    context = browser.new_context(viewport={"width": 390, "height": 800}, has_touch=True, is_mobile=True)
+    page = context.new_page()
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto((tmp_path / "r.html").as_uri())
+    assert page.evaluate("document.scrollingElement.scrollWidth") == 390
+    assert page.evaluate("[...document.querySelectorAll('.slider .before')].map(e => e.complete && "
+                         "e.naturalWidth)") == [SIZE[1]] * 3
+    assert page.evaluate("JSON.parse(document.getElementById('scores').textContent).map(e => e.name)") == names
+    page.evaluate("scrollTo(0, document.querySelector('.slider').getBoundingClientRect().top + scrollY - 100)")
+    box = page.locator(".slider .after").first.bounding_box()
+    start = page.evaluate("scrollY")
+    cdp = context.new_cdp_session(page)
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] * 0.7
+    cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [{"x": x, "y": y}]})
+    for k in range(1, 11):  # the finger goes up the picture: the page must follow
+        cdp.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [{"x": x, "y": y - 12 * k}]})
+        page.wait_for_timeout(16)
+    cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+    page.wait_for_timeout(300)
+    assert page.evaluate("scrollY") - start > 50
+    context.close()
+    assert errors == []
+
+
+def test_report_scores_hold_no_markup_for_any_name(folders):
+    """The scores' JSON sits in a <script>: a name with "<!--" and "<script" must not reach it as such."""
+    root = folders["root"]
+    for folder in ("rainy", "derained"):
+        os.rename(root / folder / "a.png", root / folder / "<!--<script>a.png")
+    build_report(root / "rainy", root / "derained", root / "r.html")
+    text = (root / "r.html").read_text(encoding="utf-8")
+    data = text.split('<script type="application/json" id="scores">', 1)[1].split("</script>", 1)[0]
+    assert "<" not in data
+    assert [e["name"] for e in json.loads(data)] == ["<!--<script>a", "b"]
+
+
+def test_report_cli_checks_its_output_folder_before_the_work(folders):
+    root = folders["root"]
+    r = invoke("report", root / "rainy", root / "derained", "-o", root / "rainy" / "a.png" / "r.html")
+    assert r.exit_code == 2 and "is an existing file" in r.stderr
+    assert "c.png" not in r.stderr  # refused before any image was looked at
+
+
+def test_report_cli_interrupted_writes_nothing(folders, monkeypatch):
+    import rain2avoid.report
+
+    def interrupt(*args):
+        raise KeyboardInterrupt
+
+    root = folders["root"]
+    (root / "r.html").write_text("old")
+    monkeypatch.setattr(rain2avoid.report, "_entry", interrupt)
+    r = invoke("report", root / "rainy", root / "derained", "-o", root / "r.html")
+    assert r.exit_code == 130 and "interrupted: " in r.stderr
+    assert (root / "r.html").read_text() == "old" and not [p for p in root.iterdir() if p.name.startswith(".")]
+
+
+# --- eval: its tables and JSON -------------------------------------------------------------------------------------
+
+def test_eval_tables_never_cut_names(tmp_path):
+    """Two long names that differ only at the end stay apart in every table."""
+    image = add_rain(clean_example("coffee", size=(96, 192)), angle=10, density=0.04, length=16, seed=2)[0]
+    names = [f"IMG_20240506_rainy_street_export_000{i}" for i in (1, 2)]
+    for name in names:
+        write_image(tmp_path / "a" / f"{name}.png", image)
+        write_image(tmp_path / "b" / f"{name}.png", cv2.medianBlur(image, 3))
+    for args in (["--pred", tmp_path / "b", "--target", tmp_path / "a"], ["--no-reference", tmp_path / "a"],
+                 ["--no-reference", tmp_path / "a", "--compare", tmp_path / "b"]):
+        r = invoke("eval", *args)
+        assert r.exit_code == 0, r.output
+        rows = [line for line in r.stdout.splitlines() if line.startswith("IMG_")]
+        assert [row.split()[0] for row in rows] == names
+        header = next(line for line in r.stdout.splitlines() if line.startswith("image"))
+        assert len({len(line) for line in rows + [header]}) == 1  # one column width for all
+
+
+def test_eval_no_reference_json_names_what_it_skipped(tmp_path):
+    """--no-reference --json has the keys of the full-reference JSON: unpaired and skipped too."""
+    image = add_rain(clean_example("coffee", size=(96, 192)), angle=10, density=0.04, length=16, seed=2)[0]
+    write_image(tmp_path / "a" / "good.png", image)
+    (tmp_path / "a" / "bad.png").write_bytes(b"not an image")
+    r = invoke("eval", "--no-reference", tmp_path / "a", "--json")
+    assert r.exit_code == 1
+    out = json.loads(r.stdout)
+    assert set(out) == {"n", "niqe", "brisque", "per_image", "unpaired", "skipped"}
+    assert out["n"] == 1 and out["unpaired"] == [] and len(out["skipped"]) == 1 and "bad.png" in out["skipped"][0]
+    write_image(tmp_path / "b" / "good.png", image)
+    write_image(tmp_path / "b" / "alone.png", image)
+    (tmp_path / "b" / "bad.png").write_bytes(b"not an image")
+    r = invoke("eval", "--no-reference", tmp_path / "a", "--compare", tmp_path / "b", "--json")
+    out = json.loads(r.stdout)
+    assert r.exit_code == 1 and out["unpaired"] == [str(tmp_path / "b" / "alone.png")]
+    assert set(out) == {"n", "niqe", "brisque", "compare_niqe", "compare_brisque", "compare_niqe_lower",
+                        "compare_brisque_lower", "per_image", "unpaired", "skipped"}
+    assert len(out["skipped"]) == 1 and "bad.png" in out["skipped"][0]
+
+
+def test_eval_interrupted_says_so_and_exits_130(folders, monkeypatch):
+    """Ctrl-C in eval: one line and 130, as every command that works on a folder, not click's 'Aborted!' and 1."""
+    import sys
+
+    def interrupt(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sys.modules["rain2avoid.cli.evaluate"], "_score_pair", interrupt)
+    root = folders["root"]
+    r = invoke("eval", "--pred", root / "derained", "--target", root / "rainy")
+    assert r.exit_code == 130 and r.stderr.strip().splitlines()[-1] == "interrupted: no scores printed"

@@ -279,7 +279,8 @@ def render(entries: list[dict], summary: list[dict], title: str, problems: list[
     issues = ("<details class='problems'><summary>" + f"{len(problems)} problem(s) with the files</summary><ul>"
               + "".join(f"<li>{esc(p)}</li>" for p in problems) + "</ul></details>") if problems else ""
     data = json.dumps([{"name": e["name"], "scores": e["scores"], "rain": e["rain"]} for e in entries])
-    data = data.replace("</", "<\\/")  # safe inside <script>
+    # no '<' inside <script>: a name such as "<!--<script>" would otherwise swallow the page's script
+    data = data.replace("<", "\\u003c")
     full = ("; higher PSNR and SSIM (on Y, against the clean images) are better"
             if any(m[4] for m in used) else "")
     return _PAGE.format(title=esc(title), n=len(entries), full=full, top=top, head=head, index=index, sections=sections,
@@ -306,7 +307,7 @@ def _section(i: int, e: dict, used) -> str:
     <div class="slider" data-before="in-{i}" data-after="out-{i}" style="max-width:{e["shown_width"]}px">
       <img class="after" alt="result {name}" draggable="false"><img class="before" alt="input {name}" draggable="false">
       <span class="tag left">input</span><span class="tag right">result</span><div class="bar"></div>
-      <input type="range" min="0" max="100" step="0.1" value="50" aria-label="input / result split for {name}">
+      <input type="range" min="0" max="100" step="1" value="50" aria-label="input / result split for {name}">
     </div>
     <table class="scores"><tr><th></th><th>input</th><th>result</th><th>change</th></tr>{rows}</table>
   </div>
@@ -321,11 +322,12 @@ th:first-child,td:first-child{text-align:left}.better{color:#087a2a}.worse{color
 .row{display:flex;flex-wrap:wrap;gap:1em;align-items:flex-start}
 figure{margin:0;flex:1 1 0;min-width:200px}figure img{width:100%;display:block;background:#eee}
 figcaption{text-align:center;color:#555}.problems{margin:1em 0;color:#b3261e}
-.slider{position:relative;flex:3 1 600px;user-select:none;touch-action:none;cursor:ew-resize}
+.slider{position:relative;flex:3 1 600px;user-select:none;touch-action:pan-y;cursor:ew-resize}
 .slider img{display:block;width:100%}.slider .before{position:absolute;top:0;left:0;clip-path:inset(0 50% 0 0)}
 .slider .bar{position:absolute;top:0;bottom:2em;left:50%;width:2px;background:#fff;box-shadow:0 0 3px #000}
 .slider input{width:100%;margin:.5em 0}.tag{position:absolute;top:.4em;background:#000a;color:#fff;
 padding:0 .4em;border-radius:3px;font-size:.85em}.tag.left{left:.4em}.tag.right{right:.4em}
+.wide{overflow-x:auto}h2,.index td:first-child{overflow-wrap:anywhere}.index td+td{white-space:nowrap}
 """
 
 _JS = """
@@ -337,6 +339,7 @@ document.querySelectorAll('.slider').forEach(function (box) {
   function show(v) {
     before.style.clipPath = 'inset(0 ' + (100 - v) + '% 0 0)';
     bar.style.left = v + '%';
+    range.setAttribute('aria-valuetext', Math.round(v) + '% input');
   }
   range.addEventListener('input', function () { show(range.value); });
   function drag(ev) {
@@ -349,7 +352,9 @@ document.querySelectorAll('.slider').forEach(function (box) {
     ev.preventDefault(); box.setPointerCapture(ev.pointerId); drag(ev);
     box.onpointermove = drag;
   });
-  box.addEventListener('pointerup', function () { box.onpointermove = null; });
+  function stop() { box.onpointermove = null; }
+  box.addEventListener('pointerup', stop);
+  box.addEventListener('pointercancel', stop);  // a touch that scrolls the page (touch-action: pan-y)
   show(range.value);
 });
 """
@@ -363,8 +368,9 @@ _PAGE = """<!DOCTYPE html>
 <p>{n} image(s). Lower NIQE and BRISQUE are better (no clean image needed; BRISQUE also rewards blur){full}.
 Drag across a picture, or move the bar under it, to compare input and result.</p>
 {problems}
-<table class="summary"><tr><th>mean</th><th>input</th><th>result</th><th>change</th><th>improved</th></tr>{top}</table>
-<table class="index"><tr><th>image</th>{head}</tr>{index}</table>
+<div class="wide"><table class="summary"><tr><th>mean</th><th>input</th><th>result</th><th>change</th><th>improved</th>
+</tr>{top}</table></div>
+<div class="wide"><table class="index"><tr><th>image</th>{head}</tr>{index}</table></div>
 {sections}
 <script type="application/json" id="scores">{data}</script>
 <script>{js}</script>

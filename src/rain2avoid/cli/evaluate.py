@@ -14,7 +14,7 @@ from ..io import list_images
 from ..metrics import as_rgb, psnr, ssim
 from ..noref import brisque, niqe
 from ..pairing import by_stem, pair_by_stem
-from .common import Context, common_options, reason, report_failures
+from .common import Context, Terminated, common_options, reason, report_failures, sigterm_as_interrupt
 
 MAX_PSNR = 100.0
 """`eval` reports PSNR above this (identical images: infinite) as this, so JSON stays valid."""
@@ -44,23 +44,35 @@ def evaluate(pred, target, no_reference, compare, as_json, crop_border, quiet, d
     are reported and skipped (exit code 1); files without a partner are named in a
     note and left out.
 
+    --json keys: n (images scored), the means (psnr_y ssim_y psnr_rgb ssim_rgb; or
+    niqe brisque, and with --compare compare_niqe compare_brisque and how many are
+    lower in it, compare_niqe_lower compare_brisque_lower), per_image (name and
+    scores), unpaired (files without a partner) and skipped (one line per file or
+    pair left out).
+
     \b
     Examples:
       rain2avoid eval --pred derained/ --target clean/ --json
       rain2avoid eval --no-reference rainy/ --compare derained/
     """
-    if no_reference is not None:
-        if pred is not None or target is not None or crop_border:
-            raise click.UsageError("--no-reference scores one folder on its own: leave out --pred, --target "
-                                   "and --crop-border")
-        _no_reference(Context(quiet, debug, max_pixels), no_reference, compare, as_json)
-        return
-    if compare is not None:
+    if no_reference is not None and (pred is not None or target is not None or crop_border):
+        raise click.UsageError("--no-reference scores one folder on its own: leave out --pred, --target "
+                               "and --crop-border")
+    if no_reference is None and compare is not None:
         raise click.UsageError("--compare goes with --no-reference (for two folders with clean images "
                                "use --pred and --target)")
-    if pred is None or target is None:
+    if no_reference is None and (pred is None or target is None):
         raise click.UsageError("give --pred and --target (full-reference scores), or --no-reference DIR")
-    _full_reference(Context(quiet, debug, max_pixels), pred, target, as_json, crop_border)
+    ctx = Context(quiet, debug, max_pixels)
+    try:
+        with sigterm_as_interrupt():
+            if no_reference is not None:
+                _no_reference(ctx, no_reference, compare, as_json)
+            else:
+                _full_reference(ctx, pred, target, as_json, crop_border)
+    except KeyboardInterrupt as e:  # nothing is written: only the scores so far are lost
+        click.echo("interrupted: no scores printed", err=True)
+        sys.exit(143 if isinstance(e, Terminated) else 130)
 
 
 def _say_unpaired(ctx: Context, unpaired: list[Path]) -> None:
@@ -75,6 +87,12 @@ def _error(failures: list[str], line: str) -> None:
     """Report a file or pair that is left out (one line, now) and keep it for the list at the end."""
     failures.append(line)
     tqdm.write(f"error: {line}", file=sys.stderr)
+
+
+def _name_width(rows: list[dict]) -> int:
+    """Width of a table's name column: 20 characters, or the longest name (never cut: two names may
+    differ only at the end)."""
+    return max([20] + [len(r["name"]) for r in rows])
 
 
 def _score_pair(ctx: Context, stem: str, p: Path, t: Path, crop_border: int) -> dict[str, float]:
@@ -124,9 +142,10 @@ def _full_reference(ctx: Context, pred: Path, target: Path, as_json: bool, crop_
         click.echo(json.dumps({"n": len(rows), **means, "per_image": rows,
                                "unpaired": [str(f) for f in found.unpaired], "skipped": failures}))
     else:
-        click.echo(f"{'image':<20} {'PSNR-Y':>8} {'SSIM-Y':>7} {'PSNR-RGB':>9} {'SSIM-RGB':>9}")
+        w = _name_width(rows)
+        click.echo(f"{'image':<{w}} {'PSNR-Y':>8} {'SSIM-Y':>7} {'PSNR-RGB':>9} {'SSIM-RGB':>9}")
         for r in rows + [{"name": f"mean ({len(rows)})", **means}]:
-            click.echo(f"{r['name'][:20]:<20} {r['psnr_y']:8.2f} {r['ssim_y']:7.4f} {r['psnr_rgb']:9.2f} "
+            click.echo(f"{r['name']:<{w}} {r['psnr_y']:8.2f} {r['ssim_y']:7.4f} {r['psnr_rgb']:9.2f} "
                        f"{r['ssim_rgb']:9.4f}")
     report_failures(failures, total, "could not be scored")
     if failures:
@@ -173,34 +192,34 @@ def _no_reference(ctx: Context, folder: Path, compare: Path | None, as_json: boo
             row.update(compare_niqe=scores[1]["niqe"], compare_brisque=scores[1]["brisque"])
         rows.append(row)
     if rows:
-        _print_no_reference(rows, folder, compare, as_json, found.unpaired if compare is not None else None)
+        _print_no_reference(rows, folder, compare, as_json, found.unpaired if compare is not None else [], failures)
     report_failures(failures, total, "could not be scored")
     if failures:
         sys.exit(1)
 
 
 def _print_no_reference(rows: list[dict], folder: Path, compare: Path | None, as_json: bool,
-                        unpaired: list[Path] | None) -> None:
+                        unpaired: list[Path], failures: list[str]) -> None:
     keys = ["niqe", "brisque"] + (["compare_niqe", "compare_brisque"] if compare is not None else [])
     means = {k: float(np.mean([r[k] for r in rows])) for k in keys}
     lower = {k: sum(r[f"compare_{k}"] < r[k] for r in rows) for k in ("niqe", "brisque")} if compare else {}
     if as_json:
         extra = {f"compare_{k}_lower": v for k, v in lower.items()}
-        if unpaired is not None:
-            extra["unpaired"] = [str(f) for f in unpaired]
-        click.echo(json.dumps({"n": len(rows), **means, **extra, "per_image": rows}))
+        click.echo(json.dumps({"n": len(rows), **means, **extra, "per_image": rows,
+                               "unpaired": [str(f) for f in unpaired], "skipped": failures}))
         return
+    w = _name_width(rows)
     if compare is None:
-        click.echo(f"{'image':<20} {'NIQE':>7} {'BRISQUE':>8}")
+        click.echo(f"{'image':<{w}} {'NIQE':>7} {'BRISQUE':>8}")
         for r in rows + [{"name": f"mean ({len(rows)})", **means}]:
-            click.echo(f"{r['name'][:20]:<20} {r['niqe']:7.4f} {r['brisque']:8.3f}")
+            click.echo(f"{r['name']:<{w}} {r['niqe']:7.4f} {r['brisque']:8.3f}")
         return
     click.echo(f"A = {folder}, B = {compare} (lower = better; diff = B - A)")
-    click.echo(f"{'image':<20} {'NIQE A':>7} {'NIQE B':>7} {'diff':>7}   {'BRISQUE A':>9} {'BRISQUE B':>9} {'diff':>7}")
+    click.echo(f"{'image':<{w}} {'NIQE A':>7} {'NIQE B':>7} {'diff':>7}   {'BRISQUE A':>9} {'BRISQUE B':>9} {'diff':>7}")
     for r in rows + [{"name": f"mean ({len(rows)})", **means}]:
-        click.echo(f"{r['name'][:20]:<20} {r['niqe']:7.4f} {r['compare_niqe']:7.4f} "
+        click.echo(f"{r['name']:<{w}} {r['niqe']:7.4f} {r['compare_niqe']:7.4f} "
                    f"{r['compare_niqe'] - r['niqe']:+7.4f}   {r['brisque']:9.3f} {r['compare_brisque']:9.3f} "
                    f"{r['compare_brisque'] - r['brisque']:+7.3f}")
     n = len(rows)
     niqe_lower, brisque_lower = f"{lower['niqe']} of {n}", f"{lower['brisque']} of {n}"
-    click.echo(f"{'lower in B':<20} {'':>7} {niqe_lower:>7} {'':>7}   {'':>9} {brisque_lower:>9}")
+    click.echo(f"{'lower in B':<{w}} {'':>7} {niqe_lower:>7} {'':>7}   {'':>9} {brisque_lower:>9}")

@@ -7,7 +7,13 @@ from pathlib import Path
 
 import click
 
-from .common import Context, common_options
+from .common import (
+    Context,
+    Terminated,
+    common_options,
+    make_folder,
+    sigterm_as_interrupt,
+)
 
 FOLDER = click.Path(exists=True, file_okay=False, path_type=Path)
 
@@ -35,7 +41,8 @@ def report(inputs, outputs, target, masks, output, max_width, title, quiet, debu
     and PSNR/SSIM with --target. A summary on top gives the means and how many
     images improved. Pictures are embedded: the page can be mailed or archived
     alone. Missing or unreadable files, and names held by two files of a folder
-    (a.png and a.jpg), are reported and left out (exit code 1).
+    (a.png and a.jpg), are reported and left out (exit code 1). The page is
+    written at the end, whole: Ctrl-C leaves no file (exit code 130).
 
     \b
     Examples:
@@ -47,6 +54,7 @@ def report(inputs, outputs, target, masks, output, max_width, title, quiet, debu
     if output.suffix.lower() not in (".html", ".htm"):
         raise click.UsageError(f"output {output} should end in .html (the report is one HTML page)")
     ctx = Context(quiet, debug, max_pixels)
+    make_folder(output.parent)  # a folder that cannot be written fails now, not after the work
     problems = []
 
     def on_problem(line: str) -> None:
@@ -55,8 +63,12 @@ def report(inputs, outputs, target, masks, output, max_width, title, quiet, debu
             click.echo(f"warning: {line}", err=True)
 
     try:
-        result = build_report(inputs, outputs, output, target=target, masks=masks, max_width=max_width,
-                              title=title, max_pixels=max_pixels, progress=ctx.bars, on_problem=on_problem)
+        with sigterm_as_interrupt():
+            result = build_report(inputs, outputs, output, target=target, masks=masks, max_width=max_width,
+                                  title=title, max_pixels=max_pixels, progress=ctx.bars, on_problem=on_problem)
+    except KeyboardInterrupt as e:  # the page is written at the end, atomically: nothing half-written is left
+        click.echo(f"interrupted: {output} not written", err=True)
+        sys.exit(143 if isinstance(e, Terminated) else 130)
     except (ValueError, OSError) as e:
         if debug:
             raise
