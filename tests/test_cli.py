@@ -516,3 +516,55 @@ def test_derain_says_when_no_rain_streaks_were_found(tmp_path):
     r = invoke("derain", tmp_path / "flat.png", "-o", tmp_path / "out.png", "--steps", "2")
     assert r.exit_code == 0, r.stderr
     assert "no rain streaks found" in r.stdout and "deg from vertical" not in r.stdout
+
+
+# --- what a terminal shows on long runs ------------------------------------------------------------------------
+
+@pytest.fixture
+def terminal(monkeypatch):
+    """Run the image commands as on a terminal (progress bars and their lines on)."""
+    from rain2avoid.cli import images
+
+    class TerminalContext(images.Context):
+        def __init__(self, *args):
+            super().__init__(*args)
+            self.bars = not self.quiet
+
+    monkeypatch.setattr(images, "Context", TerminalContext)
+
+
+@pytest.mark.parametrize("preset, networks", [("fast", "1 network"), ("high", "3 networks, one progress bar each")])
+def test_derain_one_image_says_what_runs_before_its_training_bar(tmp_path, terminal, preset, networks):
+    write_image(tmp_path / "a.png", rainy(24, 32))
+    r = invoke("derain", tmp_path / "a.png", "-o", tmp_path / "out.png", "--steps", "2", "--preset", preset)
+    assert r.exit_code == 0, r.output
+    first = r.stdout.splitlines()[0]
+    assert first.startswith("a.png: finding the rain and its references first") and first.endswith(networks)
+    r = invoke("derain", tmp_path / "a.png", "-o", tmp_path / "out.png", "--steps", "2", "-q")
+    assert r.exit_code == 0 and r.stdout == ""
+
+
+def test_train_closes_references_bar_before_training(tmp_path, terminal, monkeypatch):
+    """The 'references' bar stops when the last image is read: its time and rate leave the training out."""
+    from rain2avoid import sdrl
+    from rain2avoid.cli import images
+    bars, seen = [], []
+
+    class Bar(images.tqdm):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            bars.append(self)
+
+    fit = sdrl._fit
+
+    def recording_fit(*args, **kwargs):
+        seen.append([(bar.desc, bar.n, bar.disable) for bar in bars])
+        return fit(*args, **kwargs)
+
+    monkeypatch.setattr(images, "tqdm", Bar)
+    monkeypatch.setattr(sdrl, "_fit", recording_fit)
+    for k in range(2):
+        write_image(tmp_path / "in" / f"{k}.png", rainy(24, 32, seed=k))
+    r = invoke("train", tmp_path / "in", "--model", tmp_path / "m.pt", "--steps", "2")
+    assert r.exit_code == 0, r.output
+    assert seen == [[("references", 2, True)]]  # closed (a closed bar is disabled) when training starts
