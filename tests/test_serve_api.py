@@ -141,13 +141,16 @@ def test_eight_clients_at_once_all_get_their_own_result(make_client, tmp_path):
 def test_progress_is_reported_while_training(make_client, tmp_path):
     client = make_client(options={"steps": 150})
     job_id = post(client, encoded(rainy(*TRAINS), tmp_path)).json()["id"]
-    seen = set()
+    seen, stages = set(), set()
     while (status := client.get(f"/api/jobs/{job_id}").json())["status"] != "done":
         if status["status"] == "running":
             seen.add(status["steps_done"])
             assert status["progress"] == round(status["steps_done"] / 150, 4) and status["steps_total"] == 150
+            stages.add(status["stage"])
+            assert status["stage"] == "training" or status["steps_done"] in (0, 150), status
         time.sleep(0.01)
     assert len([s for s in seen if 0 < s < 150]) >= 2, seen   # real steps, not just 0 and done
+    assert "training" in stages and stages <= {"rain", "training", "cleaning"} and status["stage"] is None
 
 
 def test_status_shows_the_seed_actually_used(client, tmp_path):

@@ -7,6 +7,7 @@ mask, the angle and the references for people who want to look inside.
 from __future__ import annotations
 
 import dataclasses
+import sys
 import time
 from dataclasses import dataclass
 from typing import Callable, NamedTuple
@@ -14,6 +15,7 @@ from typing import Callable, NamedTuple
 import cv2
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from .detect import CONFIDENT, compute_mask, find_streaks, main_support
 from .guard import mask_chroma, rain_guard
@@ -26,7 +28,7 @@ from .veil import Veil, clear_veil
 __all__ = ["derain", "derain_detailed", "DerainResult", "compute_mask", "make_targets", "loss_weights",
            "training_data", "TrainingData", "OnlineTargets", "training_view", "TURN_SUPPORT", "texture_only",
            "MAX_CHROMA", "nothing_to_learn", "derain_settings", "PAIRED_STEPS", "check_device",
-           "check_init"]
+           "check_init", "with_init_backbone", "STAGES"]
 
 TURN_SUPPORT = 12
 """The support of the main streak direction (``detect.main_support``) from which
@@ -243,18 +245,35 @@ def _runs(settings: Settings, init: Model | None, **options) -> list[tuple[Setti
     return runs
 
 
+STAGES = {"rain": "finding the rain and its references", "training": "training",
+          "cleaning": "cleaning the whole image"}
+"""What :func:`derain_detailed` tells ``on_stage`` (and, with ``progress``, shows) as it goes."""
+
+
+def _stage(name: str, progress: bool, on_stage: Callable[[str], None] | None, note: str = "") -> None:
+    """Tell ``on_stage`` that stage ``name`` (:data:`STAGES`) starts, and say it on stderr with ``progress``
+    (training has its own bar)."""
+    if on_stage is not None:
+        on_stage(name)
+    if progress and name != "training":
+        tqdm.write(f"{STAGES[name]}{note}...", file=sys.stderr)
+
+
 def _train_and_clean(rgb: np.ndarray, data: TrainingData, runs: list[tuple[Settings, Model | None]], device: str,
-                     progress: bool, on_progress: Callable[[int, int], None] | None) -> np.ndarray:
+                     progress: bool, on_progress: Callable[[int, int], None] | None,
+                     on_stage: Callable[[str], None] | None = None) -> np.ndarray:
     """The average of the outputs of the networks ``runs`` (:func:`_runs`) describes."""
     out = np.zeros_like(rgb)
     total, done = sum(run.steps for run, _ in runs), 0
-    for run, init in runs:
+    for k, (run, init) in enumerate(runs):
         on_step = None
         if on_progress is not None:
             def on_step(step: int, loss: float, done: int = done) -> None:
                 on_progress(done + step + 1, total)
+        _stage("training", progress, on_stage)
         model = train_image(rgb, data.targets, run, device=device, progress=progress, weights=data.weights,
                             on_step=on_step, init=init)
+        _stage("cleaning", progress, on_stage, f" (network {k + 1} of {len(runs)})" if len(runs) > 1 else "")
         out += model.clean(rgb, data.mask) / len(runs)
         done += run.steps
     return out
@@ -262,20 +281,24 @@ def _train_and_clean(rgb: np.ndarray, data: TrainingData, runs: list[tuple[Setti
 
 def derain_detailed(image: np.ndarray, preset: str = "fast", device: str = "cpu", progress: bool = False,
                     on_progress: Callable[[int, int], None] | None = None, init: Model | None = None,
-                    **options) -> DerainResult:
+                    on_stage: Callable[[str], None] | None = None, **options) -> DerainResult:
     """Remove rain from one image, training a network on it. See :func:`derain`.
 
     An image in which no rain is found (an empty mask) trains nothing: it comes back as
     it is, its veil aside (:func:`nothing_to_learn`).
 
     ``on_progress(done, total)``, if given, is called after every training step
-    (``total`` counts the steps of every network of the ensemble).
+    (``total`` counts the steps of every network of the ensemble). ``on_stage(name)``, if
+    given, is called as each stage starts: ``"rain"``, then ``"training"`` and ``"cleaning"``
+    for each network (:data:`STAGES`); finding the rain takes most of a large photo's time
+    and has no steps to count. With ``progress`` the stages are also said on stderr.
     """
     start = time.perf_counter()
     check_device(device)
     settings = derain_settings(preset, init, **options)
     image = as_image(image)
     rgb = to_float_rgb(image)
+    _stage("rain", progress, on_stage)
     data = training_data(rgb, settings)
     settings = dataclasses.replace(settings, augment=training_view(settings.augment, data.support))
     runs = _runs(settings, init, **options)
@@ -285,7 +308,7 @@ def derain_detailed(image: np.ndarray, preset: str = "fast", device: str = "cpu"
             total = sum(run.steps for run, _ in runs)
             on_progress(total, total)
     else:
-        out = _train_and_clean(rgb, data, runs, device, progress, on_progress)
+        out = _train_and_clean(rgb, data, runs, device, progress, on_progress, on_stage)
     out, veil = clear_veil(out, settings.veil, settings.veil_threshold)
     targets = data.targets
     if isinstance(targets, OnlineTargets):   # no fixed set: report the mean they are drawn around

@@ -113,20 +113,9 @@ def derain(input, output, preset, init_path, device, backbone, steps, target, re
                       model=init_path.resolve() if init is not None else None)
     check_outputs(jobs, overwrite, task.output_paths)  # before the videos: no name may be written twice
     jobs, earlier = _videos_first(ctx, jobs, video, "derain", force or not folder, overwrite)
-    if ctx.bars and not folder and jobs:  # one image: its only progress bars come after the rain is found
-        ctx.say(_first_steps(jobs[0].src, settings.ensemble))
     seconds = 0.3 + 0.0045 * settings.steps * settings.ensemble * (100 if settings.backbone == "unet" else 1)
     run_batch(ctx, task, jobs, "derain", force or not folder, overwrite, workers, dask, dask_write, seconds,
               earlier, folder)
-
-
-def _first_steps(src: Path, networks: int) -> str:
-    """The line said before one image is derained on a terminal: finding the rain and its
-    references shows no progress, yet takes most of the time of a large photo (measured on
-    2 cores: 35 of the 50 s of a 12 MP photo, 70 of the 96 s of a 24 MP one)."""
-    training = "1 network" if networks == 1 else f"{networks} networks, one progress bar each"
-    return (f"{src.name}: finding the rain and its references first (no progress bar: on a large photo "
-            f"most of the time), then training {training}")
 
 
 def _videos_first(ctx, jobs, work, what, force, overwrite):

@@ -91,6 +91,7 @@ class Job:
     finished: float | None = None
     order: int = 0
     cancelled: bool = False
+    stage: str | None = None   # while running: pipeline.STAGES's name of what it does now
 
     @property
     def upload_path(self) -> Path:
@@ -271,6 +272,7 @@ class JobStore:
                 "id": job.id, "status": job.status,
                 "progress": round(done / job.total_steps, 4) if job.total_steps else float(job.status == "done"),
                 "error": job.error, "steps_done": done, "steps_total": job.total_steps,
+                "stage": job.stage if job.status == "running" else None,
                 "queue_position": ahead if job.status == "queued" else None,
                 "preset": job.preset, "seed": job.seed, "width": job.width, "height": job.height,
                 "format": job.format, "filename": job.download_name, "seconds": job.seconds,
@@ -322,10 +324,16 @@ class JobStore:
                     raise _Stopped
                 job.done_steps, job.total_steps = done, total
 
+        def on_stage(name: str) -> None:
+            with self._lock:
+                if self._closing.is_set() or job.cancelled:
+                    raise _Stopped
+                job.stage = name
+
         try:
             image, meta = read_image(job.upload_path, max_pixels=self.max_pixels, with_meta=True)
             options = {**self.options, "seed": job.seed}
-            result = derain_detailed(image, job.preset, on_progress=on_progress, **options)
+            result = derain_detailed(image, job.preset, on_progress=on_progress, on_stage=on_stage, **options)
             write_image(job.result_path, result.image, meta=meta)
             write_image(job.mask_path, result.mask)
         except _Stopped:   # the job is forgotten when it was cancelled; this only matters at shutdown

@@ -27,7 +27,8 @@ function describe(job) {
     return s.queue_position ? `waiting: ${s.queue_position} ahead` : "waiting for a worker";
   }
   if (s.status === "running") {
-    if (!s.steps_done) return "finding the rain…";
+    if (s.stage === "rain" || !s.steps_done) return "finding the rain…";
+    if (s.stage === "cleaning") return "cleaning the whole photo…";
     return `training: step ${s.steps_done} of ${s.steps_total} (${Math.round(100 * s.progress)}%)`;
   }
   if (s.status === "done") return `done in ${s.seconds.toFixed(1)} s`;
