@@ -371,7 +371,7 @@ def derain(image: np.ndarray, preset: str = "fast", device: str = "cpu", progres
             averaged: 3x slower, a little better) or "reference" (the original
             method's settings: slow).
         device: "cpu" or "cuda".
-        progress: show a progress bar for the training steps.
+        progress: show progress on stderr: each stage (:data:`STAGES`), and a bar for the training steps.
         init: a ``Model`` trained on other rainy images (``rain2avoid train``, ``load_model``)
             for the network to start from, instead of a fresh network: the preset's
             settings then come from ``sdrl.TUNE_PRESETS``. "fast": 150 steps instead of
