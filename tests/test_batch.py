@@ -488,3 +488,39 @@ def test_dask_not_installed_names_the_extra(tmp_path, monkeypatch):
     make_folder(tmp_path / "in", ["a.png"])
     r = invoke("derain", tmp_path / "in", "-o", tmp_path / "out", "--dask", "tcp://127.0.0.1:8786")
     assert r.exit_code == 2 and "rain2avoid[dask]" in r.stderr and "Traceback" not in r.stderr
+
+
+# --- --workers auto and memory --------------------------------------------------------------------------------
+
+def test_worker_memory_follows_the_measured_peaks():
+    """Measured: 0.45 GB per worker at 0.15 MP, 2.5 GB at 12 MP and 4.2 GB at 24 MP (the estimate errs high)."""
+    from rain2avoid.batch.local import memory_workers, worker_memory
+    assert worker_memory(480 * 320) / 1e9 == pytest.approx(0.43, abs=0.03)
+    assert worker_memory(4288 * 2848) / 1e9 == pytest.approx(2.5, abs=0.1)
+    assert 4.2 < worker_memory(6089 * 4044) / 1e9 < 4.8
+    assert memory_workers(8, 12_000_000, 10_000_000_000) == 4
+    assert memory_workers(2, 24_000_000, 1_000_000_000) == 1    # always one
+    assert memory_workers(8, 12_000_000, None) == 8              # unknown: as many as the cores say
+
+
+def test_available_memory_is_known_here():
+    from rain2avoid.batch.local import available_memory
+    if not Path("/proc/meminfo").exists():
+        pytest.skip("available memory is read from /proc/meminfo (Linux)")
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    assert 0 < available_memory() <= total
+
+
+def test_workers_auto_fits_the_largest_image_in_memory(tmp_path, monkeypatch):
+    """A folder of large photos gets fewer workers than cores when they would not fit, and says why."""
+    import rain2avoid.cli.batch as cli_batch
+    make_folder(tmp_path / "in", ["a.png", "b.png"])
+    write_image(tmp_path / "in" / "big.png", rainy(9, h=120, w=160))
+    assert cli_batch.largest_pixels(sorted((tmp_path / "in").iterdir())) == 120 * 160
+    monkeypatch.setattr(cli_batch, "auto_workers", lambda images, seconds: 2)
+    monkeypatch.setattr(cli_batch, "available_memory", lambda: 500_000_000)   # one worker's 0.4 GB and a bit
+    r = invoke("derain", tmp_path / "in", "-o", tmp_path / "out", "--steps", "1")
+    assert r.exit_code == 0, r.output
+    assert "--workers auto: 1 worker(s), not 2: the largest image (0.0 MP) needs about 0.4 GB per worker and " \
+           "0.5 GB is available" in r.stdout
+    assert sorted(os.listdir(tmp_path / "out")) == ["a.png", "b.png", "big.png"]

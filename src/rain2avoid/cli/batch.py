@@ -25,6 +25,7 @@ from ..batch import (
     take_shard,
 )
 from ..batch.dask import DaskError, require_distributed
+from ..batch.local import available_memory, memory_workers, worker_memory
 from ..batch.plan import Job
 from ..batch.work import Outcome, remove_temporaries
 from ..io import IMAGE_EXTENSIONS
@@ -80,7 +81,8 @@ def batch_options(f):
     f = click.option("--workers", metavar="N|auto", callback=_workers, default="auto", show_default=True,
                      help=f"Worker processes on this machine, each with its share of the {cores} core(s). "
                           f"auto: {cores} single-threaded workers (fastest measured) when the folder holds "
-                          f"enough work to repay starting them, else 1 process.")(f)
+                          f"enough work to repay starting them, else 1 process; fewer when that many of the "
+                          f"largest images would not fit in the memory available.")(f)
     return f
 
 
@@ -140,6 +142,8 @@ def run_batch(ctx: Context, task, jobs: list[Job], what: str, force: bool, overw
     say_skipped(ctx, done)
     if workers is None:
         workers = auto_workers(len(todo), work_seconds) if not ctx.debug else 1
+        if workers > 1:
+            workers = _fit_memory(ctx, workers, todo)
     workers = min(workers, max(1, len(todo)))  # no idle processes
     bar = tqdm(total=len(todo), desc=what, unit="image", disable=not ctx.bars or len(todo) < 2)
     finished, elsewhere = [], []
@@ -195,6 +199,42 @@ def run_batch(ctx: Context, task, jobs: list[Job], what: str, force: bool, overw
 
 START_SECONDS = 2.0
 """About what starting the worker pool costs here (forkserver, importing torch once; measured)."""
+
+
+def largest_pixels(paths: list[Path], sample: int = 64, most: int = 10_000) -> int:
+    """The pixel count of the largest image among the ``sample`` largest files of ``paths`` (from
+    their headers; 0 for none readable): a cheap bound on what one worker will hold. Of more
+    than ``most`` files, every k-th is looked at (a million ``stat`` calls can take minutes)."""
+    paths = paths[::max(1, len(paths) // most)]
+    from PIL import Image
+
+    def size(path: Path) -> int:
+        try:
+            return path.stat().st_size
+        except OSError:
+            return 0
+
+    largest = 0
+    for path in sorted(paths, key=size, reverse=True)[:sample]:
+        try:
+            with Image.open(path) as image:
+                largest = max(largest, image.size[0] * image.size[1])
+        except Exception:  # not an image Pillow knows (the job reports it); a video
+            continue
+    return largest
+
+
+def _fit_memory(ctx: Context, workers: int, jobs: list[Job]) -> int:
+    """``--workers auto``'s count, lowered (and said) when that many of the largest images would not
+    fit in the memory available."""
+    pixels = largest_pixels([job.src for job in jobs])
+    available = available_memory()
+    fitting = memory_workers(workers, pixels, available)
+    if fitting < workers:
+        ctx.say(f"--workers auto: {fitting} worker(s), not {workers}: the largest image "
+                f"({pixels / 1e6:.1f} MP) needs about {worker_memory(pixels) / 1e9:.1f} GB per worker and "
+                f"{available / 1e9:.1f} GB is available")
+    return fitting
 
 
 def auto_workers(images: int, work_seconds: float, cores: int | None = None) -> int:
