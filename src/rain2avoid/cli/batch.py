@@ -142,7 +142,7 @@ def run_batch(ctx: Context, task, jobs: list[Job], what: str, force: bool, overw
     say_skipped(ctx, done)
     if workers is None:
         workers = auto_workers(len(todo), work_seconds) if not ctx.debug else 1
-        if workers > 1:
+        if workers > 1 and not dask:   # a Dask cluster's workers are its own
             workers = _fit_memory(ctx, workers, todo)
     workers = min(workers, max(1, len(todo)))  # no idle processes
     bar = tqdm(total=len(todo), desc=what, unit="image", disable=not ctx.bars or len(todo) < 2)
