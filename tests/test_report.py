@@ -351,3 +351,19 @@ def test_eval_interrupted_says_so_and_exits_130(folders, monkeypatch):
     root = folders["root"]
     r = invoke("eval", "--pred", root / "derained", "--target", root / "rainy")
     assert r.exit_code == 130 and r.stderr.strip().splitlines()[-1] == "interrupted: no scores printed"
+
+
+def test_nothing_to_report_or_score_is_a_usage_error(tmp_path):
+    """An empty folder, or two with no names in common: exit 2, as derain says 'no images' (1 means
+    some files failed)."""
+    for name in ("empty", "other"):
+        (tmp_path / name).mkdir()
+    write_image(tmp_path / "other" / "x.png", np.zeros((32, 32, 3), np.uint8))
+    for args, line in [(["report", tmp_path / "empty", tmp_path / "other", "-o", tmp_path / "r.html"],
+                        f"no images in {tmp_path / 'empty'}"),
+                       (["eval", "--no-reference", tmp_path / "empty"], f"no images to score in {tmp_path / 'empty'}"),
+                       (["eval", "--pred", tmp_path / "empty", "--target", tmp_path / "other"],
+                        f"no images with matching names in {tmp_path / 'empty'} and {tmp_path / 'other'}")]:
+        r = invoke(*args)
+        assert r.exit_code == 2 and r.stderr.strip().splitlines()[-1] == f"Error: {line}", r.stderr
+    assert not (tmp_path / "r.html").exists()

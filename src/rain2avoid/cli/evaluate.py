@@ -118,7 +118,7 @@ def _full_reference(ctx: Context, pred: Path, target: Path, as_json: bool, crop_
     found = pair_by_stem(pred, target)
     _say_unpaired(ctx, found.unpaired)
     if not found.pairs and not found.ambiguous:
-        raise click.ClickException(f"no images with matching names in {pred} and {target}")
+        raise click.UsageError(f"no images with matching names in {pred} and {target}")
     failures: list[str] = []
     for line in found.ambiguous:
         _error(failures, f"{line}; left out")
@@ -175,7 +175,7 @@ def _no_reference(ctx: Context, folder: Path, compare: Path | None, as_json: boo
             raise click.ClickException(f"no pair of {folder} and {compare} could be scored "
                                        f"({len(failures)} reported above)")
         where = f"{folder} and {compare} (no images with matching names)" if compare else folder
-        raise click.ClickException(f"no images to score in {where}")
+        raise click.UsageError(f"no images to score in {where}")
     rows, total = [], len(files) + len(failures)
     for name, paths in tqdm(files, desc="eval", unit="image", disable=not ctx.bars or len(files) < 2):
         scores = []

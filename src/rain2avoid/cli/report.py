@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from ..io import list_images
 from .common import (
     Context,
     Terminated,
@@ -55,6 +56,8 @@ def report(inputs, outputs, target, masks, output, max_width, title, quiet, debu
         raise click.UsageError(f"output {output} should end in .html (the report is one HTML page)")
     ctx = Context(quiet, debug, max_pixels)
     make_folder(output.parent)  # a folder that cannot be written fails now, not after the work
+    if not list_images(inputs):   # nothing to do: a usage error, as derain says it
+        raise click.UsageError(f"no images in {inputs}")
     problems = []
 
     def on_problem(line: str) -> None:
