@@ -12,12 +12,14 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from .ldgp import RAIN_LEVEL
+
 __all__ = ["rain_guard", "mask_chroma"]
 
 
 def rain_guard(image: np.ndarray, estimate: np.ndarray, mask: np.ndarray, cap: float = 4.0,
                component_cap: float = 3.0, colour: str = "median", saturated: int = 250,
-               threshold: int = 10) -> np.ndarray:
+               threshold: int = RAIN_LEVEL) -> np.ndarray:
     """Keep only the part of ``image - estimate`` that rain can explain.
 
     Rain only adds light, and (in Rain100L and for white rain generally) about
@@ -100,7 +102,7 @@ def rain_guard(image: np.ndarray, estimate: np.ndarray, mask: np.ndarray, cap: f
 
 
 def mask_chroma(image: np.ndarray, estimate: np.ndarray, mask: np.ndarray, min_increment: float = 2.0,
-                saturated: int = 250, threshold: int = 10, min_pixels: int = 50) -> float:
+                saturated: int = 250, threshold: int = RAIN_LEVEL, min_pixels: int = 50) -> float:
     """How coloured the change ``image - estimate`` is over ``mask``: 0 for white rain.
 
     Rain adds about the same light to R, G and B; texture that a mask takes

@@ -21,6 +21,7 @@ from .detect import CONFIDENT, compute_mask, find_streaks, main_support
 from .guard import mask_chroma, rain_guard
 from .io import from_float_rgb, to_float_rgb, to_uint8
 from .io.pixels import as_image
+from .ldgp import RAIN_LEVEL
 from .sdr import ReferenceSampler, expected_reference, sample_references
 from .sdrl import TUNE_PRESETS, Model, Settings, resolve_settings, train_image
 from .veil import Veil, clear_veil
@@ -125,7 +126,7 @@ def make_targets(rgb: np.ndarray, mask: np.ndarray, settings: Settings) -> np.nd
     return (refs / 255.0).astype(np.float32)
 
 
-def loss_weights(mask: np.ndarray, halo: int, threshold: int = 10) -> np.ndarray:
+def loss_weights(mask: np.ndarray, halo: int, threshold: int = RAIN_LEVEL) -> np.ndarray:
     """Per-pixel loss weights for training on references made with ``mask``: float32 (H, W).
 
     0 on the pixels within ``halo`` px of a rain pixel (a square neighbourhood)

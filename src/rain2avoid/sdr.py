@@ -24,6 +24,8 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
+from .ldgp import RAIN_LEVEL
+
 __all__ = ["Candidates", "candidates", "expected_reference", "sample_references", "ReferenceSampler",
            "SAMPLERS"]
 
@@ -67,7 +69,7 @@ def _levels(mask, threshold: float) -> np.ndarray:
 
 
 def candidates(image: np.ndarray, mask: np.ndarray, sampler: str = "nss", window: int = 7,
-               patch: int = 3, eta: float = 0.5, threshold: int = 10) -> Candidates:
+               patch: int = 3, eta: float = 0.5, threshold: int = RAIN_LEVEL) -> Candidates:
     """Candidate offsets and their sampling weights for every rain pixel.
 
     Args:
@@ -85,7 +87,7 @@ def candidates(image: np.ndarray, mask: np.ndarray, sampler: str = "nss", window
 
 
 def _candidates(image: np.ndarray, mask: np.ndarray, sampler: str = "nss", window: int = 7,
-                patch: int = 3, eta: float = 0.5, threshold: int = 10) -> Candidates:
+                patch: int = 3, eta: float = 0.5, threshold: int = RAIN_LEVEL) -> Candidates:
     """:func:`candidates` of a mask already checked by :func:`_levels`."""
     _check(image, mask, sampler, window, patch)
     h, w = mask.shape
@@ -151,7 +153,7 @@ def _candidates_in_bands(image: np.ndarray, mask: np.ndarray, sampler: str, band
     Yields one :class:`Candidates` per band, with rows in whole-image coordinates,
     holding only the band's own rain pixels that have at least one candidate.
     """
-    mask = _levels(mask, kwargs.get("threshold", 10))  # the whole mask: a band of it may hold only 0 and 1
+    mask = _levels(mask, kwargs.get("threshold", RAIN_LEVEL))  # the whole mask: a band of it may hold only 0 and 1
     _check(image, mask, sampler, kwargs.get("window", 7), kwargs.get("patch", 3))
     for a, b, lo, hi in _bands(image.shape[0], kwargs.get("window", 7), band):
         c = _candidates(image[lo:hi], mask[lo:hi], sampler, **kwargs)
