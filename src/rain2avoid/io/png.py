@@ -19,7 +19,7 @@ import struct
 import zlib
 from typing import Iterator, Optional, Tuple
 
-__all__ = ["PngDamage", "chunks", "is_complete", "colour_key", "check_chunks", "check_image_data"]
+__all__ = ["PngDamage", "chunks", "colour_key", "check_chunks", "check_image_data"]
 
 _CRITICAL = (b"IHDR", b"PLTE", b"IDAT", b"IEND")
 _CHECKED_CRC = (b"IHDR", b"PLTE", b"IDAT")  # the critical chunks that hold something
@@ -48,11 +48,6 @@ def chunks(data: bytes) -> Iterator[Tuple[bytes, memoryview, int]]:
         position = end
 
 
-def is_complete(data: bytes) -> bool:
-    """True when the PNG's chunks run whole up to its IEND chunk (a truncated file does not)."""
-    return any(kind == b"IEND" for kind, _, _ in chunks(data))
-
-
 def colour_key(data: bytes, colour_type: int) -> Optional[list]:
     """The tRNS colour key of a grey (one value) or RGB (three) PNG, in the file's bit depth."""
     if colour_type not in (0, 2):
@@ -68,11 +63,12 @@ def colour_key(data: bytes, colour_type: int) -> Optional[list]:
     return None
 
 
-def check_chunks(data: bytes) -> None:
+def check_chunks(data: bytes) -> bool:
     """PngDamage for a PNG whose whole chunks are damaged, up to its IEND chunk (see the module
-    docstring). Chunks missing at the end are not refused here. Costs about 4 % of decoding
-    the image (mostly the CRCs of the image data)."""
-    seen_idat, previous, stream_head = False, None, b""
+    docstring); else whether the chunks run whole up to IEND (a truncated file's do not: chunks
+    missing at the end are not refused here). Costs about 4 % of decoding the image (mostly
+    the CRCs of the image data)."""
+    seen_idat, previous, stream_head, complete = False, None, b"", False
     for kind, payload, crc in chunks(data):
         if not kind.isalpha():
             raise PngDamage(f"a chunk has the invalid type {kind!r}")
@@ -90,10 +86,12 @@ def check_chunks(data: bytes) -> None:
         if kind == b"IEND":
             if len(stream_head) < 2:
                 raise PngDamage("no image data before the IEND chunk")
+            complete = True
             break
         previous = kind
     if len(stream_head) == 2 and not _is_zlib_header(stream_head):
         raise PngDamage("the image data is not a zlib stream")
+    return complete
 
 
 def check_image_data(data: bytes) -> None:

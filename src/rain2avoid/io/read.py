@@ -381,8 +381,7 @@ def _decode_pixels(data: bytes, fmt: str, header: Image.Image) -> Tuple[np.ndarr
     if fmt == "png":
         # libpng, inside OpenCV, prints its own messages to stderr for a damaged
         # PNG, so the damage that is cheap to find is refused before OpenCV runs.
-        _checked_png(png.check_chunks, data)
-        if not png.is_complete(data):
+        if not _checked_png(png.check_chunks, data):
             # A PNG that stops short goes to Pillow, which reports it as an
             # exception (or decodes a PNG that only lacks its IEND chunk).
             _checked_png(png.check_image_data, data)
@@ -399,10 +398,10 @@ def _decode_pixels(data: bytes, fmt: str, header: Image.Image) -> Tuple[np.ndarr
     return _pillow_pixels(header), upright
 
 
-def _checked_png(check, data: bytes) -> None:
-    """Run one of :mod:`.png`'s checks; its PngDamage becomes the reader's error."""
+def _checked_png(check, data: bytes):
+    """Run one of :mod:`.png`'s checks (its answer); its PngDamage becomes the reader's error."""
     try:
-        check(data)
+        return check(data)
     except png.PngDamage as exc:
         raise _BadImage(f"truncated or corrupt PNG file ({exc})") from None
 
