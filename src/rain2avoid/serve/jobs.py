@@ -195,11 +195,6 @@ class JobStore:
         """Delete the folder of an upload that did not become a job."""
         shutil.rmtree(folder, ignore_errors=True)
 
-    def check_settings(self, preset: str, seed: int | None) -> int:
-        """The number of training steps of a job; ValueError for an unknown preset."""
-        settings = self._settings(preset, seed)
-        return settings.ensemble * settings.steps
-
     def _settings(self, preset: str, seed: int | None):
         """A job's Settings: the preset, the store's options, then the client's seed when it gave one."""
         options = self.options if seed is None else {**self.options, "seed": seed}
@@ -318,16 +313,18 @@ class JobStore:
     def _run(self, job: Job) -> None:
         start = time.perf_counter()
 
+        def stop_if_asked() -> None:   # under the lock
+            if self._closing.is_set() or job.cancelled:
+                raise _Stopped
+
         def on_progress(done: int, total: int) -> None:
             with self._lock:
-                if self._closing.is_set() or job.cancelled:
-                    raise _Stopped
+                stop_if_asked()
                 job.done_steps, job.total_steps = done, total
 
         def on_stage(name: str) -> None:
             with self._lock:
-                if self._closing.is_set() or job.cancelled:
-                    raise _Stopped
+                stop_if_asked()
                 job.stage = name
 
         try:
