@@ -31,9 +31,9 @@ from ..batch.work import Outcome, remove_temporaries
 from ..io import IMAGE_EXTENSIONS
 from .common import (
     Context,
-    Terminated,
     check_folder_output,
     check_outputs,
+    interrupted_exit_code,
     list_inputs,
     output_for,
     report_failures,
@@ -178,7 +178,7 @@ def run_batch(ctx: Context, task, jobs: list[Job], what: str, force: bool, overw
         bar.close()
         click.echo(f"interrupted: {sum(finished)} of {len(todo)} image(s) done; run the same command again "
                    f"to do the rest (finished outputs are skipped)", err=True)
-        sys.exit(143 if isinstance(e, Terminated) else 130)
+        sys.exit(interrupted_exit_code(e))
     except DaskError as e:  # the cluster cannot be used, so nothing was done: 2, like a usage error
         if ctx.debug:
             raise

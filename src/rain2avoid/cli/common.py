@@ -159,6 +159,11 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM (``kill``, ``timeout``, systemd, Slurm's pre-emption), stopped like Ctrl-C."""
 
 
+def interrupted_exit_code(interrupt: KeyboardInterrupt) -> int:
+    """The exit code of a run stopped by ``interrupt``: 143 for SIGTERM, 130 for Ctrl-C (128 + signal)."""
+    return 143 if isinstance(interrupt, Terminated) else 130
+
+
 @contextlib.contextmanager
 def sigterm_as_interrupt():
     """Within it, SIGTERM raises :class:`Terminated` (a KeyboardInterrupt) in the main thread, so

@@ -14,7 +14,7 @@ from ..io import list_images
 from ..metrics import as_rgb, psnr, ssim
 from ..noref import brisque, niqe
 from ..pairing import by_stem, pair_by_stem
-from .common import Context, Terminated, common_options, reason, report_failures, sigterm_as_interrupt
+from .common import Context, common_options, interrupted_exit_code, reason, report_failures, sigterm_as_interrupt
 
 MAX_PSNR = 100.0
 """`eval` reports PSNR above this (identical images: infinite) as this, so JSON stays valid."""
@@ -72,7 +72,7 @@ def evaluate(pred, target, no_reference, compare, as_json, crop_border, quiet, d
                 _full_reference(ctx, pred, target, as_json, crop_border)
     except KeyboardInterrupt as e:  # nothing is written: only the scores so far are lost
         click.echo("interrupted: no scores printed", err=True)
-        sys.exit(143 if isinstance(e, Terminated) else 130)
+        sys.exit(interrupted_exit_code(e))
 
 
 def _say_unpaired(ctx: Context, unpaired: list[Path]) -> None:

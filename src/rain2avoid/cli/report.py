@@ -10,8 +10,8 @@ import click
 from ..io import list_images
 from .common import (
     Context,
-    Terminated,
     common_options,
+    interrupted_exit_code,
     make_folder,
     sigterm_as_interrupt,
 )
@@ -71,7 +71,7 @@ def report(inputs, outputs, target, masks, output, max_width, title, quiet, debu
                                   title=title, max_pixels=max_pixels, progress=ctx.bars, on_problem=on_problem)
     except KeyboardInterrupt as e:  # the page is written at the end, atomically: nothing half-written is left
         click.echo(f"interrupted: {output} not written", err=True)
-        sys.exit(143 if isinstance(e, Terminated) else 130)
+        sys.exit(interrupted_exit_code(e))
     except (ValueError, OSError) as e:
         if debug:
             raise
