@@ -57,6 +57,12 @@ def scale_to_255(image: np.ndarray, who: str) -> float:
     return 1.0
 
 
+def _on_255(image: np.ndarray, who: str) -> np.ndarray:
+    """The RGB of ``image`` (alpha dropped) as float64 on the 0-255 scale (:func:`scale_to_255`)."""
+    rgb = image[..., :3]
+    return rgb.astype(np.float64) * scale_to_255(rgb, who)
+
+
 def _prepare(pred, target, channel: str, crop_border: int, who: str) -> tuple[np.ndarray, np.ndarray]:
     pred, target = np.asarray(pred), np.asarray(target)
     for image in (pred, target):
@@ -68,8 +74,7 @@ def _prepare(pred, target, channel: str, crop_border: int, who: str) -> tuple[np
         raise ValueError(f"channel must be one of {CHANNELS}, got {channel!r}")
     if isinstance(crop_border, bool) or not isinstance(crop_border, (int, np.integer)) or crop_border < 0:
         raise ValueError(f"crop_border must be a whole number >= 0, got {crop_border!r}")
-    pred, target = [x[..., :3].astype(np.float64) * scale_to_255(x[..., :3], f"{who} {name}")
-                    for x, name in ((pred, "pred"), (target, "target"))]
+    pred, target = _on_255(pred, f"{who} pred"), _on_255(target, f"{who} target")
     if crop_border:
         pred = pred[crop_border:-crop_border, crop_border:-crop_border]
         target = target[crop_border:-crop_border, crop_border:-crop_border]
@@ -123,8 +128,7 @@ def flicker(pred, target, channel: str = "y") -> float:
                          f"and {target.shape}")
     if channel not in CHANNELS:
         raise ValueError(f"channel must be one of {CHANNELS}, got {channel!r}")
-    p, t = [x[..., :3].astype(np.float64) * scale_to_255(x[..., :3], f"flicker {name}")
-            for x, name in ((pred, "pred"), (target, "target"))]
+    p, t = _on_255(pred, "flicker pred"), _on_255(target, "flicker target")
     if channel == "y":
         p, t = to_y(p), to_y(t)
     return float(np.mean(np.abs(np.diff(p, axis=0) - np.diff(t, axis=0))))
