@@ -334,6 +334,8 @@ def load_model(path: str | os.PathLike, device: str = "cpu") -> Model:
     Raises :class:`ModelFileError` for a missing, damaged or foreign file, and for a model
     whose weights are not finite (a diverged training)."""
     path = Path(path)
+    if path.is_dir():
+        raise ModelFileError(f"{path}: is a folder, not a model file")
     if not path.is_file():
         raise ModelFileError(f"{path}: no such model file")
     try:

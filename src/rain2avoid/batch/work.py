@@ -290,13 +290,9 @@ def set_threads(threads: int) -> None:
 
 def cached_model(path: Path, device: str = "cpu"):
     """``sdrl.load_model(path)``, loaded once per process (reloaded if the file changes)."""
-    if os.path.isdir(path):
-        from ..sdrl import ModelFileError
-        raise ModelFileError(f"{path}: is a folder, not a model file")
-    try:
-        stat = os.stat(path)
-    except OSError:  # load_model says what is wrong
+    if not os.path.isfile(path):  # missing, a folder...: load_model says so, naming the path as given
         return _load_model.__wrapped__(str(path), 0, 0, device)
+    stat = os.stat(path)
     return _load_model(os.path.realpath(path), stat.st_mtime_ns, stat.st_size, device)
 
 
