@@ -34,7 +34,7 @@ from .metrics import as_rgb, psnr, ssim
 from .noref import brisque, niqe
 from .pairing import ambiguous_pair, by_stem
 
-__all__ = ["build_report", "Report", "METRICS", "MAX_PSNR"]
+__all__ = ["build_report", "Report", "NoImages", "METRICS", "MAX_PSNR"]
 
 MAX_PSNR = 100.0
 """PSNR above this (identical images: infinite) counts as this, as in ``rain2avoid eval``."""
@@ -160,6 +160,10 @@ def _summary(entries: list[dict]) -> list[dict]:
     return rows
 
 
+class NoImages(ValueError):
+    """The folder of inputs holds no image: there is nothing to report."""
+
+
 def build_report(inputs, outputs, path, target=None, masks=None, max_width: int = 1200,
                  title: str = "rain2avoid report", max_pixels: Optional[int] = DEFAULT_MAX_PIXELS,
                  progress: bool = False, on_problem: Optional[Callable[[str], None]] = None) -> Report:
@@ -192,7 +196,7 @@ def build_report(inputs, outputs, path, target=None, masks=None, max_width: int 
 
     sources = list_images(inputs)
     if not sources:
-        raise ValueError(f"no images in {inputs}")
+        raise NoImages(f"no images in {inputs}")
     same_stem = by_stem(sources)
     for source in tqdm(sources, desc="report", unit="image", disable=not progress or len(sources) < 2):
         stem = source.stem

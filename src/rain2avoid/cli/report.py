@@ -7,7 +7,6 @@ from pathlib import Path
 
 import click
 
-from ..io import list_images
 from .common import (
     Context,
     common_options,
@@ -51,13 +50,11 @@ def report(inputs, outputs, target, masks, output, max_width, title, quiet, debu
       rain2avoid report rainy/ derained/ --masks derained/ -o report.html
       rain2avoid report rainy/ derained/ --target clean/ -o report.html
     """
-    from ..report import build_report
+    from ..report import NoImages, build_report
     if output.suffix.lower() not in (".html", ".htm"):
         raise click.UsageError(f"output {output} should end in .html (the report is one HTML page)")
     ctx = Context(quiet, debug, max_pixels)
     make_folder(output.parent)  # a folder that cannot be written fails now, not after the work
-    if not list_images(inputs):   # nothing to do: a usage error, as derain says it
-        raise click.UsageError(f"no images in {inputs}")
     problems = []
 
     def on_problem(line: str) -> None:
@@ -72,6 +69,8 @@ def report(inputs, outputs, target, masks, output, max_width, title, quiet, debu
     except KeyboardInterrupt as e:  # the page is written at the end, atomically: nothing half-written is left
         click.echo(f"interrupted: {output} not written", err=True)
         sys.exit(interrupted_exit_code(e))
+    except NoImages as e:   # nothing to do: a usage error, as derain says it
+        raise click.UsageError(str(e))
     except (ValueError, OSError) as e:
         if debug:
             raise
