@@ -129,10 +129,11 @@ def _entry(stem: str, paths: dict, max_width: int, max_pixels, problems: list) -
             if clean.shape[:2] != image.shape[:2]:
                 raise ValueError(f"{paths['target']}: the clean image is {clean.shape[1]}x{clean.shape[0]}, "
                                  f"the input {image.shape[1]}x{image.shape[0]}")
-            for name, picture in (("input", image), ("result", result)):
-                p = _try(psnr, as_rgb(picture), as_rgb(clean), "y")
+            clean = as_rgb(clean)
+            for name, picture in (("input", as_rgb(image)), ("result", as_rgb(result))):
+                p = _try(psnr, picture, clean, "y")
                 scores[name]["psnr_y"] = None if p is None else min(p, MAX_PSNR)
-                scores[name]["ssim_y"] = _try(ssim, as_rgb(picture), as_rgb(clean), "y")
+                scores[name]["ssim_y"] = _try(ssim, picture, clean, "y")
         except ValueError as e:
             problems.append(f"{' '.join(str(e).split())} (no PSNR/SSIM for {stem})")
     rgb8, out8 = to_uint8(to_float_rgb(image)), to_uint8(to_float_rgb(result))
