@@ -3,6 +3,8 @@
 import base64
 import json
 import os
+import re
+import unicodedata
 from html.parser import HTMLParser
 
 import cv2
@@ -267,6 +269,47 @@ def test_report_on_a_phone(tmp_path, browser):
     assert errors == []
 
 
+def test_report_table_sorts_by_a_column(tmp_path, browser):
+    """A heading sorts the table of images (click, or Enter / Space on the focused heading); again, the other
+    way; scores numerically with the missing last either way, names naturally (2 before 10)."""
+    rng = np.random.default_rng(0)
+    clean = rng.integers(0, 256, (24, 32, 3), np.uint8)
+    for name, noise in (("1", 2), ("2", 16), ("10", 6), ("11", 6)):  # PSNR-Y: 1 best, 2 worst, 11 none
+        write_image(tmp_path / "in" / f"{name}.png", clean)
+        write_image(tmp_path / "out" / f"{name}.png",
+                    np.clip(clean + rng.normal(0, noise, clean.shape), 0, 255).astype(np.uint8))
+        if name != "11":
+            write_image(tmp_path / "clean" / f"{name}.png", clean)
+    report = build_report(tmp_path / "in", tmp_path / "out", tmp_path / "r.html", target=tmp_path / "clean")
+    psnr_y = {e["name"]: e["scores"]["result"].get("psnr_y") for e in report.images}
+    assert psnr_y["1"] > psnr_y["10"] > psnr_y["2"] and psnr_y["11"] is None
+    page = browser.new_page()
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto((tmp_path / "r.html").as_uri())
+
+    def order():
+        return page.eval_on_selector_all("table.index tbody tr", "rows => rows.map(r => r.cells[0].textContent)")
+
+    def sorted_by():
+        return page.eval_on_selector_all("table.index th[aria-sort]", "ths => ths.map(th => "
+                                         "[th.querySelector('button').dataset.key, th.getAttribute('aria-sort')])")
+
+    assert order() == ["1", "2", "10", "11"] and sorted_by() == []
+    psnr_heading = page.locator("table.index button[data-key=psnr_y]")
+    psnr_heading.click()
+    assert order() == ["2", "10", "1", "11"] and sorted_by() == [["psnr_y", "ascending"]]
+    psnr_heading.click()
+    assert order() == ["1", "10", "2", "11"] and sorted_by() == [["psnr_y", "descending"]]
+    page.locator("table.index button[data-key=name]").focus()
+    page.keyboard.press("Enter")
+    assert order() == ["1", "2", "10", "11"] and sorted_by() == [["name", "ascending"]]
+    page.keyboard.press("Space")
+    assert order() == ["11", "10", "2", "1"] and sorted_by() == [["name", "descending"]]
+    page.close()
+    assert errors == []
+
+
 def test_report_scores_hold_no_markup_for_any_name(folders):
     """The scores' JSON sits in a <script>: a name with "<!--" and "<script" must not reach it as such."""
     root = folders["root"]
@@ -317,6 +360,27 @@ def test_eval_tables_never_cut_names(tmp_path):
         assert [row.split()[0] for row in rows] == names
         header = next(line for line in r.stdout.splitlines() if line.startswith("image"))
         assert len({len(line) for line in rows + [header]}) == 1  # one column width for all
+
+
+def test_eval_table_columns_line_up_with_wide_characters(tmp_path):
+    """A name in CJK (two terminal columns a character) keeps its numbers under those of the other rows."""
+    def columns(text):  # terminal columns, counted here independently of the code under test
+        return sum(0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1
+                   for c in text)
+
+    rng = np.random.default_rng(0)
+    clean = rng.integers(0, 256, (24, 32, 3), np.uint8)
+    for name in ("雨の日", "street"):
+        write_image(tmp_path / "clean" / f"{name}.png", clean)
+        write_image(tmp_path / "pred" / f"{name}.png", np.clip(clean + rng.normal(0, 8, clean.shape), 0, 255)
+                    .astype(np.uint8))
+    r = invoke("eval", "--pred", tmp_path / "pred", "--target", tmp_path / "clean")
+    assert r.exit_code == 0, r.output
+    lines = r.stdout.splitlines()
+    assert sorted(line.split()[0] for line in lines) == ["image", "mean", "street", "雨の日"]
+    # where each of the four right-aligned number columns ends, in terminal columns
+    ends = [[columns(line[:m.end()]) for m in list(re.finditer(r"\S+", line))[-4:]] for line in lines]
+    assert all(e == ends[0] for e in ends), r.stdout
 
 
 def test_eval_no_reference_json_names_what_it_skipped(tmp_path):

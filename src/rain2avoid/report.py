@@ -3,7 +3,9 @@
 For each image (inputs and results paired by file stem): input | result | rain
 mask, a before/after slider, and the scores: NIQE and BRISQUE of input and
 result always, PSNR and SSIM (Y) against clean images when a target folder is
-given. A summary table on top gives the means and how many images improved.
+given. A summary table on top gives the means and how many images improved;
+the table of images under it sorts by a column when its heading is clicked
+(scores: by the result's).
 Everything is inside the one file: pictures as base64 ``data:`` URIs (shrunk
 to a display width), inline CSS and JavaScript, no external reference.
 
@@ -275,9 +277,11 @@ def render(entries: list[dict], summary: list[dict], title: str, problems: list[
         f'<td>{_fmt(r["result"], r["decimals"])}</td>'
         f'{_change(r["input"], r["result"], r["decimals"], r["higher_is_better"])}'
         f'<td>{r["improved"]} of {r["n"]}</td></tr>' for r in summary)
-    head = "".join(f"<th>{esc(label)}<br>input &rarr; result</th>" for _, label, *_ in used)
+    head = _sort_heading("name", "image", "sort by name") + "".join(
+        _sort_heading(k, f"{esc(label)}<br>input &rarr; result", f"sort by the result's {esc(label)}")
+        for k, label, *_ in used)
     index = "".join(
-        f'<tr><td><a href="#image-{i}">{esc(e["name"])}</a></td>' + "".join(
+        f'<tr data-i="{i}"><td><a href="#image-{i}">{esc(e["name"])}</a></td>' + "".join(
             f'<td>{_fmt(e["scores"]["input"].get(k), d)} &rarr; {_fmt(e["scores"]["result"].get(k), d)}</td>'
             for k, _, d, *_ in used) + "</tr>" for i, e in enumerate(entries))
     sections = "".join(_section(i, e, used) for i, e in enumerate(entries))
@@ -290,6 +294,12 @@ def render(entries: list[dict], summary: list[dict], title: str, problems: list[
             if any(m[4] for m in used) else "")
     return _PAGE.format(title=esc(title), n=len(entries), full=full, top=top, head=head, index=index, sections=sections,
                         problems=issues, data=data, css=_CSS, js=_JS)
+
+
+def _sort_heading(key: str, label: str, title: str) -> str:
+    """A heading of the table of images: a button that sorts the rows by ``key`` (``name``, or a key of
+    METRICS: the result's score). ``label`` and ``title`` are HTML, escaped by the caller."""
+    return f'<th><button type="button" class="sort" data-key="{key}" title="{title}">{label}</button></th>'
 
 
 def _section(i: int, e: dict, used) -> str:
@@ -333,6 +343,9 @@ figcaption{text-align:center;color:#555}.problems{margin:1em 0;color:#b3261e}
 .slider input{width:100%;margin:.5em 0}.tag{position:absolute;top:.4em;background:#000a;color:#fff;
 padding:0 .4em;border-radius:3px;font-size:.85em}.tag.left{left:.4em}.tag.right{right:.4em}
 .wide{overflow-x:auto}h2,.index td:first-child{overflow-wrap:anywhere}.index td+td{white-space:nowrap}
+.sort{font:inherit;color:inherit;background:none;border:0;padding:0;cursor:pointer;
+text-align:inherit}[aria-sort=ascending] .sort::after{content:" \\25B2"}
+[aria-sort=descending] .sort::after{content:" \\25BC"}
 """
 
 _JS = """
@@ -362,6 +375,33 @@ document.querySelectorAll('.slider').forEach(function (box) {
   box.addEventListener('pointercancel', stop);  // a touch that scrolls the page (touch-action: pan-y)
   show(range.value);
 });
+
+// the table of images: a heading's button sorts its rows (names naturally, 2 before 10; scores by the
+// result's, missing ones last either way); a second press reverses; aria-sort marks the sorted column
+(function () {
+  var entries = JSON.parse(document.getElementById('scores').textContent);
+  var table = document.querySelector('table.index'), body = table.tBodies[0];
+  var names = new Intl.Collator(undefined, {numeric: true});
+  table.querySelectorAll('button.sort').forEach(function (button) {
+    button.addEventListener('click', function () {
+      var heading = button.parentNode, key = button.dataset.key;
+      var order = heading.getAttribute('aria-sort') === 'ascending' ? -1 : 1;
+      table.querySelectorAll('th[aria-sort]').forEach(function (th) { th.removeAttribute('aria-sort'); });
+      heading.setAttribute('aria-sort', order > 0 ? 'ascending' : 'descending');
+      function value(row) {
+        var e = entries[row.dataset.i];
+        return key === 'name' ? e.name : e.scores.result[key];
+      }
+      var rows = Array.prototype.slice.call(body.rows).sort(function (a, b) {
+        var x = value(a), y = value(b);
+        if (key === 'name') return order * names.compare(x, y);
+        if (x == null || y == null) return (x == null) - (y == null);
+        return order * (x - y);
+      });
+      rows.forEach(function (row) { body.appendChild(row); });
+    });
+  });
+})();
 """
 
 _PAGE = """<!DOCTYPE html>
@@ -371,11 +411,12 @@ _PAGE = """<!DOCTYPE html>
 <body>
 <h1>{title}</h1>
 <p>{n} image(s). Lower NIQE and BRISQUE are better (no clean image needed; BRISQUE also rewards blur){full}.
-Drag across a picture, or move the bar under it, to compare input and result.</p>
+Drag across a picture, or move the bar under it, to compare input and result.
+Click a heading of the table of images to sort it by that column (scores: the result's); again, the other way.</p>
 {problems}
 <div class="wide"><table class="summary"><tr><th>mean</th><th>input</th><th>result</th><th>change</th><th>improved</th>
 </tr>{top}</table></div>
-<div class="wide"><table class="index"><tr><th>image</th>{head}</tr>{index}</table></div>
+<div class="wide"><table class="index"><thead><tr>{head}</tr></thead><tbody>{index}</tbody></table></div>
 {sections}
 <script type="application/json" id="scores">{data}</script>
 <script>{js}</script>

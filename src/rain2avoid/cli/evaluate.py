@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import unicodedata
 from pathlib import Path
 
 import click
@@ -89,10 +90,23 @@ def _error(failures: list[str], line: str) -> None:
     tqdm.write(f"error: {line}", file=sys.stderr)
 
 
+def _columns(text: str) -> int:
+    """Terminal columns ``text`` takes: two for an East Asian wide or fullwidth character (雨), none for
+    a combining mark (the accent of a decomposed é), one for any other."""
+    return sum(0 if unicodedata.category(c) in ("Mn", "Me") else
+               2 if unicodedata.east_asian_width(c) in ("W", "F") else 1 for c in text)
+
+
+def _pad(text: str, width: int) -> str:
+    """``text`` and spaces up to ``width`` terminal columns: a table's name cell (``f"{text:<{width}}"``
+    counts characters, so a name with wide characters would push its row's numbers right)."""
+    return text + " " * max(0, width - _columns(text))
+
+
 def _name_width(rows: list[dict]) -> int:
-    """Width of a table's name column: 20 characters, or the longest name (never cut: two names may
-    differ only at the end)."""
-    return max([20] + [len(r["name"]) for r in rows])
+    """Width of a table's name column in terminal columns: 20, or the widest name (never cut: two names
+    may differ only at the end)."""
+    return max([20] + [_columns(r["name"]) for r in rows])
 
 
 def _score_pair(ctx: Context, stem: str, p: Path, t: Path, crop_border: int) -> dict[str, float]:
@@ -143,9 +157,9 @@ def _full_reference(ctx: Context, pred: Path, target: Path, as_json: bool, crop_
                                "unpaired": [str(f) for f in found.unpaired], "skipped": failures}))
     else:
         w = _name_width(rows)
-        click.echo(f"{'image':<{w}} {'PSNR-Y':>8} {'SSIM-Y':>7} {'PSNR-RGB':>9} {'SSIM-RGB':>9}")
+        click.echo(f"{_pad('image', w)} {'PSNR-Y':>8} {'SSIM-Y':>7} {'PSNR-RGB':>9} {'SSIM-RGB':>9}")
         for r in rows + [{"name": f"mean ({len(rows)})", **means}]:
-            click.echo(f"{r['name']:<{w}} {r['psnr_y']:8.2f} {r['ssim_y']:7.4f} {r['psnr_rgb']:9.2f} "
+            click.echo(f"{_pad(r['name'], w)} {r['psnr_y']:8.2f} {r['ssim_y']:7.4f} {r['psnr_rgb']:9.2f} "
                        f"{r['ssim_rgb']:9.4f}")
     report_failures(failures, total, "could not be scored")
     if failures:
@@ -210,16 +224,17 @@ def _print_no_reference(rows: list[dict], folder: Path, compare: Path | None, as
         return
     w = _name_width(rows)
     if compare is None:
-        click.echo(f"{'image':<{w}} {'NIQE':>7} {'BRISQUE':>8}")
+        click.echo(f"{_pad('image', w)} {'NIQE':>7} {'BRISQUE':>8}")
         for r in rows + [{"name": f"mean ({len(rows)})", **means}]:
-            click.echo(f"{r['name']:<{w}} {r['niqe']:7.4f} {r['brisque']:8.3f}")
+            click.echo(f"{_pad(r['name'], w)} {r['niqe']:7.4f} {r['brisque']:8.3f}")
         return
     click.echo(f"A = {folder}, B = {compare} (lower = better; diff = B - A)")
-    click.echo(f"{'image':<{w}} {'NIQE A':>7} {'NIQE B':>7} {'diff':>7}   {'BRISQUE A':>9} {'BRISQUE B':>9} {'diff':>7}")
+    click.echo(f"{_pad('image', w)} {'NIQE A':>7} {'NIQE B':>7} {'diff':>7}   "
+               f"{'BRISQUE A':>9} {'BRISQUE B':>9} {'diff':>7}")
     for r in rows + [{"name": f"mean ({len(rows)})", **means}]:
-        click.echo(f"{r['name']:<{w}} {r['niqe']:7.4f} {r['compare_niqe']:7.4f} "
+        click.echo(f"{_pad(r['name'], w)} {r['niqe']:7.4f} {r['compare_niqe']:7.4f} "
                    f"{r['compare_niqe'] - r['niqe']:+7.4f}   {r['brisque']:9.3f} {r['compare_brisque']:9.3f} "
                    f"{r['compare_brisque'] - r['brisque']:+7.3f}")
     n = len(rows)
     niqe_lower, brisque_lower = f"{lower['niqe']} of {n}", f"{lower['brisque']} of {n}"
-    click.echo(f"{'lower in B':<{w}} {'':>7} {niqe_lower:>7} {'':>7}   {'':>9} {brisque_lower:>9}")
+    click.echo(f"{_pad('lower in B', w)} {'':>7} {niqe_lower:>7} {'':>7}   {'':>9} {brisque_lower:>9}")
