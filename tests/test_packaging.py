@@ -61,6 +61,44 @@ def test_import_rain2avoid_loads_no_optional_extra():
     assert out.strip() == "[]"
 
 
+def test_help_and_version_answer_without_importing_torch():
+    # torch takes seconds to import: `rain2avoid --help` must not wait for it.
+    code = """if True:
+        import sys
+        from rain2avoid.cli import main
+        assert len(main.commands) == 9, sorted(main.commands)
+        for args in [["--help"], ["--version"]] + [[name, "--help"] for name in main.commands]:
+            try:
+                main(args, prog_name="rain2avoid", standalone_mode=True)
+            except SystemExit as e:
+                assert e.code == 0, (args, e.code)
+            assert "torch" not in sys.modules, f"rain2avoid {' '.join(args)} imported torch"
+    """
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "Usage: rain2avoid derain" in r.stdout and "version 0.1.0" in r.stdout
+
+
+def test_import_rain2avoid_gives_every_public_name_on_first_use():
+    code = """if True:
+        import sys, rain2avoid
+        assert "torch" not in sys.modules
+        from rain2avoid import derain
+        from rain2avoid.pipeline import derain as defined
+        assert derain is defined and set(rain2avoid.__all__) <= set(dir(rain2avoid))
+        assert all(getattr(rain2avoid, name) is not None for name in rain2avoid.__all__)
+        assert rain2avoid.io.to_uint8  # a submodule, as the README uses it
+        try:
+            rain2avoid.no_such_name
+        except AttributeError as e:
+            assert str(e) == "module 'rain2avoid' has no attribute 'no_such_name'", e
+        else:
+            raise AssertionError("no AttributeError")
+    """
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
 def _ci_run() -> Path:
     script = ROOT / ".ci" / "run"
     if not script.is_file() or shutil.which("bash") is None:

@@ -15,11 +15,13 @@ from typing import Callable
 import numpy as np
 
 from .detect import MASKS
-from .networks import BACKBONES
 from .veil import VEIL_MODES, VEIL_THRESHOLD
 
-__all__ = ["Settings", "PRESETS", "FOLDER_PRESETS", "TUNE_PRESETS", "TARGETS", "AUGMENTS", "resolve_settings"]
+__all__ = ["Settings", "PRESETS", "FOLDER_PRESETS", "TUNE_PRESETS", "BACKBONE_NAMES", "TARGETS", "AUGMENTS",
+           "resolve_settings"]
 
+BACKBONE_NAMES = ("fast", "unet", "dncnn", "resnet", "restormer", "drsformer")
+"""The keys of ``networks.BACKBONES``, here without torch (the command line's --backbone)."""
 TARGETS = ("expected", "sampled", "online")
 AUGMENTS = ("auto", "mirror", "turn", "none")
 
@@ -115,7 +117,7 @@ def _one_of(choices) -> tuple[str, Callable]:
 
 
 _RULES = {  # each field of Settings: (its type, its allowed values in words, their test)
-    "backbone": (str, *_one_of(sorted(BACKBONES))),
+    "backbone": (str, *_one_of(sorted(BACKBONE_NAMES))),
     "steps": (int, "a whole number >= 0", lambda v: v >= 0),
     "lr": (float, "a finite number > 0", lambda v: 0 < v < math.inf),
     "batch": (int, "a whole number >= 1", lambda v: v >= 1),

@@ -10,10 +10,12 @@ on the whole list would.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from ..io import DEFAULT_MAX_PIXELS, read_image, to_float_rgb
-from ..sdrl import Model, Settings, train_stream
+
+if TYPE_CHECKING:  # sdrl loads torch, which the command line's --help must not (DEFAULT_BUDGET_MB)
+    from ..sdrl import Model, Settings
 
 __all__ = ["train_files", "DEFAULT_BUDGET_MB"]
 
@@ -33,6 +35,7 @@ def train_files(files: Sequence[Path], settings: Settings, budget_mb: float = DE
     be used.
     """
     from ..pipeline import training_data
+    from ..sdrl import train_stream
     used = 0
 
     def source(path: Path) -> Callable[[], tuple | None]:

@@ -21,8 +21,7 @@ from tqdm.auto import tqdm
 from ..batch.plan import Job, find_images, same_file, split_done
 from ..batch.work import describe_error
 from ..io import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, read_image
-from ..networks import BACKBONES
-from ..sdrl import TARGETS
+from ..settings import BACKBONE_NAMES, TARGETS
 from ..video.io import (
     INSTALL_HINT,
     VIDEO_EXTENSIONS,
@@ -275,7 +274,7 @@ def settings_options(f):
                      help="Train on the closed-form expected reference, on --refs references sampled "
                           "once, or on a fresh reference drawn at every step (online).")(f)
     f = click.option("--steps", type=STEPS, default=None, help="Training steps.")(f)
-    f = click.option("--backbone", type=click.Choice(list(BACKBONES)), default=None, help=BACKBONE_HELP)(f)
+    f = click.option("--backbone", type=click.Choice(list(BACKBONE_NAMES)), default=None, help=BACKBONE_HELP)(f)
     f = click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)(f)
     return f
 

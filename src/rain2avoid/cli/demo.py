@@ -8,8 +8,6 @@ import click
 import numpy as np
 
 from ..io import write_image
-from ..ldgp import rotation_for_angle
-from ..metrics import psnr, ssim
 from .common import SEED
 
 
@@ -28,6 +26,8 @@ def demo(output, seed, quiet):
     Example:
       rain2avoid demo -o demo/
     """
+    from ..ldgp import rotation_for_angle
+    from ..metrics import psnr, ssim
     from ..pipeline import derain_detailed
     from ..synth import add_rain, clean_example
     clean = clean_example("astronaut")

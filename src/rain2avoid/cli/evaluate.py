@@ -12,8 +12,6 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..io import list_images
-from ..metrics import as_rgb, psnr, ssim
-from ..noref import brisque, niqe
 from ..pairing import by_stem, pair_by_stem
 from .common import Context, common_options, interrupted_exit_code, reason, report_failures, sigterm_as_interrupt
 
@@ -112,6 +110,7 @@ def _name_width(rows: list[dict]) -> int:
 def _score_pair(ctx: Context, stem: str, p: Path, t: Path, crop_border: int) -> dict[str, float]:
     """PSNR (capped at MAX_PSNR) and SSIM on Y and RGB of ``p`` against ``t``; ValueError (one line naming
     the files) when they cannot be scored."""
+    from ..metrics import as_rgb, psnr, ssim
     a, b = ctx.read(p), ctx.read(t)
     a, b = as_rgb(a), as_rgb(b)
     if a.shape != b.shape:
@@ -169,6 +168,7 @@ def _full_reference(ctx: Context, pred: Path, target: Path, as_json: bool, crop_
 # --- no reference ------------------------------------------------------------------------------------------------
 
 def _score(ctx: Context, path: Path) -> dict[str, float]:
+    from ..noref import brisque, niqe
     image = ctx.read(path)
     return {"niqe": niqe(image), "brisque": brisque(image)}
 

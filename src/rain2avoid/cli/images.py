@@ -14,8 +14,7 @@ from ..batch.plan import same_file
 from ..batch.train import DEFAULT_BUDGET_MB
 from ..batch.work import ApplyTask, DerainTask, cached_model
 from ..io import to_float_rgb, write_image
-from ..pipeline import derain_settings
-from ..sdrl import FOLDER_PRESETS, PRESETS, ModelFileError
+from ..settings import FOLDER_PRESETS, PRESETS
 from .batch import batch_options, check_batch_flags, plan, run_batch
 from .common import (
     SEED,
@@ -83,6 +82,8 @@ def derain(input, output, preset, init_path, device, backbone, steps, target, re
     --workers, --shard and --dask spread the images; the videos of a folder
     (its top level) are derained here, one after another, before them.
     """
+    from ..pipeline import derain_settings
+    from ..sdrl import ModelFileError
     check_device(device)
     ctx = Context(quiet, debug, max_pixels)
     options = dict(backbone=backbone, steps=steps, target=target, refs=refs, sampler=sampler, seed=seed,
@@ -208,7 +209,7 @@ def train(folder, model_path, preset, device, backbone, steps, target, refs, sam
 def _check_model_output(model_path: Path, files: list[Path]) -> None:
     """Usage errors before training: --model must not replace a training image, a folder or a
     file that is not a model (an earlier model is replaced)."""
-    from ..sdrl import load_model
+    from ..sdrl import ModelFileError, load_model
     if model_path.is_dir():
         raise click.UsageError(f"--model {model_path} is a folder; give a file name such as rain.pt")
     if any(same_file(f, model_path) for f in files):
@@ -248,6 +249,7 @@ def apply(input, model_path, output, veil, device, overwrite, force, workers, re
       rain2avoid apply clip.mp4 --model rain.pt -o derained.mp4
       rain2avoid apply archive/ --model rain.pt -o derained/ --recursive --workers 2
     """
+    from ..sdrl import ModelFileError
     check_device(device)
     ctx = Context(quiet, debug, max_pixels)
     try:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import torch.nn as nn
 
+from ..settings import BACKBONE_NAMES
 from .base import crop_to, pad_to_multiple
 from .cnn import DnCNN, FastNet, ResNet, UNet
 from .drsformer import DRSformer
@@ -34,8 +35,7 @@ __all__ = [
     "BACKBONES", "build_network",
 ]
 
-BACKBONES = {"fast": FastNet, "unet": UNet, "dncnn": DnCNN, "resnet": ResNet, "restormer": Restormer,
-             "drsformer": DRSformer}
+BACKBONES = dict(zip(BACKBONE_NAMES, (FastNet, UNet, DnCNN, ResNet, Restormer, DRSformer), strict=True))
 
 
 def build_network(name: str, **kwargs) -> nn.Module:
