@@ -402,6 +402,17 @@ def test_recursive_says_which_links_it_skipped(tmp_path):
     assert r.exit_code == 0 and r.output == ""
 
 
+def test_train_recursive_says_which_links_it_skipped(tmp_path):
+    make_folder(tmp_path / "in", ["a.png"], 24, 32)
+    make_folder(tmp_path / "elsewhere", ["b.png"], 24, 32)
+    (tmp_path / "in" / "linked").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    (tmp_path / "in" / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    r = invoke("train", tmp_path / "in", "-r", "--model", tmp_path / "m.pt", "--steps", "2")
+    assert r.exit_code == 0, r.output
+    assert "skipped 1 symbolic link(s) to folders and 1 broken link(s)" in r.stdout
+    assert "trained on 1 image(s)" in r.stdout
+
+
 def test_worker_count_usage(tmp_path):
     make_folder(tmp_path / "in", ["a.png"])
     for bad in ("0", "many"):

@@ -155,7 +155,7 @@ def train(folder, model_path, preset, device, backbone, steps, target, refs, sam
     Memory stays bounded for any number of images (see --memory-mb).
 
     \b
-    Example:
+    Examples:
       rain2avoid train photos/ --model rain.pt
       rain2avoid apply new_photos/ --model rain.pt -o derained/
     """
@@ -165,7 +165,7 @@ def train(folder, model_path, preset, device, backbone, steps, target, refs, sam
     ctx = Context(quiet, debug, max_pixels)
     settings = resolve_settings(preset, FOLDER_PRESETS, backbone=backbone, steps=steps, target=target,
                                 refs=refs, sampler=sampler, seed=seed, veil=veil)
-    files, _ = list_inputs(folder, recursive)
+    files, _ = list_inputs(folder, recursive, note=ctx.say)
     _check_model_output(model_path, files)
     make_folder(model_path.parent)
     failures = []
