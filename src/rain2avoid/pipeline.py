@@ -21,13 +21,15 @@ from .detect import CONFIDENT, compute_mask, find_streaks, main_support
 from .guard import mask_chroma, rain_guard
 from .io import from_float_rgb, to_float_rgb, to_uint8
 from .io.pixels import as_image
-from .ldgp import RAIN_LEVEL
+from .lattice import off_lattice_lines, spectral_rotation
+from .layer import rotation_of_angle, unsure_rain
+from .ldgp import RAIN_LEVEL, rotation_for_angle
 from .sdr import ReferenceSampler, expected_reference, sample_references
 from .sdrl import TUNE_PRESETS, Model, Settings, resolve_settings, train_image
 from .veil import Veil, clear_veil
 
 __all__ = ["derain", "derain_detailed", "DerainResult", "compute_mask", "make_targets", "loss_weights",
-           "training_data", "TrainingData", "OnlineTargets", "training_view", "TURN_SUPPORT", "texture_only",
+           "training_data", "missed_rain", "TrainingData", "OnlineTargets", "training_view", "TURN_SUPPORT", "texture_only",
            "MAX_CHROMA", "nothing_to_learn", "derain_settings", "PAIRED_STEPS", "check_device",
            "check_init", "with_init_backbone", "STAGES"]
 
@@ -191,7 +193,8 @@ def training_data(rgb: np.ndarray, settings: Settings) -> TrainingData:
     as ``settings`` says (``sdrl.train_image`` / ``train_folder`` take these two last), and
     how surely it shows one rain direction (for :func:`training_view`). A mask that
     :func:`texture_only` finds to be coloured texture is emptied: the references are then
-    the image itself."""
+    the image itself. Beside the mask's halo, the rain it missed (``settings.layer``:
+    :func:`layer.unsure_rain`) is left out of the loss."""
     rgb8 = to_uint8(rgb)
     streaks = find_streaks(rgb8) if settings.mask != "ldgp" or settings.augment == "auto" else []
     mask, angle = compute_mask(rgb8, settings.mask, streaks)
@@ -201,7 +204,23 @@ def training_data(rgb: np.ndarray, settings: Settings) -> TrainingData:
     if texture_only(rgb, mask, support, settings, reference):
         mask = np.zeros_like(mask)
         targets = make_targets(rgb, mask, settings)
-    return TrainingData(mask, angle, targets, loss_weights(mask, settings.halo), support)
+    weights = loss_weights(mask, settings.halo)
+    if settings.layer and mask.any():
+        weights[missed_rain(rgb8, mask, angle, settings)] = 0
+    return TrainingData(mask, angle, targets, weights, support)
+
+
+def missed_rain(rgb8: np.ndarray, mask: np.ndarray, angle: int, settings: Settings) -> np.ndarray:
+    """Rain the mask missed, bool (H, W): the pixels outside ``mask`` that the rain layer
+    takes for rain (:func:`layer.unsure_rain`, from ``settings.layer`` grey levels), less
+    those on a lattice's lines that the guarded mask leaves out too
+    (:func:`lattice.off_lattice_lines`: window frames along the streaks)."""
+    rotation = rotation_for_angle(angle) if settings.mask == "ldgp" else rotation_of_angle(angle)
+    missed = unsure_rain(rgb8, rotation, settings.layer) & (mask <= RAIN_LEVEL)
+    if not missed.any():
+        return missed
+    kept = off_lattice_lines(rgb8, missed.astype(np.uint8) * 255, (rotation,), spectral_rotation(rgb8))
+    return kept > RAIN_LEVEL
 
 
 def nothing_to_learn(mask: np.ndarray, settings: Settings) -> bool:

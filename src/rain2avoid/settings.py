@@ -46,6 +46,9 @@ class Settings:
     halo: pixels within this many px of the mask (outside it) are left out of
         the loss: faint streak edges the mask misses, whose label (keep the
         input) is uncertain. 0 = every pixel counts.
+    layer: pixels outside the mask that the rain layer raises by at least this many grey
+        levels, in long colourless pieces along the streaks (``layer.unsure_rain``), are
+        left out of the loss too: rain the mask missed. 0 = off.
     target_cap: per reference, fade its change out where it exceeds this many times
         the image's median rain increment (0 = off, the default; ``guard.rain_guard``'s
         ``cap``). Whole bright structures far above that increment keep the input
@@ -89,6 +92,7 @@ class Settings:
     mask: str = "guarded"
     guard: bool = True
     halo: int = 1
+    layer: float = 3.0
     target_cap: float = 0.0
     output_cap: float = 6.0
     schedule: str = "cosine"
@@ -128,6 +132,7 @@ _RULES = {  # each field of Settings: (its type, its allowed values in words, th
     "mask": (str, *_one_of(MASKS)),
     "guard": (bool, "True or False", lambda v: True),
     "halo": (int, "a whole number >= 0 (0 = off)", lambda v: v >= 0),
+    "layer": (float, "a finite number >= 0 (0 = off)", lambda v: 0 <= v < math.inf),
     "target_cap": (float, "a finite number >= 0 (0 = off)", lambda v: 0 <= v < math.inf),
     "output_cap": (float, "a finite number >= 0 (0 = off)", lambda v: 0 <= v < math.inf),
     "schedule": (str, *_one_of(("cosine", "constant"))),
@@ -157,7 +162,7 @@ PRESETS = {
     "fast": Settings(),
     "high": Settings(ensemble=3),
     "reference": Settings(backbone="unet", steps=5000, lr=1e-3, batch=1, crop=0, refs=50, sampler="nss",
-                          target="sampled", mask="ldgp", guard=False, halo=0, output_cap=0.0,
+                          target="sampled", mask="ldgp", guard=False, halo=0, layer=0.0, output_cap=0.0,
                           schedule="constant", only_darken=False, flip_tta=False, veil="off", augment="mirror"),
 }
 
@@ -165,7 +170,7 @@ FOLDER_PRESETS = {
     "fast": Settings(steps=2000, batch=16, crop=96),
     "high": Settings(steps=6000, batch=16, crop=96),
     "reference": Settings(backbone="unet", steps=4000, lr=1e-3, batch=64, crop=64, refs=50,
-                          target="sampled", mask="ldgp", guard=False, halo=0, output_cap=0.0,
+                          target="sampled", mask="ldgp", guard=False, halo=0, layer=0.0, output_cap=0.0,
                           schedule="constant", only_darken=False, flip_tta=False, veil="off", augment="mirror"),
 }
 
