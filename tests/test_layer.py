@@ -113,3 +113,18 @@ def test_missed_rain_leaves_window_frames_alone():
     assert frames.sum() > 200
     missed = missed_rain(picture, mask, 0, resolve_settings("fast"))
     assert missed.sum() < 0.2 * frames.sum()                # the lattice's lines stay in the loss
+
+
+def test_missed_rain_of_a_large_photo_is_found_on_a_smaller_copy(monkeypatch):
+    import rain2avoid.pipeline as pipeline
+    clean = clean_example("astronaut", (160, 240))
+    rainy, _ = add_rain(clean, angle=10, density=0.04, seed=4)
+    settings = resolve_settings("fast")
+    data = training_data(rainy.astype(np.float32) / 255, resolve_settings("fast", layer=0.0))
+    full = pipeline.missed_rain(rainy, data.mask, data.angle, settings)
+    monkeypatch.setattr(pipeline, "MAX_PIXELS", 160 * 240 // 4)
+    half = pipeline.missed_rain(rainy, data.mask, data.angle, settings)
+    assert half.shape == full.shape and half.any()
+    assert not half[data.mask > RAIN_LEVEL].any()                  # never a pixel of the mask
+    # thin streaks fade on the half-size copy (on a 12 MP photo they are wide), but what is found is rain
+    assert (half & full).sum() > 0.1 * full.sum() and half.sum() < 2 * full.sum()

@@ -24,7 +24,10 @@ import cv2
 import numpy as np
 from scipy import fft
 
-__all__ = ["rain_layer", "unsure_rain", "rotation_of_angle"]
+__all__ = ["rain_layer", "unsure_rain", "rotation_of_angle", "MAX_PIXELS"]
+
+MAX_PIXELS = 1 << 21
+"""Photos larger than this (2 MP) are looked at on a shrunk copy (:func:`unsure_rain`)."""
 
 
 def _shrink(a: np.ndarray, t: float) -> np.ndarray:
@@ -99,7 +102,7 @@ def _turn(image: np.ndarray, rotation: float) -> tuple[np.ndarray, np.ndarray]:
 
 def unsure_rain(rgb8: np.ndarray, rotation: float, level: float = 3.0, min_length: int = 8,
                 elongation: float = 2.5, max_spread: float = 0.25, across: int = 7,
-                max_pixels: int = 1 << 21) -> np.ndarray:
+                max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Pixels (bool (H, W)) the rain layer takes for rain, in pieces shaped and coloured like it.
 
     ``rgb8``: uint8 (H, W, 3) RGB; ``rotation``: the rotation (degrees) that makes its streaks

@@ -22,7 +22,7 @@ from .guard import mask_chroma, rain_guard
 from .io import from_float_rgb, to_float_rgb, to_uint8
 from .io.pixels import as_image
 from .lattice import off_lattice_lines, spectral_rotation
-from .layer import rotation_of_angle, unsure_rain
+from .layer import MAX_PIXELS, rotation_of_angle, unsure_rain
 from .ldgp import RAIN_LEVEL, rotation_for_angle
 from .sdr import ReferenceSampler, expected_reference, sample_references
 from .sdrl import TUNE_PRESETS, Model, Settings, resolve_settings, train_image
@@ -214,7 +214,15 @@ def missed_rain(rgb8: np.ndarray, mask: np.ndarray, angle: int, settings: Settin
     """Rain the mask missed, bool (H, W): the pixels outside ``mask`` that the rain layer
     takes for rain (:func:`layer.unsure_rain`, from ``settings.layer`` grey levels), less
     those on a lattice's lines that the guarded mask leaves out too
-    (:func:`lattice.off_lattice_lines`: window frames along the streaks)."""
+    (:func:`lattice.off_lattice_lines`: window frames along the streaks). A photo of more
+    than ``layer.MAX_PIXELS`` is looked at on a copy shrunk to that many pixels."""
+    h, w = mask.shape
+    if h * w > MAX_PIXELS:
+        scale = (MAX_PIXELS / (h * w)) ** 0.5
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        small = missed_rain(cv2.resize(rgb8, size, interpolation=cv2.INTER_AREA),
+                            cv2.resize(mask, size, interpolation=cv2.INTER_AREA), angle, settings)
+        return (cv2.resize(small.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0) & (mask <= RAIN_LEVEL)
     rotation = rotation_for_angle(angle) if settings.mask == "ldgp" else rotation_of_angle(angle)
     missed = unsure_rain(rgb8, rotation, settings.layer) & (mask <= RAIN_LEVEL)
     if not missed.any():
