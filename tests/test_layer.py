@@ -128,3 +128,10 @@ def test_missed_rain_of_a_large_photo_is_found_on_a_smaller_copy(monkeypatch):
     assert not half[data.mask > RAIN_LEVEL].any()                  # never a pixel of the mask
     # thin streaks fade on the half-size copy (on a 12 MP photo they are wide), but what is found is rain
     assert (half & full).sum() > 0.1 * full.sum() and half.sum() < 2 * full.sum()
+
+
+def test_work_size_keeps_the_shape_and_the_pixel_budget():
+    from rain2avoid.layer import work_size
+    assert work_size(100, 100, 10_000) is None
+    assert work_size(200, 100, 5_000) == (50, 100)
+    assert work_size(3000, 4000, 1 << 21) == (1672, 1254)

@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 from scipy import fft
 
-__all__ = ["rain_layer", "unsure_rain", "rotation_of_angle", "MAX_PIXELS"]
+__all__ = ["rain_layer", "unsure_rain", "rotation_of_angle", "work_size", "MAX_PIXELS"]
 
 MAX_PIXELS = 1 << 21
 """Photos larger than this (2 MP) are looked at on a shrunk copy (:func:`unsure_rain`)."""
@@ -82,6 +82,15 @@ def rain_layer(gray: np.ndarray, along: float = 1.0, sparse: float = 0.5, iters:
     return rain
 
 
+def work_size(height: int, width: int, max_pixels: int = MAX_PIXELS) -> tuple[int, int] | None:
+    """``(width, height)`` of a copy of a ``height`` x ``width`` photo shrunk to about
+    ``max_pixels`` pixels (same shape), or None when the photo is no larger than that."""
+    if height * width <= max_pixels:
+        return None
+    scale = (max_pixels / (height * width)) ** 0.5
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
 def rotation_of_angle(angle: int) -> float:
     """The rotation (degrees, as ``detect.estimate_rotation`` gives it) of the guarded or
     streaks mask's ``MaskResult.angle`` (that rotation modulo 180)."""
@@ -119,9 +128,9 @@ def unsure_rain(rgb8: np.ndarray, rotation: float, level: float = 3.0, min_lengt
     if rgb8.ndim != 3 or rgb8.shape[2] != 3 or rgb8.dtype != np.uint8:
         raise ValueError(f"expected a uint8 (H, W, 3) RGB image, got {rgb8.dtype} {rgb8.shape}")
     h, w = rgb8.shape[:2]
-    if h * w > max_pixels:
-        scale = (max_pixels / (h * w)) ** 0.5
-        small = cv2.resize(rgb8, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+    size = work_size(h, w, max_pixels)
+    if size is not None:
+        small = cv2.resize(rgb8, size, interpolation=cv2.INTER_AREA)
         found = unsure_rain(small, rotation, level, min_length, elongation, max_spread, across, max_pixels)
         return cv2.resize(found.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
     turned, m = _turn(rgb8, rotation)

@@ -22,15 +22,15 @@ from .guard import mask_chroma, rain_guard
 from .io import from_float_rgb, to_float_rgb, to_uint8
 from .io.pixels import as_image
 from .lattice import off_lattice_lines, spectral_rotation
-from .layer import MAX_PIXELS, rotation_of_angle, unsure_rain
+from .layer import MAX_PIXELS, rotation_of_angle, unsure_rain, work_size
 from .ldgp import RAIN_LEVEL, rotation_for_angle
 from .sdr import ReferenceSampler, expected_reference, sample_references
 from .sdrl import TUNE_PRESETS, Model, Settings, resolve_settings, train_image
 from .veil import Veil, clear_veil
 
 __all__ = ["derain", "derain_detailed", "DerainResult", "compute_mask", "make_targets", "loss_weights",
-           "training_data", "missed_rain", "TrainingData", "OnlineTargets", "training_view", "TURN_SUPPORT", "texture_only",
-           "MAX_CHROMA", "nothing_to_learn", "derain_settings", "PAIRED_STEPS", "check_device",
+           "training_data", "missed_rain", "TrainingData", "OnlineTargets", "training_view", "TURN_SUPPORT",
+           "texture_only", "MAX_CHROMA", "nothing_to_learn", "derain_settings", "PAIRED_STEPS", "check_device",
            "check_init", "with_init_backbone", "STAGES"]
 
 TURN_SUPPORT = 12
@@ -217,12 +217,12 @@ def missed_rain(rgb8: np.ndarray, mask: np.ndarray, angle: int, settings: Settin
     (:func:`lattice.off_lattice_lines`: window frames along the streaks). A photo of more
     than ``layer.MAX_PIXELS`` is looked at on a copy shrunk to that many pixels."""
     h, w = mask.shape
-    if h * w > MAX_PIXELS:
-        scale = (MAX_PIXELS / (h * w)) ** 0.5
-        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    size = work_size(h, w, MAX_PIXELS)
+    if size is not None:
         small = missed_rain(cv2.resize(rgb8, size, interpolation=cv2.INTER_AREA),
                             cv2.resize(mask, size, interpolation=cv2.INTER_AREA), angle, settings)
-        return (cv2.resize(small.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0) & (mask <= RAIN_LEVEL)
+        back = cv2.resize(small.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
+        return back & (mask <= RAIN_LEVEL)
     rotation = rotation_for_angle(angle) if settings.mask == "ldgp" else rotation_of_angle(angle)
     missed = unsure_rain(rgb8, rotation, settings.layer) & (mask <= RAIN_LEVEL)
     if not missed.any():
