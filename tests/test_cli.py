@@ -503,6 +503,25 @@ def test_online_target_derain_and_train(tmp_path):
     assert load_model(tmp_path / "m.pt").settings.target == "online"
 
 
+def test_layer_option_reaches_derain_and_train(tmp_path, monkeypatch):
+    import rain2avoid.pipeline as pipeline
+    asked = []
+    real = pipeline.missed_rain
+    monkeypatch.setattr(pipeline, "missed_rain", lambda *a: asked.append(a[-1].layer) or real(*a))
+    write_image(tmp_path / "in" / "a.png", rainy(96, 128, seed=1))
+    for levels in ("0", "7.5"):
+        r = invoke("derain", tmp_path / "in" / "a.png", "-o", tmp_path / f"{levels}.png", "--layer", levels,
+                   "--steps", "1", "-q")
+        assert r.exit_code == 0, r.output
+    assert asked == [7.5]                        # --layer 0 never looks for missed rain
+    r = invoke("train", tmp_path / "in", "--model", tmp_path / "m.pt", "--layer", "0", "--steps", "1", "-q")
+    assert r.exit_code == 0, r.output
+    from rain2avoid.sdrl import load_model
+    assert load_model(tmp_path / "m.pt").settings.layer == 0 and asked == [7.5]
+    r = invoke("derain", tmp_path / "in" / "a.png", "-o", tmp_path / "b.png", "--layer", "-1")
+    assert r.exit_code == 2 and "--layer" in r.stderr
+
+
 def test_help_names_every_backbone_and_target():
     from rain2avoid.networks import BACKBONES
     text = " ".join(invoke("derain", "--help").output.split())

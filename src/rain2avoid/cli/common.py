@@ -263,7 +263,16 @@ VEIL_HELP = ("The veil of heavy rain (mist): 'auto' takes it away where a colour
              "[default: auto; off for --preset reference]")
 
 
+LAYER_HELP = ("Grey levels (a number >= 0) from which rain the mask missed, found by a directional "
+              "sparse model in long colourless pieces along the streaks, is left out of the training "
+              "loss, so that the network does not learn to keep it; 0 turns it off (the earlier "
+              "default's outputs), which can keep more texture that runs along the rain (grass, "
+              "fur). [default: 3; 0 for --preset reference]")
+
+
 def settings_options(f):
+    f = click.option("--layer", type=click.FloatRange(min=0, max=255), default=None, metavar="LEVELS",
+                     help=LAYER_HELP)(f)
     f = click.option("--veil", type=click.Choice(["auto", "on", "off"]), default=None, help=VEIL_HELP)(f)
     f = click.option("--seed", type=SEED, default=None, help="Random seed (same seed, same output on CPU).")(f)
     f = click.option("--sampler", type=click.Choice(["nss", "uniform"]), default=None,

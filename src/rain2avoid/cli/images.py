@@ -58,7 +58,7 @@ from .common import (
 @batch_options
 @common_options
 def derain(input, output, preset, init_path, device, backbone, steps, target, refs, sampler, seed, veil,
-           save_intermediates, overwrite, force, workers, recursive, shard, dask, dask_write, quiet, debug, max_pixels):
+           layer, save_intermediates, overwrite, force, workers, recursive, shard, dask, dask_write, quiet, debug, max_pixels):
     """Derain an image or a video, or every image and video in a folder.
 
     Images get a fresh network each (or one started from --init's model); a
@@ -87,7 +87,7 @@ def derain(input, output, preset, init_path, device, backbone, steps, target, re
     check_device(device)
     ctx = Context(quiet, debug, max_pixels)
     options = dict(backbone=backbone, steps=steps, target=target, refs=refs, sampler=sampler, seed=seed,
-                   veil=veil)
+                   veil=veil, layer=layer)
     check_batch_flags(workers, dask)
     init = None
     if init_path is not None:
@@ -148,7 +148,7 @@ def _videos_first(ctx, jobs, work, what, force, overwrite):
                    "that need more stream through it: images are loaded during training and the "
                    "oldest dropped.")
 @common_options
-def train(folder, model_path, preset, device, backbone, steps, target, refs, sampler, seed, veil, recursive,
+def train(folder, model_path, preset, device, backbone, steps, target, refs, sampler, seed, veil, layer, recursive,
           memory_mb, quiet, debug, max_pixels):
     """Train one network on every image of FOLDER (no clean images needed) and save it.
 
@@ -164,7 +164,7 @@ def train(folder, model_path, preset, device, backbone, steps, target, refs, sam
     check_device(device)
     ctx = Context(quiet, debug, max_pixels)
     settings = resolve_settings(preset, FOLDER_PRESETS, backbone=backbone, steps=steps, target=target,
-                                refs=refs, sampler=sampler, seed=seed, veil=veil)
+                                refs=refs, sampler=sampler, seed=seed, veil=veil, layer=layer)
     files, _ = list_inputs(folder, recursive, note=ctx.say)
     _check_model_output(model_path, files)
     make_folder(model_path.parent)
