@@ -97,6 +97,10 @@ def test_images_on_another_scale_are_refused(metric):
     for pred, target in [(a / 255, b / 255), (a, b / 255), (a / 255, b.astype(np.uint16) * 257)]:
         with pytest.raises(ValueError, match=r"\[0, 1\].*0-255 scale; multiply by 255"):
             metric(pred, target)
+    for far in (a.astype(np.float64) * 257, a - 100.0):           # a 16-bit image as floats; far below 0
+        with pytest.raises(ValueError, match=r"reach .* 0-255 scale.*divide by 257"):
+            metric(far, b)
+    assert np.isfinite(metric(np.clip(a * 1.2, -60, 310), b))      # a network's overshoot is scored
     with pytest.raises(ValueError, match="int64"):
         metric(a.astype(np.int64), b)
     with pytest.raises(ValueError, match="NaN"):

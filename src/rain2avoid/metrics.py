@@ -5,8 +5,9 @@ One convention everywhere (:func:`scale_to_255`; the no-reference metrics of
 uint8 is taken as it is, uint16 divided by 257 and float as already on that
 scale. A float image whose values all lie in [0, 1], not all equal (the scale of
 the rest of the API's float images), is refused with a ``ValueError`` rather
-than misread: multiply it by 255 or pass uint8. Other dtypes and NaN are refused
-too. The two images of a full-reference metric may differ in dtype: both are
+than misread: multiply it by 255 or pass uint8. So is a float image whose values
+reach far outside 0-255 (beyond :data:`FLOAT_RANGE`: a 16-bit image as floats, say).
+Other dtypes and NaN are refused too. The two images of a full-reference metric may differ in dtype: both are
 brought to 0-255. ``"y"`` scores the BT.601 studio-range luma as floats (MATLAB
 ``rgb2ycbcr``, not rounded); ``"rgb"`` scores each channel and averages. SSIM
 uses an 11x11 Gaussian window with sigma 1.5 (scikit-image's
@@ -18,7 +19,8 @@ from __future__ import annotations
 import numpy as np
 from skimage.metrics import structural_similarity
 
-__all__ = ["to_y", "as_rgb", "scale_to_255", "psnr", "ssim", "flicker", "CHANNELS", "SSIM_MIN_SIZE"]
+__all__ = ["to_y", "as_rgb", "scale_to_255", "psnr", "ssim", "flicker", "CHANNELS", "SSIM_MIN_SIZE",
+           "FLOAT_RANGE"]
 
 CHANNELS = ("y", "rgb")
 SSIM_MIN_SIZE = 11  # side of the Gaussian window: 2 * int(3.5 * 1.5 + 0.5) + 1
@@ -35,13 +37,19 @@ def as_rgb(image: np.ndarray) -> np.ndarray:
     return np.stack([image] * 3, axis=-1) if image.ndim == 2 else image[..., :3]
 
 
+FLOAT_RANGE = (-64.0, 319.0)
+"""The values a float image may take: 0-255 and a quarter of it beyond either end (the
+overshoot of a network's output); beyond that it is on another scale and refused."""
+
+
 def scale_to_255(image: np.ndarray, who: str) -> float:
     """The factor that brings the pixels of ``image`` to the 0-255 scale the metrics score on.
 
     uint8: 1; uint16: 1 / 257; float: 1 (taken as already on the 0-255 scale).
     Raises ``ValueError`` naming ``who`` for any other dtype, for NaN or infinite
     values, and for a float image whose values all lie in [0, 1] without being
-    constant: it is almost surely on the 0-1 scale, and would be misread.
+    constant: it is almost surely on the 0-1 scale, and would be misread; and for a float
+    image with values outside :data:`FLOAT_RANGE` (a 16-bit image as floats, say).
     """
     if image.dtype == np.uint8:
         return 1.0
@@ -54,6 +62,11 @@ def scale_to_255(image: np.ndarray, who: str) -> float:
     if image.size and 0 <= image.min() < image.max() <= 1:
         raise ValueError(f"{who}: the float image's values all lie in [0, 1], but float images are scored "
                          f"on the 0-255 scale; multiply by 255 (or pass uint8)")
+    low, high = FLOAT_RANGE
+    if image.size and not low <= image.min() <= image.max() <= high:
+        raise ValueError(f"{who}: the float image's values reach {image.min():g} to {image.max():g}, but float "
+                         f"images are scored on the 0-255 scale; bring them to it (a 16-bit image: divide by "
+                         f"257, or pass uint16)")
     return 1.0
 
 
