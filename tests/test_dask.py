@@ -139,8 +139,8 @@ def test_apply(tmp_path, cluster, mixed, write):
     assert invoke("train", mixed / "in", "--model", model, "--steps", "3", "-q").exit_code == 1
     r = invoke("apply", mixed / "in", "--model", model, "-o", tmp_path / "local", "-r", "--workers", "1")
     assert r.exit_code == 1
-    # The workers' model copies: never at a name another user could plant a file at in advance,
-    # and gone at the end.
+    # The workers' model copies: never at a name another user could plant a file at in advance
+    # (in client mode, in a private folder per worker process, removed when it exits).
     worker_tmp = tmp_path / "worker-tmp"
     worker_tmp.mkdir()
     planted = worker_tmp / f"rain2avoid-model-{hashlib.sha256(model.read_bytes()).hexdigest()[:16]}.pt"
@@ -154,7 +154,41 @@ def test_apply(tmp_path, cluster, mixed, write):
     assert r.exit_code == 1 and r.stderr.count("error: ") == 2, r.output
     for name in GOOD:
         assert max_difference(tmp_path / "out" / name, tmp_path / "local" / name) <= 1
-    assert list(worker_tmp.iterdir()) == [planted]
+    assert planted.read_bytes() == b"not the model"
+    for copies in set(worker_tmp.iterdir()) - {planted}:
+        assert write == "client" and copies.name.startswith("rain2avoid-models-") and copies.is_dir()
+        assert copies.stat().st_mode & 0o777 == 0o700
+
+
+def _models_loaded_and_folder() -> tuple[int, str | None]:
+    """In a worker: how many times it loaded a model, and its private folder for the models' copies."""
+    from rain2avoid.batch import dask, work
+    return work._load_model.cache_info().misses, getattr(dask, "_model_folder", None)
+
+
+def test_apply_in_client_mode_loads_the_model_once_per_worker(tmp_path):
+    """Not once per image: every task of a worker process reuses its one copy of the model."""
+    names = ["a.png", "b.png", "c.png", "d.png"]
+    make_folder(tmp_path / "in", names, 24, 32)
+    model = tmp_path / "m.pt"
+    assert invoke("train", tmp_path / "in", "--model", model, "--steps", "3", "-q").exit_code == 0
+    assert invoke("apply", tmp_path / "in", "--model", model, "-o", tmp_path / "local").exit_code == 0
+    cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
+                                       host="127.0.0.1")
+    try:
+        r = invoke("apply", tmp_path / "in", "--model", model, "-o", tmp_path / "out", "--dask",
+                   cluster.scheduler_address, "--dask-write", "client")
+        assert r.exit_code == 0 and "4 image(s) written" in r.stdout, r.output
+        with distributed.Client(cluster.scheduler_address, timeout=60) as client:
+            [(loads, folder)] = client.run(_models_loaded_and_folder).values()
+        assert loads == 1
+        assert [p.name for p in Path(folder).iterdir()] == [f"{hashlib.sha256(model.read_bytes()).hexdigest()[:16]}.pt"]
+        assert Path(folder).stat().st_mode & 0o777 == 0o700
+    finally:
+        cluster.close()
+    assert not Path(folder).exists()  # removed when the worker exited
+    for name in names:
+        assert max_difference(tmp_path / "out" / name, tmp_path / "local" / name) <= 1
 
 
 def test_derain_init_sends_the_model_to_workers_that_do_not_see_it(tmp_path, cluster, mixed):

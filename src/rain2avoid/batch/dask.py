@@ -11,8 +11,9 @@ Where the outputs are written (``write``):
 * ``"client"``: the client reads each input and sends its bytes with the task
   (and the model file's bytes to every worker once, for ``apply``); the worker
   sends the encoded outputs back and the client writes them atomically. For
-  workers that do not see the client's files. Each task puts the model's bytes
-  in a private temporary file of its own, removed when the task ends.
+  workers that do not see the client's files. Each worker process writes each
+  model it is sent to a file in a private temporary folder of its own, once, and
+  loads it once; the folder is removed when the worker process exits.
 * ``"auto"`` (default): ``"worker"`` when every worker connected at the start
   sees the first input and a probe file the client puts in the output folder,
   else ``"client"``.
@@ -32,9 +33,13 @@ Ctrl-C cancels the tasks not yet run; tasks already running on a worker finish
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
+import hashlib
 import os
+import shutil
 import tempfile
+import threading
 import uuid
 import warnings
 from pathlib import Path
@@ -237,26 +242,40 @@ def _remote_bytes(task, job: Job, data: bytes, model: bytes | None) -> Outcome:
     if model is None:
         return run_job_on_bytes(task, job, data)
     path = _private_model_file(model)
-    try:
-        outcome = run_job_on_bytes(dataclasses.replace(task, model=path), job, data)
-    finally:
-        path.unlink(missing_ok=True)
+    outcome = run_job_on_bytes(dataclasses.replace(task, model=path), job, data)
     if outcome.error:  # name the client's model file, not this worker's copy
         outcome.error = outcome.error.replace(str(path), str(task.model))
     return outcome
 
 
+_model_folder: str | None = None  # per worker process: a private folder for the models' copies
+_model_files: dict[str, Path] = {}  # sha256 of a model's bytes -> its copy there
+_model_lock = threading.Lock()  # a worker's task threads share them
+
+
 def _private_model_file(content: bytes) -> Path:
-    """The model's bytes in a new temporary file: a random name that only this user can
-    read or write (``mkstemp``), so no other user can plant a model there in advance."""
-    handle, name = tempfile.mkstemp(prefix="rain2avoid-model-", suffix=".pt")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(content)
-    except BaseException:
-        os.unlink(name)
-        raise
-    return Path(name)
+    """The model's bytes in a file of this worker process, written once per distinct content and
+    reused by later tasks, so that :func:`~rain2avoid.batch.work.cached_model` loads it once.
+
+    The file is in a folder made by ``mkdtemp`` (a random name that only this user can read or
+    write), so no other user can plant a model there in advance; it is removed at process exit."""
+    global _model_folder
+    digest = hashlib.sha256(content).hexdigest()
+    with _model_lock:
+        path = _model_files.get(digest)
+        if path is not None and path.is_file():
+            return path
+        if _model_folder is None or not os.path.isdir(_model_folder):
+            _model_folder = tempfile.mkdtemp(prefix="rain2avoid-models-")
+            atexit.register(shutil.rmtree, _model_folder, ignore_errors=True)
+        path = Path(_model_folder) / f"{digest[:16]}.pt"
+        try:
+            path.write_bytes(content)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        _model_files[digest] = path
+        return path
 
 
 _first_task = True  # per worker process
