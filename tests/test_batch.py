@@ -535,3 +535,92 @@ def test_workers_auto_fits_the_largest_image_in_memory(tmp_path, monkeypatch):
     assert "--workers auto: 1 worker(s), not 2: the largest image (0.0 MP) needs about 0.4 GB per worker and " \
            "0.5 GB is available" in r.stdout
     assert sorted(os.listdir(tmp_path / "out")) == ["a.png", "b.png", "big.png"]
+
+
+# --- the progress bar of a folder run --------------------------------------------------------------------------
+
+def test_pixel_weights_count_unknown_sizes_as_the_mean():
+    from rain2avoid.cli.batch import pixel_weights
+    assert pixel_weights([100, None, 300]) == [100, 200, 300]
+    assert pixel_weights([12_000_000, 300_000, 300_000]) == [12_000_000, 300_000, 300_000]
+    assert pixel_weights([None, None]) == [1, 1]   # nothing readable: one unit per image
+    assert pixel_weights([]) == []
+
+
+def test_header_pixels_reads_sizes_and_never_fails(tmp_path):
+    from PIL import Image
+
+    from rain2avoid.cli.batch import header_pixels
+    Image.new("RGB", (30, 20)).save(tmp_path / "a.jpg")
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    (tmp_path / "clip.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42")
+    assert header_pixels(tmp_path / "a.jpg") == 600
+    assert header_pixels(tmp_path / "bad.png") is None
+    assert header_pixels(tmp_path / "clip.mp4") is None
+    assert header_pixels(tmp_path / "missing.png") is None
+
+
+def test_images_bar_moves_by_pixels_and_shows_images(tmp_path):
+    """After the one big image of four, the bar is 97% done and its time left is from pixels (a count
+    would say 3 more images, 30 s more); it still says how many images are done."""
+    import io
+
+    from PIL import Image
+
+    from rain2avoid.cli.batch import ImagesBar
+    paths = [tmp_path / name for name in ("big.png", "a.png", "b.png", "c.png")]
+    Image.new("RGB", (120, 80)).save(paths[0])
+    for path in paths[1:]:
+        Image.new("RGB", (10, 10)).save(path)
+    bar = ImagesBar("derain", paths, file=io.StringIO())
+    assert bar.bar.total == 9600 + 3 * 100
+    bar.done(paths[0])
+    assert bar.bar.n == 9600
+    shown = bar.bar.format_meter(**{**bar.bar.format_dict, "elapsed": 10, "rate": None})
+    assert shown.startswith("derain:  97%|") and shown.endswith("| 1/4 images [00:10<00:00]"), shown
+    for path in paths[1:]:
+        bar.done(path)
+    shown = bar.bar.format_meter(**{**bar.bar.format_dict, "elapsed": 20, "rate": None})
+    assert bar.bar.n == bar.bar.total and shown.endswith("| 4/4 images [00:20<00:00]"), shown
+    bar.close()
+    off = ImagesBar("derain", paths, enabled=False)
+    assert off.bar.disable and off.weights == dict.fromkeys(paths, 1)   # no header read when no bar
+
+
+def test_folder_run_bar_counts_pixels(tmp_path, monkeypatch):
+    """A derain of a folder moves its bar by each image's pixels and ends at all images done."""
+    import rain2avoid.cli.batch as cli_batch
+    from rain2avoid.cli import images
+    bars = []
+
+    class Bar(cli_batch.tqdm):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            bars.append(self)
+
+    class TerminalContext(images.Context):
+        def __init__(self, *args):
+            super().__init__(*args)
+            self.bars = not self.quiet
+
+    monkeypatch.setattr(cli_batch, "tqdm", Bar)
+    monkeypatch.setattr(images, "Context", TerminalContext)
+    make_folder(tmp_path / "in", ["a.png", "b.png"], 24, 32)
+    write_image(tmp_path / "in" / "big.png", rainy(2, 48, 64))
+    r = invoke("derain", tmp_path / "in", "-o", tmp_path / "out", "--steps", "1", "--workers", "1")
+    assert r.exit_code == 0, r.output
+    [bar] = bars
+    assert bar.total == bar.n == 2 * 24 * 32 + 48 * 64
+    assert "| 3/3 images [" in r.stderr
+
+
+def test_images_bar_of_many_files_reads_every_kth_header(tmp_path, monkeypatch):
+    import io
+
+    import rain2avoid.cli.batch as cli_batch
+    read = []
+    monkeypatch.setattr(cli_batch, "header_pixels", lambda path: read.append(path) or 100)
+    paths = [tmp_path / f"{i}.png" for i in range(50)]
+    bar = cli_batch.ImagesBar("derain", paths, file=io.StringIO(), most=10)
+    assert read == paths[::5] and bar.bar.total == 50 * 100      # the others count as the mean
+    bar.close()

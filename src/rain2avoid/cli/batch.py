@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import click
@@ -145,11 +146,11 @@ def run_batch(ctx: Context, task, jobs: list[Job], what: str, force: bool, overw
         if workers > 1 and not dask:   # a Dask cluster's workers are its own
             workers = _fit_memory(ctx, workers, todo)
     workers = min(workers, max(1, len(todo)))  # no idle processes
-    bar = tqdm(total=len(todo), desc=what, unit="image", disable=not ctx.bars or len(todo) < 2)
+    bar = ImagesBar(what, [job.src for job in todo], enabled=ctx.bars and len(todo) >= 2)
     finished, elsewhere = [], []
 
     def report(outcome: Outcome) -> None:
-        bar.update(1)
+        bar.done(outcome.src)
         if outcome.skipped:  # another run makes it
             elsewhere.append(outcome)
             ctx.say(f"skip {outcome.src.name}: {outcome.skipped}")
@@ -201,12 +202,62 @@ START_SECONDS = 2.0
 """About what starting the worker pool costs here (forkserver, importing torch once; measured)."""
 
 
+def header_pixels(path: Path) -> int | None:
+    """Width times height from the image file's header (no pixels decoded); None when it cannot be
+    read: not an image file, damaged, unreadable, or too large for Pillow to open at all."""
+    if path.suffix.lower() not in IMAGE_EXTENSIONS:  # a video
+        return None
+    from PIL import Image
+    try:
+        with warnings.catch_warnings():  # a large photo is the job's to refuse, not a warning here
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                width, height = image.size
+    except Exception:  # not an image Pillow knows, damaged or unreadable (the job reports it)
+        return None
+    return width * height if width > 0 and height > 0 else None
+
+
+def pixel_weights(pixels: list[int | None]) -> list[int]:
+    """Each image's share of a run's work, which grows with its pixel count: ``pixels`` itself, where
+    a size not known (None) counts as the mean of the known ones, or 1 each when none is known."""
+    known = [p for p in pixels if p]
+    unknown = round(sum(known) / len(known)) if known else 1
+    return [p or unknown for p in pixels]
+
+
+class ImagesBar:
+    """The progress bar of a run over images: it shows the images done out of all of them, but moves by
+    pixels (read from the headers), so that its time left holds with mixed sizes: counting images, a
+    few 12 MP photos among 0.3 MP ones would make it far too short until they came.
+
+    ``file``: where the bar is drawn (tqdm's default, stderr, when None); ``most``: of more files than
+    this, every k-th header is read (a million reads can take minutes) and the others count as their mean."""
+
+    def __init__(self, what: str, paths: list[Path], enabled: bool = True, file=None, most: int = 10_000):
+        step = max(1, len(paths) // most)
+        weights = (pixel_weights([header_pixels(path) if i % step == 0 else None for i, path in enumerate(paths)])
+                   if enabled else [1] * len(paths))
+        self.weights = dict(zip(paths, weights))
+        self.count = [0, len(paths)]  # tqdm's postfix, formatted by bar_format: images done, images
+        self.bar = tqdm(total=sum(weights), desc=what, disable=not enabled, file=file, postfix=self.count,
+                        bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix[0]}/{postfix[1]} images "
+                                   "[{elapsed}<{remaining}]")
+
+    def done(self, path: Path) -> None:
+        """One image finished (written, failed or skipped)."""
+        self.count[0] += 1
+        self.bar.update(self.weights.get(path, 1))
+
+    def close(self) -> None:
+        self.bar.close()
+
+
 def largest_pixels(paths: list[Path], sample: int = 64, most: int = 10_000) -> int:
     """The pixel count of the largest image among the ``sample`` largest files of ``paths`` (from
     their headers; 0 for none readable): a cheap bound on what one worker will hold. Of more
     than ``most`` files, every k-th is looked at (a million ``stat`` calls can take minutes)."""
     paths = paths[::max(1, len(paths) // most)]
-    from PIL import Image
 
     def size(path: Path) -> int:
         try:
@@ -214,14 +265,8 @@ def largest_pixels(paths: list[Path], sample: int = 64, most: int = 10_000) -> i
         except OSError:
             return 0
 
-    largest = 0
-    for path in sorted(paths, key=size, reverse=True)[:sample]:
-        try:
-            with Image.open(path) as image:
-                largest = max(largest, image.size[0] * image.size[1])
-        except Exception:  # not an image Pillow knows (the job reports it); a video
-            continue
-    return largest
+    largest = [header_pixels(path) or 0 for path in sorted(paths, key=size, reverse=True)[:sample]]
+    return max(largest, default=0)
 
 
 def _fit_memory(ctx: Context, workers: int, jobs: list[Job]) -> int:
