@@ -5,7 +5,10 @@ Jobs train for a few steps (``FAST``) on tiny images, so each takes well under a
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import re
+import signal
 import threading
 import time
 import warnings
@@ -22,7 +25,6 @@ with warnings.catch_warnings():  # newer Starlette prefers httpx2 to httpx; both
 from PIL import Image  # noqa: E402
 from serving import FAST, TRAINS, decoded, encoded, rainy, wait_done  # noqa: E402
 
-from rain2avoid.io import read_image  # noqa: E402
 from rain2avoid.pipeline import derain_detailed  # noqa: E402
 from rain2avoid.serve import ServeSettings, create_app  # noqa: E402
 from rain2avoid.serve import jobs as serve_jobs  # noqa: E402
@@ -316,12 +318,13 @@ def wait_running(client, job_id: str, steps: int = 1) -> None:
 
 
 def test_cancelling_a_queued_job_takes_it_out_of_the_queue(make_client, tmp_path, monkeypatch):
-    ran = []   # the jobs whose upload a worker read
+    ran = []   # the jobs a worker took
+    run = serve_jobs.JobStore._run
 
-    def reading(path, **options):
-        ran.append(path.parent.name)
-        return read_image(path, **options)
-    monkeypatch.setattr(serve_jobs, "read_image", reading)
+    def running_job(self, job):
+        ran.append(job.id)
+        return run(self, job)
+    monkeypatch.setattr(serve_jobs.JobStore, "_run", running_job)
     client = make_client(options={"steps": 100_000}, queue_size=1)   # the first job runs until cancelled
     running = post(client, encoded(rainy(*TRAINS), tmp_path)).json()["id"]
     wait_running(client, running)
@@ -357,6 +360,60 @@ def test_cancelling_a_running_job_stops_it_and_frees_the_worker(make_client, tmp
     assert wait_done(client.get, following, timeout=30)["status"] == "done"   # the one worker is free
     assert time.monotonic() - start < 30
     assert sorted(p.name for p in store(client).root.iterdir()) == [following]   # nothing of the cancelled job
+
+
+def in_rain_stage(client, tmp_path) -> str:
+    """Upload a 1.8 MP photo that would then train for hours; its id once it finds its rain.
+
+    Finding the rain and the references of a photo this large takes about ten seconds on a
+    2-core machine, before the first training step.
+    """
+    big = np.tile(rainy(*TRAINS), (12, 12, 1))
+    job_id = post(client, encoded(big, tmp_path, "big.png")).json()["id"]
+    deadline = time.monotonic() + 60
+    while client.get(f"/api/jobs/{job_id}").json()["stage"] != "rain":
+        assert time.monotonic() < deadline, "the job did not start"
+        time.sleep(0.01)
+    return job_id
+
+
+def test_cancelling_a_job_before_it_trains_frees_the_worker_at_once(make_client, tmp_path):
+    client = make_client(options={"steps": 100_000})
+    running = in_rain_stage(client, tmp_path)
+    following = post(client, encoded(rainy(), tmp_path)).json()["id"]   # too small to train: done at once
+    status = client.get(f"/api/jobs/{running}").json()
+    assert (status["stage"], status["steps_done"]) == ("rain", 0), status   # the cancel comes before training
+
+    start = time.monotonic()
+    assert client.delete(f"/api/jobs/{running}").json() == {"id": running, "cancelled": True}
+    assert client.get(f"/api/jobs/{running}").status_code == 404
+    while client.get(f"/api/jobs/{following}").json()["status"] == "queued":
+        assert time.monotonic() - start < 2, "the cancelled job still holds the one worker"
+        time.sleep(0.01)
+    assert wait_done(client.get, following, timeout=30)["status"] == "done"
+    assert sorted(p.name for p in store(client).root.iterdir()) == [following]   # nothing of the cancelled job
+    assert multiprocessing.active_children() == []   # its process is gone
+
+
+def test_shutdown_stops_a_job_before_it_trains_at_once(tmp_path):
+    app = create_app(ServeSettings(options={"steps": 100_000}, temp_root=tmp_path))
+    with TestClient(app) as client:
+        in_rain_stage(client, tmp_path)
+        root = app.state.store.root
+        start = time.monotonic()
+    assert time.monotonic() - start < 2
+    assert not root.exists() and multiprocessing.active_children() == []
+
+
+def test_a_job_whose_process_dies_fails_and_the_worker_goes_on(make_client, tmp_path):
+    client = make_client(options={"steps": 100_000})
+    running = post(client, encoded(rainy(*TRAINS), tmp_path)).json()["id"]
+    wait_running(client, running)
+    (process,) = multiprocessing.active_children()
+    os.kill(process.pid, signal.SIGKILL)   # as the kernel does to a process out of memory
+    status = wait_done(client.get, running, timeout=30)
+    assert status["status"] == "failed" and "ended unexpectedly" in status["error"], status
+    assert wait_done(client.get, post(client, encoded(rainy(), tmp_path)).json()["id"])["status"] == "done"
 
 
 def test_deleting_a_finished_job_deletes_its_files(client, tmp_path):

@@ -6,14 +6,26 @@ temporary folder: ``upload`` (the bytes as received), then ``result.<ext>``
 (the derained image, in the uploaded format, with its metadata) and
 ``mask.png``. No file is ever named after anything the client sent.
 
-Workers call the same pipeline as the command line,
-:func:`rain2avoid.pipeline.derain_detailed`, and record its progress after
-every training step. Finished jobs (done or failed) are deleted with their
-files after ``ttl`` seconds, or sooner when more than ``keep`` have finished,
-so memory and disk stay bounded; the queue holds at most ``queue_size``
-waiting jobs. :meth:`JobStore.cancel` forgets a job at once and deletes its
-folder: a waiting job leaves the queue, a running one stops at its next
-training step.
+Each worker thread runs its job in a child process of its own
+(:func:`_derain_in_child`): it reads the upload, calls the same pipeline as the
+command line, :func:`rain2avoid.pipeline.derain_detailed`, writes the result and
+the mask, and sends each stage and training step back through a pipe. A job is
+stopped by stopping its process, so a cancel or a shutdown takes effect within
+a tenth of a second whatever the job is doing: decoding a 12 MP photo and
+finding its rain take tens of seconds and have no steps at which a thread could
+stop. A process that dies (out of memory) fails its job, not the server. The
+processes fork from a forkserver that has imported the pipeline once (a job
+starts in milliseconds, and forking a threaded server is avoided); all of a
+job's memory is given back when it ends.
+
+Finished jobs (done or failed) are deleted with their files after ``ttl``
+seconds, or sooner when more than ``keep`` have finished, so memory and disk
+stay bounded; the queue holds at most ``queue_size`` waiting jobs.
+:meth:`JobStore.cancel` forgets a job at once and deletes its folder: a waiting
+job leaves the queue, a running one's process is stopped. A job's files are
+only served once its process has said it wrote them all, and a stopped job's
+folder is deleted once its process is gone, so no half-written file is ever
+served or left behind.
 
 This module does not depend on the web framework; :mod:`.app` puts HTTP on it.
 """
@@ -21,8 +33,11 @@ This module does not depend on the web framework; :mod:`.app` puts HTTP on it.
 from __future__ import annotations
 
 import math
+import multiprocessing
+import multiprocessing.forkserver
 import re
 import shutil
+import signal
 import tempfile
 import threading
 import time
@@ -31,6 +46,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+
+from ..batch.work import set_threads, thread_lock_for_bars
 from ..io import read_image, write_image
 from ..pipeline import derain_detailed
 from ..sdrl import resolve_settings
@@ -52,8 +70,12 @@ class QueueFull(Exception):
         self.retry_after = retry_after
 
 
+_POLL = 0.1
+"""Seconds between a worker's looks at whether its running job was cancelled (or the server stops)."""
+
+
 class _Stopped(Exception):
-    """Raised from the progress callback when the server shuts down or the job is cancelled mid-training."""
+    """Raised in a worker when the server shuts down or its running job is cancelled."""
 
 
 def safe_stem(filename: str | None) -> str:
@@ -113,7 +135,7 @@ class Job:
 class JobStore:
     """Queue, workers and finished jobs of one server.
 
-    workers: images trained at the same time (threads). queue_size: most
+    workers: images trained at the same time (each in its own process). queue_size: most
     waiting jobs. ttl: seconds a finished job is kept (> 0). keep: most
     finished jobs kept (>= 1: with 0 or a ttl of 0, every result would be
     deleted as soon as it is done, before it could be downloaded).
@@ -123,8 +145,9 @@ class JobStore:
     (default: the system's).
 
     Call :meth:`start` before use and :meth:`close` at the end; ``close``
-    stops running jobs at their next training step and deletes every file.
-    :meth:`cancel` does the same for one job.
+    stops the running jobs' processes and deletes every file. :meth:`cancel`
+    does the same for one job. A job's process uses as many torch threads as
+    the thread that runs the job (``torch.get_num_threads()``).
     """
 
     def __init__(self, workers: int = 1, queue_size: int = 32, ttl: float = 3600.0, keep: int = 100,
@@ -148,6 +171,7 @@ class JobStore:
         self._threads: list[threading.Thread] = []
         self._count = 0
         self._mean_seconds: float | None = None
+        self._context = _context()
 
     # --- life cycle ------------------------------------------------------------------------------
 
@@ -167,7 +191,7 @@ class JobStore:
             self._threads.append(thread)
 
     def close(self, timeout: float = 30.0) -> None:
-        """Fail the waiting jobs, stop the running ones at their next step, delete all files."""
+        """Fail the waiting jobs, stop the running ones' processes, delete all files."""
         self._closing.set()
         with self._wake:
             waiting = list(self._waiting)
@@ -234,9 +258,10 @@ class JobStore:
     def cancel(self, job_id: str) -> str | None:
         """Forget a job and delete its folder; returns the status it had, or None when it is unknown.
 
-        A queued job leaves the queue and never runs. A running one stops at its
-        next training step, and its worker takes the next job. A finished one's
-        files are deleted. In every case a later :meth:`get` gives None.
+        A queued job leaves the queue and never runs. A running one's process is
+        stopped within :data:`_POLL` seconds, whatever stage it is in, and its
+        worker takes the next job. A finished one's files are deleted. In every
+        case a later :meth:`get` gives None.
         """
         self.expire()
         with self._lock:
@@ -296,6 +321,8 @@ class JobStore:
     # --- working ---------------------------------------------------------------------------------
 
     def _work(self) -> None:
+        if self._context.get_start_method() == "forkserver":   # start it now, not on the first upload
+            multiprocessing.forkserver.ensure_running()         # (it imports torch: seconds)
         while (job := self._next()) is not None:
             self._run(job)
             self.expire()
@@ -312,38 +339,61 @@ class JobStore:
 
     def _run(self, job: Job) -> None:
         start = time.perf_counter()
-
-        def stop_if_asked() -> None:   # under the lock
-            if self._closing.is_set() or job.cancelled:
-                raise _Stopped
-
-        def on_progress(done: int, total: int) -> None:
-            with self._lock:
-                stop_if_asked()
-                job.done_steps, job.total_steps = done, total
-
-        def on_stage(name: str) -> None:
-            with self._lock:
-                stop_if_asked()
-                job.stage = name
-
         try:
-            image, meta = read_image(job.upload_path, max_pixels=self.max_pixels, with_meta=True)
-            options = {**self.options, "seed": job.seed}
-            result = derain_detailed(image, job.preset, on_progress=on_progress, on_stage=on_stage, **options)
-            write_image(job.result_path, result.image, meta=meta)
-            write_image(job.mask_path, result.mask)
+            error = self._run_in_child(job)
         except _Stopped:   # the job is forgotten when it was cancelled; this only matters at shutdown
-            self._finish(job, error="the server stopped while this job ran")
-        except Exception as exc:  # one bad job must not stop the worker
-            reason = " ".join(str(exc).split()) or type(exc).__name__
-            self._finish(job, error=reason.replace(str(job.upload_path), "the upload"))
-        else:
-            self._finish(job, seconds=time.perf_counter() - start)
-        finally:
+            error = "the server stopped while this job ran"
+        except Exception as exc:  # its process could not start, say; one bad job must not stop the worker
+            error = " ".join(str(exc).split()) or type(exc).__name__
+        finally:   # its process is gone by now: nothing more is written
             job.upload_path.unlink(missing_ok=True)
             if job.cancelled:   # files written after cancel() deleted the folder
                 shutil.rmtree(job.folder, ignore_errors=True)
+        if error:
+            self._finish(job, error=error.replace(str(job.upload_path), "the upload"))
+        else:
+            self._finish(job, seconds=time.perf_counter() - start)
+
+    def _run_in_child(self, job: Job) -> str | None:
+        """Run the job in a process of its own (:func:`_derain_in_child`) and record its stages and steps.
+
+        Returns None once it wrote the result and the mask, or why it failed. Raises
+        _Stopped, with the process stopped, when the job is cancelled or the store closes.
+        """
+        receiver, sender = self._context.Pipe(duplex=False)
+        options = {**self.options, "seed": job.seed}
+        process = self._context.Process(
+            target=_derain_in_child, name=f"rain2avoid-job-{job.id[:8]}", daemon=True,
+            args=(sender, str(job.upload_path), str(job.result_path), str(job.mask_path), self.max_pixels,
+                  job.preset, options, torch.get_num_threads()))
+        ended = False
+        try:
+            process.start()
+            sender.close()   # the child holds the only sending end now: its end is this end's EOF
+            while True:
+                with self._lock:
+                    if self._closing.is_set() or job.cancelled:
+                        raise _Stopped
+                if not receiver.poll(_POLL):
+                    continue
+                try:
+                    kind, *values = receiver.recv()
+                except EOFError:   # it ended without a word: killed (out of memory?) or crashed
+                    process.join()
+                    return (f"the job's process ended unexpectedly (exit code {process.exitcode}); "
+                            f"the photo may need more memory than this machine has free")
+                with self._lock:
+                    if kind == "stage":
+                        job.stage = values[0]
+                    elif kind == "progress":
+                        job.done_steps, job.total_steps = values
+                if kind in ("done", "failed"):
+                    ended = True
+                    return values[0] if kind == "failed" else None
+        finally:
+            receiver.close()
+            sender.close()   # (again) in case the process did not start
+            _end(process, wait=5.0 if ended else 0.0)
 
     def _finish(self, job: Job, error: str | None = None, seconds: float | None = None) -> None:
         with self._lock:
@@ -352,3 +402,52 @@ class JobStore:
             if seconds is not None:
                 self._mean_seconds = seconds if self._mean_seconds is None else \
                     0.7 * self._mean_seconds + 0.3 * seconds
+
+
+def _context():
+    """forkserver where there is one: job processes fork from a clean server that has imported
+    the pipeline once (fast, and safe with torch's thread pools); spawn elsewhere."""
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["rain2avoid.pipeline", "rain2avoid.serve.jobs"])
+        return context
+    return multiprocessing.get_context("spawn")
+
+
+def _end(process, wait: float) -> None:
+    """Let ``process`` end by itself for ``wait`` seconds, then stop it (SIGTERM, then SIGKILL); reap it."""
+    if process.pid is None:   # it never started
+        return
+    process.join(wait)
+    if process.is_alive():
+        process.terminate()
+        process.join(2.0)
+    if process.is_alive():
+        process.kill()
+        process.join()
+    process.close()
+
+
+def _derain_in_child(sender, upload: str, result: str, mask: str, max_pixels: int | None, preset: str,
+                     options: dict, threads: int) -> None:
+    """One job, in its own process (:meth:`JobStore._run_in_child`): read ``upload``, derain it, write
+    ``result`` (in the upload's format, with its metadata) and ``mask``.
+
+    Sends ("stage", name) as each pipeline stage starts, ("progress", done, total) after every
+    training step, and last ("done",) once both files are written, or ("failed", reason).
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C is the server's to handle: it stops this process
+    thread_lock_for_bars()
+    set_threads(threads)
+    try:
+        image, meta = read_image(upload, max_pixels=max_pixels, with_meta=True)
+        out = derain_detailed(image, preset, on_stage=lambda name: sender.send(("stage", name)),
+                              on_progress=lambda done, total: sender.send(("progress", done, total)), **options)
+        write_image(result, out.image, meta=meta)
+        write_image(mask, out.mask)
+    except Exception as exc:  # the reason goes to the job's status
+        sender.send(("failed", " ".join(str(exc).split()) or type(exc).__name__))
+    else:
+        sender.send(("done",))
+    finally:
+        sender.close()
