@@ -850,9 +850,9 @@ def test_program_reports_damaged_pngs_in_one_line_each_without_libpng_lines(tmp_
     assert "libpng" not in done.stderr and "WARN" not in done.stderr
 
 
-def test_png_whose_image_data_holds_too_few_rows_is_refused(tmp_path):
+def test_png_whose_image_data_holds_too_few_rows_is_refused(tmp_path, capfd):
     """A zlib stream that ends properly but early: Pillow, the fallback when libpng fails, decoded it
-    with black rows."""
+    with black rows; with its IEND chunk, libpng printed "Not enough image data"."""
     chunks = small_png_chunks()
     rows = zlib.decompress(b"".join(c[8:-4] for c in chunks if c[4:8] == b"IDAT"))
     for name, data in [("few-rows", zlib.compress(rows[: len(rows) // 2])),
@@ -860,6 +860,50 @@ def test_png_whose_image_data_holds_too_few_rows_is_refused(tmp_path):
         idat = png_chunk(b"IDAT", data)
         (tmp_path / f"{name}.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunks[0] + idat + chunks[-1])
         assert_read_error(tmp_path / f"{name}.png", "(the image data stops short)")
+    assert capfd.readouterr().err == ""
+
+
+def whole_chunked_png_with_bad_image_data(damage):
+    """A PNG whose chunks are all whole, with right lengths and CRCs, up to IEND, but whose image
+    data (a 120x100 RGB image) stops short, is damaged or holds more rows than the header says;
+    libpng finds it only while decoding."""
+    chunks = png_chunks(cv2.imencode(".png", random_image((120, 100, 3), seed=4))[1].tobytes())
+    ihdr, end = chunks[0], png_chunk(b"IEND", b"")
+    stream = b"".join(c[8:-4] for c in chunks if c[4:8] == b"IDAT")
+    half = stream[: len(stream) // 2]
+    rows = zlib.decompress(stream)
+    flipped = stream[:100] + bytes([stream[100] ^ 0x55]) + stream[101:]
+    parts = {
+        "half-of-the-stream": [png_chunk(b"IDAT", half)],
+        "later-idat-chunks-lost": [png_chunk(b"IDAT", half[k:k + 4096]) for k in range(0, len(half), 4096)],
+        "text-after-a-short-stream": [png_chunk(b"IDAT", half), png_chunk(b"tEXt", b"Comment\0rain")],
+        "only-the-zlib-header": [png_chunk(b"IDAT", stream[:2])],
+        "damaged-stream": [png_chunk(b"IDAT", flipped)],
+        "wrong-checksum": [png_chunk(b"IDAT", stream[:-1] + bytes([stream[-1] ^ 1]))],
+        "too-many-rows": [png_chunk(b"IDAT", zlib.compress(rows + rows[: len(rows) // 120]))],
+    }[damage]
+    return b"\x89PNG\r\n\x1a\n" + ihdr + b"".join(parts) + end
+
+
+BAD_IMAGE_DATA = {  # name -> what the error says
+    "half-of-the-stream": "the image data stops short",
+    "later-idat-chunks-lost": "the image data stops short",
+    "text-after-a-short-stream": "the image data stops short",
+    "only-the-zlib-header": "the image data stops short",
+    "damaged-stream": "the compressed image data is damaged",
+    "wrong-checksum": "the compressed image data is damaged",
+    "too-many-rows": "more image data than the header's size",  # libpng warned and read it
+}
+
+
+@pytest.mark.parametrize("damage", sorted(BAD_IMAGE_DATA))
+def test_png_with_whole_chunks_but_bad_image_data_is_refused_without_decoder_noise(tmp_path, capfd, damage):
+    """libpng printed "libpng error: Not enough image data" (or "incorrect data check") beside the
+    reader's one-line error, or "libpng warning: Too much image data" and read the image (refused on
+    Pillow's path already): the image data is checked before OpenCV decodes a PNG."""
+    (tmp_path / "a.png").write_bytes(whole_chunked_png_with_bad_image_data(damage))
+    assert_read_error(tmp_path / "a.png", f"truncated or corrupt PNG file ({BAD_IMAGE_DATA[damage]})")
+    assert capfd.readouterr().err == ""
 
 
 def adam7_png(width, height, bit_depth, colour_type):

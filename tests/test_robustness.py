@@ -11,9 +11,11 @@ from __future__ import annotations
 import os
 import pickle
 import signal
+import struct
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -564,6 +566,41 @@ def run_program(*args):
     cmd = [str(exe)] if exe.is_file() else [sys.executable, "-m", "rain2avoid.cli"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run(cmd + [str(a) for a in args], capture_output=True, text=True, env=env, timeout=120)
+
+
+def png_cut_short_with_whole_chunks(good_png: bytes) -> bytes:
+    """``good_png`` (IHDR, IDAT..., IEND) with half of its image data, in one IDAT chunk with the right
+    length and CRC, still followed by IEND: every chunk is whole, so the damage shows only while decoding."""
+    chunks, position = {}, 8
+    while position < len(good_png):
+        (length,) = struct.unpack(">I", good_png[position:position + 4])
+        kind, payload = good_png[position + 4:position + 8], good_png[position + 8:position + 8 + length]
+        chunks[kind] = chunks.get(kind, b"") + payload
+        position += 12 + length
+
+    def chunk(kind, payload):
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+    half = chunks[b"IDAT"][: len(chunks[b"IDAT"]) // 2]
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", chunks[b"IHDR"]) + chunk(b"IDAT", half) + chunk(b"IEND", b"")
+
+
+def test_program_refuses_a_png_cut_short_with_whole_chunks_in_one_line(tmp_path):
+    """libpng (inside OpenCV) printed "libpng error: Not enough image data" to the process's stderr
+    beside the reader's error line; only the real program shows it."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    cut = folder / "cut.png"
+    cut.write_bytes(png_cut_short_with_whole_chunks(_png_bytes(tmp_path)))
+    write_image(folder / "good.png", image(seed=1))
+    error = f"error: cannot read {cut}: truncated or corrupt PNG file (the image data stops short)"
+    p = run_program("derain", cut, "-o", tmp_path / "out.png", "--steps", "2")
+    assert (p.returncode, p.stderr.splitlines()) == (1, [error])
+    assert not (tmp_path / "out.png").exists()
+    p = run_program("derain", folder, "-o", tmp_path / "out", "--steps", "2")
+    assert p.returncode == 1
+    assert p.stderr.splitlines() == [error, "1 of 2 file(s) failed:", "  " + error.removeprefix("error: ")]
+    assert os.listdir(tmp_path / "out") == ["good.png"]
 
 
 def test_program_folder_with_bad_files(tmp_path, mixed):

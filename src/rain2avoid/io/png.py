@@ -1,16 +1,18 @@
 """The structure of PNG files, read in pure Python: chunks, the colour key, and damage.
 
 OpenCV's libpng prints its own lines to stderr for a damaged PNG, beside the
-reader's one-line error, so :mod:`.read` refuses with :func:`check_chunks` the
-damage that is cheap to find before OpenCV sees the bytes: a chunk type that is
-not letters, a critical chunk that fails its CRC, a file that does not start
-with IHDR, an unknown critical chunk (the PNG specification says to refuse it),
-IDAT chunks that are not consecutive or hold no zlib stream. A bad CRC on a
-chunk that holds no pixels (text, time, ..., or IEND) is not refused: libpng
-drops the chunk, with a warning line of its own, and reads the image, as
-viewers do. :func:`check_image_data` inflates the whole image data, which costs
-about two thirds of decoding the image, so it runs only before Pillow's
-fallback, which returns black rows for a stream that ends too early.
+reader's one-line error, so :mod:`.read` refuses the damage before OpenCV sees
+the bytes. :func:`check_chunks` finds a chunk type that is not letters, a
+critical chunk that fails its CRC, a file that does not start with IHDR, an
+unknown critical chunk (the PNG specification says to refuse it), IDAT chunks
+that are not consecutive or hold no zlib stream. A bad CRC on a chunk that
+holds no pixels (text, time, ..., or IEND) is not refused: libpng drops the
+chunk, with a warning line of its own, and reads the image, as viewers do.
+:func:`check_image_data` inflates the whole image data, to find a stream that
+stops short or is damaged although every chunk is whole (libpng finds it only
+while decoding, and Pillow's fallback returns black rows for a stream that ends
+too early). It costs about two thirds of decoding the image: about 0.2 s for a
+12 MP photo, little beside deraining it.
 """
 
 from __future__ import annotations

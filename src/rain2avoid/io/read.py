@@ -379,12 +379,11 @@ def _decode_pixels(data: bytes, fmt: str, header: Image.Image) -> Tuple[np.ndarr
     if fmt == "tiff" and _pillow_decodes_tiff_exactly(header):
         return _pillow_pixels(header), upright
     if fmt == "png":
-        # libpng, inside OpenCV, prints its own messages to stderr for a damaged
-        # PNG, so the damage that is cheap to find is refused before OpenCV runs.
-        if not _checked_png(png.check_chunks, data):
-            # A PNG that stops short goes to Pillow, which reports it as an
-            # exception (or decodes a PNG that only lacks its IEND chunk).
-            _checked_png(png.check_image_data, data)
+        # libpng, inside OpenCV, prints its own line to stderr for a damaged PNG,
+        # so the chunks and the image data are checked before OpenCV runs.
+        complete = _checked_png(png.check_chunks, data)
+        _checked_png(png.check_image_data, data)
+        if not complete:  # only IEND missing: libpng would say the input is incomplete
             return _pillow_pixels(header), upright
     pixels = _opencv_pixels(data)
     if pixels is not None:
@@ -393,8 +392,6 @@ def _decode_pixels(data: bytes, fmt: str, header: Image.Image) -> Tuple[np.ndarr
         return pixels, upright
     if fmt == "tiff":
         raise _BadImage("truncated or corrupt TIFF file (cannot decode the pixels)")
-    if fmt == "png":
-        _checked_png(png.check_image_data, data)
     return _pillow_pixels(header), upright
 
 
