@@ -567,12 +567,12 @@ def test_images_bar_moves_by_pixels_and_shows_images(tmp_path):
 
     from PIL import Image
 
-    from rain2avoid.cli.batch import ImagesBar
+    from rain2avoid.cli.batch import ImagesBar, image_pixels
     paths = [tmp_path / name for name in ("big.png", "a.png", "b.png", "c.png")]
     Image.new("RGB", (120, 80)).save(paths[0])
     for path in paths[1:]:
         Image.new("RGB", (10, 10)).save(path)
-    bar = ImagesBar("derain", paths, file=io.StringIO())
+    bar = ImagesBar("derain", paths, image_pixels(paths), file=io.StringIO())
     assert bar.bar.total == 9600 + 3 * 100
     bar.done(paths[0])
     assert bar.bar.n == 9600
@@ -583,8 +583,8 @@ def test_images_bar_moves_by_pixels_and_shows_images(tmp_path):
     shown = bar.bar.format_meter(**{**bar.bar.format_dict, "elapsed": 20, "rate": None})
     assert bar.bar.n == bar.bar.total and shown.endswith("| 4/4 images [00:20<00:00]"), shown
     bar.close()
-    off = ImagesBar("derain", paths, enabled=False)
-    assert off.bar.disable and off.weights == dict.fromkeys(paths, 1)   # no header read when no bar
+    off = ImagesBar("derain", paths, None)
+    assert off.bar.disable and off.weights == dict.fromkeys(paths, 1)
 
 
 def test_folder_run_bar_counts_pixels(tmp_path, monkeypatch):
@@ -614,13 +614,29 @@ def test_folder_run_bar_counts_pixels(tmp_path, monkeypatch):
     assert "| 3/3 images [" in r.stderr
 
 
-def test_images_bar_of_many_files_reads_every_kth_header(tmp_path, monkeypatch):
-    import io
-
+def test_image_pixels_of_many_files_reads_every_kth_header(tmp_path, monkeypatch):
     import rain2avoid.cli.batch as cli_batch
     read = []
     monkeypatch.setattr(cli_batch, "header_pixels", lambda path: read.append(path) or 100)
     paths = [tmp_path / f"{i}.png" for i in range(50)]
-    bar = cli_batch.ImagesBar("derain", paths, file=io.StringIO(), most=10)
-    assert read == paths[::5] and bar.bar.total == 50 * 100      # the others count as the mean
-    bar.close()
+    assert cli_batch.image_pixels(paths, most=10) == [100] * 50       # the others count as the mean
+    assert read == paths[::5]
+
+
+def test_workers_auto_counts_large_photos_as_more_work(tmp_path, monkeypatch):
+    """`apply`'s 0.05 s per image is for 480x320: ten 12 MP photos are worth a pool, ten small ones not."""
+    import rain2avoid.cli.batch as cli_batch
+    from rain2avoid.cli.batch import UNIT_PIXELS, auto_workers, work_units
+    assert work_units(None) == 1 and work_units([100, UNIT_PIXELS]) == 1            # small images count as one
+    assert work_units([4 * UNIT_PIXELS, 2 * UNIT_PIXELS]) == 3
+    assert auto_workers(10, 0.05 * work_units([UNIT_PIXELS] * 10), cores=2) == 1
+    assert auto_workers(10, 0.05 * work_units([12_000_000] * 10), cores=2) == 2
+    asked = []
+    monkeypatch.setattr(cli_batch, "auto_workers", lambda images, seconds: asked.append(seconds) or 1)
+    monkeypatch.setattr(cli_batch, "header_pixels", lambda path: 4 * UNIT_PIXELS)
+    make_folder(tmp_path / "in", ["a.png", "b.png"], 24, 32)
+    model = tmp_path / "m.pt"
+    assert invoke("train", tmp_path / "in", "--model", model, "--steps", "1", "-q").exit_code == 0
+    r = invoke("apply", tmp_path / "in", "--model", model, "-o", tmp_path / "out")
+    assert r.exit_code == 0, r.output
+    assert asked == [pytest.approx(0.05 * 4)]

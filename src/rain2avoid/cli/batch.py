@@ -141,12 +141,14 @@ def run_batch(ctx: Context, task, jobs: list[Job], what: str, force: bool, overw
     todo, done = split_done(jobs, force, overwrite)
     remove_temporaries(task, done)  # left by a killed run (the backends do the same for the jobs to do)
     say_skipped(ctx, done)
+    show_bar = ctx.bars and len(todo) >= 2
+    pixels = image_pixels([job.src for job in todo]) if show_bar or (workers is None and not ctx.debug) else None
     if workers is None:
-        workers = auto_workers(len(todo), work_seconds) if not ctx.debug else 1
+        workers = auto_workers(len(todo), work_seconds * work_units(pixels)) if not ctx.debug else 1
         if workers > 1 and not dask:   # a Dask cluster's workers are its own
             workers = _fit_memory(ctx, workers, todo)
     workers = min(workers, max(1, len(todo)))  # no idle processes
-    bar = ImagesBar(what, [job.src for job in todo], enabled=ctx.bars and len(todo) >= 2)
+    bar = ImagesBar(what, [job.src for job in todo], pixels if show_bar else None)
     finished, elsewhere = [], []
 
     def report(outcome: Outcome) -> None:
@@ -226,21 +228,38 @@ def pixel_weights(pixels: list[int | None]) -> list[int]:
     return [p or unknown for p in pixels]
 
 
+def image_pixels(paths: list[Path], most: int = 10_000) -> list[int]:
+    """Each image's pixel count from its header (:func:`header_pixels`, :func:`pixel_weights`: a size
+    not read counts as the mean of the others). Of more than ``most`` files, every k-th header is read
+    (a million reads can take minutes) and the others count as their mean."""
+    step = max(1, len(paths) // most)
+    return pixel_weights([header_pixels(path) if i % step == 0 else None for i, path in enumerate(paths)])
+
+
+UNIT_PIXELS = 480 * 320
+"""The image size that a run's ``work_seconds`` are given for (Rain100L's, the benchmarks' unit)."""
+
+
+def work_units(pixels: list[int] | None) -> float:
+    """How many ``UNIT_PIXELS`` images the work of a run's images (``pixels``, :func:`image_pixels`) is
+    worth on average, a small image counting as one; 1 when the sizes are not known."""
+    if not pixels:
+        return 1.0
+    return sum(max(1.0, p / UNIT_PIXELS) for p in pixels) / len(pixels)
+
+
 class ImagesBar:
     """The progress bar of a run over images: it shows the images done out of all of them, but moves by
-    pixels (read from the headers), so that its time left holds with mixed sizes: counting images, a
-    few 12 MP photos among 0.3 MP ones would make it far too short until they came.
+    pixels (``pixels``, :func:`image_pixels`), so that its time left holds with mixed sizes: counting
+    images, a few 12 MP photos among 0.3 MP ones would make it far too short until they came.
 
-    ``file``: where the bar is drawn (tqdm's default, stderr, when None); ``most``: of more files than
-    this, every k-th header is read (a million reads can take minutes) and the others count as their mean."""
+    No bar is drawn when ``pixels`` is None. ``file``: where it is drawn (tqdm's default, stderr, when None)."""
 
-    def __init__(self, what: str, paths: list[Path], enabled: bool = True, file=None, most: int = 10_000):
-        step = max(1, len(paths) // most)
-        weights = (pixel_weights([header_pixels(path) if i % step == 0 else None for i, path in enumerate(paths)])
-                   if enabled else [1] * len(paths))
+    def __init__(self, what: str, paths: list[Path], pixels: list[int] | None, file=None):
+        weights = pixels if pixels is not None else [1] * len(paths)
         self.weights = dict(zip(paths, weights))
         self.count = [0, len(paths)]  # tqdm's postfix, formatted by bar_format: images done, images
-        self.bar = tqdm(total=sum(weights), desc=what, disable=not enabled, file=file, postfix=self.count,
+        self.bar = tqdm(total=sum(weights), desc=what, disable=pixels is None, file=file, postfix=self.count,
                         bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix[0]}/{postfix[1]} images "
                                    "[{elapsed}<{remaining}]")
 
