@@ -19,7 +19,7 @@ import struct
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
-from typing import Optional, Tuple, Union
+from typing import Dict, List, Optional, Tuple, Union
 
 import cv2
 import numpy as np
@@ -32,7 +32,7 @@ from PIL import (
     WebPImagePlugin,
 )
 
-from ..exif import make_upright, read_exif
+from ..exif import make_upright, read_exif, reset_orientation
 from ..files import describe_os_error as _describe_os_error
 from . import png
 
@@ -184,6 +184,8 @@ def _decode(data: bytes, max_pixels: Optional[int]) -> Tuple[np.ndarray, ImageMe
         canvas = _webp_canvas_size(data)
         if canvas is not None:
             _check_size(canvas, max_pixels)
+            if _above_pillow_limit(canvas):
+                return _decode_webp_without_pillow(data, max_pixels)
     try:
         header = _HEADER_READERS[fmt](BytesIO(data))
     except Image.DecompressionBombError as exc:  # only possible above Pillow's own limit
@@ -280,6 +282,11 @@ def _check_one_image(data: bytes, fmt: str, header: Image.Image) -> None:
     Only the first image would be derained and written back, losing the others.
     """
     frames = _tiff_page_count(data) if fmt == "tiff" else getattr(header, "n_frames", 1)
+    _check_frame_count(fmt, frames)
+
+
+def _check_frame_count(fmt: str, frames: int) -> None:
+    """Refuse ``frames`` > 1 with the reason for a multi-page TIFF or an animation."""
     if frames <= 1:
         return
     if fmt == "tiff":
@@ -350,6 +357,58 @@ def _webp_canvas_size(data: bytes) -> Optional[Tuple[int, int]]:
             int.from_bytes(data[28:30], "little") & 0x3FFF,
         )
     return None
+
+
+def _above_pillow_limit(size: Tuple[int, int]) -> bool:
+    """True when ``size`` (W, H) is above the limit at which Pillow refuses an image.
+
+    Pillow 13's WebP reader applies that limit (``2 * Image.MAX_IMAGE_PIXELS``)
+    while reading the header, whatever max_pixels allows; older Pillow does not.
+    """
+    limit = Image.MAX_IMAGE_PIXELS
+    return limit is not None and size[0] * size[1] > 2 * limit
+
+
+def _webp_chunks(data: bytes) -> Dict[bytes, List[bytes]]:
+    """The top-level chunks of a WebP file: payloads by FourCC, in file order.
+
+    The walk stops at the end of the RIFF data or at a chunk cut short.
+    """
+    chunks: Dict[bytes, List[bytes]] = {}
+    end = min(len(data), 8 + int.from_bytes(data[4:8], "little"))
+    position = 12
+    while position + 8 <= end:
+        kind = data[position:position + 4]
+        size = int.from_bytes(data[position + 4:position + 8], "little")
+        if position + 8 + size > end:
+            break
+        chunks.setdefault(kind, []).append(data[position + 8:position + 8 + size])
+        position += 8 + size + (size & 1)  # payloads are padded to an even length
+    return chunks
+
+
+def _decode_webp_without_pillow(data: bytes, max_pixels: Optional[int]) -> Tuple[np.ndarray, ImageMeta]:
+    """Decode a WebP above Pillow's own size limit with OpenCV alone, like :func:`_decode`.
+
+    Only max_pixels limits the size, with every Pillow version: Pillow 13
+    refuses such a file while reading its header, and older Pillow allocates
+    the whole canvas there.  The frames, EXIF and ICC profile are read from
+    the file's chunks instead.
+    """
+    chunks = _webp_chunks(data)
+    _check_frame_count("webp", len(chunks.get(b"ANMF", ())))
+    pixels = _opencv_pixels(data)
+    if pixels is None:
+        raise _BadImage("truncated or corrupt WEBP file (cannot decode the pixels)")
+    _check_size((pixels.shape[1], pixels.shape[0]), max_pixels)
+    exif, orientation = None, 1
+    if chunks.get(b"EXIF"):
+        try:
+            exif, orientation = reset_orientation(chunks[b"EXIF"][0])
+        except Exception:  # unreadable EXIF must not make a good image unreadable
+            pass
+    icc_profile = chunks.get(b"ICCP", [b""])[0] or None
+    return make_upright(pixels, orientation), ImageMeta(format="webp", exif=exif, icc_profile=icc_profile)
 
 
 def _check_size(size: Tuple[int, int], max_pixels: Optional[int]) -> None:
