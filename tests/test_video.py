@@ -134,6 +134,28 @@ def test_container_is_told_by_content_not_name(tmp_path):
         probe(tmp_path / "photo.mp4")
 
 
+def test_a_folders_videos_come_from_one_listing(tmp_path, monkeypatch):
+    """By content (clip.dat) or by name (photo.mp4, a PNG: listed so that it is reported); images,
+    hidden files and other files left out; the folder listed once, named videos never opened."""
+    import pathlib
+
+    from rain2avoid.cli.common import list_inputs
+    from rain2avoid.video import io as video_io
+    write_video(tmp_path / "clip.mkv", noise_frames(2))
+    (tmp_path / "clip.mkv").rename(tmp_path / "clip.dat")
+    write_image(tmp_path / "still.png", noise_frames(1)[0])
+    (tmp_path / "photo.mp4").write_bytes((tmp_path / "still.png").read_bytes())     # a PNG named .mp4
+    (tmp_path / "notes.txt").write_text("no video")
+    write_video(tmp_path / ".hidden.mkv", noise_frames(2))
+    listed, sniffed = [], []
+    iterdir, sniff = pathlib.Path.iterdir, video_io.sniff_video
+    monkeypatch.setattr(pathlib.Path, "iterdir", lambda self: listed.append(self) or iterdir(self))
+    monkeypatch.setattr(video_io, "sniff_video", lambda path: sniffed.append(path.name) or sniff(path))
+    files, folder = list_inputs(tmp_path, videos=True)
+    assert folder and [p.name for p in files] == ["still.png", "clip.dat", "photo.mp4"]
+    assert listed.count(tmp_path) == 2 and sorted(sniffed) == ["clip.dat", "notes.txt"]   # images, then videos
+
+
 def test_audio_is_copied(tmp_path):
     with_audio(tmp_path / "in.mp4", noise_frames(25))
     notes = write_video(tmp_path / "out.mkv", frames_of(tmp_path / "in.mp4"), fps=25, audio_from=tmp_path / "in.mp4")

@@ -79,9 +79,7 @@ def list_inputs(path: Path, recursive: bool = False, exclude: Path | None = None
             note(f"note: skipped {folders} symbolic link(s) to folders and {len(links) - folders} broken "
                  f"link(s) in {path} (--recursive follows neither)")
         if videos:  # never an image's name: no overlap
-            named = {p for p in path.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS
-                     and not p.name.startswith(".") and p.is_file()}
-            files = files + sorted(named.union(list_videos(path)))
+            files = files + list_videos(path)
         if not files:
             where = "folder tree" if recursive else "folder"
             kinds = ", ".join(IMAGE_EXTENSIONS + (VIDEO_EXTENSIONS if videos else ()))

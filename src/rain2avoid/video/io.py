@@ -447,12 +447,14 @@ def write_video(path: PathLike, frames, fps: Union[Fraction, float] = 25,
 
 
 def list_videos(folder: PathLike) -> List[Path]:
-    """The video files directly inside ``folder`` (by content), sorted by name; hidden files and
-    files named as images (``rain2avoid.io.IMAGE_EXTENSIONS``) are skipped without being opened."""
+    """The videos directly inside ``folder``, sorted by name, from one listing of it: the files
+    named as videos (:data:`VIDEO_EXTENSIONS`, so that one that is not a video is reported, not
+    ignored) and the others that are videos by content. Hidden files and files named as images
+    (``rain2avoid.io.IMAGE_EXTENSIONS``) are skipped without being opened."""
     from ..io import IMAGE_EXTENSIONS
-    root = Path(folder)
-    return sorted(p for p in root.iterdir() if not p.name.startswith(".")
-                  and p.suffix.lower() not in IMAGE_EXTENSIONS and p.is_file() and sniff_video(p))
+    return sorted(p for p in Path(folder).iterdir() if not p.name.startswith(".")
+                  and p.suffix.lower() not in IMAGE_EXTENSIONS and p.is_file()
+                  and (p.suffix.lower() in VIDEO_EXTENSIONS or sniff_video(p)))
 
 
 def _short(exc: BaseException) -> str:
