@@ -82,7 +82,7 @@ def batch_options(f):
     f = click.option("--workers", metavar="N|auto", callback=_workers, default="auto", show_default=True,
                      help=f"Worker processes on this machine, each with its share of the {cores} core(s). "
                           f"auto: {cores} single-threaded workers (fastest measured) when the folder holds "
-                          f"enough work to repay starting them, else 1 process; fewer when that many of the "
+                          f"enough work (judged from its images' pixels) to repay starting them, else 1 process; fewer when that many of the "
                           f"largest images would not fit in the memory available.")(f)
     return f
 
