@@ -80,7 +80,7 @@ class CommandLineCluster:
 @pytest.fixture(scope="module", params=["LocalCluster", "dask command line"])
 def cluster(request, tmp_path_factory):
     if request.param == "LocalCluster":
-        c = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+        c = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
                                      host="127.0.0.1")
     else:
         c = CommandLineCluster(tmp_path_factory.mktemp("dask"))
@@ -173,7 +173,7 @@ def test_apply_in_client_mode_loads_the_model_once_per_worker(tmp_path):
     model = tmp_path / "m.pt"
     assert invoke("train", tmp_path / "in", "--model", model, "--steps", "3", "-q").exit_code == 0
     assert invoke("apply", tmp_path / "in", "--model", model, "-o", tmp_path / "local").exit_code == 0
-    cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
+    cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0",
                                        host="127.0.0.1")
     try:
         r = invoke("apply", tmp_path / "in", "--model", model, "-o", tmp_path / "out", "--dask",
