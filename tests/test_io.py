@@ -919,18 +919,26 @@ BAD_IMAGE_DATA = {  # name -> what the error says
     "only-the-zlib-header": "the image data stops short",
     "damaged-stream": "the compressed image data is damaged",
     "wrong-checksum": "the compressed image data is damaged",
-    "too-many-rows": "more image data than the header's size",  # libpng warned and read it
 }
 
 
 @pytest.mark.parametrize("damage", sorted(BAD_IMAGE_DATA))
 def test_png_with_whole_chunks_but_bad_image_data_is_refused_without_decoder_noise(tmp_path, capfd, damage):
     """libpng printed "libpng error: Not enough image data" (or "incorrect data check") beside the
-    reader's one-line error, or "libpng warning: Too much image data" and read the image (refused on
-    Pillow's path already): the image data is checked before OpenCV decodes a PNG."""
+    reader's one-line error: the image data is checked before OpenCV decodes a PNG."""
     (tmp_path / "a.png").write_bytes(whole_chunked_png_with_bad_image_data(damage))
     assert_read_error(tmp_path / "a.png", f"truncated or corrupt PNG file ({BAD_IMAGE_DATA[damage]})")
     assert capfd.readouterr().err == ""
+
+
+def test_png_with_more_rows_than_its_header_is_read_as_libpng_reads_it(tmp_path):
+    """Its image is whole and every viewer shows it: read (libpng warns), not refused."""
+    (tmp_path / "a.png").write_bytes(whole_chunked_png_with_bad_image_data("too-many-rows"))
+    cut = whole_chunked_png_with_bad_image_data("too-many-rows")
+    (tmp_path / "b.png").write_bytes(cut[:-12])                      # and its IEND lost: Pillow's path
+    clean = random_image((120, 100, 3), seed=4)[..., ::-1]         # written by OpenCV, as BGR
+    np.testing.assert_array_equal(read_image(tmp_path / "a.png"), clean)
+    assert_read_error(tmp_path / "b.png", "truncated or corrupt PNG file (more image data than the header's size)")
 
 
 def adam7_png(width, height, bit_depth, colour_type):

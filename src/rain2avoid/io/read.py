@@ -441,7 +441,13 @@ def _decode_pixels(data: bytes, fmt: str, header: Image.Image) -> Tuple[np.ndarr
         # libpng, inside OpenCV, prints its own line to stderr for a damaged PNG,
         # so the chunks and the image data are checked before OpenCV runs.
         complete = _checked_png(png.check_chunks, data)
-        _checked_png(png.check_image_data, data)
+        try:
+            png.check_image_data(data)
+        except png.PngExtraData as exc:  # the image is whole: libpng reads it, with its warning
+            if not complete:             # line (as for other harmless damage); Pillow refuses it
+                raise _BadImage(f"truncated or corrupt PNG file ({exc})") from None
+        except png.PngDamage as exc:
+            raise _BadImage(f"truncated or corrupt PNG file ({exc})") from None
         if not complete:  # only IEND missing: libpng would say the input is incomplete
             return _pillow_pixels(header), upright
     pixels = _opencv_pixels(data)
