@@ -786,6 +786,14 @@ def test_truncated_files(tmp_path, ext, keep):
     assert_read_error(cut)
 
 
+@pytest.mark.parametrize("extra", [0, 2, 11])
+def test_png_that_stops_after_its_header_says_so(tmp_path, extra):
+    """Pillow's own reason ("unpack_from requires a buffer of at least 4 bytes...") says nothing to a user."""
+    write_image(tmp_path / "full.png", random_image((40, 50, 3), seed=4))
+    (tmp_path / "cut.png").write_bytes((tmp_path / "full.png").read_bytes()[:8 + 25 + extra])   # signature, IHDR
+    assert_read_error(tmp_path / "cut.png", "truncated or corrupt PNG file (the image data stops short)")
+
+
 def test_truncated_png_is_refused_without_decoder_noise(tmp_path, capfd):
     """libpng (inside OpenCV) prints its own errors to stderr; the one-line error must be all."""
     write_image(tmp_path / "full.png", random_image((120, 100, 3), seed=4))

@@ -191,6 +191,9 @@ def _decode(data: bytes, max_pixels: Optional[int]) -> Tuple[np.ndarray, ImageMe
     except Image.DecompressionBombError as exc:  # only possible above Pillow's own limit
         raise _BadImage(f"image is too large for Pillow's {fmt.upper()} reader ({exc})") from None
     except Exception as exc:  # Pillow raises many types for broken headers
+        if fmt == "png" and len(data) >= 33:  # whole IHDR: the PNG's structure says more clearly what is wrong
+            _checked_png(png.check_chunks, data)
+            _checked_png(png.check_image_data, data)
         raise _BadImage(f"truncated or corrupt {fmt.upper()} file ({_short(exc)})") from None
     with header:
         _check_size(header.size, max_pixels)
