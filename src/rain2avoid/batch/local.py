@@ -25,7 +25,6 @@ so a second run into the same folder skips the images this one is making.
 from __future__ import annotations
 
 import math
-import multiprocessing
 import os
 import select
 import signal
@@ -38,8 +37,8 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from .plan import Job
-from .work import (Claims, Outcome, remove_temporaries, retry_or_give_up, run_job, set_threads,
-                   thread_lock_for_bars)
+from .work import (Claims, Outcome, process_context, remove_temporaries, retry_or_give_up, run_job,
+                   set_threads, thread_lock_for_bars)
 
 __all__ = ["available_cores", "available_memory", "worker_memory", "memory_workers", "default_workers", "run_local"]
 
@@ -168,7 +167,7 @@ def _run_pool(task, queue: list[Job], workers: int, threads: int, claims: Claims
               report: Callable[[Outcome], None]) -> list[Job]:
     """Run jobs from ``queue`` (taking them off its end) in one pool; the jobs lost if the pool broke
     (still claimed)."""
-    pool = ProcessPoolExecutor(workers, mp_context=_context(), initializer=_start_worker,
+    pool = ProcessPoolExecutor(workers, mp_context=process_context(), initializer=_start_worker,
                                initargs=(threads, os.getpid()))
     running: dict = {}
     try:
@@ -208,16 +207,6 @@ def _run_pool(task, queue: list[Job], workers: int, threads: int, claims: Claims
         remove_temporaries(task, running.values())
         pool = running = None  # free the pool's queues now: the traceback keeps this frame alive
         raise
-
-
-def _context():
-    """forkserver where there is one: workers start from a clean server that has imported
-    rain2avoid once (fast, and safe with torch's thread pools); spawn elsewhere."""
-    if "forkserver" in multiprocessing.get_all_start_methods():
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["rain2avoid.pipeline", "rain2avoid.batch.work"])
-        return context
-    return multiprocessing.get_context("spawn")
 
 
 class _Stop(BaseException):

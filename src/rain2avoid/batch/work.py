@@ -15,6 +15,7 @@ so two runs into one folder do each image once.
 from __future__ import annotations
 
 import functools
+import multiprocessing
 import os
 import time
 import traceback
@@ -31,7 +32,7 @@ from .plan import Job, split_done
 
 __all__ = ["DerainTask", "ApplyTask", "Outcome", "Claims", "run_job", "run_job_on_bytes", "check_output_format",
            "describe_error", "retry_or_give_up", "remove_temporaries", "set_threads", "thread_lock_for_bars",
-           "cached_model"]
+           "cached_model", "process_context"]
 
 
 @dataclass(frozen=True)
@@ -305,3 +306,13 @@ def _load_model(path: str, mtime_ns: int, size: int, device: str):
         warnings.simplefilter("ignore")
         return load_model(path, device=device)
 
+
+def process_context(preload: tuple[str, ...] = ("rain2avoid.pipeline", "rain2avoid.batch.work")):
+    """The multiprocessing context for worker and job processes: forkserver where there is one,
+    so that processes start from a clean server that has imported ``preload`` once (fast, and
+    safe with torch's thread pools); spawn elsewhere."""
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(list(preload))
+        return context
+    return multiprocessing.get_context("spawn")

@@ -48,7 +48,7 @@ from pathlib import Path
 
 import torch
 
-from ..batch.work import set_threads, thread_lock_for_bars
+from ..batch.work import process_context, set_threads, thread_lock_for_bars
 from ..io import read_image, write_image
 from ..pipeline import derain_detailed
 from ..sdrl import resolve_settings
@@ -171,7 +171,7 @@ class JobStore:
         self._threads: list[threading.Thread] = []
         self._count = 0
         self._mean_seconds: float | None = None
-        self._context = _context()
+        self._context = process_context(("rain2avoid.pipeline", "rain2avoid.serve.jobs"))
 
     # --- life cycle ------------------------------------------------------------------------------
 
@@ -402,16 +402,6 @@ class JobStore:
             if seconds is not None:
                 self._mean_seconds = seconds if self._mean_seconds is None else \
                     0.7 * self._mean_seconds + 0.3 * seconds
-
-
-def _context():
-    """forkserver where there is one: job processes fork from a clean server that has imported
-    the pipeline once (fast, and safe with torch's thread pools); spawn elsewhere."""
-    if "forkserver" in multiprocessing.get_all_start_methods():
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["rain2avoid.pipeline", "rain2avoid.serve.jobs"])
-        return context
-    return multiprocessing.get_context("spawn")
 
 
 def _end(process, wait: float) -> None:
