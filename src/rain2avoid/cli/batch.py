@@ -82,8 +82,9 @@ def batch_options(f):
     f = click.option("--workers", metavar="N|auto", callback=_workers, default="auto", show_default=True,
                      help=f"Worker processes on this machine, each with its share of the {cores} core(s). "
                           f"auto: {cores} single-threaded workers (fastest measured) when the folder holds "
-                          f"enough work (judged from its images' pixels) to repay starting them, else 1 process; fewer when that many of the "
-                          f"largest images would not fit in the memory available.")(f)
+                          f"enough work (judged from its images' pixels) to repay starting them, else 1 "
+                          f"process; fewer when that many of the largest images would not fit in the memory "
+                          f"available.")(f)
     return f
 
 

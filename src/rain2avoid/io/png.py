@@ -12,8 +12,8 @@ chunk, with a warning line of its own, and reads the image, as viewers do.
 stops short or is damaged although every chunk is whole (libpng finds it only
 while decoding, and Pillow's fallback returns black rows for a stream that ends
 too early); more image data than the header's size is :class:`PngExtraData`,
-which the reader lets libpng read (the image is whole). It costs about two thirds of decoding the image: about 0.2 s for a
-12 MP photo, little beside deraining it.
+which the reader lets libpng read (the image is whole). It costs about two thirds
+of decoding the image: about 0.2 s for a 12 MP photo, little beside deraining it.
 """
 
 from __future__ import annotations

@@ -446,11 +446,11 @@ def _decode_pixels(data: bytes, fmt: str, header: Image.Image) -> Tuple[np.ndarr
         complete = _checked_png(png.check_chunks, data)
         try:
             png.check_image_data(data)
-        except png.PngExtraData as exc:  # the image is whole: libpng reads it, with its warning
-            if not complete:             # line (as for other harmless damage); Pillow refuses it
-                raise _BadImage(f"truncated or corrupt PNG file ({exc})") from None
         except png.PngDamage as exc:
-            raise _BadImage(f"truncated or corrupt PNG file ({exc})") from None
+            # Extra rows after a whole image: libpng reads it, with its warning line (as for
+            # other harmless damage); Pillow, for a file without IEND, refuses it.
+            if not (complete and isinstance(exc, png.PngExtraData)):
+                raise _BadImage(f"truncated or corrupt PNG file ({exc})") from None
         if not complete:  # only IEND missing: libpng would say the input is incomplete
             return _pillow_pixels(header), upright
     pixels = _opencv_pixels(data)
