@@ -17,6 +17,7 @@ import pytest
 from PIL import Image, ImageCms, ImageOps
 
 from rain2avoid.io import read as rio
+from rain2avoid.io import webp
 from rain2avoid.exif import UPRIGHT
 from rain2avoid.io import (
     DEFAULT_MAX_PIXELS,
@@ -702,7 +703,7 @@ def test_webp_above_pillows_own_limit_obeys_max_pixels_only(tmp_path, monkeypatc
 def test_webp_canvas_size_parser(shape, lossless):
     out = io.BytesIO()
     Image.fromarray(random_image(shape)).save(out, "WEBP", lossless=lossless)
-    assert rio._webp_canvas_size(out.getvalue()) == (shape[1], shape[0])
+    assert webp.canvas_size(out.getvalue()) == (shape[1], shape[0])
 
 
 def test_limit_none_and_invalid(tmp_path):

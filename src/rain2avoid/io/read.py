@@ -19,7 +19,7 @@ import struct
 from dataclasses import dataclass
 from io import BytesIO
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Optional, Tuple, Union
 
 import cv2
 import numpy as np
@@ -34,7 +34,7 @@ from PIL import (
 
 from ..exif import make_upright, read_exif, reset_orientation
 from ..files import describe_os_error as _describe_os_error
-from . import png
+from . import png, webp
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -181,7 +181,7 @@ def _decode(data: bytes, max_pixels: Optional[int]) -> Tuple[np.ndarray, ImageMe
     if fmt == "tiff":
         _check_tiff_sample_type(data)
     if fmt == "webp":  # Pillow's WebP reader allocates the canvas while reading the header
-        canvas = _webp_canvas_size(data)
+        canvas = webp.canvas_size(data)
         if canvas is not None:
             _check_size(canvas, max_pixels)
             if _above_pillow_limit(canvas):
@@ -346,22 +346,6 @@ def _png_colour_key_to_alpha(pixels: np.ndarray, data: bytes) -> np.ndarray:
     return np.concatenate([rgb, alpha[:, :, None]], axis=2)
 
 
-def _webp_canvas_size(data: bytes) -> Optional[Tuple[int, int]]:
-    """(width, height) from the first chunk of a WebP file, or None if unreadable."""
-    chunk = data[12:16]
-    if chunk == b"VP8X" and len(data) >= 30:  # extended: 24-bit width-1, height-1
-        return 1 + int.from_bytes(data[24:27], "little"), 1 + int.from_bytes(data[27:30], "little")
-    if chunk == b"VP8L" and len(data) >= 25:  # lossless: 14-bit width-1, height-1
-        bits = int.from_bytes(data[21:25], "little")
-        return 1 + (bits & 0x3FFF), 1 + ((bits >> 14) & 0x3FFF)
-    if chunk == b"VP8 " and len(data) >= 30:  # lossy: 14-bit width, height
-        return (
-            int.from_bytes(data[26:28], "little") & 0x3FFF,
-            int.from_bytes(data[28:30], "little") & 0x3FFF,
-        )
-    return None
-
-
 def _above_pillow_limit(size: Tuple[int, int]) -> bool:
     """True when ``size`` (W, H) is above the limit at which Pillow refuses an image.
 
@@ -372,24 +356,6 @@ def _above_pillow_limit(size: Tuple[int, int]) -> bool:
     return limit is not None and size[0] * size[1] > 2 * limit
 
 
-def _webp_chunks(data: bytes) -> Dict[bytes, List[bytes]]:
-    """The top-level chunks of a WebP file: payloads by FourCC, in file order.
-
-    The walk stops at the end of the RIFF data or at a chunk cut short.
-    """
-    chunks: Dict[bytes, List[bytes]] = {}
-    end = min(len(data), 8 + int.from_bytes(data[4:8], "little"))
-    position = 12
-    while position + 8 <= end:
-        kind = data[position:position + 4]
-        size = int.from_bytes(data[position + 4:position + 8], "little")
-        if position + 8 + size > end:
-            break
-        chunks.setdefault(kind, []).append(data[position + 8:position + 8 + size])
-        position += 8 + size + (size & 1)  # payloads are padded to an even length
-    return chunks
-
-
 def _decode_webp_without_pillow(data: bytes, max_pixels: Optional[int]) -> Tuple[np.ndarray, ImageMeta]:
     """Decode a WebP above Pillow's own size limit with OpenCV alone, like :func:`_decode`.
 
@@ -398,7 +364,7 @@ def _decode_webp_without_pillow(data: bytes, max_pixels: Optional[int]) -> Tuple
     the whole canvas there.  The frames, EXIF and ICC profile are read from
     the file's chunks instead.
     """
-    chunks = _webp_chunks(data)
+    chunks = webp.chunks(data)
     _check_frame_count("webp", len(chunks.get(b"ANMF", ())))
     pixels = _opencv_pixels(data)
     if pixels is None:
