@@ -217,6 +217,30 @@ def test_weak_rain_along_a_lattice_marks_nothing():
     assert abs(rotation_for_angle(result.angle) + 40) <= 6      # the HOG vote counts in 5-degree steps
 
 
+def test_the_hog_vote_is_used_only_where_most_patches_agree():
+    """Where no straight segments are found, the HOG vote still finds dense faint rain (its
+    patches agree), but a picture without streaks sends its patches' gradients many ways:
+    its mask stays empty instead of following a direction that nothing shows."""
+    from rain2avoid.detect import MIN_AGREEMENT, find_streaks, hog_vote
+    from rain2avoid.ldgp import patch_angles, streak_angle
+    from rain2avoid.synth import clean_example
+    clean = clean_example("coffee")
+    assert find_streaks(clean) == []
+    angle, agreement = hog_vote(clean)
+    angles = patch_angles(clean)
+    assert len(angles) == 24 and angle == streak_angle(clean) == 45
+    assert agreement == pytest.approx(np.mean([min(abs(a - 45), 180 - abs(a - 45)) <= 5 for a in angles]))
+    assert agreement < MIN_AGREEMENT
+    assert not guarded_rain_mask(clean).mask.any()
+    assert (guarded_rain_mask(clean, min_agreement=0).mask > 10).mean() > 0.02   # the vote's mask, as before
+    rainy, _ = add_rain(clean, angle=-40, seed=60, density=0.3, length=30, width=1, intensity=0.15)
+    assert find_streaks(rainy) == []
+    angle, agreement = hog_vote(rainy)
+    assert agreement >= MIN_AGREEMENT and abs(rotation_for_angle(angle) + 40) <= 6
+    assert (guarded_rain_mask(rainy).mask > 10).mean() > 0.02
+    assert hog_vote(np.zeros((40, 60, 3), np.uint8)) == (0, 1.0)    # smaller than a patch: the reference's guess
+
+
 def test_window_frames_do_not_outvote_faint_rain():
     """On a facade under faint dense rain, the frames give more straight segments (support 46,
     vertical) than the rain (31, at -21 degrees on the halved copy); the spectrum shows the

@@ -207,6 +207,16 @@ def test_an_image_without_rain_comes_back_as_it_is_untrained(rainy_pair, monkeyp
         pipeline.derain_detailed(rainy_pair[0], steps=5)
 
 
+def test_a_clean_photo_without_streaks_comes_back_as_it_is(dev_dir):
+    """A clean Rain100L picture whose patches' gradients point many ways: before the HOG
+    vote needed their agreement, its mask took 1.2 % of it, and 2.5 % of the output's pixels
+    moved, by up to 35 grey levels (44.4 dB against the picture)."""
+    from rain2avoid.io import read_image
+    clean = read_image(dev_dir / "target" / "19.png")
+    r = rain2avoid.derain_detailed(clean, veil="off")
+    assert not r.mask.any() and np.array_equal(r.image, clean)
+
+
 def _lines(colour, background=(90, 60, 40), step=9, length=14):
     """A (96, 120) picture with short thin vertical lines of ``colour`` 20 levels over
     ``background``, and a mask of them (255)."""

@@ -14,7 +14,7 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-__all__ = ["RAIN_LEVEL", "MaskResult", "rain_mask", "streak_angle", "rotation_for_angle"]
+__all__ = ["RAIN_LEVEL", "MaskResult", "rain_mask", "patch_angles", "streak_angle", "rotation_for_angle"]
 
 _CELL = 8
 _CELLS_PER_BLOCK = 4
@@ -63,20 +63,27 @@ def _patch_angle(gray_patch: np.ndarray) -> int:
     return int(np.argmax(hist)) * (180 // _BINS)
 
 
-def streak_angle(image: np.ndarray, patch_size: int = 80) -> int:
-    """Most frequent dominant gradient angle over ``patch_size`` tiles (ties: smallest).
-
-    Returns 0 when the image is smaller than one patch (no evidence: assume
-    vertical streaks).
-    """
+def patch_angles(image: np.ndarray, patch_size: int = 80) -> list[int]:
+    """The dominant HOG orientation (degrees, multiple of 5) of each whole ``patch_size`` tile,
+    column by column; empty when the image is smaller than one tile."""
     if patch_size < _CELL * _CELLS_PER_BLOCK:
         raise ValueError(f"patch_size must be at least {_CELL * _CELLS_PER_BLOCK}, got {patch_size}")
     gray = _gray(image)
     ny, nx = gray.shape[0] // patch_size, gray.shape[1] // patch_size
-    angles = [
+    return [
         _patch_angle(gray[y * patch_size:(y + 1) * patch_size, x * patch_size:(x + 1) * patch_size])
         for x in range(nx) for y in range(ny)
     ]
+
+
+def streak_angle(image: np.ndarray, patch_size: int = 80, angles: list[int] | None = None) -> int:
+    """Most frequent dominant gradient angle over ``patch_size`` tiles (ties: smallest).
+
+    Returns 0 when the image is smaller than one patch (no evidence: assume
+    vertical streaks). ``angles``: what :func:`patch_angles` returned for it, if the
+    caller has it.
+    """
+    angles = patch_angles(image, patch_size) if angles is None else angles
     if not angles:
         return 0
     values, counts = np.unique(angles, return_counts=True)
