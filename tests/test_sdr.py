@@ -131,6 +131,14 @@ def test_bands_give_the_whole_image_result(small):
     assert np.all(refs[:, ~rain] == image[~rain])
 
 
+def test_expected_reference_does_not_depend_on_how_many_pixels_are_gathered_at_once(small, monkeypatch):
+    import rain2avoid.sdr as sdr
+    image, mask = small
+    whole = expected_reference(image, mask)
+    monkeypatch.setattr(sdr, "_CHUNK", 7)
+    assert np.array_equal(expected_reference(image, mask), whole)
+
+
 def test_reference_sampler_draws_what_sample_references_draws(small):
     # One band: k draws from a generator seeded s are sample_references(n=k, seed=s).
     image, mask = small

@@ -30,6 +30,7 @@ __all__ = ["Candidates", "candidates", "expected_reference", "sample_references"
            "SAMPLERS"]
 
 SAMPLERS = ("nss", "uniform")
+_CHUNK = 1 << 15   # rain pixels whose candidates expected_reference gathers at once
 
 
 class Candidates(NamedTuple):
@@ -91,18 +92,19 @@ def _candidates(image: np.ndarray, mask: np.ndarray, sampler: str = "nss", windo
     """:func:`candidates` of a mask already checked by :func:`_levels`."""
     _check(image, mask, sampler, window, patch)
     h, w = mask.shape
-    rain = mask > threshold
-    rows, cols = np.nonzero(rain)
+    rows, cols = np.nonzero(mask > threshold)
     r = window // 2
     offsets = np.array([(dy, dx) for dy in range(-r, r + 1) for dx in range(-r, r + 1)], np.int64)
     background = mask == 0
 
-    # Candidate validity: inside the image and background.
-    ys, xs = rows[:, None] + offsets[None, :, 0], cols[:, None] + offsets[None, :, 1]
-    inside = (ys >= 0) & (ys < h) & (xs >= 0) & (xs < w)
-    valid = inside & background[np.clip(ys, 0, h - 1), np.clip(xs, 0, w - 1)]
+    # Candidate validity: background and inside the image (a border of r px counts as not
+    # background). Arrays are (offset, rain pixel) while they are filled, one offset at a time.
+    ring = np.pad(background, r, constant_values=False).ravel()
+    at = (rows + r) * (w + 2 * r) + (cols + r)
+    valid = np.stack([ring[at + dy * (w + 2 * r) + dx] for dy, dx in offsets]) if rows.size else \
+        np.zeros((len(offsets), 0), bool)
     if sampler == "uniform" or rows.size == 0:
-        return Candidates(rows, cols, offsets, valid.astype(np.float64))
+        return Candidates(rows, cols, offsets, np.ascontiguousarray(valid.T, np.float64))
 
     # Patch size per rain pixel: smallest k whose (clipped) k x k window holds a
     # pixel with mask == 0 (the reference treats any mask value > 0 as rain here).
@@ -113,24 +115,35 @@ def _candidates(image: np.ndarray, mask: np.ndarray, sampler: str = "nss", windo
                               borderType=cv2.BORDER_CONSTANT)
         k_of[count[rows, cols] > 0.5] = k
 
-    # Zero-padded canvas; positions outside the image count as background in p's patch.
+    # Zero-padded canvas, one plane per channel; positions outside the image count as
+    # background in p's patch. Each offset's L1 distance map is summed channel by channel
+    # (the order numpy's sum takes) and box-filtered once per patch size in use.
     m = sizes[-1] // 2
     pad = r + m
-    x = np.pad(image.astype(np.float32), ((pad, pad), (pad, pad), (0, 0)))
+    planes = [np.pad(np.ascontiguousarray(image[..., c], dtype=np.float32), pad) for c in range(image.shape[2])]
     weight_bg = np.pad(background, pad, constant_values=True).astype(np.float32)
     y0, y1, x0, x1 = pad - m, pad + h + m, pad - m, pad + w + m
-    centre = x[y0:y1, x0:x1]
+    centre = [plane[y0:y1, x0:x1] for plane in planes]
     bg = weight_bg[y0:y1, x0:x1]
-    dist = np.zeros((rows.size, len(offsets)), np.float64)
-    used = [k for k in sizes if np.any(k_of == k)]
+    at = (rows + m) * (x1 - x0) + (cols + m)     # each rain pixel in the distance maps, flattened
+    used = [(sel, at[sel], k) for k in sizes for sel in [np.flatnonzero(k_of == k)] if sel.size]
+    dist = np.zeros((len(offsets), rows.size), np.float64)
+    diff, part = np.empty(bg.shape, np.float32), np.empty(bg.shape, np.float32)
     for j, (dy, dx) in enumerate(offsets):
-        diff = np.abs(centre - x[y0 + dy:y1 + dy, x0 + dx:x1 + dx]).sum(axis=2) * bg
-        for k in used:
-            sel = k_of == k
+        for c, plane in enumerate(planes):
+            cv2.absdiff(centre[c], plane[y0 + dy:y1 + dy, x0 + dx:x1 + dx], part if c else diff)
+            if c:
+                cv2.add(diff, part, diff)
+        cv2.multiply(diff, bg, diff)
+        for sel, where, k in used:
             box = cv2.boxFilter(diff, -1, (k, k), normalize=False, borderType=cv2.BORDER_CONSTANT)
-            dist[sel, j] = box[rows[sel] + m, cols[sel] + m]
-    weights = 1.0 / np.maximum(np.maximum(dist, 0.0) ** eta, 1e-4)
-    return Candidates(rows, cols, offsets, np.where(valid, weights, 0.0))
+            dist[j, sel] = box.ravel()[where]
+    weights = np.maximum(dist, 0.0, out=dist)
+    weights **= eta
+    np.maximum(weights, 1e-4, out=weights)
+    np.divide(1.0, weights, out=weights)
+    weights[~valid] = 0.0
+    return Candidates(rows, cols, offsets, np.ascontiguousarray(weights.T))
 
 
 def _bands(height: int, window: int, band: int):
@@ -175,12 +188,15 @@ def expected_reference(image: np.ndarray, mask: np.ndarray, sampler: str = "nss"
     image, mask = np.asarray(image), np.asarray(mask)
     out = image.astype(np.float32)
     h, w = mask.shape
+    r = kwargs.get("window", 7) // 2
+    colours = np.pad(image, ((r, r), (r, r), (0, 0))).reshape(-1, image.shape[2])  # offsets outside have p = 0
     for c in _candidates_in_bands(image, mask, sampler, band, **kwargs):
         p = c.weights / c.weights.sum(axis=1, keepdims=True)
-        ys = np.clip(c.rows[:, None] + c.offsets[None, :, 0], 0, h - 1)   # clipped ones have p = 0
-        xs = np.clip(c.cols[:, None] + c.offsets[None, :, 1], 0, w - 1)
-        values = np.einsum("nm,nmc->nc", p, image[ys, xs].astype(np.float64))
-        out[c.rows, c.cols] = values.astype(np.float32)
+        at = (c.rows + r) * (w + 2 * r) + (c.cols + r)
+        steps = c.offsets[:, 0] * (w + 2 * r) + c.offsets[:, 1]
+        for a in range(0, c.rows.size, _CHUNK):   # bounded memory: (chunk, window ** 2, C) at a time
+            near = colours[at[a:a + _CHUNK, None] + steps[None, :]].astype(np.float64)
+            out[c.rows[a:a + _CHUNK], c.cols[a:a + _CHUNK]] = np.einsum("nm,nmc->nc", p[a:a + _CHUNK], near)
     return out
 
 
