@@ -67,8 +67,10 @@ def rain_guard(image: np.ndarray, estimate: np.ndarray, mask: np.ndarray, cap: f
         unsat = x < saturated
         unsat = np.where(unsat.any(axis=2, keepdims=True), unsat, True)
         a = np.maximum(np.where(unsat, d, np.float32(np.inf)).min(axis=2), 0)
-    else:
-        a = np.maximum(np.median(d, axis=2), 0)
+    else:   # the median of three channels, exactly np.median(d, axis=2) but five times faster
+        lo, hi = np.minimum(d[..., 0], d[..., 1]), np.maximum(d[..., 0], d[..., 1])
+        a = np.maximum(np.maximum(lo, np.minimum(hi, d[..., 2])), 0) if d.shape[2] == 3 else \
+            np.maximum(np.median(d, axis=2), 0)
     rain = mask > threshold
     sel = rain & (a > 0.5)
     s = float(np.median(a[sel])) if sel.any() else 0.0
@@ -93,12 +95,13 @@ def rain_guard(image: np.ndarray, estimate: np.ndarray, mask: np.ndarray, cap: f
             bad = med > component_cap * s
             bad[0] = False
             wgt = wgt * ~bad[labels]
-    pos = np.maximum(d, 0)
+    pos = np.maximum(d, 0, out=d)
     if colour == "free":
-        sub = wgt[..., None] * pos
+        sub = np.multiply(wgt[..., None], pos, out=pos)
     else:
-        sub = np.minimum((wgt * a)[..., None], pos)
-    return np.clip(x - sub, 0, 255).astype(np.float32)
+        sub = np.minimum((wgt * a)[..., None], pos, out=pos)
+    out = np.subtract(x, sub, out=sub)
+    return np.clip(out, 0, 255, out=out)
 
 
 def mask_chroma(image: np.ndarray, estimate: np.ndarray, mask: np.ndarray, min_increment: float = 2.0,
