@@ -357,3 +357,23 @@ def test_train_folder_wants_settings():
     x = _small()
     with pytest.raises(TypeError, match="settings must be a rain2avoid.Settings.*got dict"):
         train_folder([x], [x[None]], {"steps": 5})
+
+
+def test_adam_takes_torch_optim_adams_steps():
+    """sdrl._Adam (all tensors at once, imports nothing) against torch.optim.Adam, whose first
+    use imports torch._dynamo: the same weights after 30 steps, to float rounding."""
+    import copy
+    from rain2avoid.sdrl import _Adam
+    torch.manual_seed(0)
+    ours = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Conv2d(4, 3, 1))
+    theirs, start = copy.deepcopy(ours), copy.deepcopy(ours)
+    a, b = _Adam(ours.parameters()), torch.optim.Adam(theirs.parameters(), lr=2e-3)
+    x = torch.rand(2, 3, 12, 12, generator=torch.Generator().manual_seed(1))
+    for _ in range(30):
+        for net, step in ((ours, lambda: a.step(2e-3)), (theirs, b.step)):
+            net.zero_grad()
+            ((net(x) - 0.5) ** 2).mean().backward()
+            step()
+    for p, q, p0 in zip(ours.parameters(), theirs.parameters(), start.parameters()):
+        assert (p - p0).abs().max() > 0.01                  # 30 steps of 2e-3 moved every weight
+        assert torch.allclose(p, q, rtol=1e-5, atol=1e-7)
