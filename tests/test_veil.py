@@ -146,6 +146,34 @@ def test_cli_veil_option_and_message(tmp_path):
     assert r.exit_code == 2 and "--veil" in r.output
 
 
+def test_cli_veil_threshold_option(tmp_path):
+    """--veil-threshold sets the strength from which auto takes a veil away (Settings.veil_threshold),
+    for derain and for the model train saves."""
+    from click.testing import CliRunner
+
+    from rain2avoid.cli import main
+    from rain2avoid.io import write_image
+    from rain2avoid.sdrl import load_model
+    from rain2avoid.veil import estimate_veil
+    hazy = (veiled(clean_example("astronaut", size=(64, 96)), t=0.5) * 255).astype(np.uint8)
+    strength = estimate_veil(hazy.astype(np.float32) / 255).strength
+    assert 0.1 < strength < 0.9
+    write_image(tmp_path / "in" / "hazy.png", hazy)
+    runner = CliRunner()
+    for threshold, cleared in ((0.1, True), (0.9, False)):
+        r = runner.invoke(main, ["derain", str(tmp_path / "in" / "hazy.png"), "-o", str(tmp_path / f"{threshold}.png"),
+                                 "--steps", "5", "--veil-threshold", str(threshold)])
+        assert r.exit_code == 0, r.output
+        assert ("veil taken away" in r.output) == cleared
+    r = runner.invoke(main, ["train", str(tmp_path / "in"), "--model", str(tmp_path / "m.pt"), "--steps", "5",
+                             "--veil-threshold", "0.9"])
+    assert r.exit_code == 0, r.output
+    assert load_model(tmp_path / "m.pt").settings.veil_threshold == 0.9
+    r = runner.invoke(main, ["derain", str(tmp_path / "in" / "hazy.png"), "-o", str(tmp_path / "x.png"),
+                             "--veil-threshold", "1.5"])
+    assert r.exit_code == 2 and "--veil-threshold" in r.output
+
+
 def test_apply_veil_option_overrides_the_model(tmp_path):
     from click.testing import CliRunner
 

@@ -268,9 +268,16 @@ LAYER_HELP = ("Grey levels (a number >= 0) from which rain the mask missed, foun
               "fur). [default: 3; 0 for --preset reference]")
 
 
+VEIL_THRESHOLD_HELP = ("The veil strength (0 to 1) from which --veil auto takes a veil away: lower "
+                       "clears lighter mist (and risks clearing a pale scene), higher only heavy "
+                       "veils; auto's other tests still apply. [default: 0.1]")
+
+
 def settings_options(f):
     f = click.option("--layer", type=click.FloatRange(min=0, max=255), default=None, metavar="LEVELS",
                      help=LAYER_HELP)(f)
+    f = click.option("--veil-threshold", type=click.FloatRange(min=0, max=1), default=None, metavar="STRENGTH",
+                     help=VEIL_THRESHOLD_HELP)(f)
     f = click.option("--veil", type=click.Choice(["auto", "on", "off"]), default=None, help=VEIL_HELP)(f)
     f = click.option("--seed", type=SEED, default=None, help="Random seed (same seed, same output on CPU).")(f)
     f = click.option("--sampler", type=click.Choice(["nss", "uniform"]), default=None,

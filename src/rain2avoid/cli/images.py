@@ -58,7 +58,7 @@ from .common import (
 @batch_options
 @common_options
 def derain(input, output, preset, init_path, device, backbone, steps, target, refs, sampler, seed, veil,
-           layer, save_intermediates, overwrite, force, workers, recursive, shard, dask, dask_write, quiet, debug, max_pixels):
+           veil_threshold, layer, save_intermediates, overwrite, force, workers, recursive, shard, dask, dask_write, quiet, debug, max_pixels):
     """Derain an image or a video, or every image and video in a folder.
 
     Images get a fresh network each (or one started from --init's model); a
@@ -87,7 +87,7 @@ def derain(input, output, preset, init_path, device, backbone, steps, target, re
     check_device(device)
     ctx = Context(quiet, debug, max_pixels)
     options = dict(backbone=backbone, steps=steps, target=target, refs=refs, sampler=sampler, seed=seed,
-                   veil=veil, layer=layer)
+                   veil=veil, veil_threshold=veil_threshold, layer=layer)
     check_batch_flags(workers, dask)
     init = None
     if init_path is not None:
@@ -148,8 +148,8 @@ def _videos_first(ctx, jobs, work, what, force, overwrite):
                    "that need more stream through it: images are loaded during training and the "
                    "oldest dropped.")
 @common_options
-def train(folder, model_path, preset, device, backbone, steps, target, refs, sampler, seed, veil, layer, recursive,
-          memory_mb, quiet, debug, max_pixels):
+def train(folder, model_path, preset, device, backbone, steps, target, refs, sampler, seed, veil, veil_threshold,
+          layer, recursive, memory_mb, quiet, debug, max_pixels):
     """Train one network on every image of FOLDER (no clean images needed) and save it.
 
     Memory stays bounded for any number of images (see --memory-mb).
@@ -164,7 +164,8 @@ def train(folder, model_path, preset, device, backbone, steps, target, refs, sam
     check_device(device)
     ctx = Context(quiet, debug, max_pixels)
     settings = resolve_settings(preset, FOLDER_PRESETS, backbone=backbone, steps=steps, target=target,
-                                refs=refs, sampler=sampler, seed=seed, veil=veil, layer=layer)
+                                refs=refs, sampler=sampler, seed=seed, veil=veil, veil_threshold=veil_threshold,
+                                layer=layer)
     files, _ = list_inputs(folder, recursive, note=ctx.say)
     _check_model_output(model_path, files)
     make_folder(model_path.parent)
