@@ -422,7 +422,7 @@ def guarded_rain_mask(image: np.ndarray, kernel_size: int = 10, ridge_width: int
         the HOG vote of :func:`streak_angle` where neither finds streaks,
         unless ``rotation`` is given. The HOG vote is used only where at least
         ``min_agreement`` of its patches agree on it (:func:`hog_vote`); otherwise
-        no rain is found and the mask is empty; Where the spectrum shows a lattice (see
+        no rain is found and the mask is empty. Where the spectrum shows a lattice (see
         :func:`estimate_rotation`), directions found along its lines give way
         to one found off them with ``confident`` support (frames that outvote
         faint rain); and where the segments are too few to be sure (support

@@ -187,7 +187,7 @@ def expected_reference(image: np.ndarray, mask: np.ndarray, sampler: str = "nss"
     """
     image, mask = np.asarray(image), np.asarray(mask)
     out = image.astype(np.float32)
-    h, w = mask.shape
+    w = mask.shape[1]
     r = kwargs.get("window", 7) // 2
     colours = np.pad(image, ((r, r), (r, r), (0, 0))).reshape(-1, image.shape[2])  # offsets outside have p = 0
     for c in _candidates_in_bands(image, mask, sampler, band, **kwargs):

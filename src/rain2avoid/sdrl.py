@@ -78,7 +78,11 @@ def _flip_hwc(a: np.ndarray, augment: str) -> np.ndarray:
 
 def _batch(arrays: Sequence[np.ndarray]) -> torch.Tensor:
     """(H, W, C) arrays -> one (N, C, H, W) float32 tensor in channels-last memory, as training
-    uses it (stacked once, in numpy: no per-crop torch calls, no second copy)."""
+    uses it (stacked once, in numpy: no per-crop torch calls, no second copy; a whole
+    contiguous float32 image is not copied at all)."""
+    one = arrays[0] if len(arrays) == 1 else None
+    if one is not None and one.dtype == np.float32 and one.flags.c_contiguous:
+        return torch.from_numpy(one[None]).permute(0, 3, 1, 2)
     return torch.from_numpy(np.stack(arrays).astype(np.float32, copy=False)).permute(0, 3, 1, 2)
 
 
