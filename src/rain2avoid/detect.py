@@ -36,6 +36,7 @@ __all__ = ["CONFIDENT", "MIN_AGREEMENT", "Streaks", "find_streaks", "main_suppor
 _STEP = 0.5                                         # degrees per orientation bin
 CONFIDENT = 8           # a direction with this much support (``Streaks.support``) is sure to be rain
 MIN_AGREEMENT = 0.5     # share of HOG patches that must agree with the HOG vote for it to be used
+FURTHER_CROSS = 2.0     # cross lines (``Spectrum.cross``) that make a lattice of a further direction's lines
 _CELLS = 8                                          # support counts cells of an 8 x 8 grid per tile
 _GRID = np.arange(int(round(180 / _STEP))) * _STEP - 90   # bin centres, degrees in [-90, 90)
 
@@ -371,8 +372,12 @@ def _further_direction(streaks: list[Streaks], confident: int) -> bool:
 def _further_off_lattice(streaks: list[Streaks], spectrum: Spectrum) -> list[Streaks]:
     """``streaks`` without the further directions (not a copy's main one) that run along a
     lattice's lines (:func:`_along_lattice`): on a facade under slanted rain, the mullions
-    are found as a second direction of rain, and the mask would keep them."""
-    return [s for s in streaks if s.first or not _along_lattice(s.rotation, spectrum)]
+    are found as a second direction of rain, and the mask would keep them. A further
+    direction is less sure to be rain than a main one, so here a lattice needs cross lines
+    of only ``FURTHER_CROSS`` times the median (windows with one transom each: 2.6-2.9;
+    a second layer of rain along the spectrum's peak: 0.7-1.1)."""
+    lattice = spectrum.clarity >= MIN_CLARITY and spectrum.cross >= FURTHER_CROSS
+    return [s for s in streaks if s.first or not (lattice and spectrum.gap_to_lines(s.rotation) <= 10.0)]
 
 
 def _off_lattice(streaks: list[Streaks], spectrum: Spectrum, confident: int) -> list[Streaks]:
