@@ -376,8 +376,7 @@ def _further_off_lattice(streaks: list[Streaks], spectrum: Spectrum) -> list[Str
     direction is less sure to be rain than a main one, so here a lattice needs cross lines
     of only ``FURTHER_CROSS`` times the median (windows with one transom each: 2.6-2.9;
     a second layer of rain along the spectrum's peak: 0.7-1.1)."""
-    lattice = spectrum.clarity >= MIN_CLARITY and spectrum.cross >= FURTHER_CROSS
-    return [s for s in streaks if s.first or not (lattice and spectrum.gap_to_lines(s.rotation) <= 10.0)]
+    return [s for s in streaks if s.first or not _along_lattice(s.rotation, spectrum, min_cross=FURTHER_CROSS)]
 
 
 def _off_lattice(streaks: list[Streaks], spectrum: Spectrum, confident: int) -> list[Streaks]:

@@ -117,11 +117,14 @@ def spectral_rotation(image: np.ndarray, tophat_size: int = 7, max_side: int = 5
     return Spectrum(float(rotation), float(hist[k] / median), float(square / median))
 
 
-def _along_lattice(rotation: float, spectrum: Spectrum, tolerance: float = 10.0) -> bool:
-    """Whether ``spectrum`` shows a lattice (a clear direction with lines square to it:
-    bricks, tiles, windows) and ``rotation`` runs within ``tolerance`` degrees of its lines
+def _along_lattice(rotation: float, spectrum: Spectrum, tolerance: float = 10.0,
+                   min_cross: float = MAX_CROSS) -> bool:
+    """Whether ``spectrum`` shows a lattice (a clear direction with lines square to it, at
+    least ``min_cross`` times the median: bricks, tiles, windows; :attr:`Spectrum.lattice`
+    with the default) and ``rotation`` runs within ``tolerance`` degrees of its lines
     (the mask's vertical opening keeps thin lines up to 10-15 degrees off the streaks)."""
-    return spectrum.lattice and spectrum.gap_to_lines(rotation) <= tolerance
+    lattice = spectrum.clarity >= MIN_CLARITY and spectrum.cross >= min_cross
+    return lattice and spectrum.gap_to_lines(rotation) <= tolerance
 
 
 def line_orientation(image: np.ndarray, sigma: float = 2.0, tophat_size: int = 7) -> tuple[np.ndarray, np.ndarray]:
