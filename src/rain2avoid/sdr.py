@@ -100,8 +100,8 @@ def _candidates(image: np.ndarray, mask: np.ndarray, sampler: str = "nss", windo
     # Candidate validity: background and inside the image (a border of r px counts as not
     # background). Arrays are (offset, rain pixel) while they are filled, one offset at a time.
     ring = np.pad(background, r, constant_values=False).ravel()
-    at = (rows + r) * (w + 2 * r) + (cols + r)
-    valid = np.stack([ring[at + dy * (w + 2 * r) + dx] for dy, dx in offsets]) if rows.size else \
+    in_ring = (rows + r) * (w + 2 * r) + (cols + r)     # each rain pixel in the padded map, flattened
+    valid = np.stack([ring[in_ring + dy * (w + 2 * r) + dx] for dy, dx in offsets]) if rows.size else \
         np.zeros((len(offsets), 0), bool)
     if sampler == "uniform" or rows.size == 0:
         return Candidates(rows, cols, offsets, np.ascontiguousarray(valid.T, np.float64))
@@ -125,8 +125,8 @@ def _candidates(image: np.ndarray, mask: np.ndarray, sampler: str = "nss", windo
     y0, y1, x0, x1 = pad - m, pad + h + m, pad - m, pad + w + m
     centre = [plane[y0:y1, x0:x1] for plane in planes]
     bg = weight_bg[y0:y1, x0:x1]
-    at = (rows + m) * (x1 - x0) + (cols + m)     # each rain pixel in the distance maps, flattened
-    used = [(sel, at[sel], k) for k in sizes for sel in [np.flatnonzero(k_of == k)] if sel.size]
+    in_maps = (rows + m) * (x1 - x0) + (cols + m)     # each rain pixel in the distance maps, flattened
+    used = [(sel, in_maps[sel], k) for k in sizes for sel in [np.flatnonzero(k_of == k)] if sel.size]
     dist = np.zeros((len(offsets), rows.size), np.float64)
     diff, part = np.empty(bg.shape, np.float32), np.empty(bg.shape, np.float32)
     for j, (dy, dx) in enumerate(offsets):
