@@ -26,7 +26,8 @@ from .layer import MAX_PIXELS, rotation_of_angle, unsure_rain, work_size
 from .ldgp import RAIN_LEVEL, rotation_for_angle
 from .sdr import ReferenceSampler, expected_reference, sample_references
 from .sdrl import TUNE_PRESETS, Model, Settings, resolve_settings, train_image
-from .veil import Veil, clear_veil
+from .veil import Veil, clear_veil, remove_veil
+from .wide import merge_removal, shrink, shrink_factor
 
 __all__ = ["derain", "derain_detailed", "DerainResult", "compute_mask", "make_targets", "loss_weights",
            "training_data", "missed_rain", "TrainingData", "OnlineTargets", "training_view", "TURN_SUPPORT",
@@ -307,6 +308,18 @@ def _train_and_clean(rgb: np.ndarray, data: TrainingData, runs: list[tuple[Setti
     return out
 
 
+def _with_wide_rain(rgb: np.ndarray, out: np.ndarray, factor: int, preset: str, device: str, progress: bool,
+                    init: Model | None, on_stage: Callable[[str], None] | None, options: dict) -> np.ndarray:
+    """``out`` with the rain of a copy of ``rgb`` shrunk ``factor`` times taken off too: the same
+    method there (its stages told again), then ``wide.merge_removal``."""
+    if progress:
+        tqdm.write(f"wide rain: the same on a copy shrunk {factor}x...", file=sys.stderr)
+    small = shrink(rgb, factor)
+    small_out = derain_detailed(small, preset, device, progress, init=init, on_stage=on_stage,
+                                **{**options, "veil": "off", "wide": 0})
+    return merge_removal(rgb, out, small, to_float_rgb(small_out.image))
+
+
 def derain_detailed(image: np.ndarray, preset: str = "fast", device: str = "cpu", progress: bool = False,
                     on_progress: Callable[[int, int], None] | None = None, init: Model | None = None,
                     on_stage: Callable[[str], None] | None = None, **options) -> DerainResult:
@@ -337,7 +350,12 @@ def derain_detailed(image: np.ndarray, preset: str = "fast", device: str = "cpu"
             on_progress(total, total)
     else:
         out = _train_and_clean(rgb, data, runs, device, progress, on_progress, on_stage)
-    out, veil = clear_veil(out, settings.veil, settings.veil_threshold)
+    cleared, veil = clear_veil(out, settings.veil, settings.veil_threshold)
+    factor = shrink_factor(rgb.shape, settings.wide)
+    if factor:   # the veil as the full-size pass saw it: taking wide streaks off lowers the dark channel
+        out = _with_wide_rain(rgb, out, factor, preset, device, progress, init, on_stage, options)
+        cleared = out if veil is None else remove_veil(out, veil)
+    out = cleared
     targets = data.targets
     if isinstance(targets, OnlineTargets):   # no fixed set: report the mean they are drawn around
         targets = make_targets(rgb, data.mask, dataclasses.replace(settings, target="expected"))

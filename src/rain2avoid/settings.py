@@ -74,6 +74,11 @@ class Settings:
         photo), "on" always, "off" never. Photos only: videos keep
         their veil.
     veil_threshold: the strength (0 to 1) from which "auto" takes the veil away.
+    wide: wide soft (out-of-focus) streaks of large photos: a photo whose shorter side is at
+        least twice this many px is also derained on a copy shrunk by a whole factor to a
+        shorter side of ``wide`` to ``2 * wide - 1`` px, and the larger of the two removals
+        taken (``rain2avoid.wide``); 0 = off (the default: it can take window mullions along
+        the rain for streaks). Photos only.
     seed: seeds the references, the network's initial weights and the crops (0 to 2**64 - 1).
 
     Every field is checked when the settings are made: a TypeError names a field of the wrong
@@ -102,6 +107,7 @@ class Settings:
     ensemble: int = 1
     veil: str = "auto"
     veil_threshold: float = VEIL_THRESHOLD
+    wide: int = 0
     seed: int = 0
 
     def __post_init__(self):
@@ -142,6 +148,7 @@ _RULES = {  # each field of Settings: (its type, its allowed values in words, th
     "ensemble": (int, "a whole number >= 1", lambda v: v >= 1),
     "veil": (str, *_one_of(VEIL_MODES)),
     "veil_threshold": (float, "a number from 0 to 1", lambda v: 0 <= v <= 1),
+    "wide": (int, "a whole number >= 0 (0 = off)", lambda v: v >= 0),
     # numpy and torch take any seed up to 2**64 - 1; the CLI and the web service give at most
     # 2**32 - 1, and derain's ensemble adds 1, 2, ... to it.
     "seed": (int, "a whole number from 0 to 2**64 - 1", lambda v: 0 <= v < 2 ** 64),
