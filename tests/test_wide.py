@@ -73,3 +73,21 @@ def test_wide_is_nothing_below_twice_its_side(wide_rain):
     np.testing.assert_array_equal(derain(small, steps=20, veil="off", wide=64),
                                   derain(small, steps=20, veil="off"))
 
+
+def test_cli_wide_rain_flag_reaches_the_pipeline(tmp_path, monkeypatch):
+    """derain --wide-rain sets Settings.wide to wide.WIDE_SIDE; without it no copy is made."""
+    import rain2avoid.pipeline as pipeline
+    import rain2avoid.wide as wide
+    from rain2avoid.io import write_image
+    from rain2avoid.synth import add_rain
+
+    from conftest import invoke
+    monkeypatch.setattr(wide, "WIDE_SIDE", 32)
+    factors, real = [], pipeline.shrink
+    monkeypatch.setattr(pipeline, "shrink", lambda rgb, factor: factors.append(factor) or real(rgb, factor))
+    rainy, _ = add_rain(clean_example("astronaut", size=(64, 96)), seed=3)
+    write_image(tmp_path / "rainy.png", rainy)
+    r = invoke("derain", tmp_path / "rainy.png", "-o", tmp_path / "plain.png", "--steps", "5")
+    assert r.exit_code == 0 and factors == []
+    r = invoke("derain", tmp_path / "rainy.png", "-o", tmp_path / "wide.png", "--steps", "5", "--wide-rain")
+    assert r.exit_code == 0 and factors == [2]

@@ -273,6 +273,13 @@ VEIL_THRESHOLD_HELP = ("The veil strength (0 to 1) from which --veil auto takes 
                        "veils; auto's other tests still apply. [default: 0.1]")
 
 
+WIDE_RAIN_HELP = ("Also take away wide soft (out-of-focus) streaks of large photos: a photo whose "
+                  "shorter side is at least 960 px is derained once more on a copy shrunk to a "
+                  "shorter side of 480-959 px, where those streaks are thin, and the larger "
+                  "removal kept. About 30 % more time. Off by default: on buildings it can take "
+                  "window mullions that run along the rain for streaks. Photos only.")
+
+
 def settings_options(f):
     f = click.option("--layer", type=click.FloatRange(min=0, max=255), default=None, metavar="LEVELS",
                      help=LAYER_HELP)(f)

@@ -19,6 +19,7 @@ from .batch import batch_options, check_batch_flags, plan, run_batch
 from .common import (
     SEED,
     VEIL_HELP,
+    WIDE_RAIN_HELP,
     Context,
     check_device,
     check_folder_output,
@@ -51,6 +52,7 @@ from .common import (
                    "steps (better than the default, and as good as high without --init, in less "
                    "time). Videos start their clip's network from it too.")
 @settings_options
+@click.option("--wide-rain", is_flag=True, help=WIDE_RAIN_HELP)
 @click.option("--save-intermediates", is_flag=True,
               help="Also write <stem>_mask.png and <stem>_reference.png (images only).")
 @click.option("--overwrite", is_flag=True, help="Allow writing over the input file.")
@@ -58,7 +60,8 @@ from .common import (
 @batch_options
 @common_options
 def derain(input, output, preset, init_path, device, backbone, steps, target, refs, sampler, seed, veil,
-           veil_threshold, layer, save_intermediates, overwrite, force, workers, recursive, shard, dask, dask_write, quiet, debug, max_pixels):
+           veil_threshold, layer, wide_rain, save_intermediates, overwrite, force, workers, recursive, shard, dask, dask_write,
+           quiet, debug, max_pixels):
     """Derain an image or a video, or every image and video in a folder.
 
     Images get a fresh network each (or one started from --init's model); a
@@ -84,10 +87,11 @@ def derain(input, output, preset, init_path, device, backbone, steps, target, re
     """
     from ..pipeline import derain_settings
     from ..sdrl import ModelFileError
+    from ..wide import WIDE_SIDE
     check_device(device)
     ctx = Context(quiet, debug, max_pixels)
     options = dict(backbone=backbone, steps=steps, target=target, refs=refs, sampler=sampler, seed=seed,
-                   veil=veil, veil_threshold=veil_threshold, layer=layer)
+                   veil=veil, veil_threshold=veil_threshold, layer=layer, wide=WIDE_SIDE if wide_rain else None)
     check_batch_flags(workers, dask)
     init = None
     if init_path is not None:
