@@ -195,6 +195,36 @@ def test_apply_veil_option_overrides_the_model(tmp_path):
     assert outs["on"].std() > outs["model"].std() + 5        # the model says off; --veil on clears it
 
 
+def test_apply_veil_threshold_overrides_the_model(tmp_path):
+    """apply --veil-threshold (Model.apply's veil_threshold) instead of the model's: a model trained with
+    0.9 leaves a veil of strength 0.1-0.9 alone; 0.1 at apply time clears it; 1.5 is refused."""
+    from click.testing import CliRunner
+
+    from rain2avoid.cli import main
+    from rain2avoid.io import read_image, write_image
+    from rain2avoid.sdrl import load_model
+    hazy = (veiled(clean_example("astronaut", size=(64, 96)), t=0.5) * 255).astype(np.uint8)
+    write_image(tmp_path / "in" / "hazy.png", hazy)
+    runner = CliRunner()
+    r = runner.invoke(main, ["train", str(tmp_path / "in"), "--model", str(tmp_path / "m.pt"), "--steps", "5",
+                             "--veil-threshold", "0.9"])
+    assert r.exit_code == 0, r.output
+    outs = {}
+    for name, extra in (("model", []), ("low", ["--veil-threshold", "0.1"])):
+        r = runner.invoke(main, ["apply", str(tmp_path / "in"), "--model", str(tmp_path / "m.pt"),
+                                 "-o", str(tmp_path / name), "--workers", "1"] + extra)
+        assert r.exit_code == 0, r.output
+        outs[name] = read_image(tmp_path / name / "hazy.png").astype(np.float32)
+    assert outs["low"].std() > outs["model"].std() + 5        # cleared only with the lower threshold
+    model = load_model(tmp_path / "m.pt")
+    np.testing.assert_array_equal(model.apply(hazy, veil_threshold=0.1), outs["low"].astype(np.uint8))
+    with pytest.raises(ValueError, match="veil_threshold"):
+        model.apply(hazy, veil_threshold=1.5)
+    r = runner.invoke(main, ["apply", str(tmp_path / "in"), "--model", str(tmp_path / "m.pt"), "-o",
+                             str(tmp_path / "x"), "--veil-threshold", "1.5"])
+    assert r.exit_code == 2 and "--veil-threshold" in r.output
+
+
 def test_auto_clears_the_heavy_rain_renderers_veil_on_a_colour_photo():
     clean = clean_example("astronaut")
     rainy, _, _ = add_heavy_rain(clean, layers=[], veil=0.3, airlight=0.9, seed=1)

@@ -321,12 +321,15 @@ class Model:
             y = rain_guard(rgb * 255, y * 255, mask, cap=self.settings.output_cap, component_cap=None) / 255
         return y.astype(np.float32)
 
-    def apply(self, image: np.ndarray, veil: str | None = None) -> np.ndarray:
+    def apply(self, image: np.ndarray, veil: str | None = None, veil_threshold: float | None = None) -> np.ndarray:
         """Derain ``image`` (any dtype/shape ``rain2avoid.io`` accepts) and take its veil away
-        as ``veil`` (default: ``settings.veil``) says; same dtype and shape back."""
+        as ``veil`` and ``veil_threshold`` (defaults: ``settings.veil`` and
+        ``settings.veil_threshold``) say; same dtype and shape back."""
         image = as_image(image)
-        out, _ = clear_veil(self.clean(to_float_rgb(image)), veil or self.settings.veil,
-                            self.settings.veil_threshold)
+        threshold = self.settings.veil_threshold if veil_threshold is None else veil_threshold
+        if not 0 <= threshold <= 1:
+            raise ValueError(f"veil_threshold must be a number from 0 to 1, got {veil_threshold!r}")
+        out, _ = clear_veil(self.clean(to_float_rgb(image)), veil or self.settings.veil, threshold)
         return from_float_rgb(out, like=image)
 
     def save(self, path: str | os.PathLike) -> None:

@@ -89,6 +89,7 @@ class ApplyTask:
     threads: as for :class:`DerainTask`; inference gives the same pixels with any
     number of threads, so None (each worker gets its share of the cores) is fine.
     veil: "auto", "on" or "off" for the veil of heavy rain (None: as the model was trained).
+    veil_threshold: the strength from which "auto" takes a veil away (None: the model's).
     """
 
     model: Path
@@ -96,6 +97,7 @@ class ApplyTask:
     max_pixels: int = DEFAULT_MAX_PIXELS
     threads: int | None = None
     veil: str | None = None
+    veil_threshold: float | None = None
     kind = "apply"
 
     def output_paths(self, dst: Path) -> list[Path]:
@@ -103,7 +105,7 @@ class ApplyTask:
 
     def compute(self, image: np.ndarray, dst: Path):
         model = cached_model(self.model, self.device)
-        return [(dst, model.apply(image, self.veil), True)], ""
+        return [(dst, model.apply(image, self.veil, self.veil_threshold), True)], ""
 
 
 @dataclass

@@ -19,6 +19,7 @@ from .batch import batch_options, check_batch_flags, plan, run_batch
 from .common import (
     SEED,
     VEIL_HELP,
+    VEIL_THRESHOLD_HELP,
     WIDE_RAIN_HELP,
     Context,
     check_device,
@@ -237,12 +238,14 @@ def _check_model_output(model_path: Path, files: list[Path]) -> None:
               help="Output file (one image) or folder.")
 @click.option("--veil", type=click.Choice(["auto", "on", "off"]), default=None,
               help=VEIL_HELP.replace("[default: auto; off for --preset reference]", "[default: the model's]"))
+@click.option("--veil-threshold", type=click.FloatRange(min=0, max=1), default=None, metavar="STRENGTH",
+              help=VEIL_THRESHOLD_HELP.replace("[default: 0.1]", "[default: the model's]"))
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--overwrite", is_flag=True, help="Allow writing over the input file.")
 @click.option("--force", is_flag=True, help="Redo images whose output already exists.")
 @batch_options
 @common_options
-def apply(input, model_path, output, veil, device, overwrite, force, workers, recursive, shard, dask, dask_write,
+def apply(input, model_path, output, veil, veil_threshold, device, overwrite, force, workers, recursive, shard, dask, dask_write,
           quiet, debug, max_pixels):
     """Derain images and videos with a model trained by `rain2avoid train` (no references needed).
 
@@ -272,7 +275,7 @@ def apply(input, model_path, output, veil, device, overwrite, force, workers, re
                           overwrite=overwrite))
 
     jobs, earlier = _videos_first(ctx, jobs, video, "apply", force or not folder, overwrite)
-    task = ApplyTask(model_path.resolve(), device, max_pixels, veil=veil)
+    task = ApplyTask(model_path.resolve(), device, max_pixels, veil=veil, veil_threshold=veil_threshold)
     run_batch(ctx, task, jobs, "apply", force or not folder, overwrite, workers, dask, dask_write, 0.05, earlier,
               folder)
 
