@@ -6,7 +6,8 @@ import pytest
 from rain2avoid import derain, psnr
 from rain2avoid.settings import Settings
 from rain2avoid.synth import add_heavy_rain, clean_example
-from rain2avoid.wide import merge_removal, shrink, shrink_factor
+from rain2avoid.io import to_float_rgb
+from rain2avoid.wide import WIDE_SIDE, merge_removal, shrink, shrink_factor, shows_lattice
 
 
 @pytest.mark.parametrize("shape, side, factor", [
@@ -73,6 +74,19 @@ def test_wide_is_nothing_below_twice_its_side(wide_rain):
     np.testing.assert_array_equal(derain(small, steps=20, veil="off", wide=64),
                                   derain(small, steps=20, veil="off"))
 
+
+
+def test_shows_lattice_on_a_large_facade_not_on_rain(large_facade, wide_rain):
+    for rainy, lattice in ((large_facade[0], True), (wide_rain[0], False)):
+        rgb = to_float_rgb(rainy)
+        assert shows_lattice(rgb, shrink(rgb, shrink_factor(rgb.shape, WIDE_SIDE) or 2)) == lattice
+
+
+def test_no_copy_is_derained_where_a_lattice_shows(wide_rain, monkeypatch):
+    import rain2avoid.pipeline as pipeline
+    rainy, _ = wide_rain
+    monkeypatch.setattr(pipeline, "shows_lattice", lambda rgb, small: True)
+    np.testing.assert_array_equal(derain(rainy, steps=20, veil="off", wide=192), derain(rainy, steps=20, veil="off"))
 
 def test_cli_wide_rain_flag_reaches_the_pipeline(tmp_path, monkeypatch):
     """derain --wide-rain sets Settings.wide to wide.WIDE_SIDE; without it no copy is made."""

@@ -27,7 +27,7 @@ from .ldgp import RAIN_LEVEL, rotation_for_angle
 from .sdr import ReferenceSampler, expected_reference, sample_references
 from .sdrl import TUNE_PRESETS, Model, Settings, resolve_settings, train_image
 from .veil import Veil, clear_veil, remove_veil
-from .wide import merge_removal, shrink, shrink_factor
+from .wide import merge_removal, shrink, shrink_factor, shows_lattice
 
 __all__ = ["derain", "derain_detailed", "DerainResult", "compute_mask", "make_targets", "loss_weights",
            "training_data", "missed_rain", "TrainingData", "OnlineTargets", "training_view", "TURN_SUPPORT",
@@ -311,10 +311,15 @@ def _train_and_clean(rgb: np.ndarray, data: TrainingData, runs: list[tuple[Setti
 def _with_wide_rain(rgb: np.ndarray, out: np.ndarray, factor: int, preset: str, device: str, progress: bool,
                     init: Model | None, on_stage: Callable[[str], None] | None, options: dict) -> np.ndarray:
     """``out`` with the rain of a copy of ``rgb`` shrunk ``factor`` times taken off too: the same
-    method there (its stages told again), then ``wide.merge_removal``."""
+    method there (its stages told again), then ``wide.merge_removal``; ``out`` itself where the
+    photo shows a lattice (``wide.shows_lattice``)."""
+    small = shrink(rgb, factor)
+    if shows_lattice(rgb, small):
+        if progress:
+            tqdm.write("wide rain: skipped, the photo shows a lattice (windows, bricks)", file=sys.stderr)
+        return out
     if progress:
         tqdm.write(f"wide rain: the same on a copy shrunk {factor}x...", file=sys.stderr)
-    small = shrink(rgb, factor)
     small_out = derain_detailed(small, preset, device, progress, init=init, on_stage=on_stage,
                                 **{**options, "veil": "off", "wide": 0})
     return merge_removal(rgb, out, small, to_float_rgb(small_out.image))

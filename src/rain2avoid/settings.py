@@ -77,8 +77,9 @@ class Settings:
     wide: wide soft (out-of-focus) streaks of large photos: a photo whose shorter side is at
         least twice this many px is also derained on a copy shrunk by a whole factor to a
         shorter side of ``wide`` to ``2 * wide - 1`` px, and the larger of the two removals
-        taken (``rain2avoid.wide``); 0 = off (the default: it can take window mullions along
-        the rain for streaks). Photos only.
+        taken (``rain2avoid.wide``), unless the photo or the copy shows a lattice; 0 = off
+        (the default: on buildings it can still take window mullions along the rain for
+        streaks). Per-image ``derain`` of photos only: not ``apply``, not videos.
     seed: seeds the references, the network's initial weights and the crops (0 to 2**64 - 1).
 
     Every field is checked when the settings are made: a TypeError names a field of the wrong

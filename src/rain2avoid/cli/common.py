@@ -276,8 +276,9 @@ VEIL_THRESHOLD_HELP = ("The veil strength (0 to 1) from which --veil auto takes 
 WIDE_RAIN_HELP = ("Also take away wide soft (out-of-focus) streaks of large photos: a photo whose "
                   "shorter side is at least 960 px is derained once more on a copy shrunk to a "
                   "shorter side of 480-959 px, where those streaks are thin, and the larger "
-                  "removal kept. About 30 % more time. Off by default: on buildings it can take "
-                  "window mullions that run along the rain for streaks. Photos only.")
+                  "removal kept; skipped where the photo shows a lattice (windows, bricks). About "
+                  "25 % more time. Off by default: on buildings it can still take window mullions "
+                  "that run along the rain for streaks. Photos only.")
 
 
 def settings_options(f):
