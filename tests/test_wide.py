@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from rain2avoid import derain, psnr
+from rain2avoid import derain, derain_detailed, psnr
 from rain2avoid.settings import Settings
 from rain2avoid.synth import add_heavy_rain, clean_example
 from rain2avoid.io import to_float_rgb
@@ -62,7 +62,9 @@ def wide_rain():
 def test_wide_rain_goes_on_a_shrunk_copy(wide_rain):
     rainy, clean = wide_rain
     plain = derain(rainy, steps=150, veil="off")
-    wide = derain(rainy, steps=150, veil="off", wide=192)         # shrunk 2x: streaks 3 px wide
+    detailed = derain_detailed(rainy, steps=150, veil="off", wide=192)   # shrunk 2x: streaks 3 px wide
+    wide = detailed.image
+    assert detailed.wide == 2 and detailed.settings.wide == 192
     before, without, with_wide = psnr(rainy, clean), psnr(plain, clean), psnr(wide, clean)
     assert with_wide > without + 2.0 and with_wide > before + 3.0, (before, without, with_wide)  # 28.9, 29.8, 34.2
     assert np.all(wide <= rainy)                                   # rain only adds light
@@ -86,10 +88,13 @@ def test_no_copy_is_derained_where_a_lattice_shows(wide_rain, monkeypatch):
     import rain2avoid.pipeline as pipeline
     rainy, _ = wide_rain
     monkeypatch.setattr(pipeline, "shows_lattice", lambda rgb, small: True)
-    np.testing.assert_array_equal(derain(rainy, steps=20, veil="off", wide=192), derain(rainy, steps=20, veil="off"))
+    skipped = pipeline.derain_detailed(rainy, steps=20, veil="off", wide=192)
+    np.testing.assert_array_equal(skipped.image, derain(rainy, steps=20, veil="off"))
+    assert skipped.wide == 0
 
 def test_cli_wide_rain_flag_reaches_the_pipeline(tmp_path, monkeypatch):
-    """derain --wide-rain sets Settings.wide to wide.WIDE_SIDE; without it no copy is made."""
+    """derain --wide-rain sets Settings.wide to wide.WIDE_SIDE, and the photo's line says what came of
+    it; without it no copy is made."""
     import rain2avoid.pipeline as pipeline
     import rain2avoid.wide as wide
     from rain2avoid.io import write_image
@@ -102,6 +107,16 @@ def test_cli_wide_rain_flag_reaches_the_pipeline(tmp_path, monkeypatch):
     rainy, _ = add_rain(clean_example("astronaut", size=(64, 96)), seed=3)
     write_image(tmp_path / "rainy.png", rainy)
     r = invoke("derain", tmp_path / "rainy.png", "-o", tmp_path / "plain.png", "--steps", "5")
-    assert r.exit_code == 0 and factors == []
-    r = invoke("derain", tmp_path / "rainy.png", "-o", tmp_path / "wide.png", "--steps", "5", "--wide-rain")
-    assert r.exit_code == 0 and factors == [2]
+    assert r.exit_code == 0 and factors == [] and "wide rain" not in r.output + r.stderr and "wide-rain" not in r.output + r.stderr
+    for lattice, says in ((False, "wide rain from a copy shrunk 2x"), (True, "no wide-rain copy (the photo shows a lattice)")):
+        monkeypatch.setattr(pipeline, "shows_lattice", lambda rgb, small, lattice=lattice: lattice)
+        r = invoke("derain", tmp_path / "rainy.png", "-o", tmp_path / f"wide{lattice}.png", "--steps", "5", "--wide-rain")
+        assert r.exit_code == 0 and factors[-1] == 2 and says in r.output + r.stderr, r.output + r.stderr
+
+
+def test_wide_note_says_what_the_option_did():
+    from rain2avoid.batch.work import _wide_note
+    assert _wide_note((960, 1440, 3), 0, 0) == ""
+    assert _wide_note((960, 1440, 3), 480, 2) == ", wide rain from a copy shrunk 2x"
+    assert _wide_note((959, 1440, 3), 480, 0) == ", no wide-rain copy (shorter side under 960 px)"
+    assert _wide_note((960, 1440), 480, 0) == ", no wide-rain copy (the photo shows a lattice)"

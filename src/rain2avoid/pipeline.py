@@ -61,6 +61,8 @@ class DerainResult:
     settings: the settings used (``augment`` as :func:`training_view` resolved it).
     seconds: wall time.
     veil: the veil taken away (``rain2avoid.veil.Veil``), or None.
+    wide: the factor of the copy also derained for wide soft streaks (``Settings.wide``); 0 where
+        none was (the option off, the photo too small, or a lattice in it).
     """
 
     image: np.ndarray
@@ -70,6 +72,7 @@ class DerainResult:
     settings: Settings
     seconds: float
     veil: Veil | None = None
+    wide: int = 0
 
 
 class OnlineTargets:
@@ -309,15 +312,15 @@ def _train_and_clean(rgb: np.ndarray, data: TrainingData, runs: list[tuple[Setti
 
 
 def _with_wide_rain(rgb: np.ndarray, out: np.ndarray, factor: int, preset: str, device: str, progress: bool,
-                    init: Model | None, on_stage: Callable[[str], None] | None, options: dict) -> np.ndarray:
+                    init: Model | None, on_stage: Callable[[str], None] | None, options: dict) -> np.ndarray | None:
     """``out`` with the rain of a copy of ``rgb`` shrunk ``factor`` times taken off too: the same
-    method there (its stages told again), then ``wide.merge_removal``; ``out`` itself where the
-    photo shows a lattice (``wide.shows_lattice``)."""
+    method there (its stages told again), then ``wide.merge_removal``; None where the photo shows
+    a lattice (``wide.shows_lattice``)."""
     small = shrink(rgb, factor)
     if shows_lattice(rgb, small):
         if progress:
             tqdm.write("wide rain: skipped, the photo shows a lattice (windows, bricks)", file=sys.stderr)
-        return out
+        return None
     if progress:
         tqdm.write(f"wide rain: the same on a copy shrunk {factor}x...", file=sys.stderr)
     small_out = derain_detailed(small, preset, device, progress, init=init, on_stage=on_stage,
@@ -357,15 +360,18 @@ def derain_detailed(image: np.ndarray, preset: str = "fast", device: str = "cpu"
         out = _train_and_clean(rgb, data, runs, device, progress, on_progress, on_stage)
     cleared, veil = clear_veil(out, settings.veil, settings.veil_threshold)
     factor = shrink_factor(rgb.shape, settings.wide)
-    if factor:   # the veil as the full-size pass saw it: taking wide streaks off lowers the dark channel
-        out = _with_wide_rain(rgb, out, factor, preset, device, progress, init, on_stage, options)
-        cleared = out if veil is None else remove_veil(out, veil)
+    merged = None if not factor else _with_wide_rain(rgb, out, factor, preset, device, progress, init, on_stage,
+                                                     options)
+    if merged is not None:   # the veil as the full-size pass saw it: taking wide streaks off lowers the dark channel
+        cleared = merged if veil is None else remove_veil(merged, veil)
+    else:
+        factor = 0
     out = cleared
     targets = data.targets
     if isinstance(targets, OnlineTargets):   # no fixed set: report the mean they are drawn around
         targets = make_targets(rgb, data.mask, dataclasses.replace(settings, target="expected"))
     return DerainResult(from_float_rgb(out, like=image), data.mask, data.angle, targets, settings,
-                        time.perf_counter() - start, veil)
+                        time.perf_counter() - start, veil, factor)
 
 
 def derain_settings(preset: str = "fast", init: Model | None = None, **options) -> Settings:

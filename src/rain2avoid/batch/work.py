@@ -77,6 +77,7 @@ class DerainTask:
         outputs = [(path, pixels, path == dst) for path, pixels in zip(self.output_paths(dst), images)]
         lean = rotation_for_angle(r.angle)
         veil = f", veil taken away (strength {r.veil.strength:.2f})" if r.veil is not None else ""
+        veil += _wide_note(image.shape, r.settings.wide, r.wide)
         if not r.mask.any():
             return outputs, f"({r.seconds:.1f} s, no rain streaks found{veil})"
         return outputs, f"({r.seconds:.1f} s, streaks {lean:+d} deg from vertical{veil})"
@@ -146,6 +147,18 @@ def retry_or_give_up(job: Job, tries: dict, attempts: int, queue: list,
         queue.append(job)
         return None
     return Outcome(job.src, job.dst, f"{job.src}: {why(tries[job])}")
+
+
+def _wide_note(shape: tuple[int, ...], side: int, factor: int) -> str:
+    """What ``--wide-rain`` (``Settings.wide`` = ``side``) did to a photo of ``shape``, for its line;
+    empty without it."""
+    if not side:
+        return ""
+    if factor:
+        return f", wide rain from a copy shrunk {factor}x"
+    if min(shape[:2]) < 2 * side:
+        return f", no wide-rain copy (shorter side under {2 * side} px)"
+    return ", no wide-rain copy (the photo shows a lattice)"
 
 
 def describe_error(path: Path, error: BaseException) -> str:
