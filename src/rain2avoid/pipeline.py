@@ -26,7 +26,7 @@ from .layer import MAX_PIXELS, rotation_of_angle, unsure_rain, work_size
 from .ldgp import RAIN_LEVEL, rotation_for_angle
 from .sdr import ReferenceSampler, expected_reference, sample_references
 from .sdrl import TUNE_PRESETS, Model, Settings, resolve_settings, train_image
-from .veil import Veil, clear_veil, remove_veil
+from .veil import Veil, find_veil, remove_veil
 from .wide import merge_removal, shrink, shrink_factor, shows_lattice
 
 __all__ = ["derain", "derain_detailed", "DerainResult", "compute_mask", "make_targets", "loss_weights",
@@ -358,15 +358,16 @@ def derain_detailed(image: np.ndarray, preset: str = "fast", device: str = "cpu"
             on_progress(total, total)
     else:
         out = _train_and_clean(rgb, data, runs, device, progress, on_progress, on_stage)
-    cleared, veil = clear_veil(out, settings.veil, settings.veil_threshold)
+    # The veil as the full-size pass's output shows it: taking wide streaks off lowers the dark channel.
+    veil = find_veil(out, settings.veil, settings.veil_threshold)
     factor = shrink_factor(rgb.shape, settings.wide)
-    merged = None if not factor else _with_wide_rain(rgb, out, factor, preset, device, progress, init, on_stage,
-                                                     options)
-    if merged is not None:   # the veil as the full-size pass saw it: taking wide streaks off lowers the dark channel
-        cleared = merged if veil is None else remove_veil(merged, veil)
-    else:
+    merged = _with_wide_rain(rgb, out, factor, preset, device, progress, init, on_stage, options) if factor else None
+    if merged is None:
         factor = 0
-    out = cleared
+    else:
+        out = merged
+    if veil is not None:
+        out = remove_veil(out, veil)
     targets = data.targets
     if isinstance(targets, OnlineTargets):   # no fixed set: report the mean they are drawn around
         targets = make_targets(rgb, data.mask, dataclasses.replace(settings, target="expected"))

@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 
 __all__ = ["Veil", "dark_channel", "guided_filter", "estimate_veil", "veil_strength", "remove_veil",
-           "clear_veil", "colourfulness", "tint", "bright_level", "dark_end", "floor_lift", "VEIL_MODES",
+           "clear_veil", "find_veil", "colourfulness", "tint", "bright_level", "dark_end", "floor_lift", "VEIL_MODES",
            "VEIL_THRESHOLD"]
 
 VEIL_MODES = ("auto", "on", "off")
@@ -198,9 +198,23 @@ def clear_veil(rgb: np.ndarray, mode: str = "auto", threshold: float = VEIL_THRE
                max_tint: float = 0.12, min_colour: float = 0.02,
                min_brightness: float = 0.9, min_floor: float = 0.05) -> tuple[np.ndarray, Veil | None]:
     """Take the veil away as ``mode`` says: ``"on"`` always, ``"off"`` never, ``"auto"`` where
-    the photo shows the veil of rain.
+    the photo shows the veil of rain (:func:`find_veil`, with the same arguments; then
+    :func:`remove_veil`).
 
-    ``"auto"`` takes the veil away when all five hold:
+    Returns the image (float32 RGB in [0, 1]; the input itself when nothing is
+    done) and the veil that was taken away, or ``None``.
+    """
+    veil = find_veil(rgb, mode, threshold, max_tint, min_colour, min_brightness, min_floor)
+    return (rgb, None) if veil is None else (remove_veil(rgb, veil), veil)
+
+
+def find_veil(rgb: np.ndarray, mode: str = "auto", threshold: float = VEIL_THRESHOLD,
+              max_tint: float = 0.12, min_colour: float = 0.02,
+              min_brightness: float = 0.9, min_floor: float = 0.05) -> Veil | None:
+    """The veil :func:`clear_veil` takes away, as ``mode`` says: ``"on"`` always the estimated
+    one, ``"off"`` none (None), ``"auto"`` the one the photo shows, or None.
+
+    ``"auto"`` finds the veil when all five hold:
 
     * :func:`estimate_veil` finds a strength of at least ``threshold``;
     * even the darkest pixels are lifted (:func:`floor_lift` at least ``min_floor``, half
@@ -234,24 +248,21 @@ def clear_veil(rgb: np.ndarray, mode: str = "auto", threshold: float = VEIL_THRE
     Use ``"on"`` for a misty photo that auto leaves alone (a tinted veil under
     street lights, a black-and-white photo), ``"off"`` for a hazy scene that should
     stay hazy.
-
-    Returns the image (float32 RGB in [0, 1]; the input itself when nothing is
-    done) and the veil that was taken away, or ``None``.
     """
     if mode not in VEIL_MODES:
         raise ValueError(f"veil must be one of {', '.join(VEIL_MODES)}, got {mode!r}")
     if mode == "off":
-        return rgb, None
+        return None
     veil = estimate_veil(rgb)
     if mode == "auto":
         small = _working_copy(_check(rgb), _WORK_SIDE)   # estimate_veil's copy, made once for the tests
         if (veil.strength < threshold or colourfulness(rgb) < min_colour
                 or veil.airlight.max() < min_brightness * bright_level(rgb)
                 or floor_lift(small, veil.airlight) < min_floor):
-            return rgb, None
+            return None
         if tint(veil.airlight) > max_tint:
             floor = dark_end(small)
             if tint(floor) > max_tint or floor.min() < threshold * veil.airlight.min():
-                return rgb, None   # coloured at both ends, or dark pixels that no veil lifts
+                return None   # coloured at both ends, or dark pixels that no veil lifts
             veil = estimate_veil(rgb, airlight=veil.airlight.max() * floor / max(float(floor.max()), 1e-3))
-    return remove_veil(rgb, veil), veil
+    return veil
