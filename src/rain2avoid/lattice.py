@@ -73,7 +73,11 @@ class Spectrum(NamedTuple):
     def lattice(self) -> bool:
         """Whether it shows a lattice: a clear direction (``clarity`` at least
         :data:`MIN_CLARITY`) with lines square to it (``cross`` at least :data:`MAX_CROSS`)."""
-        return self.clarity >= MIN_CLARITY and self.cross >= MAX_CROSS
+        return self.lattice_at(MAX_CROSS)
+
+    def lattice_at(self, min_cross: float) -> bool:
+        """:attr:`lattice` with cross lines of at least ``min_cross`` times the median."""
+        return self.clarity >= MIN_CLARITY and self.cross >= min_cross
 
     def gap_to_lines(self, angle):
         """Degrees from ``angle`` (a number or an array) to the nearer of its two line directions."""
@@ -123,8 +127,7 @@ def _along_lattice(rotation: float, spectrum: Spectrum, tolerance: float = 10.0,
     least ``min_cross`` times the median: bricks, tiles, windows; :attr:`Spectrum.lattice`
     with the default) and ``rotation`` runs within ``tolerance`` degrees of its lines
     (the mask's vertical opening keeps thin lines up to 10-15 degrees off the streaks)."""
-    lattice = spectrum.clarity >= MIN_CLARITY and spectrum.cross >= min_cross
-    return lattice and spectrum.gap_to_lines(rotation) <= tolerance
+    return spectrum.lattice_at(min_cross) and spectrum.gap_to_lines(rotation) <= tolerance
 
 
 def line_orientation(image: np.ndarray, sigma: float = 2.0, tophat_size: int = 7) -> tuple[np.ndarray, np.ndarray]:
