@@ -326,9 +326,8 @@ class Model:
         as ``veil`` and ``veil_threshold`` (defaults: ``settings.veil`` and
         ``settings.veil_threshold``) say; same dtype and shape back."""
         image = as_image(image)
-        threshold = self.settings.veil_threshold if veil_threshold is None else veil_threshold
-        if not 0 <= threshold <= 1:
-            raise ValueError(f"veil_threshold must be a number from 0 to 1, got {veil_threshold!r}")
+        threshold = self.settings.veil_threshold if veil_threshold is None else \
+            dataclasses.replace(self.settings, veil_threshold=veil_threshold).veil_threshold  # checked as a setting
         out, _ = clear_veil(self.clean(to_float_rgb(image)), veil or self.settings.veil, threshold)
         return from_float_rgb(out, like=image)
 

@@ -76,11 +76,11 @@ class DerainTask:
         images = ([r.mask, to_uint8(r.targets.mean(axis=0))] if self.save_intermediates else []) + [r.image]
         outputs = [(path, pixels, path == dst) for path, pixels in zip(self.output_paths(dst), images)]
         lean = rotation_for_angle(r.angle)
-        veil = f", veil taken away (strength {r.veil.strength:.2f})" if r.veil is not None else ""
-        veil += _wide_note(image.shape, r.settings.wide, r.wide)
+        notes = f", veil taken away (strength {r.veil.strength:.2f})" if r.veil is not None else ""
+        notes += _wide_note(image.shape, r.settings.wide, r.wide)
         if not r.mask.any():
-            return outputs, f"({r.seconds:.1f} s, no rain streaks found{veil})"
-        return outputs, f"({r.seconds:.1f} s, streaks {lean:+d} deg from vertical{veil})"
+            return outputs, f"({r.seconds:.1f} s, no rain streaks found{notes})"
+        return outputs, f"({r.seconds:.1f} s, streaks {lean:+d} deg from vertical{notes})"
 
 
 @dataclass(frozen=True)
@@ -152,11 +152,12 @@ def retry_or_give_up(job: Job, tries: dict, attempts: int, queue: list,
 def _wide_note(shape: tuple[int, ...], side: int, factor: int) -> str:
     """What ``--wide-rain`` (``Settings.wide`` = ``side``) did to a photo of ``shape``, for its line;
     empty without it."""
+    from ..wide import shrink_factor
     if not side:
         return ""
     if factor:
         return f", wide rain from a copy shrunk {factor}x"
-    if min(shape[:2]) < 2 * side:
+    if not shrink_factor(shape, side):
         return f", no wide-rain copy (shorter side under {2 * side} px)"
     return ", no wide-rain copy (the photo shows a lattice)"
 
