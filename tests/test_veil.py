@@ -23,6 +23,36 @@ def veiled(clean, t=0.6, airlight=0.9):
     return (t * rgb + (1 - t) * airlight).astype(np.float32)
 
 
+def hazy_photo(path):
+    """Write the small misty photo the command-line tests use (veil strength between 0.1 and 0.9) to
+    ``path``; return it."""
+    from rain2avoid.io import write_image
+    hazy = (veiled(clean_example("astronaut", size=(64, 96)), t=0.5) * 255).astype(np.uint8)
+    write_image(path, hazy)
+    return hazy
+
+
+def train_and_apply(tmp_path, train_flags, runs):
+    """``rain2avoid train`` a model on the hazy photo (in ``tmp_path / "in"``) with ``train_flags``, then
+    ``apply`` it once per ``(name, flags)`` of ``runs``: the photo, the model's path and each output (float32)."""
+    from click.testing import CliRunner
+
+    from rain2avoid.cli import main
+    from rain2avoid.io import read_image
+    hazy = hazy_photo(tmp_path / "in" / "hazy.png")
+    runner = CliRunner()
+    r = runner.invoke(main, ["train", str(tmp_path / "in"), "--model", str(tmp_path / "m.pt"), "--steps", "5",
+                             *train_flags])
+    assert r.exit_code == 0, r.output
+    outs = {}
+    for name, flags in runs:
+        r = runner.invoke(main, ["apply", str(tmp_path / "in"), "--model", str(tmp_path / "m.pt"),
+                                 "-o", str(tmp_path / name), "--workers", "1", *flags])
+        assert r.exit_code == 0, r.output
+        outs[name] = read_image(tmp_path / name / "hazy.png").astype(np.float32)
+    return hazy, tmp_path / "m.pt", outs
+
+
 def test_dark_channel_is_the_local_minimum_over_channels():
     rgb = np.full((9, 9, 3), 0.8, np.float32)
     rgb[4, 4, 2] = 0.1
@@ -130,9 +160,8 @@ def test_cli_veil_option_and_message(tmp_path):
     from click.testing import CliRunner
 
     from rain2avoid.cli import main
-    from rain2avoid.io import read_image, write_image
-    hazy = (veiled(clean_example("astronaut", size=(64, 96)), t=0.5) * 255).astype(np.uint8)
-    write_image(tmp_path / "hazy.png", hazy)
+    from rain2avoid.io import read_image
+    hazy_photo(tmp_path / "hazy.png")
     runner = CliRunner()
     outs = {}
     for mode in ("off", "auto"):
@@ -152,13 +181,11 @@ def test_cli_veil_threshold_option(tmp_path):
     from click.testing import CliRunner
 
     from rain2avoid.cli import main
-    from rain2avoid.io import write_image
     from rain2avoid.sdrl import load_model
     from rain2avoid.veil import estimate_veil
-    hazy = (veiled(clean_example("astronaut", size=(64, 96)), t=0.5) * 255).astype(np.uint8)
+    hazy = hazy_photo(tmp_path / "in" / "hazy.png")
     strength = estimate_veil(hazy.astype(np.float32) / 255).strength
     assert 0.1 < strength < 0.9
-    write_image(tmp_path / "in" / "hazy.png", hazy)
     runner = CliRunner()
     for threshold, cleared in ((0.1, True), (0.9, False)):
         r = runner.invoke(main, ["derain", str(tmp_path / "in" / "hazy.png"), "-o", str(tmp_path / f"{threshold}.png"),
@@ -175,23 +202,7 @@ def test_cli_veil_threshold_option(tmp_path):
 
 
 def test_apply_veil_option_overrides_the_model(tmp_path):
-    from click.testing import CliRunner
-
-    from rain2avoid.cli import main
-    from rain2avoid.io import read_image, write_image
-    hazy = (veiled(clean_example("astronaut", size=(64, 96)), t=0.5) * 255).astype(np.uint8)
-    write_image(tmp_path / "in" / "hazy.png", hazy)
-    runner = CliRunner()
-    r = runner.invoke(main, ["train", str(tmp_path / "in"), "--model", str(tmp_path / "m.pt"), "--steps", "5",
-                             "--veil", "off"])
-    assert r.exit_code == 0, r.output
-    outs = {}
-    for mode in ("model", "on"):
-        extra = [] if mode == "model" else ["--veil", mode]
-        r = runner.invoke(main, ["apply", str(tmp_path / "in"), "--model", str(tmp_path / "m.pt"),
-                                 "-o", str(tmp_path / mode), "--workers", "1"] + extra)
-        assert r.exit_code == 0, r.output
-        outs[mode] = read_image(tmp_path / mode / "hazy.png").astype(np.float32)
+    _, _, outs = train_and_apply(tmp_path, ["--veil", "off"], [("model", []), ("on", ["--veil", "on"])])
     assert outs["on"].std() > outs["model"].std() + 5        # the model says off; --veil on clears it
 
 
@@ -201,27 +212,16 @@ def test_apply_veil_threshold_overrides_the_model(tmp_path):
     from click.testing import CliRunner
 
     from rain2avoid.cli import main
-    from rain2avoid.io import read_image, write_image
     from rain2avoid.sdrl import load_model
-    hazy = (veiled(clean_example("astronaut", size=(64, 96)), t=0.5) * 255).astype(np.uint8)
-    write_image(tmp_path / "in" / "hazy.png", hazy)
-    runner = CliRunner()
-    r = runner.invoke(main, ["train", str(tmp_path / "in"), "--model", str(tmp_path / "m.pt"), "--steps", "5",
-                             "--veil-threshold", "0.9"])
-    assert r.exit_code == 0, r.output
-    outs = {}
-    for name, extra in (("model", []), ("low", ["--veil-threshold", "0.1"])):
-        r = runner.invoke(main, ["apply", str(tmp_path / "in"), "--model", str(tmp_path / "m.pt"),
-                                 "-o", str(tmp_path / name), "--workers", "1"] + extra)
-        assert r.exit_code == 0, r.output
-        outs[name] = read_image(tmp_path / name / "hazy.png").astype(np.float32)
+    hazy, model_path, outs = train_and_apply(tmp_path, ["--veil-threshold", "0.9"],
+                                             [("model", []), ("low", ["--veil-threshold", "0.1"])])
     assert outs["low"].std() > outs["model"].std() + 5        # cleared only with the lower threshold
-    model = load_model(tmp_path / "m.pt")
+    model = load_model(model_path)
     np.testing.assert_array_equal(model.apply(hazy, veil_threshold=0.1), outs["low"].astype(np.uint8))
     with pytest.raises(ValueError, match="veil_threshold"):
         model.apply(hazy, veil_threshold=1.5)
-    r = runner.invoke(main, ["apply", str(tmp_path / "in"), "--model", str(tmp_path / "m.pt"), "-o",
-                             str(tmp_path / "x"), "--veil-threshold", "1.5"])
+    r = CliRunner().invoke(main, ["apply", str(tmp_path / "in"), "--model", str(model_path), "-o",
+                                  str(tmp_path / "x"), "--veil-threshold", "1.5"])
     assert r.exit_code == 2 and "--veil-threshold" in r.output
 
 
