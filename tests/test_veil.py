@@ -6,6 +6,7 @@ import pytest
 from rain2avoid.metrics import psnr
 from rain2avoid.synth import add_heavy_rain, clean_example
 from rain2avoid.veil import (
+    BUILDING_CROSS,
     bright_level,
     clear_veil,
     dark_channel,
@@ -286,3 +287,17 @@ def test_auto_leaves_a_pale_scene_with_a_few_black_pixels_alone():
     misty = (0.7 * pale + 0.3 * 0.9).astype(np.float32)           # the same scene through a veil
     assert floor_lift(misty, estimate_veil(misty).airlight) > 0.3
     assert clear_veil(misty, "auto")[1] is not None
+
+
+def test_auto_leaves_a_facade_alone():
+    """A pale facade with no black in it passes every veil test but the last: its windows make a
+    lattice of thin bright lines (a clear direction with lines square to it), so no veil is taken."""
+    from rain2avoid.lattice import spectral_rotation
+    from rain2avoid.synth import facade
+    wall = facade(np.random.default_rng(21), size=(160, 240)).astype(np.float32) / 255
+    spectrum = spectral_rotation((wall * 255).round().astype(np.uint8))
+    assert spectrum.clarity > 20 and spectrum.cross > 2 * BUILDING_CROSS
+    assert clear_veil(wall, "auto", max_cross=np.inf)[1] is not None   # every other test takes it for a veil
+    out, veil = clear_veil(wall, "auto")
+    assert veil is None and out is wall
+    assert clear_veil(wall, "on")[1] is not None

@@ -71,7 +71,7 @@ class Settings:
         away where the photo shows one (``veil.clear_veil``: strength at least
         ``veil_threshold``, a near-neutral veil colour (at its most veiled or at its
         darkest pixels), an airlight as bright as the photo's bright parts, a colour
-        photo), "on" always, "off" never. Photos only: videos keep
+        photo, no building's lattice of windows), "on" always, "off" never. Photos only: videos keep
         their veil.
     veil_threshold: the strength (0 to 1) from which "auto" takes the veil away.
     wide: wide soft (out-of-focus) streaks of large photos: a photo whose shorter side is at

@@ -255,8 +255,8 @@ def video_jobs(jobs: list[tuple[Path, Path]]) -> set[Path]:
 
 
 VEIL_HELP = ("The veil of heavy rain (mist): 'auto' takes it away where a colour photo shows a white "
-             "or grey one about as bright as its bright parts (colour casts, pale walls and grey photos "
-             "are left alone), 'on' always, 'off' never. "
+             "or grey one about as bright as its bright parts (colour casts, pale walls, building facades "
+             "and grey photos are left alone), 'on' always, 'off' never. "
              "Photos only: videos keep their veil. "
              "[default: auto; off for --preset reference]")
 
