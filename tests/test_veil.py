@@ -6,6 +6,7 @@ import pytest
 from rain2avoid.metrics import psnr
 from rain2avoid.synth import add_heavy_rain, clean_example
 from rain2avoid.veil import (
+    MAX_LIFT,
     BUILDING_CROSS,
     bright_level,
     clear_veil,
@@ -301,3 +302,26 @@ def test_auto_leaves_a_facade_alone():
     out, veil = clear_veil(wall, "auto")
     assert veil is None and out is wall
     assert clear_veil(wall, "on")[1] is not None
+
+
+def test_the_veil_taken_is_bounded_by_what_lifts_the_darkest_pixels():
+    """A light white veil over a scene with a white sky and a pale grey wall: the wall's high dark
+    channel reads as thick veil, and taking it all away darkens the wall below its shade. The
+    darkest pixels show how thick the veil is, and the estimate is kept within 1.5 times that."""
+    clean = 0.75 * clean_example("astronaut", size=(120, 160)).astype(np.float32) / 255
+    clean[:15] = 0.95                      # a white sky
+    clean[30:100, 90:150] = 0.7            # a pale grey wall
+    hazy = veiled(clean * 255, t=0.85, airlight=0.9)
+    floor = floor_lift(hazy, estimate_veil(hazy).airlight)
+    assert 0.1 < floor < 0.2                                     # the veil's (1 - t) = 0.15
+    bounded = estimate_veil(hazy)
+    assert bounded.transmission.min() >= 1 - MAX_LIFT * floor - 1e-6
+    free = estimate_veil(hazy, max_lift=None)
+    assert free.transmission.min() < 1 - MAX_LIFT * floor - 0.1 and bounded.strength == free.strength
+    out, veil = clear_veil(hazy, "auto")
+    assert veil is not None
+    loose = remove_veil(hazy, free)
+    assert psnr(out * 255, clean * 255) > psnr(loose * 255, clean * 255) + 0.5 > psnr(hazy * 255, clean * 255) + 4
+    assert abs(out[30:100, 90:150].mean() - 0.7) < abs(loose[30:100, 90:150].mean() - 0.7) - 0.01
+    with pytest.raises(ValueError, match="max_lift"):
+        estimate_veil(hazy, max_lift=0)
