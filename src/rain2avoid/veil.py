@@ -10,7 +10,8 @@ pixel is dark in some channel, so whatever lifts the darkest value of a patch
 is veil.
 
 The estimate is conservative: only a fraction ``omega`` of the veil is taken
-away and the transmission never goes below ``t_min``. :func:`clear_veil`'s
+away, nowhere more than ``MAX_LIFT`` times what lifts the darkest pixels, and the
+transmission never goes below ``t_min``. :func:`clear_veil`'s
 ``"auto"`` acts only in a colour photo where the veil is strong enough
 (:func:`veil_strength`), lifts even the darkest pixels (:func:`floor_lift`), is near
 neutral in colour at the photo's bright or dark end (:func:`tint`, :func:`dark_end`) and
