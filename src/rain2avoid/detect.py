@@ -13,7 +13,9 @@ This module adds
     wide bright bars do not count (:func:`guarded_rain_mask`),
   * a direction test on the mask's straight pieces: window frames and mullions
     a few degrees off the rain are left out (:func:`keep_aligned`), and, where the
-    photo shows a lattice, its lines pixel by pixel (:mod:`rain2avoid.lattice`).
+    photo shows a lattice, its lines pixel by pixel (:mod:`rain2avoid.lattice`);
+    where the direction found runs along a lattice's lines and the spectrum shows
+    rain across them, that rain's direction (:func:`_across_lattice`).
 The photometric guard on derained estimates is :mod:`rain2avoid.guard`.
 """
 
@@ -30,13 +32,16 @@ from .lattice import (MAX_CROSS, MIN_CLARITY, Spectrum, _achromatic_tophat, _alo
 from .ldgp import (MaskResult, _check_image, _colour, _vertical_streaks, patch_angles, rain_mask,
                    rotation_for_angle, streak_angle)
 
-__all__ = ["CONFIDENT", "MIN_AGREEMENT", "Streaks", "find_streaks", "main_support", "estimate_rotation",
+__all__ = ["CONFIDENT", "MIN_AGREEMENT", "ACROSS_CLARITY", "ACROSS_SUPPORT", "Streaks", "find_streaks", "main_support",
+           "support_along", "estimate_rotation",
            "keep_aligned", "hog_vote", "guarded_rain_mask", "streak_mask", "compute_mask", "MASKS"]
 
 _STEP = 0.5                                         # degrees per orientation bin
 CONFIDENT = 8           # a direction with this much support (``Streaks.support``) is sure to be rain
 MIN_AGREEMENT = 0.5     # share of HOG patches that must agree with the HOG vote for it to be used
 FURTHER_CROSS = 2.0     # cross lines (``Spectrum.cross``) that make a lattice of a further direction's lines
+ACROSS_CLARITY = 2.5    # a further spectral direction (``Spectrum.other``) this clear ...
+ACROSS_SUPPORT = 2      # ... with this much support is rain across a lattice (``_across_lattice``)
 _CELLS = 8                                          # support counts cells of an 8 x 8 grid per tile
 _GRID = np.arange(int(round(180 / _STEP))) * _STEP - 90   # bin centres, degrees in [-90, 90)
 
@@ -164,10 +169,38 @@ def _peak(votes: np.ndarray, found: list[tuple], search: float, spread: float,
     # Rain seldom falls at more than 45 degrees from vertical: votes there count less (half at 75).
     prior = 1.0 - np.clip((np.abs(_GRID) - 45.0) / 60.0, 0.0, 0.5)
     best = float(_GRID[allowed][np.argmax((votes * prior)[allowed])])
-    support = max(np.unique(cells[_angle_gap(lean, best) <= 2 * spread]).size
-                  - np.unique(dcells[_angle_gap(dlean, best) <= 2 * spread]).size
-                  for lean, cells, dlean, dcells in found)
-    return best, int(support)
+    return best, _support(found, best, spread)
+
+
+def _support(found: list[tuple], rotation: float, spread: float) -> int:
+    """The cells holding a bright segment within ``2 * spread`` degrees of ``rotation``, less
+    those holding such a dark one, at the height of ``found`` (:func:`_segment_votes`) that
+    has most."""
+    return int(max(np.unique(cells[_angle_gap(lean, rotation) <= 2 * spread]).size
+                   - np.unique(dcells[_angle_gap(dlean, rotation) <= 2 * spread]).size
+                   for lean, cells, dlean, dcells in found))
+
+
+def support_along(image: np.ndarray, rotation: float, copies: int = 2, tophat_size: int = 7,
+                  heights: tuple[float, ...] = (10, 20, 40), min_length: float = 8.0, max_length: float = 80.0,
+                  elongation: float = 3.0, spread: float = 1.5, max_pixels: int = 1 << 20) -> int:
+    """The support (as :attr:`Streaks.support`) of one given direction: the most, over the
+    image and its first ``copies - 1`` halved copies, of the cells that hold a bright
+    straight segment along ``rotation`` less those that hold a dark one (0 when none does).
+    The arguments are :func:`find_streaks`'s."""
+    image = np.ascontiguousarray(_colour(np.asarray(image)))
+    best = 0
+    for copy in range(copies):
+        h, w = image.shape[:2]
+        if copy:
+            if min(h, w) < 2:
+                break
+            image = cv2.resize(image, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
+        _, found = _segment_votes(_sample_tiles(image, max_pixels), tophat_size, heights, min_length,
+                                  max_length, elongation, spread)
+        if found:
+            best = max(best, _support(found, rotation, spread))
+    return best
 
 
 class Streaks(NamedTuple):
@@ -391,6 +424,25 @@ def _off_lattice(streaks: list[Streaks], spectrum: Spectrum, confident: int) -> 
     return [s for s in streaks if not _along_lattice(s.rotation, spectrum)]
 
 
+def _across_lattice(image: np.ndarray, rotation: float, spectrum: Spectrum, search: float = 60.0,
+                    min_support: int = ACROSS_SUPPORT) -> float | None:
+    """The rotation of rain that falls across a lattice's lines, when ``rotation`` (the streak
+    direction found) runs along them (:func:`_along_lattice`); None otherwise.
+
+    Dense rain over windows leaves few separate streaks, and the mullions' straight
+    segments outvote it. It still shows in the spectrum as a further direction of its
+    own (``Spectrum.other``, within ``search`` degrees of vertical, at least
+    ``ACROSS_CLARITY`` times the median), with at least ``min_support`` cells of straight
+    bright segments along it (:func:`support_along`). A lattice of windows also makes
+    such a peak along the diagonal of its grid (two window pitches, 60 px across and 93 px
+    down, make one at 33 degrees), but no segments run along it.
+    """
+    if (_along_lattice(rotation, spectrum) and spectrum.other_clarity >= ACROSS_CLARITY
+            and abs(spectrum.other) <= search and support_along(image, spectrum.other) >= min_support):
+        return spectrum.other
+    return None
+
+
 def hog_vote(image: np.ndarray, patch_size: int = 80) -> tuple[int, float]:
     """The reference's HOG vote (:func:`streak_angle`) and how far its patches agree on it:
     the share of them whose dominant orientation is within one 5-degree bin of the vote
@@ -429,7 +481,10 @@ def guarded_rain_mask(image: np.ndarray, kernel_size: int = 10, ridge_width: int
         no rain is found and the mask is empty. Where the spectrum shows a lattice (see
         :func:`estimate_rotation`), directions found along its lines give way
         to one found off them with ``confident`` support (frames that outvote
-        faint rain); and where the segments are too few to be sure (support
+        faint rain); where the direction runs along its lines and the spectrum shows
+        rain across them (a peak of its own with segments along it,
+        :func:`_across_lattice`: dense rain over mullions), that rain's direction is
+        taken; otherwise, where the segments are too few to be sure (support
         under ``confident``) and the direction runs along its lines, the
         mask is empty: window frames and brick joints are all it would mark;
       * before the vertical opening, a pixel must also exceed the grey opening
@@ -485,7 +540,11 @@ def guarded_rain_mask(image: np.ndarray, kernel_size: int = 10, ridge_width: int
             rotation = rotation_for_angle(angle)
             if agreement < min_agreement:
                 return MaskResult(np.zeros(image.shape[:2], np.uint8), int(round(rotation)) % 180)
-        if weak and _along_lattice(rotation, spectrum):
+        spectrum = spectral_rotation(image) if spectrum is None else spectrum
+        across = _across_lattice(image, rotation, spectrum)
+        if across is not None:
+            rotation, also = across, tuple(r for r in also if not _along_lattice(r, spectrum))
+        elif weak and _along_lattice(rotation, spectrum):
             return MaskResult(np.zeros(image.shape[:2], np.uint8), int(round(rotation)) % 180)
     theta = float(rotation)
     mask = _aligned_streaks(image, theta, kernel_size, ridge_width, ridge_height, max_tilt, also)

@@ -63,11 +63,17 @@ class Spectrum(NamedTuple):
     clarity: the energy of that direction over the median direction's.
     cross: the same ratio for the lines square to it (the most within 2 degrees of
         90 degrees off): a lattice (bricks, tiles, windows) has both, rain only one.
+    other: the rotation of the clearest further direction: a peak of its own more than
+        10 degrees from both of those, with a dip to at most half its height between it
+        and each of them (rain falling across a lattice's lines); 0.0 when there is none.
+    other_clarity: its energy over the median direction's (0.0: none).
     """
 
     rotation: float
     clarity: float
     cross: float
+    other: float = 0.0
+    other_clarity: float = 0.0
 
     @property
     def lattice(self) -> bool:
@@ -117,8 +123,39 @@ def spectral_rotation(image: np.ndarray, tophat_size: int = 7, max_side: int = 5
     k = int(np.argmax(hist))
     median = max(float(np.median(hist)), 1e-12)
     square = hist[(k + 180 + np.arange(-4, 5)) % 360].max()   # 90 +- 2 degrees off, in 0.5-degree bins
-    rotation = (k / 2 + 90) % 180 - 90      # streaks run across the frequency direction
-    return Spectrum(float(rotation), float(hist[k] / median), float(square / median))
+    j = _separate_peak(hist, k)
+    return Spectrum(_rotation_of_bin(k), float(hist[k] / median), float(square / median),
+                    _rotation_of_bin(j) if j is not None else 0.0, float(hist[j] / median) if j is not None else 0.0)
+
+
+def _rotation_of_bin(k: int) -> float:
+    """The streak rotation of 0.5-degree frequency bin ``k``: streaks run across the frequency direction."""
+    return float((k / 2 + 90) % 180 - 90)
+
+
+def _separate_peak(hist: np.ndarray, k: int, gap: int = 20, near: int = 4, max_dip: float = 0.5) -> int | None:
+    """The highest bin of ``hist`` (energy per 0.5-degree orientation bin, circular) that is a
+    local maximum more than ``gap`` bins from bin ``k`` and from the bin square to it, and
+    stands apart from both: on the way from it to either (up to ``near`` bins from it),
+    the energy dips to at most ``max_dip`` times its own. None when there is none. A
+    shoulder of the main peak does not dip; a second direction of lines does."""
+    n = hist.size
+    lines = np.array([k, (k + n // 2) % n])
+    offset = np.abs((np.arange(n)[:, None] - lines + n // 2) % n - n // 2).min(axis=1)
+    peaks = (hist >= np.roll(hist, 1)) & (hist >= np.roll(hist, -1)) & (offset > gap)
+    for i in np.argsort(hist)[::-1]:
+        if not peaks[i]:
+            continue
+        dips = []
+        for step in (1, -1):
+            j, low = i, hist[i]
+            while offset[j % n] > near:
+                j += step
+                low = min(low, hist[j % n])
+            dips.append(low)
+        if max(dips) <= max_dip * hist[i]:
+            return int(i)
+    return None
 
 
 def _along_lattice(rotation: float, spectrum: Spectrum, tolerance: float = 10.0,
