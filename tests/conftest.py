@@ -62,6 +62,27 @@ def benchmark_facade(seed: int, k: int, dense: bool = False):
     return rainy, clean, layer
 
 
+def benchmark_heavy(seed: int, k: int, blend: str = "add"):
+    """(rainy, clean) of image ``k`` of ``benchmarks/heavy.py OUT --seed SEED [--blend BLEND]``
+    (heavy rain and a veil on scikit-image photos): the same draws, image by image."""
+    import sys
+
+    import numpy as np
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    try:
+        import heavy
+    finally:
+        sys.path.pop(0)
+    from rain2avoid.synth import add_heavy_rain, random_heavy_rain
+    rng = np.random.default_rng(seed)
+    for i in range(k + 1):
+        clean = heavy._crop(heavy._skimage_photo(heavy.PHOTOS[i % len(heavy.PHOTOS)]), rng)
+        rain = random_heavy_rain(rng)
+    rainy, _, _ = add_heavy_rain(clean, seed=seed * 1000 + k, blend=blend, **rain)
+    return rainy, clean
+
+
 @pytest.fixture(scope="session")
 def mullion_facade():
     """Image 19 of the held-out dense facades (``benchmarks/facade.py OUT --n 24 --seed 3

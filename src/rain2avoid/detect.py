@@ -424,23 +424,30 @@ def _off_lattice(streaks: list[Streaks], spectrum: Spectrum, confident: int) -> 
     return [s for s in streaks if not _along_lattice(s.rotation, spectrum)]
 
 
-def _across_lattice(image: np.ndarray, rotation: float, spectrum: Spectrum, search: float = 60.0,
-                    min_support: int = ACROSS_SUPPORT) -> float | None:
+def _across_lattice(image: np.ndarray, rotation: float, spectrum: Spectrum, streaks: list[Streaks] = (),
+                    search: float = 75.0, min_support: int = ACROSS_SUPPORT) -> float | None:
     """The rotation of rain that falls across a lattice's lines, when ``rotation`` (the streak
-    direction found) runs along them (:func:`_along_lattice`); None otherwise.
+    direction found) runs along them (:func:`_along_lattice`, within 10 degrees) and the
+    rain more than 10 degrees off it; None otherwise.
 
     Dense rain over windows leaves few separate streaks, and the mullions' straight
     segments outvote it. It still shows in the spectrum as a further direction of its
-    own (``Spectrum.other``, within ``search`` degrees of vertical, at least
+    own (``Spectrum.other``, within ``search`` degrees of vertical, as far as
+    :func:`find_streaks` looks: rain at 70 degrees over bricks, at least
     ``ACROSS_CLARITY`` times the median), with at least ``min_support`` cells of straight
     bright segments along it (:func:`support_along`). A lattice of windows also makes
     such a peak along the diagonal of its grid (two window pitches, 60 px across and 93 px
-    down, make one at 33 degrees), but no segments run along it.
+    down, make one at 33 degrees), but no segments run along it. Rain within 10 degrees of
+    the direction found is that direction's rain: its segments place it more finely. For
+    the same reason, where ``streaks`` (what :func:`find_streaks` returned) hold a further
+    direction within 10 degrees of the spectrum's, the best supported one is returned.
     """
-    if (_along_lattice(rotation, spectrum) and spectrum.other_clarity >= ACROSS_CLARITY
-            and abs(spectrum.other) <= search and support_along(image, spectrum.other) >= min_support):
-        return spectrum.other
-    return None
+    if not (_along_lattice(rotation, spectrum) and spectrum.other_clarity >= ACROSS_CLARITY
+            and abs(spectrum.other) <= search and _angle_gap(spectrum.other, rotation) > 10
+            and support_along(image, spectrum.other) >= min_support):
+        return None
+    near = [s for s in streaks if _angle_gap(s.rotation, spectrum.other) <= 10]
+    return max(near, key=lambda s: s.support).rotation if near else spectrum.other
 
 
 def hog_vote(image: np.ndarray, patch_size: int = 80) -> tuple[int, float]:
@@ -541,7 +548,7 @@ def guarded_rain_mask(image: np.ndarray, kernel_size: int = 10, ridge_width: int
             if agreement < min_agreement:
                 return MaskResult(np.zeros(image.shape[:2], np.uint8), int(round(rotation)) % 180)
         spectrum = spectral_rotation(image) if spectrum is None else spectrum
-        across = _across_lattice(image, rotation, spectrum)
+        across = _across_lattice(image, rotation, spectrum, streaks)
         if across is not None:
             rotation, also = across, tuple(r for r in also if not _along_lattice(r, spectrum))
         elif weak and _along_lattice(rotation, spectrum):
