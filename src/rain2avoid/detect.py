@@ -15,7 +15,8 @@ This module adds
     a few degrees off the rain are left out (:func:`keep_aligned`), and, where the
     photo shows a lattice, its lines pixel by pixel (:mod:`rain2avoid.lattice`);
     where the direction found runs along a lattice's lines and the spectrum shows
-    rain across them, that rain's direction (:func:`_across_lattice`).
+    rain across them, that rain's direction (:func:`_across_lattice`);
+  * no piece that runs edge to edge across the photo (:func:`keep_within_frame`).
 The photometric guard on derained estimates is :mod:`rain2avoid.guard`.
 """
 
@@ -34,7 +35,7 @@ from .ldgp import (MaskResult, _check_image, _colour, _vertical_streaks, patch_a
 
 __all__ = ["CONFIDENT", "MIN_AGREEMENT", "ACROSS_CLARITY", "ACROSS_SUPPORT", "Streaks", "find_streaks", "main_support",
            "support_along", "estimate_rotation",
-           "keep_aligned", "hog_vote", "guarded_rain_mask", "streak_mask", "compute_mask", "MASKS"]
+           "keep_aligned", "keep_within_frame", "hog_vote", "guarded_rain_mask", "streak_mask", "compute_mask", "MASKS"]
 
 _STEP = 0.5                                         # degrees per orientation bin
 CONFIDENT = 8           # a direction with this much support (``Streaks.support``) is sure to be rain
@@ -373,6 +374,44 @@ def keep_aligned(mask: np.ndarray, rotation: float | tuple[float, ...], max_tilt
     return out
 
 
+def _chords(height: int, width: int, cx: np.ndarray, cy: np.ndarray, lean: np.ndarray) -> np.ndarray:
+    """Length of the chord of the ``height`` x ``width`` frame along each line through
+    (``cx``, ``cy``) that leans ``lean`` degrees from vertical (as :func:`_shapes` gives it)."""
+    dx, dy = np.sin(np.radians(lean)), -np.cos(np.radians(lean))
+    spans = []
+    for d, c, size in ((dx, cx, width), (dy, cy, height)):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            a, b = (0 - c) / d, (size - c) / d
+        flat = np.abs(d) < 1e-9
+        spans.append((np.where(flat, -np.inf, np.minimum(a, b)), np.where(flat, np.inf, np.maximum(a, b))))
+    return np.maximum(np.minimum(spans[0][1], spans[1][1]) - np.maximum(spans[0][0], spans[1][0]), 0)
+
+
+def keep_within_frame(mask: np.ndarray, min_share: float = 0.95, min_elongation: float = 3.0) -> np.ndarray:
+    """``mask`` without its straight pieces that run across the whole photo, edge to edge.
+
+    A rain streak is a drop's path during the exposure: it starts and ends within the
+    frame. A thin bright line that runs from one edge of the photo to the other (a pole, a
+    downpipe, the edge of a building) is structure, and flattened as rain it is lost. Each
+    8-connected piece of ``mask`` (uint8, > 127 = rain) at least ``min_elongation`` times
+    longer than wide is dropped when its length is at least ``min_share`` of the frame's
+    chord along it (through its centre, in its direction, :func:`_shapes`) and that chord
+    is at least half the photo's shorter side (so that short streaks across a corner
+    stay). Rain merged into such a line goes with it. Returns a new uint8 mask.
+    """
+    mask = np.asarray(mask)
+    n, labels = cv2.connectedComponents((mask > 127).astype(np.uint8), connectivity=8)
+    if n <= 1:
+        return mask.copy()
+    lean, length, width, cy, cx = _shapes(labels, n)
+    h, w = mask.shape
+    chord = _chords(h, w, cx, cy, lean)
+    drop = (length >= min_elongation * width) & (chord >= min(h, w) / 2) & (length >= min_share * chord)
+    out = mask.copy()
+    out[np.r_[False, drop][labels]] = 0
+    return out
+
+
 def _aligned_streaks(image: np.ndarray, theta: float, kernel_size: int, ridge_width: int, ridge_height: int,
                      max_tilt: float | None, also: tuple[float, ...] = ()) -> np.ndarray:
     """LDGP's bright vertical runs after rotating by ``theta`` (with the ridge test), without the
@@ -512,8 +551,11 @@ def guarded_rain_mask(image: np.ndarray, kernel_size: int = 10, ridge_width: int
         where streaks cross frames, the pieces merge and cannot be judged whole; where
         the rain runs along its lines, the lines from one rail to the next are.
         Directions other than a copy's main one that run along the lattice's lines
-        are its mullions, not a second direction of rain.
-    ``ridge_width=0`` disables the ridge test, ``max_tilt=None`` the direction tests.
+        are its mullions, not a second direction of rain;
+      * straight pieces that run across the whole photo, edge to edge, are dropped
+        (:func:`keep_within_frame`): rain streaks end within the frame, poles and
+        downpipes do not.
+    ``ridge_width=0`` disables the ridge test, ``max_tilt=None`` the direction and frame tests.
     ``streaks``: what :func:`find_streaks` returned for this image, if the caller
     has it; searched here otherwise.
 
@@ -557,7 +599,7 @@ def guarded_rain_mask(image: np.ndarray, kernel_size: int = 10, ridge_width: int
     mask = _aligned_streaks(image, theta, kernel_size, ridge_width, ridge_height, max_tilt, also)
     if max_tilt is not None and mask.any():
         spectrum = spectral_rotation(image) if spectrum is None else spectrum
-        mask = off_lattice_lines(image, mask, (theta, *also), spectrum)
+        mask = keep_within_frame(off_lattice_lines(image, mask, (theta, *also), spectrum))
     angle = int(round(theta)) % 180
     return MaskResult(mask, angle)
 
