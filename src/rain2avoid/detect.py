@@ -23,7 +23,7 @@ The photometric guard on derained estimates is :mod:`rain2avoid.guard`.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
 
 import cv2
 import numpy as np
@@ -463,7 +463,7 @@ def _off_lattice(streaks: list[Streaks], spectrum: Spectrum, confident: int) -> 
     return [s for s in streaks if not _along_lattice(s.rotation, spectrum)]
 
 
-def _across_lattice(image: np.ndarray, rotation: float, spectrum: Spectrum, streaks: list[Streaks] = (),
+def _across_lattice(image: np.ndarray, rotation: float, spectrum: Spectrum, streaks: Sequence[Streaks] = (),
                     search: float = 75.0, min_support: int = ACROSS_SUPPORT) -> float | None:
     """The rotation of rain that falls across a lattice's lines, when ``rotation`` (the streak
     direction found) runs along them (:func:`_along_lattice`, within 10 degrees) and the
