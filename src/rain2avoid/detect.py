@@ -400,11 +400,13 @@ def keep_within_frame(mask: np.ndarray, min_share: float = 0.95, min_elongation:
     stay). Rain merged into such a line goes with it. Returns a new uint8 mask.
     """
     mask = np.asarray(mask)
-    n, labels = cv2.connectedComponents((mask > 127).astype(np.uint8), connectivity=8)
-    if n <= 1:
+    h, w = mask.shape
+    n, labels, stats, _ = cv2.connectedComponentsWithStats((mask > 127).astype(np.uint8), connectivity=8)
+    # A piece that long spans a box at least 0.9 times as long on its diagonal: most masks hold none.
+    diagonal = np.hypot(stats[1:, cv2.CC_STAT_WIDTH], stats[1:, cv2.CC_STAT_HEIGHT])
+    if not (diagonal >= 0.9 * min_share * min(h, w) / 2).any():
         return mask.copy()
     lean, length, width, cy, cx = _shapes(labels, n)
-    h, w = mask.shape
     chord = _chords(h, w, cx, cy, lean)
     drop = (length >= min_elongation * width) & (chord >= min(h, w) / 2) & (length >= min_share * chord)
     out = mask.copy()
