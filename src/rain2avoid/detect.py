@@ -402,9 +402,10 @@ def keep_within_frame(mask: np.ndarray, min_share: float = 0.95, min_elongation:
     mask = np.asarray(mask)
     h, w = mask.shape
     n, labels, stats, _ = cv2.connectedComponentsWithStats((mask > 127).astype(np.uint8), connectivity=8)
-    # A piece that long spans a box at least 0.9 times as long on its diagonal: most masks hold none.
+    # No piece is longer (``_shapes``: sqrt(12 variance + 1)) than sqrt(3 d^2 + 1) for its box's
+    # diagonal d, nor dropped unless at least min_share of half the shorter side: most masks hold none.
     diagonal = np.hypot(stats[1:, cv2.CC_STAT_WIDTH], stats[1:, cv2.CC_STAT_HEIGHT])
-    if not (diagonal >= 0.9 * min_share * min(h, w) / 2).any():
+    if not (np.sqrt(3 * diagonal ** 2 + 1) >= min_share * min(h, w) / 2).any():
         return mask.copy()
     lean, length, width, cy, cx = _shapes(labels, n)
     chord = _chords(h, w, cx, cy, lean)
