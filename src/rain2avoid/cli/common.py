@@ -270,7 +270,7 @@ LAYER_HELP = ("Grey levels (a number >= 0) from which rain the mask missed, foun
 
 VEIL_THRESHOLD_HELP = ("The veil strength (0 to 1) from which --veil auto takes a veil away: lower "
                        "clears lighter mist (and risks clearing a pale scene), higher only heavy "
-                       "veils; auto's other tests still apply. [default: 0.1]")
+                       "veils; auto's other tests still apply. [default: 0.05]")
 
 
 WIDE_RAIN_HELP = ("Also take away wide soft (out-of-focus) streaks of large photos: a photo whose "
