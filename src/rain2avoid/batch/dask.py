@@ -36,6 +36,7 @@ from __future__ import annotations
 import atexit
 import dataclasses
 import hashlib
+import logging
 import os
 import shutil
 import tempfile
@@ -68,6 +69,27 @@ def require_distributed():
     return distributed
 
 
+class CancelRaceFilter(logging.Filter):
+    """Drops one log record that ``distributed`` makes when Ctrl-C lands at the wrong moment.
+
+    ``distributed.utils.sync`` answers a KeyboardInterrupt by scheduling a ``cancel`` of the
+    call it is waiting for. If the interrupt comes before that call has started, ``cancel``
+    finds no future yet. Tornado then logs its NameError with a traceback on
+    ``tornado.application``. The interrupt itself is handled ("interrupted: ..."), and the
+    traceback would only alarm the user. Every other record passes.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if not isinstance(error, NameError) or error.__traceback__ is None:
+            return True
+        frame = error.__traceback__
+        while frame.tb_next is not None:
+            frame = frame.tb_next
+        code = frame.tb_frame.f_code
+        return not (code.co_name == "cancel" and Path(code.co_filename).parts[-2:] == ("distributed", "utils.py"))
+
+
 def run_dask(task, jobs: Sequence[Job], address: str, write: str = "auto",
              on_outcome: Callable[[Outcome], None] | None = None, attempts: int = 3,
              timeout: float = 30.0, on_start: Callable[[str, int], None] | None = None,
@@ -86,19 +108,24 @@ def run_dask(task, jobs: Sequence[Job], address: str, write: str = "auto",
     report = on_outcome or (lambda outcome: None)
     # Workers run in other folders, often on other machines: absolute paths only.
     jobs = [Job(Path(os.path.abspath(j.src)), Path(os.path.abspath(j.dst))) for j in jobs]
+    quiet, tornado_log = CancelRaceFilter(), logging.getLogger("tornado.application")
+    tornado_log.addFilter(quiet)  # until the client has closed: its loop runs the cancel first
     try:
-        client = distributed.Client(address, timeout=timeout, set_as_default=False)
-    except (OSError, TimeoutError) as e:
-        raise DaskError(f"cannot reach the Dask scheduler at {address} ({' '.join(str(e).split())}); "
-                        f"check the address, or start a scheduler there with `dask scheduler`") from None
-    try:
-        mode, threads = _prepare(client, address, jobs, write, timeout)
-        if on_start is not None:
-            on_start(mode, threads)
-        return _run(client, distributed, task, jobs, mode, max(8, 2 * threads), report, attempts,
-                    Claims(skip_existing))
+        try:
+            client = distributed.Client(address, timeout=timeout, set_as_default=False)
+        except (OSError, TimeoutError) as e:
+            raise DaskError(f"cannot reach the Dask scheduler at {address} ({' '.join(str(e).split())}); "
+                            f"check the address, or start a scheduler there with `dask scheduler`") from None
+        try:
+            mode, threads = _prepare(client, address, jobs, write, timeout)
+            if on_start is not None:
+                on_start(mode, threads)
+            return _run(client, distributed, task, jobs, mode, max(8, 2 * threads), report, attempts,
+                        Claims(skip_existing))
+        finally:
+            client.close()
     finally:
-        client.close()
+        tornado_log.removeFilter(quiet)
 
 
 def _prepare(client, address: str, jobs: Sequence[Job], write: str, timeout: float) -> tuple[str, int]:
