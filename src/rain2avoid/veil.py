@@ -37,9 +37,9 @@ __all__ = ["Veil", "dark_channel", "guided_filter", "estimate_veil", "veil_stren
 VEIL_MODES = ("auto", "on", "off")
 VEIL_THRESHOLD = 0.05
 """The veil strength from which ``"auto"`` takes a veil away (:func:`clear_veil`). Light veils
-(0.05-0.1) of our heavy sets' colour photos gain 0.8-4.6 dB when taken away; clear photos
-are told apart by the other tests, the darkest pixels' lift above all (docs/quality.md,
-twenty-third round; 0.1 before)."""
+(0.05-0.1) of our heavy sets' colour photos gain 0.8-4.6 dB when taken away (scored on the
+closed-form reference, no network); clear photos are told apart by the other tests, the
+darkest pixels' lift above all (docs/quality.md, twenty-third round; 0.1 before)."""
 BUILDING_CROSS = 6.0
 """The cross lines (``lattice.Spectrum.cross``) from which ``"auto"`` takes a photo for a
 building's windows and leaves it as it is (:func:`find_veil`)."""
