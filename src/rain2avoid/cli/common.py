@@ -22,6 +22,7 @@ from ..batch.plan import Job, find_images, same_file, split_done
 from ..batch.work import describe_error
 from ..io import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, read_image
 from ..settings import BACKBONE_NAMES, TARGETS
+from ..veil import VEIL_THRESHOLD
 from ..video.io import (
     INSTALL_HINT,
     VIDEO_EXTENSIONS,
@@ -270,7 +271,7 @@ LAYER_HELP = ("Grey levels (a number >= 0) from which rain the mask missed, foun
 
 VEIL_THRESHOLD_HELP = ("The veil strength (0 to 1) from which --veil auto takes a veil away: lower "
                        "clears lighter mist (and risks clearing a pale scene), higher only heavy "
-                       "veils; auto's other tests still apply. [default: 0.05]")
+                       f"veils; auto's other tests still apply. [default: {VEIL_THRESHOLD}]")
 
 
 WIDE_RAIN_HELP = ("Also take away wide soft (out-of-focus) streaks of large photos: a photo whose "

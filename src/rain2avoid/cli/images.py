@@ -15,6 +15,7 @@ from ..batch.train import DEFAULT_BUDGET_MB
 from ..batch.work import ApplyTask, DerainTask, cached_model
 from ..io import to_float_rgb, write_image
 from ..settings import FOLDER_PRESETS, PRESETS
+from ..veil import VEIL_THRESHOLD
 from .batch import batch_options, check_batch_flags, plan, run_batch
 from .common import (
     SEED,
@@ -239,7 +240,7 @@ def _check_model_output(model_path: Path, files: list[Path]) -> None:
 @click.option("--veil", type=click.Choice(["auto", "on", "off"]), default=None,
               help=VEIL_HELP.replace("[default: auto; off for --preset reference]", "[default: the model's]"))
 @click.option("--veil-threshold", type=click.FloatRange(min=0, max=1), default=None, metavar="STRENGTH",
-              help=VEIL_THRESHOLD_HELP.replace("[default: 0.05]", "[default: the model's]"))
+              help=VEIL_THRESHOLD_HELP.replace(f"[default: {VEIL_THRESHOLD}]", "[default: the model's]"))
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--overwrite", is_flag=True, help="Allow writing over the input file.")
 @click.option("--force", is_flag=True, help="Redo images whose output already exists.")
