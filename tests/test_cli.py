@@ -181,6 +181,30 @@ def test_output_equal_to_input_needs_overwrite(tmp_path):
     assert tmp_files(tmp_path) == []
 
 
+def dry_photo(h=48, w=64):
+    """A smooth colour gradient: no rain is found in it and no veil."""
+    y, x = np.mgrid[:h, :w]
+    return np.stack([60 + 2 * x, 40 + 3 * y, np.full_like(x, 90)], -1).astype(np.uint8)
+
+
+def test_a_photo_without_rain_is_written_as_it_was_read(tmp_path):
+    """No second JPEG compression, every byte of metadata kept; rainy photos and other formats are encoded."""
+    exif = Image.Exif()
+    exif[0x010F] = EXIF_MAKE
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(dry_photo()).save(src / "dry.jpg", quality=80, exif=exif.tobytes())
+    write_image(src / "wet.png", rainy(64, 96))
+    r = invoke("derain", src, "-o", tmp_path / "out", "--steps", "2", "-q")
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "out" / "dry.jpg").read_bytes() == (src / "dry.jpg").read_bytes()
+    assert not np.array_equal(read_image(tmp_path / "out" / "wet.png"), read_image(src / "wet.png"))
+    r = invoke("derain", src / "dry.jpg", "-o", tmp_path / "dry.png", "--steps", "2", "-q")
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "dry.png").read_bytes()[:4] == b"\x89PNG"
+    np.testing.assert_array_equal(read_image(tmp_path / "dry.png"), read_image(src / "dry.jpg"))
+
+
 def test_rerun_skips_finished_outputs_unless_force(tmp_path):
     src, dst = tmp_path / "in", tmp_path / "out"
     for i in range(2):

@@ -108,6 +108,18 @@ def test_jpeg_comes_back_as_jpeg_with_its_exif(client, tmp_path):
         assert picture.getexif().get(0x010F) == "ServeTestMake"
 
 
+def test_a_photo_without_rain_comes_back_as_it_was_uploaded(client):
+    y, x = np.mgrid[:48, :64]
+    buffer = BytesIO()
+    Image.fromarray(np.stack([60 + 2 * x, 40 + 3 * y, np.full_like(x, 90)], -1).astype(np.uint8)).save(
+        buffer, format="JPEG", quality=80)
+    r = post(client, buffer.getvalue(), name="dry.jpg")
+    assert r.status_code == 202, r.text
+    status = wait_done(client.get, r.json()["id"])
+    assert status["status"] == "done", status
+    assert client.get(f"/api/jobs/{status['id']}/result").content == buffer.getvalue()  # not compressed again
+
+
 def test_a_hostile_file_name_never_reaches_the_disk(client, tmp_path):
     r = post(client, encoded(rainy(), tmp_path), name="../../etc/evil name.png")
     status = wait_done(client.get, r.json()["id"])

@@ -26,7 +26,7 @@ from typing import Callable
 import numpy as np
 
 from ..files import claim, stale_temporaries
-from ..io import DEFAULT_MAX_PIXELS, decode_image, encode_image, read_image, write_bytes
+from ..io import DEFAULT_MAX_PIXELS, decode_image, encode_image, encode_result, read_file_bytes, write_bytes
 from ..io.write import NO_TRANSPARENCY_IN_JPEG, format_losses, format_suffix, output_format
 from .plan import Job, split_done
 
@@ -185,13 +185,15 @@ def check_output_format(src: Path, dst: Path, image: np.ndarray, content: str) -
         raise ValueError(f"cannot write {dst}: {NO_TRANSPARENCY_IN_JPEG}")
 
 
-def _encoded(task, job: Job, image: np.ndarray, meta):
-    """``task``'s outputs of ``job`` as ``[(path, bytes)]``, its message, and its warnings in one line."""
+def _encoded(task, job: Job, data: bytes, image: np.ndarray, meta):
+    """``task``'s outputs of ``job`` (``image`` decoded from ``data``, the input's content) as
+    ``[(path, bytes)]``, its message, and its warnings in one line. The main output is ``data``
+    itself where the picture came back untouched (``io.encode_result``)."""
     check_output_format(job.src, Path(job.dst), image, meta.format)
     outputs, message = task.compute(image, Path(job.dst))
     losses: list[str] = []  # to the caller's report, not a raw stderr line
-    files = [(path, encode_image(path, pixels, meta if keep_meta else None, losses=losses))
-             for path, pixels, keep_meta in outputs]
+    files = [(path, encode_result(path, pixels, image, data, meta, losses) if keep_meta
+              else encode_image(path, pixels, losses=losses)) for path, pixels, keep_meta in outputs]
     notes = "; ".join(dict.fromkeys(losses))
     return files, message, describe_error(job.src, ValueError(notes)) if notes else ""
 
@@ -204,10 +206,11 @@ def run_job(task, job: Job, raise_errors: bool = False) -> Outcome:
     """
     start = time.perf_counter()
     try:
-        image, meta = read_image(job.src, max_pixels=task.max_pixels, with_meta=True)
-        files, message, warning = _encoded(task, job, image, meta)
-        for path, data in files:
-            write_bytes(path, data)
+        data = read_file_bytes(job.src)
+        image, meta = decode_image(data, job.src, max_pixels=task.max_pixels, with_meta=True)
+        files, message, warning = _encoded(task, job, data, image, meta)
+        for path, content in files:
+            write_bytes(path, content)
         return Outcome(job.src, job.dst, message=message, seconds=time.perf_counter() - start, warning=warning)
     except Exception as e:  # one bad file must not stop the others
         if raise_errors:
@@ -225,7 +228,7 @@ def run_job_on_bytes(task, job: Job, data: bytes) -> Outcome:
     start = time.perf_counter()
     try:
         image, meta = decode_image(data, job.src, max_pixels=task.max_pixels, with_meta=True)
-        files, message, warning = _encoded(task, job, image, meta)
+        files, message, warning = _encoded(task, job, data, image, meta)
         return Outcome(job.src, job.dst, message=message, seconds=time.perf_counter() - start, files=files,
                        warning=warning)
     except Exception as e:

@@ -69,8 +69,10 @@ def derain(input, output, preset, init_path, device, backbone, steps, target, re
     Images get a fresh network each (or one started from --init's model); a
     video gets one network for the whole clip and uses its neighbouring frames
     (needs `pip install "rain2avoid[video]"`).
-    Outputs keep the input's file name and format (JPEG at quality 95; videos:
-    .mkv lossless FFV1, .mp4/.mov H.264, .webm VP9, .avi MPEG-4; audio copied).
+    Outputs keep the input's file name and format (JPEG at quality 95; an image
+    left untouched, with no rain found, is its input's file, byte for byte;
+    videos: .mkv lossless FFV1, .mp4/.mov H.264, .webm VP9, .avi MPEG-4; audio
+    copied).
 
     \b
     Examples:

@@ -83,12 +83,14 @@ class ImageMeta:
     followed by TIFF-structured data (Pillow's convention), with the
     orientation tag already reset to 1 because the pixels are returned
     upright; ``None`` when the file has no EXIF.  ``icc_profile`` is the
-    embedded colour profile, or ``None``.
+    embedded colour profile, or ``None``.  ``orientation`` is the EXIF
+    orientation the file had (1: its pixels are stored upright).
     """
 
     format: str
     exif: Optional[bytes] = None
     icc_profile: Optional[bytes] = None
+    orientation: int = 1
 
 
 class _BadImage(Exception):
@@ -121,7 +123,7 @@ def read_image(
     """
     if max_pixels is not None and max_pixels < 1:
         raise ValueError(f"max_pixels must be a positive number, got {max_pixels!r}")
-    return decode_image(_read_file_bytes(path), path, max_pixels, with_meta)
+    return decode_image(read_file_bytes(path), path, max_pixels, with_meta)
 
 
 def decode_image(
@@ -148,8 +150,9 @@ def decode_image(
     return (pixels, meta) if with_meta else pixels
 
 
-def _read_file_bytes(path: PathLike) -> bytes:
-    """Return the whole content of ``path``; file problems become ImageReadError."""
+def read_file_bytes(path: PathLike) -> bytes:
+    """Return the whole content of ``path`` (for :func:`decode_image`); file problems become
+    ImageReadError."""
     target = Path(path)
     try:
         if target.is_dir():
@@ -206,7 +209,7 @@ def _decode(data: bytes, max_pixels: Optional[int]) -> Tuple[np.ndarray, ImageMe
     _check_size((pixels.shape[1], pixels.shape[0]), max_pixels)
     if not already_upright:
         pixels = make_upright(pixels, orientation)
-    return pixels, ImageMeta(format=fmt, exif=exif, icc_profile=icc_profile)
+    return pixels, ImageMeta(format=fmt, exif=exif, icc_profile=icc_profile, orientation=orientation)
 
 
 def _sniff_format(data: bytes) -> Optional[str]:
@@ -377,7 +380,8 @@ def _decode_webp_without_pillow(data: bytes, max_pixels: Optional[int]) -> Tuple
         except Exception:  # unreadable EXIF must not make a good image unreadable
             pass
     icc_profile = chunks.get(b"ICCP", [b""])[0] or None
-    return make_upright(pixels, orientation), ImageMeta(format="webp", exif=exif, icc_profile=icc_profile)
+    return make_upright(pixels, orientation), ImageMeta(format="webp", exif=exif, icc_profile=icc_profile,
+                                                        orientation=orientation)
 
 
 def _check_size(size: Tuple[int, int], max_pixels: Optional[int]) -> None:

@@ -75,6 +75,28 @@ def format_losses(path: PathLike, image: np.ndarray) -> List[str]:
     return lost
 
 
+def is_input_as_read(path: PathLike, pixels: np.ndarray, image: np.ndarray, meta: ImageMeta) -> bool:
+    """Whether ``pixels``, to be written to ``path``, are ``image`` (read with ``meta``) untouched, in
+    a file of the same format whose pixels are stored upright (EXIF orientation 1).
+
+    Then the input file's own bytes can be written instead of encoding the pixels again: the
+    same picture, with no second JPEG compression and every byte of metadata kept.
+    """
+    return (output_format(path) == meta.format and meta.orientation == 1
+            and pixels.dtype == image.dtype and np.array_equal(pixels, image))
+
+
+def encode_result(path: PathLike, pixels: np.ndarray, image: np.ndarray, data: bytes, meta: ImageMeta,
+                  losses: Optional[list] = None) -> bytes:
+    """The bytes of ``pixels``, made from ``image`` (decoded from ``data`` with ``meta``), for ``path``:
+    ``data`` itself where the picture came back untouched (:func:`is_input_as_read`: a photo in
+    which no rain was found is not compressed a second time), else :func:`encode_image` with
+    the input's metadata."""
+    if is_input_as_read(path, pixels, image, meta):
+        return data
+    return encode_image(path, pixels, meta, losses=losses)
+
+
 def write_image(
     path: PathLike,
     image: np.ndarray,

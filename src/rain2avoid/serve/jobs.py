@@ -49,7 +49,7 @@ from pathlib import Path
 import torch
 
 from ..batch.work import process_context, set_threads, thread_lock_for_bars
-from ..io import read_image, write_image
+from ..io import decode_image, encode_result, read_file_bytes, write_bytes, write_image
 from ..pipeline import derain_detailed
 from ..sdrl import resolve_settings
 
@@ -421,7 +421,8 @@ def _end(process, wait: float) -> None:
 def _derain_in_child(sender, upload: str, result: str, mask: str, max_pixels: int | None, preset: str,
                      options: dict, threads: int) -> None:
     """One job, in its own process (:meth:`JobStore._run_in_child`): read ``upload``, derain it, write
-    ``result`` (in the upload's format, with its metadata) and ``mask``.
+    ``result`` (in the upload's format, with its metadata; the upload itself where nothing changed)
+    and ``mask``.
 
     Sends ("stage", name) as each pipeline stage starts, ("progress", done, total) after every
     training step, and last ("done",) once both files are written, or ("failed", reason).
@@ -430,10 +431,11 @@ def _derain_in_child(sender, upload: str, result: str, mask: str, max_pixels: in
     thread_lock_for_bars()
     set_threads(threads)
     try:
-        image, meta = read_image(upload, max_pixels=max_pixels, with_meta=True)
+        data = read_file_bytes(upload)
+        image, meta = decode_image(data, upload, max_pixels=max_pixels, with_meta=True)
         out = derain_detailed(image, preset, on_stage=lambda name: sender.send(("stage", name)),
                               on_progress=lambda done, total: sender.send(("progress", done, total)), **options)
-        write_image(result, out.image, meta=meta)
+        write_bytes(result, encode_result(result, out.image, image, data, meta))
         write_image(mask, out.mask)
     except Exception as exc:  # the reason goes to the job's status
         sender.send(("failed", " ".join(str(exc).split()) or type(exc).__name__))
