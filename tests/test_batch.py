@@ -146,9 +146,9 @@ def test_recursive_mirrors_the_tree_and_skips_its_own_output(tmp_path):
 
 @pytest.fixture(scope="module")
 def mixed(tmp_path_factory):
-    """Four good images (one in a subfolder) and two bad files."""
+    """Four good images (one in a subfolder), large enough to train on, and two bad files."""
     root = tmp_path_factory.mktemp("mixed")
-    make_folder(root, ["a.png", "b.png", "c.jpg", "sub/d.png"])
+    make_folder(root, ["a.png", "b.png", "c.jpg", "sub/d.png"], *TRAINS)
     (root / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
     (root / "notes.jpg").write_bytes(b"plain text")
     return root
@@ -170,6 +170,7 @@ def test_two_workers_give_the_outputs_of_one(tmp_path, mixed):
         assert tmp_files(out[workers]) == []
     for name in GOOD:
         assert max_difference(out["1"] / name, out["2"] / name) <= 1
+        assert max_difference(out["1"] / name, mixed / name) > 2   # trained: the rain is taken away
 
 
 def test_folders_train_with_one_thread_whatever_the_process_has(tmp_path, monkeypatch):

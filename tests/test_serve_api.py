@@ -69,7 +69,7 @@ def test_health(client):
 
 
 def test_png_end_to_end_matches_the_pipeline(client, tmp_path):
-    image = rainy()
+    image = rainy(*TRAINS)
     r = post(client, encoded(image, tmp_path), seed="5")
     assert r.status_code == 202, r.text
     job_id = r.json()["id"]
@@ -77,9 +77,10 @@ def test_png_end_to_end_matches_the_pipeline(client, tmp_path):
     status = wait_done(client.get, job_id)
     assert status["status"] == "done" and status["error"] is None, status
     assert status["progress"] == 1.0 and status["steps_done"] == status["steps_total"] == FAST["steps"]
-    assert (status["width"], status["height"], status["format"]) == (56, 40, "png")
+    assert (status["width"], status["height"], status["format"]) == (128, 96, "png")
 
     expected = derain_detailed(image, "fast", seed=5, **FAST)   # same pipeline, same seed: same pixels
+    assert np.abs(expected.image.astype(int) - image).max() > 2 and expected.mask.any()   # it trained
     result = client.get(f"/api/jobs/{job_id}/result")
     assert result.status_code == 200 and result.headers["content-type"] == "image/png"
     assert 'filename="rainy-derained.png"' in result.headers["content-disposition"]
