@@ -90,13 +90,15 @@ def cluster(request, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def mixed(tmp_path_factory):
-    """Four good images (one in a subfolder), two bad files, and their outputs from a local run."""
+    """Four good images (one in a subfolder) large enough to train on, two bad files, and their
+    outputs from a local run."""
     root = tmp_path_factory.mktemp("mixed")
-    make_folder(root / "in", GOOD)
+    make_folder(root / "in", GOOD, *TRAINS)
     (root / "in" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
     (root / "in" / "notes.jpg").write_bytes(b"plain text")
     r = invoke("derain", root / "in", "-o", root / "local", "-r", "--steps", STEPS, "--workers", "1")
     assert r.exit_code == 1 and sorted(done_lines(r)) == sorted(Path(n).name for n in GOOD)
+    assert all(max_difference(root / "local" / name, root / "in" / name) > 2 for name in GOOD)   # trained
     return root
 
 
