@@ -138,7 +138,8 @@ def test_auto_needs_an_airlight_about_as_bright_as_the_photo(monkeypatch):
              ((0.92 * level,) * 3, True),   # at least 0.9 of the photo's bright level
              ((0.88 * level,) * 3, False)]  # darker: what looks most veiled is a pale surface
     for airlight, cleared in cases:
-        found = veil_module.Veil(np.float32(airlight), np.full(rgb.shape[:2], 0.7, np.float32), 0.3)
+        found = veil_module.Veil(np.float32(airlight), np.full(rgb.shape[:2], 0.7, np.float32), 0.3,
+                                 floor_lift(rgb, np.float32(airlight)))
         monkeypatch.setattr(veil_module, "estimate_veil", lambda image, found=found, **kw: found)
         assert (clear_veil(rgb, "auto")[1] is not None) == cleared, airlight
     monkeypatch.undo()

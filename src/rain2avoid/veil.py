@@ -51,11 +51,13 @@ _WORK_SIDE = 640   # the veil is smooth: its statistics are taken on a copy at m
 
 class Veil(NamedTuple):
     """A veil estimate: ``airlight`` float32 (3,) in [0, 1], ``transmission`` float32
-    (H, W) in (0, 1] at the image's size, and ``strength`` (:func:`veil_strength`)."""
+    (H, W) in (0, 1] at the image's size, ``strength`` (:func:`veil_strength`) and ``floor``
+    (:func:`floor_lift` of the photo under that airlight)."""
 
     airlight: np.ndarray
     transmission: np.ndarray
     strength: float
+    floor: float
 
 
 def _check(rgb: np.ndarray) -> np.ndarray:
@@ -164,9 +166,10 @@ def estimate_veil(rgb: np.ndarray, omega: float = 0.5, radius: int = 7, max_side
     t = guided_filter(grey, raw.astype(np.float32), max(2, 4 * radius), 1e-3)
     if small.shape[:2] != (h, w):
         t = cv2.resize(t, (w, h), interpolation=cv2.INTER_LINEAR)
+    floor = floor_lift(small, airlight, max_side=max_side)
     if max_lift is not None:
-        t = np.maximum(t, 1.0 - max_lift * floor_lift(small, airlight, max_side=max_side))
-    return Veil(airlight, np.clip(t, 0.05, 1.0).astype(np.float32), veil_strength(dark, airlight))
+        t = np.maximum(t, 1.0 - max_lift * floor)
+    return Veil(airlight, np.clip(t, 0.05, 1.0).astype(np.float32), veil_strength(dark, airlight), floor)
 
 
 def dark_end(rgb: np.ndarray, fraction: float = 0.01, max_side: int = _WORK_SIDE) -> np.ndarray:
@@ -292,7 +295,7 @@ def find_veil(rgb: np.ndarray, mode: str = "auto", threshold: float = VEIL_THRES
         small = _working_copy(_check(rgb), _WORK_SIDE)   # estimate_veil's copy, made once for the tests
         if (veil.strength < threshold or colourfulness(rgb) < min_colour
                 or veil.airlight.max() < min_brightness * bright_level(rgb)
-                or floor_lift(small, veil.airlight) < min_floor
+                or veil.floor < min_floor
                 or spectral_rotation(to_uint8(small)).lattice_at(max_cross)):
             return None
         if tint(veil.airlight) > max_tint:
