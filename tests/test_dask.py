@@ -120,6 +120,21 @@ def test_same_outputs_as_local_and_bad_files_reported(tmp_path, cluster, mixed, 
     assert r.exit_code == 1 and done_lines(r) == [] and r.stdout.count("skip ") == len(GOOD)
 
 
+@pytest.mark.parametrize("write", ["auto", "client"])
+def test_a_photo_without_rain_comes_back_as_its_own_file(tmp_path, cluster, write):
+    """Written by the workers or by the client, an untouched JPEG is not compressed a second time."""
+    import numpy as np
+    from PIL import Image
+    y, x = np.mgrid[:48, :64]
+    (tmp_path / "in").mkdir()
+    dry = np.stack([60 + 2 * x, 40 + 3 * y, np.full_like(x, 90)], -1).astype(np.uint8)   # no rain, no veil
+    Image.fromarray(dry).save(tmp_path / "in" / "dry.jpg", quality=80)
+    r = invoke("derain", tmp_path / "in", "-o", tmp_path / "out", "--steps", STEPS, "--dask", cluster,
+               "--dask-write", write)
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "out" / "dry.jpg").read_bytes() == (tmp_path / "in" / "dry.jpg").read_bytes()
+
+
 def test_relative_paths_reach_workers_in_other_folders(tmp_path, cluster, mixed, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the workers' current folder is another one
     r = invoke("derain", os.path.relpath(mixed / "in", tmp_path), "-o", "out", "-r", "--steps", STEPS,
