@@ -117,6 +117,18 @@ def test_report_sections_pictures_and_numbers(folders):
     assert not [p for p in root.iterdir() if p.name.startswith(".")]  # no temporary file left
 
 
+def test_report_says_which_results_are_their_input_unchanged(folders):
+    root = folders["root"]
+    write_image(root / "same" / "a.png", folders["rainy"]["a"])              # left as it was
+    write_image(root / "same" / "b.png", folders["derained"]["b"])
+    text = build_report(root / "rainy", root / "same", root / "r.html").path.read_text(encoding="utf-8")
+    headings = dict(re.findall(r'data-name="(\w)">\s*<h2>\w <small>([^<]*)</small>', text))
+    assert headings["a"].endswith(", the result is its input, unchanged")
+    assert "unchanged" not in headings["b"]
+    scores = {e["name"]: e["unchanged"] for e in json.loads(dict(Page(text).scripts)["scores"])}
+    assert scores == {"a": True, "b": False}
+
+
 def test_report_shrinks_pictures_and_skips_full_reference_without_target(folders):
     root = folders["root"]
     report = build_report(root / "rainy", root / "derained", root / "small.html", max_width=64)

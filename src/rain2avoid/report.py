@@ -145,6 +145,7 @@ def _entry(stem: str, paths: dict, max_width: int, max_pixels, problems: list) -
     size = (w, h) if w <= max_width else (max_width, max(1, round(h * max_width / w)))
     return {"name": stem, "width": w, "height": h, "shown_width": size[0], "scores": scores,
             "rain": round(float(np.mean(mask > RAIN_LEVEL)), 4), "mask_file": from_file,
+            "unchanged": image.dtype == result.dtype and bool(np.array_equal(image, result)),
             "pictures": {"input": shown, "result": _data_uri(out8, max_width, size=size),
                          "mask": _data_uri(mask, max_width, png=True, size=size)}}
 
@@ -287,7 +288,8 @@ def render(entries: list[dict], summary: list[dict], title: str, problems: list[
     sections = "".join(_section(i, e, used) for i, e in enumerate(entries))
     issues = ("<details class='problems'><summary>" + f"{len(problems)} problem(s) with the files</summary><ul>"
               + "".join(f"<li>{esc(p)}</li>" for p in problems) + "</ul></details>") if problems else ""
-    data = json.dumps([{"name": e["name"], "scores": e["scores"], "rain": e["rain"]} for e in entries])
+    data = json.dumps([{"name": e["name"], "scores": e["scores"], "rain": e["rain"], "unchanged": e["unchanged"]}
+                       for e in entries])
     # no '<' inside <script>: a name such as "<!--<script>" would otherwise swallow the page's script
     data = data.replace("<", "\\u003c")
     full = ("; higher PSNR and SSIM (on Y, against the clean images) are better"
@@ -310,9 +312,10 @@ def _section(i: int, e: dict, used) -> str:
     pic = e["pictures"]
     name = esc(e["name"])
     mask_note = "" if e.get("mask_file") else " (computed)"
+    same = ", the result is its input, unchanged" if e.get("unchanged") else ""
     return f"""
 <section class="image" id="image-{i}" data-name="{name}">
-  <h2>{name} <small>{e["width"]}&times;{e["height"]} px, mask covers {100 * e["rain"]:.1f}%</small></h2>
+  <h2>{name} <small>{e["width"]}&times;{e["height"]} px, mask covers {100 * e["rain"]:.1f}%{same}</small></h2>
   <div class="row">
     <figure><img id="in-{i}" src="{pic["input"]}" alt="input {name}"><figcaption>input</figcaption></figure>
     <figure><img id="out-{i}" src="{pic["result"]}" alt="result {name}"><figcaption>result</figcaption></figure>

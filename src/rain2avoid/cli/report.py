@@ -38,8 +38,9 @@ def report(inputs, outputs, target, masks, output, max_width, title, quiet, debu
 
     For each image of INPUTS and its result in OUTPUTS (paired by file stem):
     input | result | rain mask, a before/after slider, NIQE and BRISQUE of both,
-    and PSNR/SSIM with --target. A summary on top gives the means and how many
-    images improved. Pictures are embedded: the page can be mailed or archived
+    and PSNR/SSIM with --target; a result that is its input, unchanged (no rain
+    found), says so. A summary on top gives the means and how many images
+    improved. Pictures are embedded: the page can be mailed or archived
     alone. Missing or unreadable files, and names held by two files of a folder
     (a.png and a.jpg), are reported and left out (exit code 1). The page is
     written at the end, whole: Ctrl-C leaves no file (exit code 130).
