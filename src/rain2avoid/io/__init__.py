@@ -21,5 +21,6 @@ from .read import (DEFAULT_MAX_PIXELS, ImageMeta, ImageReadError, PathLike, deco
 from .write import encode_image, encode_result, is_input_as_read, write_image
 
 __all__ = ["read_image", "decode_image", "read_file_bytes", "ImageReadError", "ImageMeta", "DEFAULT_MAX_PIXELS",
-           "PathLike", "write_image", "encode_image", "encode_result", "is_input_as_read", "ImageWriteError", "write_bytes",
-           "temporary_files", "list_images", "IMAGE_EXTENSIONS", "to_float_rgb", "from_float_rgb", "to_uint8"]
+           "PathLike", "write_image", "encode_image", "encode_result", "is_input_as_read", "ImageWriteError",
+           "write_bytes", "temporary_files", "list_images", "IMAGE_EXTENSIONS", "to_float_rgb", "from_float_rgb",
+           "to_uint8"]
