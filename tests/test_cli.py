@@ -54,18 +54,17 @@ def test_eval_help_documents_psnr_cap():
 EXIF_MAKE = "TestMake"
 
 
-def _exif_jpeg(path):
-    """A JPEG stored 56 wide x 40 high with orientation 6 (display rotated 90 deg clockwise).
+UPRIGHT = (96, 128)   # the photo.jpg of AWKWARD as it shows: rainy(*UPRIGHT), rain the default finds
 
-    The stored pixels are dark with a bright block at the top left; upright, the
-    block is at the top right.
-    """
-    stored = np.full((H, W, 3), 40, np.uint8)
-    stored[:12, :12] = 230
+
+def _exif_jpeg(path, picture=None):
+    """A JPEG of ``picture`` (default: rainy(*UPRIGHT)) stored turned 90 degrees counterclockwise,
+    with orientation 6 (display rotated 90 degrees clockwise): it shows as ``picture``."""
+    picture = rainy(*UPRIGHT) if picture is None else picture
     exif = Image.Exif()
     exif[0x0112] = 6
     exif[0x010F] = EXIF_MAKE
-    Image.fromarray(stored).save(path, quality=95, exif=exif.tobytes())
+    Image.fromarray(np.ascontiguousarray(np.rot90(picture))).save(path, quality=95, exif=exif.tobytes())
 
 
 AWKWARD = {
@@ -139,18 +138,25 @@ def test_16_bit_stays_16_bit(awkward):
 def test_exif_orientation_applied_and_make_kept(awkward):
     src, dst, _ = awkward
     with Image.open(src / "photo.jpg") as im:
-        assert im.size == (W, H)  # stored sideways
+        assert im.size == UPRIGHT  # stored sideways: 96 wide, 128 high
     with Image.open(dst / "photo.jpg") as im:
         assert im.format == "JPEG"
-        assert im.size == (H, W)  # written upright: width and height swapped
+        assert im.size == UPRIGHT[::-1]  # derained and written upright: 128 wide, 96 high
         exif = im.getexif()
         assert exif.get(0x0112, 1) == 1
         assert exif.get(0x010F) == EXIF_MAKE
-        out = np.asarray(im.convert("L"), dtype=float)
-    # Rotated clockwise: the bright block is now at the top right, not anywhere else.
-    corners = {"tl": out[:12, :12], "tr": out[:12, -12:], "bl": out[-12:, :12], "br": out[-12:, -12:]}
-    means = {k: v.mean() for k, v in corners.items()}
-    assert max(means, key=means.get) == "tr" and means["tr"] > 150 > max(means["tl"], means["bl"], means["br"])
+        out = np.asarray(im.convert("RGB"), dtype=float)
+    upright = rainy(*UPRIGHT).astype(float)
+    assert np.abs(out - upright).mean() < np.abs(out - upright[::-1, ::-1]).mean() / 3   # not turned 180 degrees
+
+
+def test_a_sideways_photo_without_rain_is_written_as_it_was_read(tmp_path):
+    """Stored sideways with orientation 6 and no rain in it: the file itself, which shows upright as before."""
+    _exif_jpeg(tmp_path / "dry.jpg", dry_photo())
+    r = invoke("derain", tmp_path / "dry.jpg", "-o", tmp_path / "out.jpg", "--steps", "2", "-q")
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "out.jpg").read_bytes() == (tmp_path / "dry.jpg").read_bytes()
+    np.testing.assert_array_equal(read_image(tmp_path / "out.jpg").shape, dry_photo().shape)
 
 
 def test_jpeg_in_jpeg_out(awkward):

@@ -83,14 +83,12 @@ class ImageMeta:
     followed by TIFF-structured data (Pillow's convention), with the
     orientation tag already reset to 1 because the pixels are returned
     upright; ``None`` when the file has no EXIF.  ``icc_profile`` is the
-    embedded colour profile, or ``None``.  ``orientation`` is the EXIF
-    orientation the file had (1: its pixels are stored upright).
+    embedded colour profile, or ``None``.
     """
 
     format: str
     exif: Optional[bytes] = None
     icc_profile: Optional[bytes] = None
-    orientation: int = 1
 
 
 class _BadImage(Exception):
@@ -209,7 +207,7 @@ def _decode(data: bytes, max_pixels: Optional[int]) -> Tuple[np.ndarray, ImageMe
     _check_size((pixels.shape[1], pixels.shape[0]), max_pixels)
     if not already_upright:
         pixels = make_upright(pixels, orientation)
-    return pixels, ImageMeta(format=fmt, exif=exif, icc_profile=icc_profile, orientation=orientation)
+    return pixels, ImageMeta(format=fmt, exif=exif, icc_profile=icc_profile)
 
 
 def _sniff_format(data: bytes) -> Optional[str]:
@@ -380,8 +378,7 @@ def _decode_webp_without_pillow(data: bytes, max_pixels: Optional[int]) -> Tuple
         except Exception:  # unreadable EXIF must not make a good image unreadable
             pass
     icc_profile = chunks.get(b"ICCP", [b""])[0] or None
-    return make_upright(pixels, orientation), ImageMeta(format="webp", exif=exif, icc_profile=icc_profile,
-                                                        orientation=orientation)
+    return make_upright(pixels, orientation), ImageMeta(format="webp", exif=exif, icc_profile=icc_profile)
 
 
 def _check_size(size: Tuple[int, int], max_pixels: Optional[int]) -> None:

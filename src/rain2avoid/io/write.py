@@ -77,13 +77,14 @@ def format_losses(path: PathLike, image: np.ndarray) -> List[str]:
 
 def is_input_as_read(path: PathLike, pixels: np.ndarray, image: np.ndarray, meta: ImageMeta) -> bool:
     """Whether ``pixels``, to be written to ``path``, are ``image`` (read with ``meta``) untouched, in
-    a file of the same format whose pixels are stored upright (EXIF orientation 1).
+    a file of the same format.
 
     Then the input file's own bytes can be written instead of encoding the pixels again: the
-    same picture, with no second JPEG compression and every byte of metadata kept.
+    same picture, with no second JPEG compression and every byte of metadata kept. A photo
+    stored sideways keeps its EXIF orientation then, and shows upright as its input does.
     """
-    return (output_format(path) == meta.format and meta.orientation == 1
-            and pixels.dtype == image.dtype and np.array_equal(pixels, image))
+    return (output_format(path) == meta.format and pixels.dtype == image.dtype
+            and np.array_equal(pixels, image))
 
 
 def encode_result(path: PathLike, pixels: np.ndarray, image: np.ndarray, data: bytes, meta: ImageMeta,
