@@ -77,6 +77,7 @@ def test_png_end_to_end_matches_the_pipeline(client, tmp_path):
     status = wait_done(client.get, job_id)
     assert status["status"] == "done" and status["error"] is None, status
     assert status["progress"] == 1.0 and status["steps_done"] == status["steps_total"] == FAST["steps"]
+    assert re.fullmatch(r"streaks [+-]\d+ deg from vertical", status["note"]), status   # as the command line says
     assert (status["width"], status["height"], status["format"]) == (128, 96, "png")
 
     expected = derain_detailed(image, "fast", seed=5, **FAST)   # same pipeline, same seed: same pixels
@@ -117,7 +118,7 @@ def test_a_photo_without_rain_comes_back_as_it_was_uploaded(client):
     r = post(client, buffer.getvalue(), name="dry.jpg")
     assert r.status_code == 202, r.text
     status = wait_done(client.get, r.json()["id"])
-    assert status["status"] == "done", status
+    assert status["status"] == "done" and status["note"] == "no rain streaks found", status
     assert client.get(f"/api/jobs/{status['id']}/result").content == buffer.getvalue()  # not compressed again
 
 

@@ -322,6 +322,7 @@ def test_a_reload_brings_back_the_done_and_the_running_job(browser, tmp_path):
         page.reload()
         wait_until(page, f"{STATES}.length === 3 && {STATES}[2].startsWith('training')", timeout=30)
         assert page.evaluate(STATES)[0].startswith("done") and page.evaluate(STATES)[1].startswith("done")
+        assert page.evaluate(STATES)[0].endswith(": no rain streaks found")   # the server's note, as the CLI says
         assert page.evaluate("[...document.querySelectorAll('#gallery .name')].map(n => n.textContent)") == [
             "small.png", "photo.tif", "long.png"]
         wait_until(page, "(t => t.src.endsWith('/result') && t.complete && t.naturalWidth > 0)"

@@ -68,19 +68,13 @@ class DerainTask:
 
     def compute(self, image: np.ndarray, dst: Path):
         """[(path, pixels, use the input's metadata)] in :meth:`output_paths` order; and a message."""
-        from ..ldgp import rotation_for_angle
         from ..pipeline import derain_detailed, to_uint8
         init = cached_model(self.model, self.device) if self.model is not None else None
         r = derain_detailed(image, self.preset, device=self.device, progress=self.progress, init=init,
                             **dict(self.options))
         images = ([r.mask, to_uint8(r.targets.mean(axis=0))] if self.save_intermediates else []) + [r.image]
         outputs = [(path, pixels, path == dst) for path, pixels in zip(self.output_paths(dst), images)]
-        lean = rotation_for_angle(r.angle)
-        notes = f", veil taken away (strength {r.veil.strength:.2f})" if r.veil is not None else ""
-        notes += _wide_note(image.shape, r.settings.wide, r.wide)
-        if not r.mask.any():
-            return outputs, f"({r.seconds:.1f} s, no rain streaks found{notes})"
-        return outputs, f"({r.seconds:.1f} s, streaks {lean:+d} deg from vertical{notes})"
+        return outputs, f"({r.seconds:.1f} s, {describe_result(r)})"
 
 
 @dataclass(frozen=True)
@@ -147,6 +141,17 @@ def retry_or_give_up(job: Job, tries: dict, attempts: int, queue: list,
         queue.append(job)
         return None
     return Outcome(job.src, job.dst, f"{job.src}: {why(tries[job])}")
+
+
+def describe_result(r) -> str:
+    """What ``derain`` did to one photo (``r``, a ``pipeline.DerainResult``), in a few words:
+    the streaks' lean or that none were found, the veil taken away, the wide-rain copy."""
+    from ..ldgp import rotation_for_angle
+    notes = f", veil taken away (strength {r.veil.strength:.2f})" if r.veil is not None else ""
+    notes += _wide_note(r.image.shape, r.settings.wide, r.wide)
+    if not r.mask.any():
+        return f"no rain streaks found{notes}"
+    return f"streaks {rotation_for_angle(r.angle):+d} deg from vertical{notes}"
 
 
 def _wide_note(shape: tuple[int, ...], side: int, factor: int) -> str:

@@ -48,7 +48,7 @@ from pathlib import Path
 
 import torch
 
-from ..batch.work import process_context, set_threads, thread_lock_for_bars
+from ..batch.work import describe_result, process_context, set_threads, thread_lock_for_bars
 from ..io import decode_image, encode_result, read_file_bytes, write_bytes, write_image
 from ..pipeline import derain_detailed
 from ..sdrl import resolve_settings
@@ -114,6 +114,7 @@ class Job:
     order: int = 0
     cancelled: bool = False
     stage: str | None = None   # while running: pipeline.STAGES's name of what it does now
+    note: str | None = None    # once done: what deraining did (batch.work.describe_result)
 
     @property
     def upload_path(self) -> Path:
@@ -296,6 +297,7 @@ class JobStore:
                 "queue_position": ahead if job.status == "queued" else None,
                 "preset": job.preset, "seed": job.seed, "width": job.width, "height": job.height,
                 "format": job.format, "filename": job.download_name, "seconds": job.seconds,
+                "note": job.note if job.status == "done" else None,
             }
 
     def counts(self) -> dict:
@@ -387,6 +389,8 @@ class JobStore:
                         job.stage = values[0]
                     elif kind == "progress":
                         job.done_steps, job.total_steps = values
+                    elif kind == "done":
+                        job.note = values[0]
                 if kind in ("done", "failed"):
                     ended = True
                     return values[0] if kind == "failed" else None
@@ -425,7 +429,7 @@ def _derain_in_child(sender, upload: str, result: str, mask: str, max_pixels: in
     and ``mask``.
 
     Sends ("stage", name) as each pipeline stage starts, ("progress", done, total) after every
-    training step, and last ("done",) once both files are written, or ("failed", reason).
+    training step, and last ("done", what it did) once both files are written, or ("failed", reason).
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C is the server's to handle: it stops this process
     thread_lock_for_bars()
@@ -440,6 +444,6 @@ def _derain_in_child(sender, upload: str, result: str, mask: str, max_pixels: in
     except Exception as exc:  # the reason goes to the job's status
         sender.send(("failed", " ".join(str(exc).split()) or type(exc).__name__))
     else:
-        sender.send(("done",))
+        sender.send(("done", describe_result(out)))
     finally:
         sender.close()

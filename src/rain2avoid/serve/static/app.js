@@ -31,7 +31,7 @@ function describe(job) {
     if (s.stage === "cleaning") return "cleaning the whole photo…";
     return `training: step ${s.steps_done} of ${s.steps_total} (${Math.round(100 * s.progress)}%)`;
   }
-  if (s.status === "done") return `done in ${s.seconds.toFixed(1)} s`;
+  if (s.status === "done") return `done in ${s.seconds.toFixed(1)} s` + (s.note ? `: ${s.note}` : "");
   return `failed: ${s.error}`;
 }
 
