@@ -29,7 +29,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .batch.plan import same_file
-from .io import DEFAULT_MAX_PIXELS, list_images, read_image, to_float_rgb, to_uint8
+from .io import DEFAULT_MAX_PIXELS, list_images, read_image, same_pixels, to_float_rgb, to_uint8
 from .detect import compute_mask
 from .ldgp import RAIN_LEVEL
 from .metrics import as_rgb, psnr, ssim
@@ -145,7 +145,7 @@ def _entry(stem: str, paths: dict, max_width: int, max_pixels, problems: list) -
     size = (w, h) if w <= max_width else (max_width, max(1, round(h * max_width / w)))
     return {"name": stem, "width": w, "height": h, "shown_width": size[0], "scores": scores,
             "rain": round(float(np.mean(mask > RAIN_LEVEL)), 4), "mask_file": from_file,
-            "unchanged": image.dtype == result.dtype and bool(np.array_equal(image, result)),
+            "unchanged": same_pixels(image, result),
             "pictures": {"input": shown, "result": _data_uri(out8, max_width, size=size),
                          "mask": _data_uri(mask, max_width, png=True, size=size)}}
 

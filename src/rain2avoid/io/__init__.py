@@ -17,7 +17,7 @@ It is careful with users' photos:
 
 from ..files import ImageWriteError, temporary_files, write_bytes
 from .folders import IMAGE_EXTENSIONS, list_images
-from .pixels import from_float_rgb, to_float_rgb, to_uint8
+from .pixels import from_float_rgb, same_pixels, to_float_rgb, to_uint8
 from .read import (DEFAULT_MAX_PIXELS, ImageMeta, ImageReadError, PathLike, decode_image, read_file_bytes,
                    read_image)
 from .write import encode_image, encode_result, is_input_as_read, write_image
@@ -25,4 +25,4 @@ from .write import encode_image, encode_result, is_input_as_read, write_image
 __all__ = ["read_image", "decode_image", "read_file_bytes", "ImageReadError", "ImageMeta", "DEFAULT_MAX_PIXELS",
            "PathLike", "write_image", "encode_image", "encode_result", "is_input_as_read", "ImageWriteError",
            "write_bytes", "temporary_files", "list_images", "IMAGE_EXTENSIONS", "to_float_rgb", "from_float_rgb",
-           "to_uint8"]
+           "to_uint8", "same_pixels"]

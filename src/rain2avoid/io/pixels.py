@@ -19,6 +19,11 @@ def as_image(image) -> np.ndarray:
     return np.asarray(image)
 
 
+def same_pixels(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two image arrays hold the same picture exactly: dtype, shape and every value."""
+    return a.dtype == b.dtype and bool(np.array_equal(a, b))
+
+
 def to_float_rgb(image: np.ndarray) -> np.ndarray:
     """Convert an image array to float32 RGB of shape (H, W, 3) in [0, 1].
 

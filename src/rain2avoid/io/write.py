@@ -21,6 +21,7 @@ from PIL import Image
 
 from ..exif import _TIFF_LAYOUT_TAGS, EXIF_HEADER, exif_for_writing
 from ..files import write_atomically as _write_file
+from .pixels import same_pixels
 from .read import ImageMeta, PathLike
 
 # Output suffix -> format name (the same names ImageMeta.format uses).
@@ -83,8 +84,7 @@ def is_input_as_read(path: PathLike, pixels: np.ndarray, image: np.ndarray, meta
     same picture, with no second JPEG compression and every byte of metadata kept. A photo
     stored sideways keeps its EXIF orientation then, and shows upright as its input does.
     """
-    return (output_format(path) == meta.format and pixels.dtype == image.dtype
-            and np.array_equal(pixels, image))
+    return output_format(path) == meta.format and same_pixels(pixels, image)
 
 
 def encode_result(path: PathLike, pixels: np.ndarray, image: np.ndarray, data: bytes, meta: ImageMeta,
