@@ -12,7 +12,7 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import invoke
+from conftest import dry_photo, invoke
 from PIL import Image
 
 from rain2avoid.cli import MAX_PSNR
@@ -185,12 +185,6 @@ def test_output_equal_to_input_needs_overwrite(tmp_path):
     assert p.stat().st_ino != inode  # a new file was renamed into place
     assert read_image(p).shape == (H, W, 3)
     assert tmp_files(tmp_path) == []
-
-
-def dry_photo(h=48, w=64):
-    """A smooth colour gradient: no rain is found in it and no veil."""
-    y, x = np.mgrid[:h, :w]
-    return np.stack([60 + 2 * x, 40 + 3 * y, np.full_like(x, 90)], -1).astype(np.uint8)
 
 
 def test_a_photo_without_rain_is_written_as_it_was_read(tmp_path):

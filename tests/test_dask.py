@@ -24,7 +24,7 @@ import pytest
 
 distributed = pytest.importorskip("distributed", reason="the Dask tests need rain2avoid[dask]")
 
-from conftest import default_sigint, invoke  # noqa: E402
+from conftest import default_sigint, dry_photo, invoke  # noqa: E402
 from test_batch import GOOD, TRAINS, done_lines, make_folder, max_difference, tmp_files  # noqa: E402
 
 import rain2avoid  # noqa: E402
@@ -123,12 +123,9 @@ def test_same_outputs_as_local_and_bad_files_reported(tmp_path, cluster, mixed, 
 @pytest.mark.parametrize("write", ["auto", "client"])
 def test_a_photo_without_rain_comes_back_as_its_own_file(tmp_path, cluster, write):
     """Written by the workers or by the client, an untouched JPEG is not compressed a second time."""
-    import numpy as np
     from PIL import Image
-    y, x = np.mgrid[:48, :64]
     (tmp_path / "in").mkdir()
-    dry = np.stack([60 + 2 * x, 40 + 3 * y, np.full_like(x, 90)], -1).astype(np.uint8)   # no rain, no veil
-    Image.fromarray(dry).save(tmp_path / "in" / "dry.jpg", quality=80)
+    Image.fromarray(dry_photo()).save(tmp_path / "in" / "dry.jpg", quality=80)
     r = invoke("derain", tmp_path / "in", "-o", tmp_path / "out", "--steps", STEPS, "--dask", cluster,
                "--dask-write", write)
     assert r.exit_code == 0, r.output

@@ -23,6 +23,7 @@ with warnings.catch_warnings():  # newer Starlette prefers httpx2 to httpx; both
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient  # noqa: E402
 from PIL import Image  # noqa: E402
+from conftest import dry_photo  # noqa: E402
 from serving import FAST, TRAINS, decoded, encoded, rainy, wait_done  # noqa: E402
 
 from rain2avoid.pipeline import derain_detailed  # noqa: E402
@@ -111,10 +112,8 @@ def test_jpeg_comes_back_as_jpeg_with_its_exif(client, tmp_path):
 
 
 def test_a_photo_without_rain_comes_back_as_it_was_uploaded(client):
-    y, x = np.mgrid[:48, :64]
     buffer = BytesIO()
-    Image.fromarray(np.stack([60 + 2 * x, 40 + 3 * y, np.full_like(x, 90)], -1).astype(np.uint8)).save(
-        buffer, format="JPEG", quality=80)
+    Image.fromarray(dry_photo()).save(buffer, format="JPEG", quality=80)
     r = post(client, buffer.getvalue(), name="dry.jpg")
     assert r.status_code == 202, r.text
     status = wait_done(client.get, r.json()["id"])
