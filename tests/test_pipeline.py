@@ -101,6 +101,35 @@ def test_float_images_keep_their_dtype_and_pil_images_are_taken(rainy_pair):
     assert np.array_equal(rain2avoid.derain(Image.fromarray(rainy), steps=2), as_uint8)
 
 
+def test_pil_images_in_other_modes_are_taken_as_their_colours(rainy_pair):
+    # A palette image's array holds indices and a CMYK image's four channels are not RGBA:
+    # both are derained as the RGB picture they show, as read_image reads such files.
+    from PIL import Image
+    rainy = rainy_pair[0][:24, :32]
+    palette = Image.fromarray(rainy).quantize(64)
+    out = rain2avoid.derain(palette, steps=2)
+    assert out.shape == rainy.shape and out.dtype == np.uint8
+    assert np.array_equal(out, rain2avoid.derain(np.asarray(palette.convert("RGB")), steps=2))
+    cmyk = Image.fromarray(rainy).convert("CMYK")
+    assert np.array_equal(rain2avoid.derain(cmyk, steps=2), rain2avoid.derain(np.asarray(cmyk.convert("RGB")), steps=2))
+    grey_alpha = rain2avoid.derain(Image.fromarray(rainy).convert("LA"), steps=2)
+    assert grey_alpha.shape == rainy.shape[:2] + (4,) and (grey_alpha[..., 3] == 255).all()
+    with pytest.raises(ValueError, match=r"mode 'I' has no 8- or 16-bit form to derain: convert it first"):
+        rain2avoid.derain(Image.fromarray(rainy[..., 0].astype(np.int32)), steps=2)
+
+
+def test_arrays_of_other_types_or_layouts_are_told_how_to_convert(rainy_pair):
+    rainy = rainy_pair[0][:24, :32]
+    with pytest.raises(ValueError, match=r"got int32: for values in 0-255, image.astype\(np.uint8\)"):
+        rain2avoid.derain(rainy.astype(np.int32), steps=2)
+    with pytest.raises(ValueError, match=r"got bool: a mask\?"):
+        rain2avoid.derain(rainy[..., 0] > 100, steps=2)
+    with pytest.raises(ValueError, match=r"got shape \(3, 24, 32\) \(channels first\? image.transpose\(1, 2, 0\)"):
+        rain2avoid.derain(rainy.transpose(2, 0, 1), steps=2)
+    with pytest.raises(TypeError, match=r"unknown option\(s\): 'stepz' \(did you mean 'steps'\?\); the options are "):
+        rain2avoid.derain(rainy, stepz=2)
+
+
 def test_wrong_images_are_refused_at_the_entry_with_what_to_do(rainy_pair):
     rainy = rainy_pair[0][:24, :32]
     with pytest.raises(ValueError, match=r"must be in \[0, 1\], found .*: divide a 0-255 image by 255"):

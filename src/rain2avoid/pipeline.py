@@ -421,10 +421,11 @@ def derain(image: np.ndarray, preset: str = "fast", device: str = "cpu", progres
     """Remove rain streaks from one image; no training data needed.
 
     Args:
-        image: (H, W) gray, (H, W, 3) RGB or (H, W, 4) RGBA array (or a PIL image);
-            uint8, uint16 or float in [0, 1] (a float image outside it, with NaN or
-            infinite pixels, or without pixels raises ValueError). Alpha is passed
-            through unchanged.
+        image: (H, W) gray, (H, W, 3) RGB or (H, W, 4) RGBA array; uint8, uint16 or
+            float in [0, 1] (a float image outside it, with NaN or infinite pixels, or
+            without pixels raises ValueError). Alpha is passed through unchanged. A PIL
+            image is taken as its grey, RGB or RGBA array (a palette or CMYK image as
+            RGB, as ``read_image`` reads such files); the result has that array's shape.
         preset: "fast" (default, seconds per image), "high" (three networks
             averaged: 3x slower, a little better) or "reference" (the original
             method's settings: slow).

@@ -7,6 +7,7 @@ trains with them and names them too.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import numbers
 from dataclasses import dataclass
@@ -200,7 +201,10 @@ def resolve_settings(preset: str = "fast", presets: dict | None = None, **overri
     if preset not in presets:
         raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(presets)}")
     changes = {k: v for k, v in overrides.items() if v is not None}
-    unknown = set(changes) - {f.name for f in dataclasses.fields(Settings)}
+    names = [f.name for f in dataclasses.fields(Settings)]
+    unknown = sorted(set(changes) - set(names))
     if unknown:
-        raise TypeError(f"unknown option(s): {', '.join(sorted(unknown))}")
+        hints = [f"{name!r} (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(name, names, 1))
+                 else repr(name) for name in unknown]
+        raise TypeError(f"unknown option(s): {', '.join(hints)}; the options are {', '.join(sorted(names))}")
     return dataclasses.replace(presets[preset], **changes)

@@ -3,16 +3,47 @@
 from __future__ import annotations
 
 import numpy as np
+from PIL import Image
 
 FLOAT_TOLERANCE = 1 / 255
 """How far outside [0, 1] float pixels may stray (rounding) before :func:`to_float_rgb` refuses them."""
 
 
+UINT16_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
+"""Pillow's modes of 16-bit grey pixels."""
+
+
+def pillow_in_supported_mode(picture: Image.Image) -> Image.Image:
+    """A Pillow image in a mode whose array the pipeline takes: L, I;16, RGB or RGBA, as
+    it is or converted (palette, CMYK, YCbCr, LAB and HSV to RGB; bilevel to L; grey or
+    palette with alpha to RGBA). ValueError for the modes of other pixel types (``"I"``:
+    32-bit integers, ``"F"``: 32-bit floats)."""
+    mode = picture.mode
+    if mode in ("L", "RGB", "RGBA") or mode in UINT16_MODES:
+        return picture
+    if mode == "1":
+        return picture.convert("L")
+    if mode in ("LA", "La", "PA", "RGBa") or (mode == "P" and picture.has_transparency_data):
+        return picture.convert("RGBA")
+    if mode in ("P", "CMYK", "YCbCr", "LAB", "HSV", "RGBX"):
+        return picture.convert("RGB")
+    raise ValueError(f"unsupported pixel format {mode!r}")
+
+
 def as_image(image) -> np.ndarray:
-    """An image argument as a numpy array: arrays and array-likes (a PIL image, a CPU tensor)
-    pass through ``np.asarray``; anything else (a path, None, a list) raises a TypeError."""
+    """An image argument as a numpy array: arrays and array-likes (a CPU tensor) pass
+    through ``np.asarray``; a Pillow image is first converted to L, I;16, RGB or RGBA as
+    :func:`pillow_in_supported_mode` says (a palette image's colours, not its indices),
+    and ValueError for one whose mode has no such form; anything else (a path, None, a
+    list) raises a TypeError."""
     if isinstance(image, np.ndarray):
         return image
+    if isinstance(image, Image.Image):
+        try:
+            return np.asarray(pillow_in_supported_mode(image))
+        except ValueError:
+            raise ValueError(f"a Pillow image in mode {image.mode!r} has no 8- or 16-bit form to derain: convert "
+                             "it first (image.convert('RGB')), or read its file with rain2avoid.read_image") from None
     if not (hasattr(image, "__array__") or hasattr(image, "__array_interface__")):
         raise TypeError(f"expected an image array (numpy (H, W), (H, W, 3) or (H, W, 4)), got "
                         f"{type(image).__name__}; to derain a file, read it with rain2avoid.read_image first")
@@ -40,9 +71,9 @@ def to_float_rgb(image: np.ndarray) -> np.ndarray:
     elif image.ndim == 3 and image.shape[2] in (3, 4):
         rgb = image[:, :, :3]
     else:
-        raise ValueError(
-            f"expected an (H, W), (H, W, 3) or (H, W, 4) image, got shape {image.shape}"
-        )
+        first = " (channels first? image.transpose(1, 2, 0) puts them last)" if (
+            image.ndim == 3 and image.shape[0] in (1, 3, 4) and image.shape[2] > 4) else ""
+        raise ValueError(f"expected an (H, W), (H, W, 3) or (H, W, 4) image, got shape {image.shape}{first}")
     if image.shape[0] == 0 or image.shape[1] == 0:
         raise ValueError(f"the image has no pixels (shape {image.shape})")
     if image.dtype == np.uint8:
@@ -51,7 +82,12 @@ def to_float_rgb(image: np.ndarray) -> np.ndarray:
         return rgb.astype(np.float32) / np.float32(65535)
     if np.issubdtype(image.dtype, np.floating):
         return _checked_floats(rgb)
-    raise ValueError(f"expected uint8, uint16 or float pixels, got {image.dtype}")
+    hint = ""
+    if image.dtype == np.bool_:
+        hint = ": a mask? image.astype(np.uint8) * 255 makes it a grey image"
+    elif np.issubdtype(image.dtype, np.integer):
+        hint = ": for values in 0-255, image.astype(np.uint8); in 0-65535, image.astype(np.uint16)"
+    raise ValueError(f"expected uint8, uint16 or float pixels, got {image.dtype}{hint}")
 
 
 def _checked_floats(rgb: np.ndarray) -> np.ndarray:

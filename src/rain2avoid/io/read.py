@@ -35,6 +35,7 @@ from PIL import (
 from ..exif import make_upright, read_exif, reset_orientation
 from ..files import describe_os_error as _describe_os_error
 from . import png, webp
+from .pixels import UINT16_MODES, pillow_in_supported_mode
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -55,7 +56,6 @@ _HEADER_READERS = {
 # BMP info-header sizes (BITMAPCOREHEADER ... BITMAPV5HEADER).
 _BMP_HEADER_SIZES = (12, 16, 40, 52, 56, 64, 108, 124)
 
-_UINT16_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
 
 
 class ImageReadError(ValueError):
@@ -472,7 +472,7 @@ def _pillow_decodes_tiff_exactly(header: Image.Image) -> bool:
     """True when Pillow returns the TIFF's samples unchanged (<= 8 bits or 16-bit gray)."""
     bits = header.tag_v2.get(258, 1)
     deepest = max(bits) if isinstance(bits, tuple) else bits
-    return deepest <= 8 or header.mode in _UINT16_MODES
+    return deepest <= 8 or header.mode in UINT16_MODES
 
 
 def _check_tiff_layout(pixels: np.ndarray, header: Image.Image) -> None:
@@ -490,9 +490,9 @@ def _pillow_pixels(header: Image.Image) -> np.ndarray:
     """Decode with Pillow into a gray/RGB/RGBA uint8 or gray uint16 array."""
     try:
         header.load()
-        picture = _pillow_in_supported_mode(header)
+        picture = _supported_mode(header)
         # np.array copies: arrays viewing Pillow's buffer are read-only.
-        return np.array(picture, dtype=np.uint16 if picture.mode in _UINT16_MODES else np.uint8)
+        return np.array(picture, dtype=np.uint16 if picture.mode in UINT16_MODES else np.uint8)
     except _BadImage:
         raise
     except Image.DecompressionBombError:  # Pillow's TIFF loader has its own global limit
@@ -504,18 +504,12 @@ def _pillow_pixels(header: Image.Image) -> np.ndarray:
         raise _BadImage(f"truncated or corrupt {header.format} file ({_short(exc)})") from None
 
 
-def _pillow_in_supported_mode(picture: Image.Image) -> Image.Image:
-    """Convert a loaded Pillow image to L, I;16, RGB or RGBA (alpha kept)."""
-    mode = picture.mode
-    if mode in ("L", "RGB", "RGBA") or mode in _UINT16_MODES:
-        return picture
-    if mode == "1":
-        return picture.convert("L")
-    if mode in ("LA", "La", "PA", "RGBa") or (mode == "P" and picture.has_transparency_data):
-        return picture.convert("RGBA")
-    if mode in ("P", "CMYK", "YCbCr", "LAB", "HSV", "RGBX"):
-        return picture.convert("RGB")
-    raise _BadImage(f"unsupported pixel format {mode!r}")
+def _supported_mode(picture: Image.Image) -> Image.Image:
+    """:func:`.pixels.pillow_in_supported_mode`, its refusal as a :class:`_BadImage`."""
+    try:
+        return pillow_in_supported_mode(picture)
+    except ValueError as exc:
+        raise _BadImage(str(exc)) from None
 
 
 def _short(exc: BaseException) -> str:
