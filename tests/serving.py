@@ -48,11 +48,12 @@ def wait_done(get, job_id: str, timeout: float = 120.0) -> dict:
 
 
 @contextlib.contextmanager
-def running_server(app):
-    """Serve ``app`` with uvicorn on a free port of 127.0.0.1 in a thread; yields the base URL."""
+def running_server(app, port: int = 0):
+    """Serve ``app`` with uvicorn on ``port`` (0: a free one) of 127.0.0.1 in a thread; yields the base URL."""
     import uvicorn
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)   # the port of a server just stopped, for a restart
+    sock.bind(("127.0.0.1", port))
     sock.listen(64)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)

@@ -6,7 +6,8 @@ page fetched nothing from another host, and that it fits a 390 px wide phone.
 Short tests check the slider's direction, errors for non-images (chosen or
 dropped), the keyboard on the drop zone, the limits hint, TIFF placeholders,
 the prompt before leaving unfinished jobs, cancelling a job, a 360 px wide phone,
-and a reload that brings the visit's jobs back (or drops those the server forgot).
+a reload that brings the visit's jobs back (or drops those the server forgot), and
+a server that stops and restarts under the page.
 
 Chromium: Debian's ``chromium`` package (``apt-get install -y chromium``), or the
 path in ``RAIN2AVOID_CHROMIUM``; the test skips, saying so, when none is found.
@@ -393,8 +394,40 @@ def test_a_reload_drops_the_jobs_the_server_forgot(browser, tmp_path):
         assert page.evaluate("[...document.querySelectorAll('#gallery .name')].map(n => n.textContent)") == [
             "second.png"]
         assert page.evaluate(STATES)[0].startswith("done") and page.locator("#gallery .failed").count() == 0
-        assert page.text_content("#expired") == "1 photo from before the reload expired on the server."
+        assert page.text_content("#expired") == ("1 photo from before the reload is no longer on the server"
+                                                 " (its result expired, or the server was restarted).")
         assert not page.is_visible("#error") and page.evaluate(BROKEN) == []
         assert [s["id"] for s in page.evaluate(SAVED)] == [second] and app.state.store.get(first) is None
         assert problems == []
         context.close()
+
+
+def test_a_server_that_stops_is_said_and_waited_for_and_a_restart_is_explained(browser, tmp_path):
+    write_image(tmp_path / "long.png", rainy(96, 128))
+    write_image(tmp_path / "later.png", rainy(24, 32))   # no rain found: done at once
+    long_jobs = ServeSettings(options={"steps": 100_000}, temp_root=tmp_path)   # trains until stopped
+    context = browser.new_context(viewport={"width": 1100, "height": 900})
+    page = context.new_page()
+    problems = []
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    with running_server(create_app(long_jobs)) as url:
+        page.goto(url + "/")
+        page.set_input_files("#files", str(tmp_path / "long.png"))
+        wait_until(page, f"{STATES}[0].startsWith('training')")
+    # The server is gone: the running job's card says so instead of its last progress, and a new
+    # upload waits for the server instead of failing.
+    wait_until(page, f"{STATES}[0] === 'cannot reach the server; retrying…'", timeout=20)
+    assert page.text_content("#state") == "cannot reach the server; retrying…"
+    page.set_input_files("#files", str(tmp_path / "later.png"))
+    wait_until(page, f"{STATES}[1] === 'cannot reach the server; trying again in 5 s'", timeout=10)
+    port = int(url.rsplit(":", 1)[1])
+    with running_server(create_app(long_jobs), port=port):   # restarted: it knows no job of before
+        wait_until(page, f"{STATES}[1].startsWith('done')", timeout=60)
+        message = "failed: the server no longer has this photo's job (was it restarted?): upload the photo again"
+        wait_until(page, f"{STATES}[0] === {json.dumps(message)}", timeout=20)
+        box, card = (page.locator("#gallery li").first.bounding_box(), page.locator("#gallery .state").first.bounding_box())
+        assert card["x"] + card["width"] <= box["x"] + box["width"]   # the message wraps inside its card
+        ends = [f"later.png: {page.evaluate(STATES)[1]}", f"long.png: {message}"]
+        assert page.text_content("#announce") in ends   # screen readers hear the last photo that ended
+        assert problems == []
+    context.close()

@@ -10,6 +10,7 @@ const SAVED = "rain2avoid.jobs";   // the sessionStorage key of that list
 let current = null;       // the job shown in the viewer
 let maxUploadBytes = null;
 const IMAGE_NAME = /\.(png|jpe?g|bmp|tiff?|webp)$/i;
+const UPLOAD_TRIES = 12;  // an upload that cannot reach the server is tried again every 5 s, for a minute
 
 function amount(value) {   // 0.4, 1.5, 12, 50: two significant digits below 10, whole numbers above
   return value >= 10 ? String(Math.round(value)) : String(Number(value.toPrecision(2)));
@@ -22,6 +23,7 @@ function megabytes(bytes) {   // the server's MB are MiB
 function describe(job) {
   const s = job.state;
   if (job.cancelled) return "cancelled";
+  if (job.lost && !job.finished()) return "cannot reach the server; retrying…";   // the last state is stale
   if (!s) return job.note || "uploading…";
   if (s.status === "queued") {
     return s.queue_position ? `waiting: ${s.queue_position} ahead` : "waiting for a worker";
@@ -75,12 +77,13 @@ function addCard(job) {
   item.append(button, stop);
   $("gallery").append(item);
   $("visit").hidden = false;
-  job.card = { button, thumb, state, bar, stop };
+  job.card = { button, thumb, placeholder, state, bar, stop };
 }
 
 function renderCard(job) {
   const c = job.card;
   c.state.textContent = describe(job);
+  c.placeholder.textContent = job.failed() ? "no preview" : "no preview in this browser";   // a bad file, or TIFF
   c.bar.value = job.state ? job.state.progress : 0;
   c.bar.hidden = !job.state || job.finished();
   c.stop.hidden = job.finished();
@@ -112,7 +115,7 @@ function renderViewer() {
   const original = Boolean(job.localUrl);   // after a reload only the result is left: no slider
   $("compare").hidden = job.failed();   // a failed job shows only its error line
   $("compare").classList.toggle("alone", !original);
-  $("controls").hidden = job.failed();
+  $("controls").hidden = job.failed() || job.cancelled;
   $("before").hidden = job.unviewable || !original;
   $("nopreview").hidden = !job.unviewable;
   $("busy").hidden = done;
@@ -172,8 +175,13 @@ async function upload(job) {
   let response;
   try {
     response = await fetch("/api/derain", { method: "POST", body: form });
-  } catch (e) {
-    return fail(job, `cannot reach the server (${e.message})`);
+  } catch (e) {   // the server is down or restarting: the file is still here, so try again
+    job.tries += 1;
+    if (job.tries >= UPLOAD_TRIES) return fail(job, `cannot reach the server (${e.message})`);
+    job.note = "cannot reach the server; trying again in 5 s";
+    update(job);
+    setTimeout(() => upload(job), 5000);
+    return;
   }
   if (response.status === 503) {   // queue full: wait as the server asks, then try again
     const wait = Number(response.headers.get("Retry-After")) || 5;
@@ -195,12 +203,16 @@ async function poll(job) {
   try {
     response = await fetch(`/api/jobs/${job.id}`, { cache: "no-store" });
   } catch (e) {
-    job.note = "lost the server; retrying…";
+    job.lost = true;
     update(job);
     setTimeout(() => poll(job), 2000);
     return;
   }
   if (job.cancelled) return;   // cancelled while this request was on its way
+  job.lost = false;
+  if (response.status === 404) {   // an unfinished job the server forgot: it was restarted
+    return fail(job, "the server no longer has this photo's job (was it restarted?): upload the photo again");
+  }
   if (!response.ok) return fail(job, await detail(response));
   job.state = await response.json();
   update(job);
@@ -222,11 +234,16 @@ function fail(job, message) {
 function update(job) {
   renderCard(job);
   if (job === current) renderViewer();
+  const ended = job.cancelled ? "cancelled" : job.state && ["done", "failed"].includes(job.state.status);
+  if (ended && !job.announced) {   // screen readers hear each photo's end once, not every progress step
+    job.announced = true;
+    $("announce").textContent = `${job.name}: ${describe(job)}`;
+  }
 }
 
 function newJob(name, preset, file) {   // file: null for a job brought back by a reload
   return {
-    name, preset, file, id: null, state: null, note: null, unviewable: false, cancelled: false,
+    name, preset, file, id: null, state: null, note: null, unviewable: false, cancelled: false, lost: false, tries: 0,
     localUrl: file ? URL.createObjectURL(file) : null,   // the original, for the viewer's "before" side
     done() { return this.state && this.state.status === "done"; },
     failed() { return this.state && this.state.status === "failed"; },
@@ -289,7 +306,8 @@ async function restore() {   // after a reload: the saved jobs get their cards b
   remember();
   if (expired) {
     $("expired").textContent = `${expired === 1 ? "1 photo" : `${expired} photos`} from before the reload`
-      + " expired on the server.";
+      + (expired === 1 ? " is no longer on the server (its result expired, or the server was restarted)."
+        : " are no longer on the server (their results expired, or the server was restarted).");
     $("expired").hidden = false;
     $("visit").hidden = false;
   }
