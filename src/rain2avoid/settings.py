@@ -82,6 +82,9 @@ class Settings:
         (the default: on buildings it can still take window mullions along the rain for
         streaks). Per-image ``derain`` of photos only: not ``apply``, not videos.
     seed: seeds the references, the network's initial weights and the crops (0 to 2**64 - 1).
+        The same seed gives the same result on the same machine with the same number of
+        torch threads; another thread count sums in another order, and pixels may differ
+        by a grey level.
 
     Every field is checked when the settings are made: a TypeError names a field of the wrong
     type (a bool is no number; numpy's scalars are taken, as plain Python values), a ValueError
