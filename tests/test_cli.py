@@ -59,12 +59,19 @@ UPRIGHT = (96, 128)   # the photo.jpg of AWKWARD as it shows: rainy(*UPRIGHT), r
 
 def _exif_jpeg(path, picture=None):
     """A JPEG of ``picture`` (default: rainy(*UPRIGHT)) stored turned 90 degrees counterclockwise,
-    with orientation 6 (display rotated 90 degrees clockwise): it shows as ``picture``."""
+    with orientation 6 (display rotated 90 degrees clockwise): it shows as ``picture``. It has a
+    camera make, a comment and XMP with keywords (and orientation 6 again)."""
     picture = rainy(*UPRIGHT) if picture is None else picture
     exif = Image.Exif()
     exif[0x0112] = 6
     exif[0x010F] = EXIF_MAKE
-    Image.fromarray(np.ascontiguousarray(np.rot90(picture))).save(path, quality=95, exif=exif.tobytes())
+    Image.fromarray(np.ascontiguousarray(np.rot90(picture))).save(path, quality=95, exif=exif.tobytes(),
+                                                                  xmp=XMP, comment=b"rainy day")
+
+
+XMP = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+       b'<rdf:Description xmlns:tiff="http://ns.adobe.com/tiff/1.0/" xmlns:dc="http://purl.org/dc/elements/1.1/"'
+       b' tiff:Orientation="6"><dc:subject>rain</dc:subject></rdf:Description></rdf:RDF></x:xmpmeta>')
 
 
 AWKWARD = {
@@ -135,7 +142,7 @@ def test_16_bit_stays_16_bit(awkward):
     assert np.any(out % 257 != 0)  # real 16-bit values, not 8-bit ones scaled up
 
 
-def test_exif_orientation_applied_and_make_kept(awkward):
+def test_exif_orientation_applied_and_make_xmp_and_comment_kept(awkward):
     src, dst, _ = awkward
     with Image.open(src / "photo.jpg") as im:
         assert im.size == UPRIGHT  # stored sideways: 96 wide, 128 high
@@ -145,6 +152,8 @@ def test_exif_orientation_applied_and_make_kept(awkward):
         exif = im.getexif()
         assert exif.get(0x0112, 1) == 1
         assert exif.get(0x010F) == EXIF_MAKE
+        assert im.info["comment"] == b"rainy day"   # the XMP and the comment are kept, the XMP upright too
+        assert im.info["xmp"] == XMP.replace(b'tiff:Orientation="6"', b'tiff:Orientation="1"')
         out = np.asarray(im.convert("RGB"), dtype=float)
     upright = rainy(*UPRIGHT).astype(float)
     assert np.abs(out - upright).mean() < np.abs(out - upright[::-1, ::-1]).mean() / 3   # not turned 180 degrees

@@ -574,6 +574,52 @@ def test_rewrite_keeps_exif_and_icc(tmp_path, out_ext):
         assert reopened.getexif()[0x010F] == "Canon"
 
 
+XMP = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+       b'<rdf:Description xmlns:tiff="http://ns.adobe.com/tiff/1.0/" xmlns:dc="http://purl.org/dc/elements/1.1/"'
+       b' tiff:Orientation="6"><dc:subject>rain, street</dc:subject></rdf:Description></rdf:RDF></x:xmpmeta>')
+IPTC = b"Photoshop 3.0\x008BIM\x04\x04\x00\x00\x00\x00\x00\x0c\x1c\x02\x74\x00\x08(c) Me.."   # a copyright record
+
+
+def _with_app13(jpeg: bytes, payload: bytes) -> bytes:
+    """``jpeg`` with an APP13 segment holding ``payload`` right after SOI."""
+    return jpeg[:2] + b"\xff\xed" + struct.pack(">H", len(payload) + 2) + payload + jpeg[2:]
+
+
+def test_jpeg_xmp_iptc_and_comments_are_kept_and_the_xmp_set_upright(tmp_path):
+    buffer = io.BytesIO()
+    Image.fromarray(np.stack([blocky_gray()] * 3, axis=2)).save(buffer, "JPEG", exif=exif_bytes(6, "Canon"),
+                                                                  xmp=XMP, comment=b"shot in the rain")
+    (tmp_path / "in.jpg").write_bytes(_with_app13(buffer.getvalue(), IPTC))
+    pixels, meta = read_image(tmp_path / "in.jpg", with_meta=True)
+    assert [kind for kind, _ in meta.extra] == [b"\xff\xed", b"\xff\xe1", b"\xff\xfe"]
+    write_image(tmp_path / "out.jpg", pixels, meta=meta)
+    with Image.open(tmp_path / "out.jpg") as out:
+        assert out.info["xmp"] == XMP.replace(b'tiff:Orientation="6"', b'tiff:Orientation="1"')   # shown upright
+        assert out.info["comment"] == b"shot in the rain" and out.getexif()[0x010F] == "Canon"
+        assert out.applist.count(("APP13", IPTC)) == 1 and out.size == (32, 48)
+    from rain2avoid.io import decode_image, encode_image
+    np.testing.assert_array_equal(read_image(tmp_path / "out.jpg"), decode_image(encode_image("x.jpg", pixels), "x.jpg"))
+    with pytest.warns(UserWarning, match=r"the JPEG file's metadata \(IPTC, XMP, comments\) cannot be carried "
+                                         r"into a PNG file; writing without it \(write JPEG to keep it\)"):
+        write_image(tmp_path / "out.png", pixels, meta=meta)
+    assert read_image(tmp_path / "out.png", with_meta=True)[1].extra == ()
+
+
+def test_png_text_chunks_are_kept_in_order(tmp_path):
+    from PIL import PngImagePlugin
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Author", "Me")
+    info.add_text("Comment", "a long note " * 40, zip=True)
+    info.add_itxt("XML:com.adobe.xmp", XMP.decode())
+    Image.fromarray(random_image((8, 9, 3))).save(tmp_path / "in.png", pnginfo=info)
+    pixels, meta = read_image(tmp_path / "in.png", with_meta=True)
+    assert [kind for kind, _ in meta.extra] == [b"tEXt", b"zTXt", b"iTXt"]
+    write_image(tmp_path / "out.png", pixels[::-1], meta=meta)
+    with Image.open(tmp_path / "out.png") as out:
+        assert out.text == {"Author": "Me", "Comment": "a long note " * 40, "XML:com.adobe.xmp": XMP.decode()}
+    np.testing.assert_array_equal(read_image(tmp_path / "out.png"), pixels[::-1])
+
+
 def test_write_resets_orientation_of_given_meta(tmp_path):
     meta = ImageMeta(format="jpeg", exif=exif_bytes(8, "X"))
     write_image(tmp_path / "w.jpg", blocky_gray(), meta=meta)

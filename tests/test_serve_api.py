@@ -95,11 +95,13 @@ def test_png_end_to_end_matches_the_pipeline(client, tmp_path):
     np.testing.assert_array_equal(decoded(mask.content, tmp_path, "mask")[0], expected.mask)
 
 
-def test_jpeg_comes_back_as_jpeg_with_its_exif(client, tmp_path):
+def test_jpeg_comes_back_as_jpeg_with_its_exif_xmp_and_comment(client, tmp_path):
     exif = Image.Exif()
     exif[0x010F] = "ServeTestMake"
     buffer = BytesIO()
-    Image.fromarray(rainy(48, 64)).save(buffer, format="JPEG", quality=95, exif=exif.tobytes())
+    xmp = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"></x:xmpmeta>'
+    Image.fromarray(rainy(*TRAINS)).save(buffer, format="JPEG", quality=95, exif=exif.tobytes(), xmp=xmp,
+                                         comment=b"wet")
     r = post(client, buffer.getvalue(), name="Holiday photo.JPG")
     assert r.status_code == 202, r.text
     status = wait_done(client.get, r.json()["id"])
@@ -107,8 +109,10 @@ def test_jpeg_comes_back_as_jpeg_with_its_exif(client, tmp_path):
     result = client.get(f"/api/jobs/{status['id']}/result")
     assert result.headers["content-type"] == "image/jpeg"
     with Image.open(BytesIO(result.content)) as picture:
-        assert picture.format == "JPEG" and picture.size == (64, 48)
+        assert picture.format == "JPEG" and picture.size == TRAINS[::-1]
         assert picture.getexif().get(0x010F) == "ServeTestMake"
+        assert picture.info["xmp"] == xmp and picture.info["comment"] == b"wet"
+    assert status["note"].startswith("streaks") and result.content != buffer.getvalue()   # derained, not copied
 
 
 def test_a_photo_without_rain_comes_back_as_it_was_uploaded(client):

@@ -35,6 +35,7 @@ from PIL import (
 from ..exif import make_upright, read_exif, reset_orientation
 from ..files import describe_os_error as _describe_os_error
 from . import png, webp
+from .extra import Segment, extra_segments
 from .pixels import UINT16_MODES, pillow_in_supported_mode
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -83,12 +84,15 @@ class ImageMeta:
     followed by TIFF-structured data (Pillow's convention), with the
     orientation tag already reset to 1 because the pixels are returned
     upright; ``None`` when the file has no EXIF.  ``icc_profile`` is the
-    embedded colour profile, or ``None``.
+    embedded colour profile, or ``None``.  ``extra`` holds a JPEG's XMP, IPTC
+    and comment segments, or a PNG's text chunks (:mod:`.extra`): written into
+    an output of the same format.
     """
 
     format: str
     exif: Optional[bytes] = None
     icc_profile: Optional[bytes] = None
+    extra: Tuple[Segment, ...] = ()
 
 
 class _BadImage(Exception):
@@ -207,7 +211,8 @@ def _decode(data: bytes, max_pixels: Optional[int]) -> Tuple[np.ndarray, ImageMe
     _check_size((pixels.shape[1], pixels.shape[0]), max_pixels)
     if not already_upright:
         pixels = make_upright(pixels, orientation)
-    return pixels, ImageMeta(format=fmt, exif=exif, icc_profile=icc_profile)
+    extra = extra_segments(data, fmt, upright=orientation != 1)
+    return pixels, ImageMeta(format=fmt, exif=exif, icc_profile=icc_profile, extra=extra)
 
 
 def _sniff_format(data: bytes) -> Optional[str]:

@@ -21,6 +21,7 @@ from PIL import Image
 
 from ..exif import _TIFF_LAYOUT_TAGS, EXIF_HEADER, exif_for_writing
 from ..files import write_atomically as _write_file
+from .extra import describe_segments, insert_segments
 from .pixels import same_pixels
 from .read import ImageMeta, PathLike
 
@@ -116,7 +117,8 @@ def write_image(
 
     ``meta.exif`` (orientation forced to 1) and ``meta.icc_profile`` are
     embedded in JPEG, PNG and WebP, and in TIFF except 16-bit colour TIFF;
-    BMP cannot hold them.  When metadata cannot be stored a warning is issued
+    BMP cannot hold them.  ``meta.extra`` (a JPEG's XMP, IPTC and comments, a
+    PNG's text) is written into an output of the input's format only.  When metadata cannot be stored a warning is issued
     and the pixels are written without it (TIFF tags about the file alone,
     such as its resolution or the software that wrote it, are dropped quietly).
     :func:`format_losses` tells beforehand what a format cannot hold.
@@ -177,6 +179,18 @@ def _encode(
         else:
             losses.append(message)
 
+    encoded = _encode_with_exif(image, fmt, meta, jpeg_quality, lose)
+    extra = meta.extra if meta is not None else ()
+    if extra and fmt == meta.format:
+        return insert_segments(encoded, fmt, extra)
+    if extra:
+        lose(f"the {meta.format.upper()} file's metadata ({describe_segments(extra)}) cannot be carried into a "
+             f"{fmt.upper()} file; writing without it (write {meta.format.upper()} to keep it)")
+    return encoded
+
+
+def _encode_with_exif(image: np.ndarray, fmt: str, meta: Optional[ImageMeta], jpeg_quality: int, lose) -> bytes:
+    """:func:`_encode` but for the :mod:`.extra` segments."""
     pixels = _checked_pixels(image)
     if not (isinstance(jpeg_quality, (int, np.integer)) and 1 <= jpeg_quality <= 100):
         raise ValueError(f"jpeg_quality must be an integer from 1 to 100, got {jpeg_quality!r}")

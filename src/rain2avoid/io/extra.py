@@ -1,0 +1,114 @@
+"""Metadata beyond EXIF and ICC, carried as the file's own segments.
+
+Photographers keep keywords, captions, ratings, copyright and edit history in a
+JPEG's XMP (an APP1 segment, and more for extended XMP), its IPTC record (APP13,
+Photoshop's resources) and comments (COM), and in a PNG's text chunks (tEXt,
+zTXt, iTXt; XMP is an iTXt chunk). :func:`extra_segments` lists them in a file,
+:func:`insert_segments` puts them into a file freshly encoded in the same format.
+They are carried as they are, not parsed, so only into the same format: the
+writer says when an output in another format loses them.
+
+One thing in them is changed: an XMP ``tiff:Orientation`` other than 1 becomes
+1 where the pixels were turned upright (as the EXIF orientation is reset), so
+that no program turns the written photo a second time.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+import zlib
+from typing import Iterator, Tuple
+
+from . import png
+
+__all__ = ["Segment", "extra_segments", "insert_segments", "describe_segments"]
+
+Segment = Tuple[bytes, bytes]
+"""(kind, payload): a JPEG marker (b"\\xff\\xe1") or a PNG chunk type (b"iTXt"), and its content."""
+
+_XMP = b"http://ns.adobe.com/xap/1.0/\0"
+_XMP_EXTENSION = b"http://ns.adobe.com/xmp/extension/\0"
+_APP1, _APP13, _COM = b"\xff\xe1", b"\xff\xed", b"\xff\xfe"
+_PNG_TEXT = (b"tEXt", b"zTXt", b"iTXt")
+_ORIENTATION = re.compile(rb"(tiff:Orientation\s*=\s*[\"']|<tiff:Orientation>\s*)[2-8](?=\s*[\"<'])")
+
+
+def extra_segments(data: bytes, fmt: str, upright: bool = False) -> Tuple[Segment, ...]:
+    """The XMP, IPTC and comment segments of a JPEG, or the text chunks of a PNG, in file
+    order (empty for other formats, or where there are none). ``upright``: the pixels were
+    turned by the EXIF orientation, so an XMP orientation is set to 1 too."""
+    if fmt == "jpeg":
+        found = [(kind, payload) for kind, payload in _jpeg_segments(data) if kind in (_APP13, _COM) or (
+            kind == _APP1 and payload.startswith((_XMP, _XMP_EXTENSION)))]
+    elif fmt == "png":
+        found = [(kind, bytes(payload)) for kind, payload, _ in png.chunks(data) if kind in _PNG_TEXT]
+    else:
+        return ()
+    if upright:
+        found = [(kind, _upright(payload)) if kind in (_APP1, b"iTXt") else (kind, payload) for kind, payload in found]
+    return tuple(found)
+
+
+def insert_segments(encoded: bytes, fmt: str, segments: Tuple[Segment, ...]) -> bytes:
+    """``encoded`` (a whole JPEG or PNG, as an encoder wrote it) with ``segments`` (from
+    :func:`extra_segments` of a file in the same format) put in: a JPEG's after its
+    leading APP segments, a PNG's before its image data. ValueError for a segment too
+    long for its format, or another format."""
+    if not segments:
+        return encoded
+    if fmt == "jpeg":
+        position = 2   # after SOI: past the encoder's own APP segments (JFIF, EXIF, ICC)
+        for kind, payload in _jpeg_segments(encoded):
+            if not 0xE0 <= kind[1] <= 0xEF:
+                break
+            position += 4 + len(payload)
+        if any(len(payload) > 65533 for _, payload in segments):
+            raise ValueError("a JPEG segment holds at most 65533 bytes")
+        added = b"".join(kind + struct.pack(">H", len(payload) + 2) + payload for kind, payload in segments)
+    elif fmt == "png":
+        position = 8
+        for kind, payload, _ in png.chunks(encoded):
+            if kind == b"IDAT":
+                break
+            position += 12 + len(payload)
+        added = b"".join(struct.pack(">I", len(payload)) + kind + payload
+                         + struct.pack(">I", zlib.crc32(kind + payload)) for kind, payload in segments)
+    else:
+        raise ValueError(f"no segments can be put into a {fmt.upper()} file")
+    return encoded[:position] + added + encoded[position:]
+
+
+def describe_segments(segments: Tuple[Segment, ...]) -> str:
+    """What ``segments`` hold, in words: "XMP, IPTC", "comments", "text"."""
+    names = {_APP1: "XMP", _APP13: "IPTC", _COM: "comments"}
+    kinds = dict.fromkeys(names.get(kind, "text") for kind, _ in segments)
+    return ", ".join(kinds)
+
+
+def _upright(payload: bytes) -> bytes:
+    """An XMP packet with its ``tiff:Orientation`` set to 1."""
+    return _ORIENTATION.sub(rb"\g<1>1", payload)
+
+
+def _jpeg_segments(data: bytes) -> Iterator[Segment]:
+    """(marker, payload) of a JPEG's segments from its start up to the image data (SOS), as far
+    as the data is whole; nothing for data that does not start with SOI."""
+    if not data.startswith(b"\xff\xd8"):
+        return
+    position = 2
+    while position + 4 <= len(data) and data[position] == 0xFF:
+        marker = data[position + 1]
+        if marker == 0xFF:   # fill byte
+            position += 1
+            continue
+        if marker in (0xDA, 0xD9):   # start of scan, end of image
+            return
+        if 0xD0 <= marker <= 0xD7 or marker == 0x01:   # no length
+            position += 2
+            continue
+        end = position + 2 + int.from_bytes(data[position + 2:position + 4], "big")
+        if end > len(data):
+            return
+        yield data[position:position + 2], data[position + 4:end]
+        position = end
