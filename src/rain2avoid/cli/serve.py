@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import ipaddress
+import logging
 import os
 import socket
 
@@ -107,6 +108,8 @@ def serve(host, port, jobs, threads, queue_size, max_upload_mb, max_pixels, keep
     if not _is_local(host):
         click.echo(f"warning: --host {host} makes this server reachable from other machines; it has no "
                    f"password, so anyone who can reach it can upload photos and use its CPU", err=True)
+    if not debug:   # a malformed upload gets its 400; the multipart parser's own log line is noise here
+        logging.getLogger("python_multipart").setLevel(logging.ERROR)
     app = create_app(settings)
     config = uvicorn.Config(app, log_level="info" if debug else "warning", access_log=debug,
                             timeout_graceful_shutdown=5)
