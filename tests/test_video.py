@@ -156,6 +156,24 @@ def test_a_folders_videos_come_from_one_listing(tmp_path, monkeypatch):
     assert listed.count(tmp_path) == 2 and sorted(sniffed) == ["clip.dat", "notes.txt"]   # images, then videos
 
 
+def test_a_trees_videos_below_its_top_are_found_by_name(tmp_path):
+    """With --recursive, the subfolders' files named as videos come too (after the top's, which are
+    also told by content); below the top no file is opened to find a video in it."""
+    from rain2avoid.cli.common import list_inputs
+    (tmp_path / "sub" / "deeper").mkdir(parents=True)
+    for name in ("top", "sub/unnamed"):   # videos by content, not by name
+        write_video(tmp_path / f"{name}.mkv", noise_frames(2))
+        (tmp_path / f"{name}.mkv").rename(tmp_path / f"{name}.dat")
+    write_video(tmp_path / "sub" / "b.mkv", noise_frames(2))
+    write_video(tmp_path / "sub" / "deeper" / "a.mp4", noise_frames(2))
+    write_image(tmp_path / "sub" / "still.png", noise_frames(1)[0])
+    files, _ = list_inputs(tmp_path, recursive=True, videos=True)
+    assert [p.relative_to(tmp_path).as_posix() for p in files] == [
+        "sub/still.png", "top.dat", "sub/b.mkv", "sub/deeper/a.mp4"]
+    files, _ = list_inputs(tmp_path, recursive=False, videos=True)
+    assert [p.name for p in files] == ["top.dat"]
+
+
 def test_audio_is_copied(tmp_path):
     with_audio(tmp_path / "in.mp4", noise_frames(25))
     notes = write_video(tmp_path / "out.mkv", frames_of(tmp_path / "in.mp4"), fps=25, audio_from=tmp_path / "in.mp4")
@@ -396,6 +414,11 @@ def test_cli_derain_and_apply_videos(tmp_path, clip):
     r = invoke("apply", folder / "clip.bin", "--model", tmp_path / "m.pt", "-o", tmp_path / "applied.mp4")
     assert r.exit_code == 0, r.output + r.stderr
     assert probe(tmp_path / "applied.mp4").frames == 6
+    (folder / "sub").mkdir()   # a tree: its subfolder's video comes out in the same subfolder
+    (folder / "clip.bin").rename(folder / "sub" / "clip.mp4")
+    r = invoke("apply", folder, "--model", tmp_path / "m.pt", "-o", tmp_path / "tree", "--recursive")
+    assert r.exit_code == 0, r.output + r.stderr
+    assert probe(tmp_path / "tree" / "sub" / "clip.mp4").frames == 6 and (tmp_path / "tree" / "photo.png").exists()
 
 
 def test_cli_video_in_place_needs_overwrite(tmp_path, clip):

@@ -41,7 +41,7 @@ def _natural_key(relative: str) -> list:
 
 
 def find_images(root: Path, recursive: bool = False, exclude: Path | None = None,
-                skipped_links: list | None = None) -> list[Path]:
+                skipped_links: list | None = None, extensions: Sequence[str] = IMAGE_EXTENSIONS) -> list[Path]:
     """The image files in ``root`` (and, with ``recursive``, in every folder below it).
 
     Sorted by relative path in natural order (``2.png`` before ``10.png``), so
@@ -49,7 +49,9 @@ def find_images(root: Path, recursive: bool = False, exclude: Path | None = None
     starting with ".") are skipped; so is ``exclude`` (the output folder, when
     it lies inside the input tree), and so are symbolic links to folders (no
     loops) and links to nothing: with ``recursive``, those links are appended to
-    ``skipped_links`` when it is given, for the caller to say so.
+    ``skipped_links`` when it is given, for the caller to say so. ``extensions``:
+    the suffixes that make a file count, with ``recursive`` (the videos' suffixes,
+    say); without it, :func:`rain2avoid.io.list_images`.
     """
     root = Path(root)
     if not recursive:
@@ -65,7 +67,7 @@ def find_images(root: Path, recursive: bool = False, exclude: Path | None = None
                 if entry.is_dir(follow_symlinks=False):
                     if skip is None or os.path.realpath(entry.path) != skip:
                         folders.append(entry.path)
-                elif os.path.splitext(entry.name)[1].lower() in IMAGE_EXTENSIONS and entry.is_file():
+                elif os.path.splitext(entry.name)[1].lower() in extensions and entry.is_file():
                     found.append(entry.path)
                 elif skipped_links is not None and entry.is_symlink() and (
                         entry.is_dir() or not os.path.exists(entry.path)):

@@ -70,8 +70,9 @@ def list_inputs(path: Path, recursive: bool = False, exclude: Path | None = None
                 videos: bool = False, note: Callable[[str], None] | None = None) -> tuple[list[Path], bool]:
     """The images to process and whether ``path`` is a folder (``recursive``: the whole tree,
     leaving out ``exclude``; ``videos``: also the videos of the folder itself, told by content,
-    and the files named as videos, so that one that is not a video is reported, not ignored;
-    ``note``: called with one line when ``recursive`` left out links to folders or to nothing)."""
+    and the files named as videos, so that one that is not a video is reported, not ignored,
+    and with ``recursive`` the files named as videos in the folders below it; ``note``: called
+    with one line when ``recursive`` left out links to folders or to nothing)."""
     if path.is_dir():
         links: list[Path] = []
         files = find_images(path, recursive, exclude, links)
@@ -81,6 +82,9 @@ def list_inputs(path: Path, recursive: bool = False, exclude: Path | None = None
                  f"link(s) in {path} (--recursive follows neither)")
         if videos:  # never an image's name: no overlap
             files = files + list_videos(path)
+        if videos and recursive:   # below the top, by name only: no file of a large tree is opened to look
+            files = files + [f for f in find_images(path, True, exclude, extensions=VIDEO_EXTENSIONS)
+                             if f.parent != path]
         if not files:
             where = "folder tree" if recursive else "folder"
             kinds = ", ".join(IMAGE_EXTENSIONS + (VIDEO_EXTENSIONS if videos else ()))

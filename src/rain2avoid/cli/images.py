@@ -87,7 +87,8 @@ def derain(input, output, preset, init_path, device, backbone, steps, target, re
       rain2avoid derain photos/ -o derained/ --init rain.pt
 
     --workers, --shard and --dask spread the images; the videos of a folder
-    (its top level) are derained here, one after another, before them.
+    (with --recursive, those of its tree named as videos too) are derained
+    here, one after another, before them.
     """
     from ..pipeline import derain_settings
     from ..sdrl import ModelFileError
