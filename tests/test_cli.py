@@ -354,9 +354,13 @@ def test_eval_no_matching_names(tmp_path, scored):
 
 def test_eval_size_mismatch(tmp_path, scored):
     write_image(tmp_path / "small" / "0.png", noise((H - 2, W, 3)))
-    r = invoke("eval", "--pred", tmp_path / "small", "--target", scored["clean"], "--json")
-    assert r.exit_code == 1 and r.stdout == ""  # the only pair: nothing to show
+    r = invoke("eval", "--pred", tmp_path / "small", "--target", scored["clean"])
+    assert r.exit_code == 1 and r.stdout == ""  # the only pair: no table to show
     assert "sizes differ" in r.stderr and "0.png" in r.stderr and "could be scored" in r.stderr
+    r = invoke("eval", "--pred", tmp_path / "small", "--target", scored["clean"], "--json")
+    assert r.exit_code == 1 and "sizes differ" in r.stderr   # a script still gets its object, saying why
+    out = json.loads(r.stdout)
+    assert out["n"] == 0 and out["psnr_y"] is None and out["per_image"] == [] and "sizes differ" in out["skipped"][0]
 
 
 def test_eval_too_small_to_score(tmp_path):

@@ -156,6 +156,11 @@ def test_eval_no_reference_reports_and_skips_bad_files(two_folders):
     assert r.exit_code == 1
     assert json.loads(r.stdout)["n"] == 2
     assert "bad.png" in r.stderr and "small.png" in r.stderr and "2 of 4" in r.stderr
+    (two_folders / "b" / "x.png").write_bytes(b"not an image either")
+    (two_folders / "b" / "y.jpg").unlink()
+    r = invoke("eval", "--no-reference", two_folders / "a", "--compare", two_folders / "b", "--json")
+    out = json.loads(r.stdout)   # nothing scored: the object still comes, and says why
+    assert r.exit_code == 1 and out["n"] == 0 and out["niqe"] is None and len(out["skipped"]) == 1
 
 
 @pytest.mark.parametrize("args, message", [

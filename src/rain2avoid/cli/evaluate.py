@@ -146,11 +146,11 @@ def _full_reference(ctx: Context, pred: Path, target: Path, as_json: bool, crop_
             named = t if str(t) in str(e) and str(p) not in str(e) else p  # the file the error is about
             _error(failures, reason(named, e))
     total = len(pairs) + len(found.ambiguous)
-    if not rows:
+    if not rows and not as_json:   # --json still prints its object (n 0, means null): scripts parse stdout
         raise click.ClickException(f"no pair of {pred} and {target} could be scored "
                                    f"({len(failures)} reported above)")
     keys = ["psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb"]
-    means = {k: float(np.mean([r[k] for r in rows])) for k in keys}
+    means = {k: float(np.mean([r[k] for r in rows])) if rows else None for k in keys}
     if as_json:
         click.echo(json.dumps({"n": len(rows), **means, "per_image": rows,
                                "unpaired": [str(f) for f in found.unpaired], "skipped": failures}))
@@ -205,7 +205,7 @@ def _no_reference(ctx: Context, folder: Path, compare: Path | None, as_json: boo
         if compare is not None:
             row.update(compare_niqe=scores[1]["niqe"], compare_brisque=scores[1]["brisque"])
         rows.append(row)
-    if rows:
+    if rows or as_json:   # --json prints its object even when nothing was scored (n 0, means null)
         _print_no_reference(rows, folder, compare, as_json, found.unpaired if compare is not None else [], failures)
     report_failures(failures, total, "could not be scored")
     if failures:
@@ -215,7 +215,7 @@ def _no_reference(ctx: Context, folder: Path, compare: Path | None, as_json: boo
 def _print_no_reference(rows: list[dict], folder: Path, compare: Path | None, as_json: bool,
                         unpaired: list[Path], failures: list[str]) -> None:
     keys = ["niqe", "brisque"] + (["compare_niqe", "compare_brisque"] if compare is not None else [])
-    means = {k: float(np.mean([r[k] for r in rows])) for k in keys}
+    means = {k: float(np.mean([r[k] for r in rows])) if rows else None for k in keys}
     lower = {k: sum(r[f"compare_{k}"] < r[k] for r in rows) for k in ("niqe", "brisque")} if compare else {}
     if as_json:
         extra = {f"compare_{k}_lower": v for k, v in lower.items()}
