@@ -47,7 +47,8 @@ def evaluate(pred, target, no_reference, compare, as_json, crop_border, quiet, d
     niqe brisque, and with --compare compare_niqe compare_brisque and how many are
     lower in it, compare_niqe_lower compare_brisque_lower), per_image (name and
     scores), unpaired (files without a partner) and skipped (one line per file or
-    pair left out).
+    pair left out). The object is printed even when nothing could be scored: n 0,
+    the means null.
 
     \b
     Examples:
