@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -32,7 +33,8 @@ def demo(output, seed, quiet):
     from ..synth import add_rain, clean_example
     clean = clean_example("astronaut")
     rainy, _ = add_rain(clean, angle=10, intensity=0.5, seed=seed)
-    r = derain_detailed(rainy, seed=seed, progress=not quiet)
+    # Stages and the training bar only on a terminal, as `derain` shows them: in a log the bar is noise.
+    r = derain_detailed(rainy, seed=seed, progress=not quiet and sys.stderr.isatty())
     gray = np.repeat(r.mask[..., None], 3, axis=2)
     comparison = np.concatenate([rainy, gray, r.image, clean], axis=1)
     for name, image in [("clean", clean), ("rainy", rainy), ("mask", r.mask), ("derained", r.image),
