@@ -341,6 +341,16 @@ def test_a_plain_rerun_cleans_up_after_a_killed_run(tmp_path):
     assert hidden_files(out) == []
 
 
+def test_a_single_file_stopped_while_writing_says_its_output_is_not_written(tmp_path):
+    make_folder(tmp_path / "in", ["a.png"], 24, 32)
+    out = tmp_path / "out"
+    p = _stalled_run(tmp_path / "in" / "a.png", "-o", out / "a.png")
+    p.terminate()
+    stdout, stderr = p.communicate(timeout=60)
+    assert p.returncode == 143 and stderr.strip().splitlines()[-1] == f"interrupted: {out / 'a.png'} not written"
+    assert os.listdir(out) == []   # no output, no temporary file, no claim
+
+
 def test_temporary_files_of_live_writes_are_kept(tmp_path):
     from rain2avoid.batch.work import remove_temporaries
     make_folder(tmp_path / "in", ["a.png", "b.png"], 24, 32)

@@ -34,6 +34,7 @@ from .common import (
     Context,
     check_folder_output,
     check_outputs,
+    interrupted_line,
     interrupted_exit_code,
     list_inputs,
     output_for,
@@ -180,8 +181,7 @@ def run_batch(ctx: Context, task, jobs: list[Job], what: str, force: bool, overw
                 raise_errors=ctx.debug and workers == 1 and not dask, on_start=started, skip_existing=not force)
     except KeyboardInterrupt as e:
         bar.close()
-        click.echo(f"interrupted: {sum(finished)} of {len(todo)} image(s) done; run the same command again "
-                   f"to do the rest (finished outputs are skipped)", err=True)
+        click.echo(interrupted_line(folder, todo, sum(finished)), err=True)
         sys.exit(interrupted_exit_code(e))
     except DaskError as e:  # the cluster cannot be used, so nothing was done: 2, like a usage error
         if ctx.debug:

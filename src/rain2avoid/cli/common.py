@@ -104,6 +104,15 @@ STEPS = click.IntRange(0, 1_000_000)
 """--steps of every command (--preset reference trains 5,000)."""
 
 
+def interrupted_line(folder: bool, jobs: list, done: int | None = None) -> str:
+    """What Ctrl-C left, in one line: a single file's output not written (an output is written
+    whole or not at all), or how many of a folder's ``jobs`` are ``done`` and how to go on."""
+    if not folder:
+        return f"interrupted: {jobs[0].dst} not written"
+    count = "" if done is None else f"{done} of {len(jobs)} image(s) done; "
+    return f"interrupted: {count}run the same command again to do the rest (finished outputs are skipped)"
+
+
 def make_folder(folder: Path) -> None:
     """Create an output folder and check that files can be written in it, before any work,
     so that a bad output fails fast and clearly."""

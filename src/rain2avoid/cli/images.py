@@ -26,6 +26,7 @@ from .common import (
     check_device,
     check_folder_output,
     check_outputs,
+    interrupted_line,
     common_options,
     list_inputs,
     make_folder,
@@ -122,25 +123,26 @@ def derain(input, output, preset, init_path, device, backbone, steps, target, re
                       progress=ctx.bars and not folder, threads=1 if folder else None,
                       model=init_path.resolve() if init is not None else None)
     check_outputs(jobs, overwrite, task.output_paths)  # before the videos: no name may be written twice
-    jobs, earlier = _videos_first(ctx, jobs, video, "derain", force or not folder, overwrite)
+    jobs, earlier = _videos_first(ctx, jobs, video, "derain", force, overwrite, folder)
     seconds = 0.3 + 0.0045 * settings.steps * settings.ensemble * (100 if settings.backbone == "unet" else 1)
     run_batch(ctx, task, jobs, "derain", force or not folder, overwrite, workers, dask, dask_write, seconds,
               earlier, folder)
 
 
-def _videos_first(ctx, jobs, work, what, force, overwrite):
+def _videos_first(ctx, jobs, work, what, force, overwrite, folder):
     """Run the video jobs here, one after another (each trains one network for its clip);
-    the image jobs left and (failures, number of videos)."""
+    the image jobs left and (failures, number of videos). A single file (not ``folder``) is
+    always done again."""
     videos = video_jobs(jobs)
     if not videos:
         return jobs, ([], 0)
     check_outputs(jobs, overwrite)
     video_list = [j for j in jobs if j.src in videos]
     try:
-        failures = run_jobs(ctx, video_list, work, what, force=force, overwrite=overwrite, finish=False)
+        failures = run_jobs(ctx, video_list, work, what, force=force or not folder, overwrite=overwrite,
+                            finish=False)
     except KeyboardInterrupt:
-        click.echo("interrupted: run the same command again to do the rest (finished outputs are skipped)",
-                   err=True)
+        click.echo(interrupted_line(folder, jobs), err=True)
         sys.exit(130)
     return [j for j in jobs if j.src not in videos], (failures, len(video_list))
 
@@ -278,7 +280,7 @@ def apply(input, model_path, output, veil, veil_threshold, device, overwrite, fo
         ctx.say(video_job(src, dst, model=model, max_pixels=ctx.max_pixels, progress=ctx.bars,
                           overwrite=overwrite))
 
-    jobs, earlier = _videos_first(ctx, jobs, video, "apply", force or not folder, overwrite)
+    jobs, earlier = _videos_first(ctx, jobs, video, "apply", force, overwrite, folder)
     task = ApplyTask(model_path.resolve(), device, max_pixels, veil=veil, veil_threshold=veil_threshold)
     run_batch(ctx, task, jobs, "apply", force or not folder, overwrite, workers, dask, dask_write, 0.05, earlier,
               folder)
