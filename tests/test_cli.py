@@ -271,6 +271,7 @@ def test_train_then_apply_needs_no_references(tmp_path, monkeypatch):
 
     r = invoke("apply", new / "c.png", "--model", model, "-o", tmp_path / "single.jpg")
     assert r.exit_code == 0, r.output
+    assert r.stdout == f"c.png -> {tmp_path / 'single.jpg'}\n"   # what it wrote, as derain says
     assert (tmp_path / "single.jpg").read_bytes()[:3] == b"\xff\xd8\xff"
 
 
@@ -468,12 +469,14 @@ def test_mask_file_and_folder(tmp_path, rainy_folder):
     r = invoke("mask", rainy_folder / "a.png", "-o", tmp_path / "one.png")
     assert r.exit_code == 0, r.output
     assert np.array_equal(read_image(tmp_path / "one.png"), m)
+    assert r.stdout == f"a.png -> {tmp_path / 'one.png'} (rain on {(m > 10).mean():.1%} of the pixels)\n"
 
 
 def test_refs_file_layout_and_values(tmp_path, rainy_folder):
     out = tmp_path / "refs"
-    r = invoke("refs", rainy_folder / "a.png", "-o", out, "--n", "3", "-q")
+    r = invoke("refs", rainy_folder / "a.png", "-o", out, "--n", "3")
     assert r.exit_code == 0, r.output
+    assert r.stdout == f"a.png -> {out / 'a.png'} and 3 references in {out / 'a'}\n"
     assert sorted(p.name for p in out.iterdir()) == ["a", "a.png"]
     assert sorted(p.name for p in (out / "a").iterdir()) == ["0.png", "1.png", "2.png"]
 

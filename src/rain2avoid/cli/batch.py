@@ -163,8 +163,7 @@ def run_batch(ctx: Context, task, jobs: list[Job], what: str, force: bool, overw
         if outcome.warning:
             tqdm.write(f"warning: {outcome.warning}", file=sys.stderr)
         if outcome.ok:
-            if outcome.message:
-                ctx.say(f"{outcome.src.name} -> {outcome.dst} {outcome.message}")
+            ctx.say(f"{outcome.src.name} -> {outcome.dst} {outcome.message}".rstrip())
             return
         failures.append(outcome.error)
         tqdm.write(f"error: {outcome.error}", file=sys.stderr)

@@ -310,6 +310,7 @@ def mask(input, output, patch_size, kernel_size, quiet, debug, max_pixels):
     def work(src: Path, dst: Path) -> None:
         r = rain_mask(to_uint8(to_float_rgb(ctx.read(src))), patch_size, kernel_size)
         write_image(dst, r.mask)
+        ctx.say(f"{src.name} -> {dst} (rain on {np.mean(r.mask > 10):.1%} of the pixels)")
 
     run_jobs(ctx, [(f, output_for(f, output, folder, ".png")) for f in files], work, "mask")
 
@@ -343,6 +344,7 @@ def refs(input, output, n, sampler, seed, mean_only, quiet, debug, max_pixels):
         if not mean_only:
             for k, ref in enumerate(sample_references(rgb8, m, n, sampler, seed=seed)):
                 write_image(dst.parent / src.stem / f"{k}.png", ref)
+        ctx.say(f"{src.name} -> {dst}" + ("" if mean_only else f" and {n} references in {dst.parent / src.stem}"))
 
     run_jobs(ctx, [(f, output / f"{f.stem}.png") for f in files], work, "refs")
 
