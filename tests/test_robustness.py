@@ -624,7 +624,10 @@ def test_program_folder_with_bad_files(tmp_path, mixed):
 
 def test_program_usage_error_and_bad_model(tmp_path):
     p = run_program("derain", tmp_path / "missing.png", "-o", tmp_path / "o.png")
-    assert p.returncode == 2 and "missing.png" in p.stderr and "Traceback" not in p.stderr
+    assert p.returncode == 2 and "missing.png does not exist" in p.stderr and "Traceback" not in p.stderr
+    (tmp_path / "link.png").symlink_to(tmp_path / "moved.png")
+    r = invoke("derain", tmp_path / "link.png", "-o", tmp_path / "o.png")
+    assert r.exit_code == 2 and f"link.png is a symbolic link to {tmp_path / 'moved.png'}, which does not exist" in r.stderr
 
     marker = tmp_path / "PWNED"
     (tmp_path / "evil.pt").write_bytes(pickle.dumps(_Shell(marker)))  # torch warns about its protocol

@@ -91,6 +91,8 @@ def list_inputs(path: Path, recursive: bool = False, exclude: Path | None = None
             raise click.UsageError(f"no {'images or videos' if videos else 'images'} ({kinds}) in {where} {path}")
         return files, True
     if not path.exists():
+        if path.is_symlink():
+            raise click.UsageError(f"input {path} is a symbolic link to {os.readlink(path)}, which does not exist")
         raise click.UsageError(f"input {path} does not exist")
     return [path], False
 
