@@ -425,6 +425,9 @@ def test_train_never_replaces_an_input_or_a_file_that_is_not_a_model(tmp_path):
     r = invoke("train", tmp_path / "in", "--model", tmp_path / "photo.png", "--steps", "2")
     assert r.exit_code == 2 and "is not a model" in r.stderr
     assert all(p.read_bytes() == data for p, data in before.items())
+    r = invoke("train", tmp_path / "in", "--model", tmp_path / "models" / "rain.png", "--steps", "2")
+    assert r.exit_code == 2 and "is named like an image or a video" in r.stderr and "rain.pt" in r.stderr
+    assert not (tmp_path / "models").exists()
     for _ in range(2):  # a model is replaced by the new one
         assert invoke("train", tmp_path / "in", "--model", tmp_path / "m.pt", "--steps", "1", "-q").exit_code == 0
 

@@ -13,9 +13,10 @@ from tqdm.auto import tqdm
 from ..batch.plan import same_file
 from ..batch.train import DEFAULT_BUDGET_MB
 from ..batch.work import ApplyTask, DerainTask, cached_model
-from ..io import to_float_rgb, write_image
+from ..io import IMAGE_EXTENSIONS, to_float_rgb, write_image
 from ..settings import FOLDER_PRESETS, PRESETS
 from ..veil import VEIL_THRESHOLD
+from ..video.io import VIDEO_EXTENSIONS
 from .batch import batch_options, check_batch_flags, plan, run_batch
 from .common import (
     SEED,
@@ -220,7 +221,7 @@ def train(folder, model_path, preset, device, backbone, steps, target, refs, sam
 
 def _check_model_output(model_path: Path, files: list[Path]) -> None:
     """Usage errors before training: --model must not replace a training image, a folder or a
-    file that is not a model (an earlier model is replaced)."""
+    file that is not a model (an earlier model is replaced), nor be named like an image or video."""
     from ..sdrl import ModelFileError, load_model
     if model_path.is_dir():
         raise click.UsageError(f"--model {model_path} is a folder; give a file name such as rain.pt")
@@ -234,6 +235,9 @@ def _check_model_output(model_path: Path, files: list[Path]) -> None:
             raise click.UsageError(f"--model {model_path} exists and is not a model this rain2avoid reads, so "
                                    f"it would be replaced; give another file name such as rain.pt, or remove "
                                    f"it first") from None
+    if model_path.suffix.lower() in IMAGE_EXTENSIONS + VIDEO_EXTENSIONS:
+        raise click.UsageError(f"--model {model_path} is named like an image or a video (folder runs would "
+                               f"read it as one); give a file name such as {model_path.with_suffix('.pt')}")
 
 
 @click.command()
