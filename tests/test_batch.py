@@ -411,6 +411,8 @@ def test_recursive_says_which_links_it_skipped(tmp_path):
     assert sorted(p.name for p in (tmp_path / "out").rglob("*.png")) == ["a.png"]
     r = invoke("derain", tmp_path / "in", "-o", tmp_path / "out2", "-r", "--steps", "2", "-q")
     assert r.exit_code == 0 and r.output == ""
+    r = invoke("derain", tmp_path / "in", "-o", tmp_path / "out3", "--steps", "2")   # the top only: its broken link
+    assert r.exit_code == 0 and f"note: skipped 1 broken symbolic link(s) in {tmp_path / 'in'}: gone.png" in r.stdout
 
 
 def test_train_recursive_says_which_links_it_skipped(tmp_path):

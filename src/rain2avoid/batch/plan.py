@@ -48,13 +48,20 @@ def find_images(root: Path, recursive: bool = False, exclude: Path | None = None
     the order is the same on every machine. Hidden files and folders (name
     starting with ".") are skipped; so is ``exclude`` (the output folder, when
     it lies inside the input tree), and so are symbolic links to folders (no
-    loops) and links to nothing: with ``recursive``, those links are appended to
-    ``skipped_links`` when it is given, for the caller to say so. ``extensions``:
+    loops) and links to nothing: those links are appended to ``skipped_links`` when
+    it is given, for the caller to say so (without ``recursive``, the links named
+    as images that lead nowhere). ``extensions``:
     the suffixes that make a file count, with ``recursive`` (the videos' suffixes,
     say); without it, :func:`rain2avoid.io.list_images`.
     """
     root = Path(root)
     if not recursive:
+        if skipped_links is not None:   # a link named as an image that leads nowhere
+            with os.scandir(root) as entries:   # the file type comes with the name: only links are looked at
+                skipped_links.extend(Path(e.path) for e in entries if e.is_symlink() and not e.name.startswith(".")
+                                     and os.path.splitext(e.name)[1].lower() in extensions
+                                     and not os.path.exists(e.path))
+            skipped_links.sort()
         return list_images(root)
     skip = os.path.realpath(exclude) if exclude is not None else None
     found, folders = [], [str(root)]

@@ -72,14 +72,17 @@ def list_inputs(path: Path, recursive: bool = False, exclude: Path | None = None
     leaving out ``exclude``; ``videos``: also the videos of the folder itself, told by content,
     and the files named as videos, so that one that is not a video is reported, not ignored,
     and with ``recursive`` the files named as videos in the folders below it; ``note``: called
-    with one line when ``recursive`` left out links to folders or to nothing)."""
+    with one line when links to folders (``recursive``) or to nothing were left out)."""
     if path.is_dir():
         links: list[Path] = []
         files = find_images(path, recursive, exclude, links)
-        if links and note is not None:
+        if links and note is not None and recursive:
             folders = sum(link.is_dir() for link in links)
             note(f"note: skipped {folders} symbolic link(s) to folders and {len(links) - folders} broken "
                  f"link(s) in {path} (--recursive follows neither)")
+        elif links and note is not None:
+            note(f"note: skipped {len(links)} broken symbolic link(s) in {path}: {', '.join(p.name for p in links[:5])}"
+                 f"{' ...' if len(links) > 5 else ''}")
         if videos:  # never an image's name: no overlap
             files = files + list_videos(path)
         if videos and recursive:   # below the top, by name only: no file of a large tree is opened to look
