@@ -12,7 +12,7 @@ from rain2avoid.sdr import (
 
 
 def slow_nss_weights(image, mask, K=7, k=3, eta=0.5, threshold=10):
-    """A direct per-pixel transcription of the NSS weights of method.md section 2 (the known answer)."""
+    """A direct per-pixel transcription of the NSS weights of the method's stage 2 (the known answer)."""
     h, w = mask.shape
     x = image.astype(np.float64)
     out = {}

@@ -3,7 +3,7 @@
 The streak direction is the most frequent dominant HOG orientation over square
 patches; the image is rotated so streaks are vertical, bright pixels that form
 vertical runs are kept by a morphological opening, and the result is rotated
-back. See ``method.md`` section 1; this module reproduces that computation.
+back, as the reference implementation computes it (README, "How it works", step 1).
 """
 
 from __future__ import annotations

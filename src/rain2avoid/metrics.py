@@ -1,4 +1,4 @@
-"""Full-reference metrics with the deraining field's conventions (``method.md`` section 4).
+"""Full-reference metrics with the deraining field's conventions (README, "Measured results").
 
 One convention everywhere (:func:`scale_to_255`; the no-reference metrics of
 :mod:`rain2avoid.noref` share it): pixels are scored on the 0-255 scale, so

@@ -6,7 +6,7 @@ neighbourhood around it. The uniform sampler gives every candidate the same
 probability; NSS (non-local stochastic sampling) weights candidate ``q`` by
 ``1 / max(d(p, q) ** eta, 1e-4)``, ``d`` the L1 distance between the
 ``patch`` x ``patch`` colour patches around ``p`` and ``q`` over the positions
-that are background in ``p``'s patch (``method.md`` section 2).
+that are background in ``p``'s patch (README, "How it works", step 2).
 
 Masks are LDGP's: uint8 (H, W), graded from 0 (background) to 255; a pixel is
 rain where its value is above ``threshold`` (10). A bool mask (True = rain) is

@@ -1,6 +1,6 @@
 """Stage 3, SDRL: train a network to map the rainy image to its derained references.
 
-Two strategies (``method.md`` section 3):
+Three ways (README, "How it works", step 3):
 
 * per image: :func:`train_image` trains a fresh network on one image's references;
 * per folder: :func:`train_folder` trains one network on random crops of many

@@ -81,7 +81,9 @@ def batch_options(f):
     f = click.option("--recursive", "-r", is_flag=True,
                      help="Process the whole folder tree; outputs mirror it (the output folder is skipped).")(f)
     f = click.option("--workers", metavar="N|auto", callback=_workers, default="auto", show_default=True,
-                     help=f"Worker processes on this machine, each with its share of the {cores} core(s). "
+                     help=f"Worker processes on this machine ({cores} core(s)). derain trains each image of a "
+                          f"folder with one thread whatever N, so its outputs do not depend on it; apply gives "
+                          f"each worker its share of the cores. "
                           f"auto: {cores} single-threaded workers (fastest measured) when the folder holds "
                           f"enough work (judged from its images' pixels) to repay starting them, else 1 "
                           f"process; fewer when that many of the largest images would not fit in the memory "

@@ -34,7 +34,7 @@ from ..video.io import (
 # Measured with `python benchmarks/backbones.py` (README, Backbones): one training step, batch 1, a full
 # 480x320 image, on this project's 2-core CPU, in steps of the reference U-Net (0.42-0.78 s there).
 BACKBONE_HELP = ("Network. A full-image (480x320) training step on a 2-core CPU costs, in reference "
-                 "U-Net steps (0.4-0.8 s): fast 0.04-0.2, resnet 0.4-1.6, unet 1, dncnn 2-6, "
+                 "U-Net steps (0.4-0.8 s): fast 0.04-0.2, resnet 0.4-1.6, unet 1, dncnn 2-6.1, "
                  "restormer 45-85, drsformer 90-180 (README, Backbones). Use --device cuda for restormer "
                  "and drsformer: on a CPU, --preset reference takes days per image with them.")
 
