@@ -30,7 +30,7 @@ from test_batch import GOOD, TRAINS, done_lines, make_folder, max_difference, tm
 import rain2avoid  # noqa: E402
 import rain2avoid.batch.dask  # noqa: E402
 from rain2avoid.batch import DerainTask, Job, run_local  # noqa: E402
-from rain2avoid.batch.dask import DaskError, run_dask  # noqa: E402
+from rain2avoid.batch.dask import DaskError, DaskLost, run_dask  # noqa: E402
 from rain2avoid.files import claim  # noqa: E402
 from rain2avoid.io import read_image  # noqa: E402
 
@@ -357,3 +357,33 @@ def test_unreachable_scheduler_exits_2_in_one_line(tmp_path, monkeypatch):
     r = invoke("derain", tmp_path / "in", "-o", tmp_path / "out", "--dask", address)
     assert r.exit_code == 2 and len(r.stderr.splitlines()) == 1, r.output
     assert r.stderr.startswith(f"Error: cannot reach the Dask scheduler at {address} ") and "dask scheduler" in r.stderr
+
+
+def test_a_bad_address_or_an_unreachable_scheduler_is_said_before_any_work(tmp_path):
+    """Checked before the videos, which run here first: a malformed address was a traceback after them,
+    and a run that never ended."""
+    from rain2avoid.video import write_video
+    make_folder(tmp_path / "in", ["a.png"], 24, 32)
+    write_video(tmp_path / "in" / "clip.mkv", [dry_photo()] * 2)
+    r = invoke("derain", tmp_path / "in", "-o", tmp_path / "out", "--dask", "nonsense")
+    assert r.exit_code == 2 and "--dask nonsense is not a scheduler address (missing port number" in r.stderr
+    address = f"tcp://127.0.0.1:{_free_port()}"
+    r = invoke("derain", tmp_path / "in", "-o", tmp_path / "out", "--dask", address)
+    assert r.exit_code == 2 and r.stderr.startswith(f"Error: cannot reach the Dask scheduler at {address} ")
+    r = invoke("derain", tmp_path / "in", "-o", tmp_path / "out", "--dask-write", "worker")
+    assert r.exit_code == 2 and "--dask-write goes with --dask" in r.stderr
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())   # the video was not derained
+
+
+def test_a_scheduler_lost_mid_run_ends_the_run_saying_so(tmp_path):
+    """The client gives up reconnecting after ``timeout``; the run must end then (it waited forever)."""
+    make_folder(tmp_path / "in", ["a.png", "b.png"], *TRAINS)
+    jobs = [Job(tmp_path / "in" / n, tmp_path / "out" / n) for n in ("a.png", "b.png")]
+    lost = CommandLineCluster(tmp_path)
+    threading.Timer(3, lambda: [p.kill() for p in lost.processes]).start()
+    start = time.monotonic()
+    with pytest.raises(DaskLost, match=r"lost the Dask scheduler at .* 0 of 2 image\(s\) done; run the same"):
+        run_dask(DerainTask(options=(("steps", 100_000),), threads=1), jobs, lost.scheduler_address, timeout=3)
+    assert time.monotonic() - start < 60
+    lost.close()
+    assert list((tmp_path / "out").glob("*")) + list((tmp_path / "out").glob(".*")) == []   # no claim left

@@ -29,10 +29,15 @@ submitting it (:class:`~rain2avoid.batch.work.Claims`), so a second run into the
 same folder, on this cluster or any other backend, skips the images this one is making.
 Ctrl-C cancels the tasks not yet run; tasks already running on a worker finish
 (a thread cannot be stopped) and, in ``"worker"`` mode, write complete outputs.
+A scheduler lost for good in the middle (the client gives up reconnecting after
+``timeout``) ends the run with :class:`DaskLost`: what was reported is done, and a
+re-run does the rest. The CLI checks that the scheduler's port answers before any
+work (:func:`check_scheduler`), since a folder's videos are derained before it connects.
 """
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import dataclasses
 import hashlib
@@ -51,13 +56,39 @@ from .plan import Job
 from .work import (Claims, Outcome, remove_temporaries, retry_or_give_up, run_job, run_job_on_bytes,
                    set_threads, thread_lock_for_bars)
 
-__all__ = ["run_dask", "require_distributed", "DaskError", "EXTRA_HINT"]
+__all__ = ["run_dask", "require_distributed", "check_scheduler", "DaskError", "DaskLost", "EXTRA_HINT"]
 
 EXTRA_HINT = "pip install 'rain2avoid[dask]'"
 
 
 class DaskError(RuntimeError):
     """The cluster cannot be used (not installed, unreachable, no workers, wrong rain2avoid)."""
+
+
+class DaskLost(RuntimeError):
+    """The client lost its scheduler in the middle of a run (it gave up reconnecting): the jobs
+    reported so far are done, the others are not."""
+
+
+def check_scheduler(address: str, timeout: float = 10.0) -> None:
+    """DaskError unless ``address`` is a scheduler address (``tcp://host:port``, ``host:port``,
+    ``tls://...``) whose port accepts a connection within ``timeout`` seconds: a quick check
+    before any work, for a run that does other work (videos) before it connects."""
+    import socket
+    distributed = require_distributed()
+    try:
+        scheme, location = distributed.comm.parse_address(address)
+        host, port = distributed.comm.parse_host_port(location)
+    except ValueError as e:
+        raise DaskError(f"--dask {address} is not a scheduler address ({e}); give one such as "
+                        f"tcp://10.0.0.5:8786") from None
+    if scheme not in ("tcp", "tls"):
+        return   # inproc, ucx, ...: the client's own connection tells
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as e:
+        raise DaskError(f"cannot reach the Dask scheduler at {address} ({e.strerror or e}); check the "
+                        f"address, or start a scheduler there with `dask scheduler`") from None
 
 
 def require_distributed():
@@ -98,8 +129,10 @@ def run_dask(task, jobs: Sequence[Job], address: str, write: str = "auto",
 
     Returns one :class:`Outcome` per job (in the order they finished).
     ``on_start(write_mode, worker_threads)`` is called once connected.
-    Raises :class:`DaskError` when the cluster cannot be used (before any work); a
-    KeyboardInterrupt cancels what has not started and propagates.
+    Raises :class:`DaskError` when the cluster cannot be used (before any work), and
+    :class:`DaskLost` when the scheduler is lost for good in the middle (the outcomes
+    reported until then stand); a KeyboardInterrupt cancels what has not started and
+    propagates.
     ``skip_existing``: as for :func:`~rain2avoid.batch.local.run_local`.
     """
     if write not in ("auto", "worker", "client"):
@@ -113,7 +146,7 @@ def run_dask(task, jobs: Sequence[Job], address: str, write: str = "auto",
     try:
         try:
             client = distributed.Client(address, timeout=timeout, set_as_default=False)
-        except (OSError, TimeoutError) as e:
+        except (OSError, TimeoutError, ValueError) as e:
             raise DaskError(f"cannot reach the Dask scheduler at {address} ({' '.join(str(e).split())}); "
                             f"check the address, or start a scheduler there with `dask scheduler`") from None
         try:
@@ -121,7 +154,7 @@ def run_dask(task, jobs: Sequence[Job], address: str, write: str = "auto",
             if on_start is not None:
                 on_start(mode, threads)
             return _run(client, distributed, task, jobs, mode, max(8, 2 * threads), report, attempts,
-                        Claims(skip_existing))
+                        Claims(skip_existing), address)
         finally:
             client.close()
     finally:
@@ -162,7 +195,7 @@ def _prepare(client, address: str, jobs: Sequence[Job], write: str, timeout: flo
 
 
 def _run(client, distributed, task, jobs: Sequence[Job], mode: str, window: int,
-         report: Callable[[Outcome], None], attempts: int, claims: Claims) -> list[Outcome]:
+         report: Callable[[Outcome], None], attempts: int, claims: Claims, address: str) -> list[Outcome]:
     remove_temporaries(task, jobs)  # left by a run that was killed; those of live runs stay
     outcomes: list[Outcome] = []
     queue = list(reversed(jobs))
@@ -191,7 +224,7 @@ def _run(client, distributed, task, jobs: Sequence[Job], mode: str, window: int,
                 pending.add(future)
             if not running:
                 continue
-            future = next(pending)
+            future = _next_finished(pending, client, address, len(outcomes), len(jobs))
             job = running.pop(future)
             if future.status == "finished":
                 outcome = future.result()
@@ -218,10 +251,40 @@ def _run(client, distributed, task, jobs: Sequence[Job], mode: str, window: int,
             remove_temporaries(task, jobs)  # left by killed workers; nothing of ours runs now
         return outcomes
     except BaseException:  # KeyboardInterrupt: cancel what has not run; running tasks finish
-        client.cancel(list(running))
+        if client.status == "running":   # a client that lost its scheduler has nothing to cancel
+            client.cancel(list(running))
         raise
     finally:
         claims.release_all()
+
+
+def _next_finished(pending, client, address: str, done: int, total: int, poll: float = 1.0):
+    """The next future of ``pending`` (a ``distributed.as_completed``) to finish. While the client
+    reconnects to a lost scheduler this waits; once it has given up, DaskLost: waiting would
+    never end, and the futures it cancels are no task's failure."""
+    while True:
+        _check_client(client, address, done, total)
+        try:   # as ``next(pending)``, for at most ``poll`` seconds
+            future = client.sync(_next_within, pending, poll)
+            break
+        except TimeoutError:
+            pass
+    if future.status != "finished":
+        _check_client(client, address, done, total)
+    return future
+
+
+async def _next_within(pending, seconds: float):
+    """The next future of an ``as_completed``, or TimeoutError after ``seconds``."""
+    return await asyncio.wait_for(pending.__anext__(), seconds)
+
+
+def _check_client(client, address: str, done: int, total: int) -> None:
+    """DaskLost once the client has given up reconnecting to its scheduler."""
+    if client.status not in ("running", "connecting", "newly-created"):
+        raise DaskLost(f"lost the Dask scheduler at {address} (the client gave up reconnecting): {done} of "
+                       f"{total} image(s) done; run the same command again to do the rest (finished "
+                       f"outputs are skipped)")
 
 
 def _submit(client, task, job: Job, mode: str, model):

@@ -25,7 +25,7 @@ from ..batch import (
     split_done,
     take_shard,
 )
-from ..batch.dask import DaskError, require_distributed
+from ..batch.dask import DaskError, DaskLost, check_scheduler, require_distributed
 from ..batch.local import available_memory, memory_workers, worker_memory
 from ..batch.plan import Job
 from ..batch.work import Outcome, remove_temporaries
@@ -67,11 +67,10 @@ def _shard(ctx, param, value):
 
 def batch_options(f):
     cores = available_cores()
-    f = click.option("--dask-write", type=click.Choice(["auto", "worker", "client"]), default="auto",
-                     show_default=True,
+    f = click.option("--dask-write", type=click.Choice(["auto", "worker", "client"]), default=None,
                      help="With --dask, who writes the outputs: 'worker' (workers share the client's "
                           "filesystem, same paths), 'client' (inputs and outputs travel as bytes), 'auto' "
-                          "(worker if every worker sees the files).")(f)
+                          "(worker if every worker sees the files).  [default: auto]")(f)
     f = click.option("--dask", "dask", metavar="ADDRESS", default=None,
                      help="Run one task per image on the Dask scheduler at ADDRESS, e.g. "
                           "tcp://10.0.0.5:8786 (needs rain2avoid[dask] here and on the workers).")(f)
@@ -109,15 +108,24 @@ def plan(input: Path, output: Path, recursive: bool, shard, suffix: str | None =
     return [Job(f, output_for(f, output, False, suffix)) for f in files], False
 
 
-def check_batch_flags(workers, dask: str | None) -> None:
-    """Usage errors of the scale-out flags, before any work."""
+def check_batch_flags(workers, dask: str | None, dask_write: str | None = None) -> None:
+    """Usage errors of the scale-out flags, before any work (a --dask scheduler that cannot be
+    reached too: exit 2)."""
     if dask and workers is not None:
         raise click.UsageError("--workers is for this machine; with --dask the cluster's workers do the work")
+    if dask_write and not dask:
+        raise click.UsageError("--dask-write goes with --dask (who writes the outputs of a Dask run)")
     if dask:
         try:
             require_distributed()
         except DaskError as e:
             raise click.UsageError(str(e)) from None
+        try:
+            check_scheduler(dask)
+        except DaskError as e:
+            error = click.ClickException(str(e))
+            error.exit_code = 2
+            raise error from None
 
 
 def run_batch(ctx: Context, task, jobs: list[Job], what: str, force: bool, overwrite: bool, workers,
@@ -132,7 +140,7 @@ def run_batch(ctx: Context, task, jobs: list[Job], what: str, force: bool, overw
     ``folder``: end with a one-line summary (written, skipped, failed, time).
     """
     start = time.perf_counter()
-    check_batch_flags(workers, dask)
+    check_batch_flags(workers, dask, dask_write)
     failures: list[str] = list(earlier[0])
     if not jobs:
         if not earlier[1]:
@@ -178,7 +186,7 @@ def run_batch(ctx: Context, task, jobs: list[Job], what: str, force: bool, overw
 
     try:
         with sigterm_as_interrupt():
-            run(task, todo, workers=workers, dask=dask, dask_write=dask_write, on_outcome=report,
+            run(task, todo, workers=workers, dask=dask, dask_write=dask_write or "auto", on_outcome=report,
                 raise_errors=ctx.debug and workers == 1 and not dask, on_start=started, skip_existing=not force)
     except KeyboardInterrupt as e:
         bar.close()
@@ -190,6 +198,10 @@ def run_batch(ctx: Context, task, jobs: list[Job], what: str, force: bool, overw
         error = click.ClickException(str(e))
         error.exit_code = 2
         raise error from None
+    except DaskLost as e:  # what was reported is done; the rest is left for a re-run
+        bar.close()
+        failures.append(str(e))
+        tqdm.write(f"error: {e}", file=sys.stderr)
     bar.close()
     report_failures(failures, len(todo) + earlier[1])
     if folder:

@@ -99,7 +99,7 @@ def derain(input, output, preset, init_path, device, backbone, steps, target, re
     ctx = Context(quiet, debug, max_pixels)
     options = dict(backbone=backbone, steps=steps, target=target, refs=refs, sampler=sampler, seed=seed,
                    veil=veil, veil_threshold=veil_threshold, layer=layer, wide=WIDE_SIDE if wide_rain else None)
-    check_batch_flags(workers, dask)
+    check_batch_flags(workers, dask, dask_write)
     init = None
     if init_path is not None:
         try:
@@ -278,7 +278,7 @@ def apply(input, model_path, output, veil, veil_threshold, device, overwrite, fo
         if debug:
             raise
         raise click.ClickException(str(e))
-    check_batch_flags(workers, dask)
+    check_batch_flags(workers, dask, dask_write)
     jobs, folder = plan(input, output, recursive, shard, videos=True, note=ctx.say)
 
     def video(src: Path, dst: Path) -> None:
