@@ -7,6 +7,7 @@ by ``benchmarks/video.py``.
 
 from __future__ import annotations
 
+import os
 from fractions import Fraction
 
 import numpy as np
@@ -450,3 +451,40 @@ def test_cli_video_errors_are_one_line(tmp_path, clip, monkeypatch):
     r = invoke("derain", tmp_path / "still.png", "-o", tmp_path / "still.mp4")
     assert r.exit_code == 2 and f'{tmp_path / "still.mp4"} is a video; video needs PyAV' in r.stderr
 
+
+
+def test_a_killed_runs_temporary_video_is_removed_and_a_video_another_run_makes_is_skipped(tmp_path, clip):
+    from rain2avoid.files import claim, locked_temporary
+    rainy, _ = clip
+    write_video(tmp_path / "in" / "clip.mkv", rainy[:3])
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".clip.mkv.0123456789ab.tmp").write_bytes(b"half a video")   # its writer was killed
+    live, lock = locked_temporary(out / "clip.mkv")                       # a writer still at work
+    other = claim(out / "clip.mkv")                                       # another run is making it
+    r = invoke("derain", tmp_path / "in", "-o", out, "--steps", "5")
+    assert r.exit_code == 0, r.output + r.stderr
+    assert f"skip clip.mkv: {out / 'clip.mkv'} is being written by another run" in r.stdout
+    assert sorted(p.name for p in out.iterdir()) == sorted([live.name, ".clip.mkv.claim"])   # the stale one gone
+    other.release()
+    os.close(lock)
+    live.unlink()
+    r = invoke("derain", tmp_path / "in", "-o", out, "--steps", "5")
+    assert r.exit_code == 0 and sorted(p.name for p in out.iterdir()) == ["clip.mkv"], r.output + r.stderr
+
+
+def test_sigterm_during_a_video_stops_it_like_ctrl_c(tmp_path, clip):
+    import signal
+    import subprocess
+    import sys
+    import time
+    rainy, _ = clip
+    write_video(tmp_path / "clip.mkv", rainy[:3])
+    out = tmp_path / "out" / "clip.mkv"
+    p = subprocess.Popen([sys.executable, "-m", "rain2avoid.cli", "derain", str(tmp_path / "clip.mkv"), "-o", str(out),
+                          "--steps", "100000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(8)   # importing, then training
+    p.send_signal(signal.SIGTERM)
+    stdout, stderr = p.communicate(timeout=60)
+    assert p.returncode == 143 and stderr.strip().splitlines()[-1] == f"interrupted: {out} not written", stderr
+    assert not out.parent.exists() or list(out.parent.iterdir()) == []

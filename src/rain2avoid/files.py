@@ -26,15 +26,15 @@ import os
 import re
 import uuid
 from pathlib import Path
-from typing import List, Optional, Union
+from typing import List, Optional, Tuple, Union
 
 try:
     import fcntl
 except ImportError:  # Windows: nothing is locked (see the module docstring)
     fcntl = None
 
-__all__ = ["ImageWriteError", "write_bytes", "temporary_files", "stale_temporaries", "Claim", "claim",
-           "describe_os_error"]
+__all__ = ["ImageWriteError", "write_bytes", "temporary_files", "stale_temporaries", "locked_temporary", "Claim",
+           "claim", "describe_os_error"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -187,10 +187,7 @@ def write_atomically(target: Path, data: bytes) -> None:
         ) from exc
     descriptor, created = None, False
     try:
-        while descriptor is None:  # None: a clean-up took it for a leftover before we locked it
-            # Hidden, unique, and short enough for any file-name limit (temporary_files finds it).
-            temporary = folder / f".{_temporary_prefix(target)}.{uuid.uuid4().hex[:12]}.tmp"
-            descriptor = _open_locked(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, wait=True)
+        temporary, descriptor = locked_temporary(target)
         created = True
         with open(descriptor, "wb", closefd=False) as handle:
             handle.write(data)
@@ -209,6 +206,19 @@ def write_atomically(target: Path, data: bytes) -> None:
         if descriptor is not None:
             os.close(descriptor)
     _sync_folder(folder)
+
+
+def locked_temporary(target: Path) -> Tuple[Path, int]:
+    """A new empty hidden temporary file beside ``target`` (in an existing folder), named so that
+    :func:`temporary_files` finds it, and an open descriptor that holds its lock: keep it open
+    until the file is renamed over ``target`` or removed, then close it. For writers that write
+    the file through a path of their own (a video muxer); OSError when it cannot be made."""
+    while True:   # None: a clean-up took it for a leftover before we locked it
+        # Hidden, unique, and short enough for any file-name limit.
+        temporary = target.parent / f".{_temporary_prefix(target)}.{uuid.uuid4().hex[:12]}.tmp"
+        descriptor = _open_locked(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, wait=True)
+        if descriptor is not None:
+            return temporary, descriptor
 
 
 def _remove_quietly(path: Path) -> None:

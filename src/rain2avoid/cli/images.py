@@ -10,9 +10,10 @@ import click
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..batch.plan import same_file
+from ..batch.plan import Job, same_file
 from ..batch.train import DEFAULT_BUDGET_MB
-from ..batch.work import ApplyTask, DerainTask, cached_model
+from ..batch.work import ApplyTask, Claims, DerainTask, cached_model
+from ..files import stale_temporaries
 from ..io import IMAGE_EXTENSIONS, to_float_rgb, write_image
 from ..settings import FOLDER_PRESETS, PRESETS
 from ..veil import VEIL_THRESHOLD
@@ -27,8 +28,9 @@ from .common import (
     check_device,
     check_folder_output,
     check_outputs,
-    interrupted_line,
     common_options,
+    interrupted_exit_code,
+    interrupted_line,
     list_inputs,
     make_folder,
     output_for,
@@ -36,6 +38,7 @@ from .common import (
     report_failures,
     run_jobs,
     settings_options,
+    sigterm_as_interrupt,
     video_jobs,
 )
 
@@ -139,12 +142,27 @@ def _videos_first(ctx, jobs, work, what, force, overwrite, folder):
         return jobs, ([], 0)
     check_outputs(jobs, overwrite)
     video_list = [j for j in jobs if j.src in videos]
+    for leftover in stale_temporaries(*(j.dst for j in video_list)):   # of a run that was killed
+        leftover.unlink(missing_ok=True)
+    claims = Claims()
+
+    def claimed(src: Path, dst: Path) -> None:   # another run making it (a shard, a second run): skip it
+        skipped = claims.take(Job(src, dst))
+        if skipped is not None:
+            ctx.say(f"skip {src.name}: {skipped.skipped}")
+            return
+        try:
+            work(src, dst)
+        finally:
+            claims.release(Job(src, dst))
+
     try:
-        failures = run_jobs(ctx, video_list, work, what, force=force or not folder, overwrite=overwrite,
-                            finish=False)
-    except KeyboardInterrupt:
+        with sigterm_as_interrupt():
+            failures = run_jobs(ctx, video_list, claimed, what, force=force or not folder, overwrite=overwrite,
+                                finish=False)
+    except KeyboardInterrupt as e:
         click.echo(interrupted_line(folder, jobs), err=True)
-        sys.exit(130)
+        sys.exit(interrupted_exit_code(e))
     return [j for j in jobs if j.src not in videos], (failures, len(video_list))
 
 

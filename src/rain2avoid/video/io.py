@@ -22,13 +22,14 @@ FFmpeg's ``bitexact`` flag (the same frames give the same file).
 from __future__ import annotations
 
 import os
-import uuid
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Iterator, List, Optional, Union
 
 import numpy as np
+
+from ..files import locked_temporary
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -279,6 +280,7 @@ class VideoWriter:
         self.notes: List[str] = []
         self.frames = 0
         self._tmp: Optional[Path] = None
+        self._lock: Optional[int] = None   # holds the temporary file's lock: a run that finds it knows it is live
         self._out = self._video = None
         self._audio_in = self._audio_packets = self._audio_out = self._transcode = None
 
@@ -297,13 +299,13 @@ class VideoWriter:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise VideoWriteError(self.path, f"cannot create folder {folder}: {e.strerror or e}") from None
-        self._tmp = folder / f".{self.path.stem[:40]}.{uuid.uuid4().hex[:12]}.tmp{self.path.suffix}"
-        try:
+        try:   # named as an image's, so that a later run removes it if this one is killed
+            self._tmp, self._lock = locked_temporary(self.path)
             # FFmpeg's "bitexact": no random ID (Matroska's SegmentUID) nor version strings in the
             # container, so that identical runs write identical files
             self._out = self.av.open(str(self._tmp), "w", format=self.muxer, container_options={"fflags": "+bitexact"})
         except OSError as e:
-            self._tmp = None
+            self.abort()
             raise VideoWriteError(self.path, e.strerror or str(e)) from None
         self._video = self._video_stream(height, width)
         if self.audio_from is not None:
@@ -413,6 +415,7 @@ class VideoWriter:
                 self._audio_in = None
             os.replace(self._tmp, self.path)
             self._tmp = None
+            self._unlock()
         except OSError as e:
             self.abort()
             raise VideoWriteError(self.path, e.strerror or str(e)) from None
@@ -435,6 +438,12 @@ class VideoWriter:
             except OSError:
                 pass
             self._tmp = None
+        self._unlock()
+
+    def _unlock(self) -> None:
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
 
 
 def write_video(path: PathLike, frames, fps: Union[Fraction, float] = 25,
