@@ -410,6 +410,9 @@ def test_cli_derain_and_apply_videos(tmp_path, clip):
     r = invoke("derain", folder, "-o", tmp_path / "out", "--steps", "20")
     assert r.exit_code == 0, r.output + r.stderr
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["clip.mp4", "photo.png"]
+    assert "done: 1 image(s) and 1 video(s) written, 0 skipped (already done), 0 failed in " in r.stdout
+    r = invoke("derain", folder, "-o", tmp_path / "out", "--steps", "20")   # the summary counts the video too
+    assert r.exit_code == 0 and "done: 0 image(s) and 0 video(s) written, 2 skipped (already done)" in r.stdout
     r = invoke("train", folder, "--model", tmp_path / "m.pt", "--steps", "10")
     assert r.exit_code == 0 and "1 image(s)" in r.output                # videos are not training images
     r = invoke("apply", folder / "clip.bin", "--model", tmp_path / "m.pt", "-o", tmp_path / "applied.mp4")

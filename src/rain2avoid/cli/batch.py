@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 import time
 import warnings
+from typing import NamedTuple
 from pathlib import Path
 
 import click
@@ -128,24 +129,49 @@ def check_batch_flags(workers, dask: str | None, dask_write: str | None = None) 
             raise error from None
 
 
+class Earlier(NamedTuple):
+    """What a run did before its images: a folder's videos, derained here one after another (their
+    failures, how many there were, were written and were skipped), and when it started."""
+
+    failures: tuple = ()
+    files: int = 0
+    written: int = 0
+    skipped: int = 0
+    start: float | None = None
+
+
 def run_batch(ctx: Context, task, jobs: list[Job], what: str, force: bool, overwrite: bool, workers,
-              dask: str | None, dask_write: str, work_seconds: float, earlier: tuple[list[str], int] = ([], 0),
+              dask: str | None, dask_write: str, work_seconds: float, earlier: Earlier = Earlier(),
               folder: bool = True) -> None:
     """Run the jobs as the flags say; report like ``run_jobs``; exit 1 if any failed, 130 on Ctrl-C,
     143 on SIGTERM (both after the 'interrupted' line), 2 when the Dask cluster cannot be used.
     An image whose output another run is making (or has made since the plan) is skipped and said so.
 
     ``work_seconds``: a rough cost of one image here, to decide ``--workers auto``.
-    ``earlier``: the failures and number of files of work done before (videos), listed at the end too.
-    ``folder``: end with a one-line summary (written, skipped, failed, time).
+    ``earlier``: the videos done before (:class:`Earlier`), counted in the failures listed at the
+    end and in the summary.
+    ``folder``: end with a one-line summary (written, skipped, failed, time; videos too).
     """
-    start = time.perf_counter()
+    start = time.perf_counter() if earlier.start is None else earlier.start
     check_batch_flags(workers, dask, dask_write)
-    failures: list[str] = list(earlier[0])
+    failures: list[str] = list(earlier.failures)
+
+    def summary(written: int, done: int, elsewhere: int, failed: int) -> None:
+        if not folder:
+            return
+        videos = f" and {earlier.written} video(s)" if earlier.files else ""
+        done, failed = done + earlier.skipped, failed + len(earlier.failures)
+        skipped = (f"{done + elsewhere} skipped ({done} already done, {elsewhere} left to another run)"
+                   if elsewhere else f"{done} skipped (already done)")
+        ctx.say(f"done: {written} image(s){videos} written, {skipped}, {failed} failed "
+                f"in {time.perf_counter() - start:.0f} s")
+
     if not jobs:
-        if not earlier[1]:
+        if not earlier.files:
             ctx.say("no images in this shard")
-        report_failures(failures, earlier[1])
+        report_failures(failures, earlier.files)
+        if earlier.files:
+            summary(0, 0, 0, 0)
         if failures:
             sys.exit(1)
         return
@@ -203,13 +229,8 @@ def run_batch(ctx: Context, task, jobs: list[Job], what: str, force: bool, overw
         failures.append(str(e))
         tqdm.write(f"error: {e}", file=sys.stderr)
     bar.close()
-    report_failures(failures, len(todo) + earlier[1])
-    if folder:
-        failed = len(finished) - sum(finished)
-        skipped = (f"{len(done) + len(elsewhere)} skipped ({len(done)} already done, {len(elsewhere)} left to "
-                   f"another run)" if elsewhere else f"{len(done)} skipped (already done)")
-        ctx.say(f"done: {sum(finished)} image(s) written, {skipped}, {failed} failed "
-                f"in {time.perf_counter() - start:.0f} s")
+    report_failures(failures, len(todo) + earlier.files)
+    summary(sum(finished), len(done), len(elsewhere), len(finished) - sum(finished))
     if failures:
         sys.exit(1)
 

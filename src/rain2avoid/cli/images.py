@@ -10,7 +10,7 @@ import click
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..batch.plan import Job, same_file
+from ..batch.plan import Job, same_file, split_done
 from ..batch.train import DEFAULT_BUDGET_MB
 from ..batch.work import ApplyTask, Claims, DerainTask, cached_model
 from ..files import stale_temporaries
@@ -18,7 +18,7 @@ from ..io import IMAGE_EXTENSIONS, to_float_rgb, write_image
 from ..settings import FOLDER_PRESETS, PRESETS
 from ..veil import VEIL_THRESHOLD
 from ..video.io import VIDEO_EXTENSIONS
-from .batch import batch_options, check_batch_flags, plan, run_batch
+from .batch import Earlier, batch_options, check_batch_flags, plan, run_batch
 from .common import (
     SEED,
     VEIL_HELP,
@@ -133,22 +133,26 @@ def derain(input, output, preset, init_path, device, backbone, steps, target, re
               earlier, folder)
 
 
-def _videos_first(ctx, jobs, work, what, force, overwrite, folder):
+def _videos_first(ctx, jobs, work, what, force, overwrite, folder) -> tuple[list, Earlier]:
     """Run the video jobs here, one after another (each trains one network for its clip);
-    the image jobs left and (failures, number of videos). A single file (not ``folder``) is
-    always done again."""
+    the image jobs left and what the videos came to (:class:`~.batch.Earlier`). A single file
+    (not ``folder``) is always done again."""
+    start = time.perf_counter()
     videos = video_jobs(jobs)
     if not videos:
-        return jobs, ([], 0)
+        return jobs, Earlier(start=start)
     check_outputs(jobs, overwrite)
     video_list = [j for j in jobs if j.src in videos]
     for leftover in stale_temporaries(*(j.dst for j in video_list)):   # of a run that was killed
         leftover.unlink(missing_ok=True)
-    claims = Claims()
+    force = force or not folder
+    done = len(split_done(video_list, force, bool(overwrite))[1])
+    claims, elsewhere = Claims(), []
 
     def claimed(src: Path, dst: Path) -> None:   # another run making it (a shard, a second run): skip it
         skipped = claims.take(Job(src, dst))
         if skipped is not None:
+            elsewhere.append(src)
             ctx.say(f"skip {src.name}: {skipped.skipped}")
             return
         try:
@@ -158,12 +162,13 @@ def _videos_first(ctx, jobs, work, what, force, overwrite, folder):
 
     try:
         with sigterm_as_interrupt():
-            failures = run_jobs(ctx, video_list, claimed, what, force=force or not folder, overwrite=overwrite,
-                                finish=False)
+            failures = run_jobs(ctx, video_list, claimed, what, force=force, overwrite=overwrite, finish=False)
     except KeyboardInterrupt as e:
         click.echo(interrupted_line(folder, jobs), err=True)
         sys.exit(interrupted_exit_code(e))
-    return [j for j in jobs if j.src not in videos], (failures, len(video_list))
+    skipped = done + len(elsewhere)
+    return [j for j in jobs if j.src not in videos], Earlier(tuple(failures), len(video_list),
+                                                            len(video_list) - skipped - len(failures), skipped, start)
 
 
 @click.command()
