@@ -202,6 +202,24 @@ def test_truncated_video_is_one_clear_error_and_leaves_nothing(tmp_path, suffix)
     assert list(out.iterdir()) == []
 
 
+def test_a_variable_frame_rate_matroska_is_read_whole(tmp_path):
+    """Its header gives no frame count and a rate of 24/s: duration times rate (19 frames) was taken
+    for the count it announces, and its 10 frames for a truncation."""
+    out = av.open(str(tmp_path / "vfr.mkv"), "w")
+    stream = out.add_stream("ffv1", rate=24)
+    stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
+    stream.codec_context.time_base = Fraction(1, 1000)
+    for frame, pts in zip(noise_frames(10), [0, 40, 80, 200, 240, 400, 440, 480, 700, 740]):
+        picture = av.VideoFrame.from_ndarray(frame, format="rgb24")
+        picture.pts, picture.time_base = pts, Fraction(1, 1000)
+        out.mux(stream.encode(picture))
+    out.mux(stream.encode())
+    out.close()
+    info = probe(tmp_path / "vfr.mkv")
+    assert not info.announced and info.frames == 19
+    assert frames_of(tmp_path / "vfr.mkv").shape == (10, H, W, 3)
+
+
 def test_writer_error_leaves_no_partial_file(tmp_path):
     with pytest.raises(RuntimeError):
         with VideoWriter(tmp_path / "out.mp4", 25) as writer:

@@ -139,10 +139,11 @@ def is_video(path: PathLike) -> bool:
 class VideoInfo:
     """What :func:`probe` learns from a video's header.
 
-    frames: the frame count the file announces (0 when it does not say);
-    fps: the average frame rate; rotation: degrees the pixels are turned to be
-    upright (``width``/``height`` are those of the upright frames); audio: the
-    audio codec's name, or None.
+    frames: the frame count the file announces, else its duration times ``fps``
+    (``announced`` False: an estimate, wrong for a variable frame rate), else its
+    packets counted; fps: the average frame rate; rotation: degrees the pixels are
+    turned to be upright (``width``/``height`` are those of the upright frames);
+    audio: the audio codec's name, or None.
     """
 
     path: Path
@@ -155,6 +156,7 @@ class VideoInfo:
     seconds: float
     audio: Optional[str]
     rotation: int = 0
+    announced: bool = True
 
 
 def probe(path: PathLike) -> VideoInfo:
@@ -176,6 +178,7 @@ def probe(path: PathLike) -> VideoInfo:
                 raise VideoReadError(path, "no frame rate in the file")
             seconds = _stream_seconds(stream, container)
             frames = int(stream.frames or 0)
+            announced = frames > 0
             if not frames and seconds:
                 frames = int(round(seconds * float(fps)))
             if not frames:  # the header does not say: count the packets (no decoding)
@@ -191,7 +194,7 @@ def probe(path: PathLike) -> VideoInfo:
     if rotation % 180:
         width, height = height, width
     return VideoInfo(path, kind, stream.codec_context.name, width, height, Fraction(fps), frames, seconds,
-                     audio, rotation)
+                     audio, rotation, announced)
 
 
 def _stream_seconds(stream, container) -> float:
@@ -227,7 +230,7 @@ def read_frames(path: PathLike, info: Optional[VideoInfo] = None) -> Iterator[np
     """
     av = require_av()
     info = info or probe(path)
-    count = 0
+    count, last = 0, None
     turns = {0: 0, 90: -1, 180: 2, 270: 1}.get(info.rotation, 0)
     try:
         with av.open(str(info.path)) as container:
@@ -246,6 +249,7 @@ def read_frames(path: PathLike, info: Optional[VideoInfo] = None) -> Iterator[np
                                                     f"per clip")
                 yield rgb
                 count += 1
+                last = frame.time if frame.time is not None else last
     except VideoReadError:
         raise
     except Exception as e:
@@ -253,9 +257,14 @@ def read_frames(path: PathLike, info: Optional[VideoInfo] = None) -> Iterator[np
                                         f"({_short(e)})") from None
     if count == 0:
         raise VideoReadError(info.path, "no frames could be decoded")
-    # Containers round their durations; a frame or 2 % less is not a truncation.
-    if info.frames and count < info.frames - max(1, int(0.02 * info.frames)):
+    # Containers round their durations; a frame or 2 % less is not a truncation. Without an announced
+    # count, the frames' times against the duration: frames at a variable rate are no fewer than it says.
+    if info.announced and info.frames and count < info.frames - max(1, int(0.02 * info.frames)):
         raise VideoReadError(info.path, f"truncated: {count} of {info.frames} frames could be decoded")
+    end = (last or 0.0) + 2 / float(info.fps)   # the last frame's time, and room for its own duration
+    if not info.announced and info.seconds and last is not None and end < 0.98 * info.seconds:
+        raise VideoReadError(info.path, f"truncated: frames up to {last:.2f} s of {info.seconds:.2f} s could be "
+                                        f"decoded")
 
 
 class VideoWriter:
