@@ -265,6 +265,11 @@ def test_output_formats_are_checked_from_the_frame_size(tmp_path):
         with pytest.raises(VideoWriteError, match="even width and height"):
             derain_video(src, tmp_path / "out.avi", steps=2, on_frame=lambda *a: stages.append(a))
         assert stages == [] and not (tmp_path / "out.avi").exists() and leftovers(tmp_path) == []
+    # An odd size in .mp4 is written, in 4:4:4 colour, with a note: many players cannot play that.
+    notes = write_video(tmp_path / "odd.mp4", noise_frames(3, h=47, w=65))
+    assert notes == ["an odd frame size (65x47) is written in 4:4:4 colour, which many players (browsers, phones) "
+                     "cannot play: write .mkv, or crop the clip to an even size"]
+    assert write_video(tmp_path / "even.mp4", noise_frames(3, h=48, w=64)) == []
 
 
 # --- temporal references ----------------------------------------------------------------------------------------

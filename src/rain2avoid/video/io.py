@@ -328,6 +328,10 @@ class VideoWriter:
             stream.pix_fmt = "bgr0"  # lossless RGB
         else:
             stream.pix_fmt = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"  # MPEG-4: even only
+            if stream.pix_fmt == "yuv444p":
+                self.notes.append(f"an odd frame size ({width}x{height}) is written in 4:4:4 colour, which many "
+                                  f"players (browsers, phones) cannot play: write .mkv, or crop the clip to an "
+                                  f"even size")
         if name == "libx264":
             stream.options = {"crf": "16", "preset": "medium"}
         elif name.startswith("libvpx"):
