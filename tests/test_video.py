@@ -466,8 +466,9 @@ def test_cli_video_errors_are_one_line(tmp_path, clip, monkeypatch):
     r = invoke("derain", tmp_path / "cut.mkv", "-o", tmp_path / "out.mkv", "--steps", "5")
     assert r.exit_code == 1 and "truncated" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "out.mkv").exists() and leftovers(tmp_path) == []
-    r = invoke("derain", tmp_path / "clip.mkv", "-o", tmp_path / "out.png")
-    assert r.exit_code == 2 and "unsupported video format" in r.stderr
+    for wrong in ("out.png", "out.txt"):
+        r = invoke("derain", tmp_path / "clip.mkv", "-o", tmp_path / wrong)
+        assert r.exit_code == 2 and f"unsupported video format '{wrong[3:]}' (use one of .mp4" in r.stderr
     r = invoke("derain", tmp_path / "clip.mkv", "-o", tmp_path / "out.mkv", "--max-pixels", "1000")
     assert r.exit_code == 1 and "larger than --max-pixels 1000" in r.stderr and not (tmp_path / "out.mkv").exists()
     monkeypatch.setitem(__import__("sys").modules, "av", None)          # PyAV not installed

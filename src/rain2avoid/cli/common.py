@@ -154,8 +154,10 @@ def check_outputs(jobs: list[tuple[Path, Path]], overwrite: bool | None,
     for src, dst in jobs:  # cheap per job (string work and a failed stat): folders of millions
         suffix = dst.suffix.lower()
         if suffix not in IMAGE_EXTENSIONS + VIDEO_EXTENSIONS:  # an image may become a one-frame video
-            raise click.UsageError(f"output {dst}: unsupported image format {dst.suffix!r} "
-                                   f"(use one of {' '.join(IMAGE_EXTENSIONS)})")
+            video = src.suffix.lower() not in IMAGE_EXTENSIONS and is_video(src)
+            kind, suffixes = ("video", VIDEO_EXTENSIONS) if video else ("image", IMAGE_EXTENSIONS)
+            raise click.UsageError(f"output {dst}: unsupported {kind} format {dst.suffix!r} "
+                                   f"(use one of {' '.join(suffixes)})")
         if suffix in IMAGE_EXTENSIONS and src.suffix.lower() not in IMAGE_EXTENSIONS and is_video(src):
             raise click.UsageError(f"output {dst}: unsupported video format {dst.suffix!r} "
                                    f"(use one of {' '.join(VIDEO_EXTENSIONS)})")
