@@ -139,6 +139,8 @@ def test_relative_paths_reach_workers_in_other_folders(tmp_path, cluster, mixed,
     assert r.exit_code == 1 and "outputs written by the workers" in r.stdout, r.output
     for name in GOOD:
         assert max_difference(tmp_path / "out" / name, mixed / "local" / name) <= 1
+        assert f" -> {Path('out') / name} " in r.stdout   # named as given, as a local run names them
+    assert str(tmp_path) not in r.output and "broken.png" in r.stderr
 
 
 def _set_worker_tempdir(address: str, folder: str | None) -> None:

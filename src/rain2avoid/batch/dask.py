@@ -138,9 +138,14 @@ def run_dask(task, jobs: Sequence[Job], address: str, write: str = "auto",
     if write not in ("auto", "worker", "client"):
         raise ValueError(f"write must be 'auto', 'worker' or 'client', got {write!r}")
     distributed = require_distributed()
-    report = on_outcome or (lambda outcome: None)
-    # Workers run in other folders, often on other machines: absolute paths only.
-    jobs = [Job(Path(os.path.abspath(j.src)), Path(os.path.abspath(j.dst))) for j in jobs]
+    # Workers run in other folders, often on other machines: absolute paths only; the outcomes
+    # name the files as they were given, as every other backend's do.
+    given = {Job(Path(os.path.abspath(j.src)), Path(os.path.abspath(j.dst))): j for j in jobs}
+    jobs = list(given)
+    told = on_outcome or (lambda outcome: None)
+
+    def report(outcome: Outcome) -> None:
+        told(_as_given(outcome, given))
     quiet, tornado_log = CancelRaceFilter(), logging.getLogger("tornado.application")
     tornado_log.addFilter(quiet)  # until the client has closed: its loop runs the cancel first
     try:
@@ -153,12 +158,28 @@ def run_dask(task, jobs: Sequence[Job], address: str, write: str = "auto",
             mode, threads = _prepare(client, address, jobs, write, timeout)
             if on_start is not None:
                 on_start(mode, threads)
-            return _run(client, distributed, task, jobs, mode, max(8, 2 * threads), report, attempts,
-                        Claims(skip_existing), address)
+            outcomes = _run(client, distributed, task, jobs, mode, max(8, 2 * threads), report, attempts,
+                            Claims(skip_existing), address)
+            return [_as_given(outcome, given) for outcome in outcomes]
         finally:
             client.close()
     finally:
         tornado_log.removeFilter(quiet)
+
+
+def _as_given(outcome: Outcome, given: dict) -> Outcome:
+    """``outcome`` of an absolute-path job, naming its files as the caller gave them."""
+    job = given.get(Job(outcome.src, outcome.dst))
+    if job is None or (job.src, job.dst) == (outcome.src, outcome.dst):
+        return outcome
+
+    def named(text: str | None) -> str | None:
+        if not text:
+            return text
+        return text.replace(str(outcome.src), str(job.src)).replace(str(outcome.dst), str(job.dst))
+
+    return dataclasses.replace(outcome, src=job.src, dst=job.dst, error=named(outcome.error),
+                               warning=named(outcome.warning), skipped=named(outcome.skipped))
 
 
 def _prepare(client, address: str, jobs: Sequence[Job], write: str, timeout: float) -> tuple[str, int]:
