@@ -58,7 +58,6 @@ _HEADER_READERS = {
 _BMP_HEADER_SIZES = (12, 16, 40, 52, 56, 64, 108, 124)
 
 
-
 class ImageReadError(ValueError):
     """An input file cannot be used as an image.
 
