@@ -288,7 +288,7 @@ def _next_finished(pending, client, address: str, done: int, total: int, poll: f
         try:   # as ``next(pending)``, for at most ``poll`` seconds
             future = client.sync(_next_within, pending, poll)
             break
-        except TimeoutError:
+        except (TimeoutError, asyncio.TimeoutError):   # two classes before Python 3.11
             pass
     if future.status != "finished":
         _check_client(client, address, done, total)
