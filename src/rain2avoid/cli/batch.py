@@ -131,19 +131,23 @@ def check_batch_flags(workers, dask: str | None, dask_write: str | None = None) 
 
 class Earlier(NamedTuple):
     """What a run did before its images: a folder's videos, derained here one after another (their
-    failures, how many there were, were written and were skipped), and when it started."""
+    failures, how many there were and were written; the others were skipped), and when it started."""
 
     failures: tuple = ()
     files: int = 0
     written: int = 0
-    skipped: int = 0
     start: float | None = None
+
+    @property
+    def skipped(self) -> int:
+        return self.files - self.written - len(self.failures)
 
 
 def run_batch(ctx: Context, task, jobs: list[Job], what: str, force: bool, overwrite: bool, workers,
               dask: str | None, dask_write: str, work_seconds: float, earlier: Earlier = Earlier(),
               folder: bool = True) -> None:
-    """Run the jobs as the flags say; report like ``run_jobs``; exit 1 if any failed, 130 on Ctrl-C,
+    """Run the jobs as the flags say (checked by the caller with :func:`check_batch_flags`, before
+    any work: the videos come first); report like ``run_jobs``; exit 1 if any failed, 130 on Ctrl-C,
     143 on SIGTERM (both after the 'interrupted' line), 2 when the Dask cluster cannot be used.
     An image whose output another run is making (or has made since the plan) is skipped and said so.
 
@@ -153,7 +157,6 @@ def run_batch(ctx: Context, task, jobs: list[Job], what: str, force: bool, overw
     ``folder``: end with a one-line summary (written, skipped, failed, time; videos too).
     """
     start = time.perf_counter() if earlier.start is None else earlier.start
-    check_batch_flags(workers, dask, dask_write)
     failures: list[str] = list(earlier.failures)
 
     def summary(written: int, done: int, elsewhere: int, failed: int) -> None:

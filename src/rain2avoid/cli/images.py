@@ -10,7 +10,7 @@ import click
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..batch.plan import Job, same_file, split_done
+from ..batch.plan import Job, same_file
 from ..batch.train import DEFAULT_BUDGET_MB
 from ..batch.work import ApplyTask, Claims, DerainTask, cached_model
 from ..files import stale_temporaries
@@ -145,30 +145,27 @@ def _videos_first(ctx, jobs, work, what, force, overwrite, folder) -> tuple[list
     video_list = [j for j in jobs if j.src in videos]
     for leftover in stale_temporaries(*(j.dst for j in video_list)):   # of a run that was killed
         leftover.unlink(missing_ok=True)
-    force = force or not folder
-    done = len(split_done(video_list, force, bool(overwrite))[1])
-    claims, elsewhere = Claims(), []
+    claims, written = Claims(), []
 
     def claimed(src: Path, dst: Path) -> None:   # another run making it (a shard, a second run): skip it
         skipped = claims.take(Job(src, dst))
         if skipped is not None:
-            elsewhere.append(src)
             ctx.say(f"skip {src.name}: {skipped.skipped}")
             return
         try:
             work(src, dst)
+            written.append(src)
         finally:
             claims.release(Job(src, dst))
 
     try:
         with sigterm_as_interrupt():
-            failures = run_jobs(ctx, video_list, claimed, what, force=force, overwrite=overwrite, finish=False)
+            failures = run_jobs(ctx, video_list, claimed, what, force=force or not folder, overwrite=overwrite,
+                                finish=False)
     except KeyboardInterrupt as e:
         click.echo(interrupted_line(folder, jobs), err=True)
         sys.exit(interrupted_exit_code(e))
-    skipped = done + len(elsewhere)
-    return [j for j in jobs if j.src not in videos], Earlier(tuple(failures), len(video_list),
-                                                            len(video_list) - skipped - len(failures), skipped, start)
+    return [j for j in jobs if j.src not in videos], Earlier(tuple(failures), len(video_list), len(written), start)
 
 
 @click.command()
