@@ -75,7 +75,8 @@ def list_inputs(path: Path, recursive: bool = False, exclude: Path | None = None
     with one line when links to folders (``recursive``) or to nothing were left out)."""
     if path.is_dir():
         links: list[Path] = []
-        files = find_images(path, recursive, exclude, links)
+        found = find_images(path, recursive, exclude, links, IMAGE_EXTENSIONS + (VIDEO_EXTENSIONS if videos else ()))
+        files = [f for f in found if f.suffix.lower() in IMAGE_EXTENSIONS]
         if links and note is not None and recursive:
             folders = sum(link.is_dir() for link in links)
             note(f"note: skipped {folders} symbolic link(s) to folders and {len(links) - folders} broken "
@@ -83,11 +84,10 @@ def list_inputs(path: Path, recursive: bool = False, exclude: Path | None = None
         elif links and note is not None:
             note(f"note: skipped {len(links)} broken symbolic link(s) in {path}: {', '.join(p.name for p in links[:5])}"
                  f"{' ...' if len(links) > 5 else ''}")
-        if videos:  # never an image's name: no overlap
-            files = files + list_videos(path)
-        if videos and recursive:   # below the top, by name only: no file of a large tree is opened to look
-            files = files + [f for f in find_images(path, True, exclude, extensions=VIDEO_EXTENSIONS)
-                             if f.parent != path]
+        if videos:  # never an image's name: no overlap; below the top (recursive), by name only: the
+            # tree's files are not opened to look
+            files = files + list_videos(path) + [f for f in found if f.suffix.lower() in VIDEO_EXTENSIONS
+                                                 and f.parent != path]
         if not files:
             where = "folder tree" if recursive else "folder"
             kinds = ", ".join(IMAGE_EXTENSIONS + (VIDEO_EXTENSIONS if videos else ()))
