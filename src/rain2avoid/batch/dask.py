@@ -87,8 +87,12 @@ def check_scheduler(address: str, timeout: float = 10.0) -> None:
     try:
         socket.create_connection((host, port), timeout=timeout).close()
     except OSError as e:
-        raise DaskError(f"cannot reach the Dask scheduler at {address} ({e.strerror or e}); check the "
-                        f"address, or start a scheduler there with `dask scheduler`") from None
+        raise _unreachable(address, e.strerror or str(e)) from None
+
+
+def _unreachable(address: str, why: str) -> DaskError:
+    return DaskError(f"cannot reach the Dask scheduler at {address} ({' '.join(why.split())}); check the "
+                     f"address, or start a scheduler there with `dask scheduler`")
 
 
 def require_distributed():
@@ -152,8 +156,7 @@ def run_dask(task, jobs: Sequence[Job], address: str, write: str = "auto",
         try:
             client = distributed.Client(address, timeout=timeout, set_as_default=False)
         except (OSError, TimeoutError, ValueError) as e:
-            raise DaskError(f"cannot reach the Dask scheduler at {address} ({' '.join(str(e).split())}); "
-                            f"check the address, or start a scheduler there with `dask scheduler`") from None
+            raise _unreachable(address, str(e)) from None
         try:
             mode, threads = _prepare(client, address, jobs, write, timeout)
             if on_start is not None:
