@@ -435,8 +435,9 @@ def derain(image: np.ndarray, preset: str = "fast", device: str = "cpu", progres
             for the network to start from, instead of a fresh network: the preset's
             settings then come from ``sdrl.TUNE_PRESETS``. "fast": 150 steps instead of
             700, about 3x faster (1.7 s against 5.8 s per 480x320 image), nearly as good;
-            "high": that network averaged with a fresh one of :data:`PAIRED_STEPS` steps (better than the default and as good as
-            three fresh networks, in less time; docs/quality.md, fourteenth round).
+            "high": that network averaged with a fresh one of :data:`PAIRED_STEPS` steps
+            (better than the default and as good as three fresh networks, in less time;
+            docs/quality.md, fourteenth round).
         **options: any :class:`rain2avoid.sdrl.Settings` field to override
             (``steps``, ``backbone``, ``seed``, ``target``, ...); ``target="online"``
             trains on a fresh stochastic reference at every step.
