@@ -25,6 +25,8 @@ from rain2avoid.io import (
     ImageMeta,
     ImageReadError,
     ImageWriteError,
+    decode_image,
+    encode_image,
     from_float_rgb,
     is_input_as_read,
     list_images,
@@ -597,7 +599,6 @@ def test_jpeg_xmp_iptc_and_comments_are_kept_and_the_xmp_set_upright(tmp_path):
         assert out.info["xmp"] == XMP.replace(b'tiff:Orientation="6"', b'tiff:Orientation="1"')   # shown upright
         assert out.info["comment"] == b"shot in the rain" and out.getexif()[0x010F] == "Canon"
         assert out.applist.count(("APP13", IPTC)) == 1 and out.size == (32, 48)
-    from rain2avoid.io import decode_image, encode_image
     np.testing.assert_array_equal(read_image(tmp_path / "out.jpg"), decode_image(encode_image("x.jpg", pixels), "x.jpg"))
     with pytest.warns(UserWarning, match=r"the JPEG file's metadata \(IPTC, XMP, comments\) cannot be carried "
                                          r"into a PNG file; writing without it \(write JPEG to keep it\)"):
@@ -618,6 +619,25 @@ def test_png_text_chunks_are_kept_in_order(tmp_path):
     with Image.open(tmp_path / "out.png") as out:
         assert out.text == {"Author": "Me", "Comment": "a long note " * 40, "XML:com.adobe.xmp": XMP.decode()}
     np.testing.assert_array_equal(read_image(tmp_path / "out.png"), pixels[::-1])
+
+
+@pytest.mark.parametrize("channels, options", [(3, {"quality": 90, "exif": exif_bytes(6, "Canon")}),
+                                                (4, {"lossless": True})])
+def test_webp_xmp_is_kept_and_set_upright(tmp_path, channels, options):
+    pixels = random_image((24, 40, channels))
+    if channels == 4:
+        pixels[..., 3] = np.arange(40, dtype=np.uint8)[None] * 6   # varied alpha: a VP8L file that says it has one
+    Image.fromarray(pixels).save(tmp_path / "in.webp", xmp=XMP, **options)
+    read, meta = read_image(tmp_path / "in.webp", with_meta=True)
+    assert [kind for kind, _ in meta.extra] == [b"XMP "]
+    write_image(tmp_path / "out.webp", read, meta=meta)
+    with Image.open(tmp_path / "out.webp") as out:
+        turned = "exif" in options   # the pixels were turned upright, so the XMP says 1
+        assert out.info["xmp"] == (XMP.replace(b'tiff:Orientation="6"', b'tiff:Orientation="1"') if turned else XMP)
+        assert out.mode == ("RGB", "RGBA")[channels == 4] and out.size == read.shape[1::-1]
+        if turned:
+            assert out.getexif()[0x010F] == "Canon"
+    np.testing.assert_array_equal(read_image(tmp_path / "out.webp"), decode_image(encode_image("x.webp", read), "x.webp"))
 
 
 def test_write_resets_orientation_of_given_meta(tmp_path):

@@ -2,9 +2,10 @@
 
 Photographers keep keywords, captions, ratings, copyright and edit history in a
 JPEG's XMP (an APP1 segment, and more for extended XMP), its IPTC record (APP13,
-Photoshop's resources) and comments (COM), and in a PNG's text chunks (tEXt,
-zTXt, iTXt; XMP is an iTXt chunk). :func:`extra_segments` lists them in a file,
-:func:`insert_segments` puts them into a file freshly encoded in the same format.
+Photoshop's resources) and comments (COM), in a PNG's text chunks (tEXt,
+zTXt, iTXt; XMP is an iTXt chunk) and in a WebP's XMP chunk. :func:`extra_segments`
+lists them in a file, :func:`insert_segments` puts them into a file freshly
+encoded in the same format.
 They are carried as they are, not parsed, so only into the same format: the
 writer says when an output in another format loses them.
 
@@ -20,7 +21,7 @@ import struct
 import zlib
 from typing import Iterator, Tuple
 
-from . import png
+from . import png, webp
 
 __all__ = ["Segment", "extra_segments", "insert_segments", "describe_segments"]
 
@@ -31,30 +32,33 @@ _XMP = b"http://ns.adobe.com/xap/1.0/\0"
 _XMP_EXTENSION = b"http://ns.adobe.com/xmp/extension/\0"
 _APP1, _APP13, _COM = b"\xff\xe1", b"\xff\xed", b"\xff\xfe"
 _PNG_TEXT = (b"tEXt", b"zTXt", b"iTXt")
+_WEBP_XMP = b"XMP "
 _ORIENTATION = re.compile(rb"(tiff:Orientation\s*=\s*[\"']|<tiff:Orientation>\s*)[2-8](?=\s*[\"<'])")
 
 
 def extra_segments(data: bytes, fmt: str, upright: bool = False) -> Tuple[Segment, ...]:
-    """The XMP, IPTC and comment segments of a JPEG, or the text chunks of a PNG, in file
-    order (empty for other formats, or where there are none). ``upright``: the pixels were
-    turned by the EXIF orientation, so an XMP orientation is set to 1 too."""
+    """The XMP, IPTC and comment segments of a JPEG, the text chunks of a PNG or the XMP chunk
+    of a WebP, in file order (empty for other formats, or where there are none). ``upright``:
+    the pixels were turned by the EXIF orientation, so an XMP orientation is set to 1 too."""
     if fmt == "jpeg":
         found = [(kind, payload) for kind, payload in _jpeg_segments(data) if kind in (_APP13, _COM) or (
             kind == _APP1 and payload.startswith((_XMP, _XMP_EXTENSION)))]
     elif fmt == "png":
         found = [(kind, bytes(payload)) for kind, payload, _ in png.chunks(data) if kind in _PNG_TEXT]
+    elif fmt == "webp":
+        found = [(_WEBP_XMP, payload) for payload in webp.chunks(data).get(_WEBP_XMP, [])]
     else:
         return ()
     if upright:
-        found = [(kind, _upright(payload)) if kind in (_APP1, b"iTXt") else (kind, payload) for kind, payload in found]
+        found = [(kind, _upright(payload)) if kind in (_APP1, b"iTXt", _WEBP_XMP) else (kind, payload) for kind, payload in found]
     return tuple(found)
 
 
 def insert_segments(encoded: bytes, fmt: str, segments: Tuple[Segment, ...]) -> bytes:
-    """``encoded`` (a whole JPEG or PNG, as an encoder wrote it) with ``segments`` (from
+    """``encoded`` (a whole JPEG, PNG or WebP, as an encoder wrote it) with ``segments`` (from
     :func:`extra_segments` of a file in the same format) put in: a JPEG's after its
-    leading APP segments, a PNG's before its image data. ValueError for a segment too
-    long for its format, or another format."""
+    leading APP segments, a PNG's before its image data, a WebP's at its end. ValueError
+    for a segment too long for its format, or another format."""
     if not segments:
         return encoded
     if fmt == "jpeg":
@@ -74,6 +78,8 @@ def insert_segments(encoded: bytes, fmt: str, segments: Tuple[Segment, ...]) -> 
             position += 12 + len(payload)
         added = b"".join(struct.pack(">I", len(payload)) + kind + payload
                          + struct.pack(">I", zlib.crc32(kind + payload)) for kind, payload in segments)
+    elif fmt == "webp":
+        return webp.add_chunks(encoded, list(segments))
     else:
         raise ValueError(f"no segments can be put into a {fmt.upper()} file")
     return encoded[:position] + added + encoded[position:]
@@ -81,7 +87,7 @@ def insert_segments(encoded: bytes, fmt: str, segments: Tuple[Segment, ...]) -> 
 
 def describe_segments(segments: Tuple[Segment, ...]) -> str:
     """What ``segments`` hold, in words: "XMP, IPTC", "comments", "text"."""
-    names = {_APP1: "XMP", _APP13: "IPTC", _COM: "comments"}
+    names = {_APP1: "XMP", _APP13: "IPTC", _COM: "comments", _WEBP_XMP: "XMP"}
     kinds = dict.fromkeys(names.get(kind, "text") for kind, _ in segments)
     return ", ".join(kinds)
 

@@ -84,8 +84,8 @@ class ImageMeta:
     orientation tag already reset to 1 because the pixels are returned
     upright; ``None`` when the file has no EXIF.  ``icc_profile`` is the
     embedded colour profile, or ``None``.  ``extra`` holds a JPEG's XMP, IPTC
-    and comment segments, or a PNG's text chunks (:mod:`.extra`): written into
-    an output of the same format.
+    and comment segments, a PNG's text chunks or a WebP's XMP (:mod:`.extra`):
+    written into an output of the same format.
     """
 
     format: str
@@ -382,7 +382,9 @@ def _decode_webp_without_pillow(data: bytes, max_pixels: Optional[int]) -> Tuple
         except Exception:  # unreadable EXIF must not make a good image unreadable
             pass
     icc_profile = chunks.get(b"ICCP", [b""])[0] or None
-    return make_upright(pixels, orientation), ImageMeta(format="webp", exif=exif, icc_profile=icc_profile)
+    extra = extra_segments(data, "webp", upright=orientation != 1)
+    return make_upright(pixels, orientation), ImageMeta(format="webp", exif=exif, icc_profile=icc_profile,
+                                                        extra=extra)
 
 
 def _check_size(size: Tuple[int, int], max_pixels: Optional[int]) -> None:
