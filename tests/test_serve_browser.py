@@ -5,7 +5,8 @@ slider, toggles the mask, downloads the result and decodes it, checks that the
 page fetched nothing from another host, and that it fits a 390 px wide phone.
 Short tests check the slider's direction, errors for non-images (chosen or
 dropped), the keyboard on the drop zone, the limits hint, TIFF placeholders,
-the prompt before leaving unfinished jobs, cancelling a job, a 360 px wide phone,
+the prompt before leaving unfinished jobs, cancelling a job, removing finished
+cards, a 360 px wide phone,
 a reload that brings the visit's jobs back (or drops those the server forgot), and
 a server that stops and restarts under the page.
 
@@ -211,6 +212,31 @@ def test_a_dropped_non_image_gets_a_card_saying_so(page):
     assert "not an image" in page.text_content("#gallery .state")
 
 
+def test_finished_cards_can_be_removed_and_stay_removed_after_a_reload(page, tmp_path):
+    write_image(tmp_path / "small.png", rainy(24, 32))
+    fake = tmp_path / "fake.png"
+    fake.write_text("not a picture")
+    page.set_input_files("#files", [str(tmp_path / "small.png"), str(fake)])
+    wait_until(page, f"{STATES}.length === 2 && {STATES}[0].startsWith('done') && {STATES}[1].startsWith('failed')",
+               timeout=60)
+    labels = "[...document.querySelectorAll('#gallery .cancel')].map(b => b.getAttribute('aria-label'))"
+    assert page.evaluate(labels) == ["Remove small.png", "Remove fake.png"]
+    job_id = page.evaluate(SAVED)[0]["id"]
+    page.click("#gallery li:last-child .cancel")   # the failed one, shown in the viewer
+    assert page.evaluate(STATES) == [page.text_content("#gallery .state")] and page.text_content("#title") == "small.png"
+    assert page.evaluate("document.activeElement.getAttribute('aria-label')") == "Remove small.png"
+    page.keyboard.press("Enter")   # the done one: its files are deleted from the server too
+    wait_until(page, "document.getElementById('visit').hidden && document.getElementById('viewer').hidden", timeout=10)
+    assert page.evaluate(SAVED) == [] and page.evaluate("document.activeElement.id") == "drop"
+    deadline = time.monotonic() + 10
+    while page.evaluate(f"fetch('/api/jobs/{job_id}').then(r => r.status)") != 404:
+        assert time.monotonic() < deadline, "the server still has the removed job"
+        time.sleep(0.05)
+    page.reload()
+    wait_until(page, "document.getElementById('limits').textContent.includes('MB')")
+    assert page.evaluate(STATES) == [] and not page.is_visible("#expired")
+
+
 def test_the_drop_zone_opens_the_file_chooser_from_the_keyboard(page):
     choosers = []
     page.on("filechooser", lambda chooser: choosers.append(chooser))   # expect_file_chooser can be late
@@ -274,7 +300,8 @@ def test_cancel_stops_the_job_and_its_polling(browser, tmp_path):
         assert page.evaluate("document.activeElement.getAttribute('aria-label')") == "Cancel long.png"
         page.keyboard.press("Enter")
         wait_until(page, "document.querySelector('#gallery .state').textContent === 'cancelled'", timeout=10)
-        assert page.text_content("#state") == "cancelled" and not page.is_visible("#gallery .cancel")
+        assert page.text_content("#state") == "cancelled"
+        assert page.get_attribute("#gallery .cancel", "aria-label") == "Remove long.png"
 
         deletes = [u for m, u in requests if m == "DELETE"]
         assert len(deletes) == 1, requests

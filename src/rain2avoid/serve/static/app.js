@@ -71,9 +71,7 @@ function addCard(job) {
   const stop = document.createElement("button");   // beside the card: a button cannot hold another
   stop.type = "button";
   stop.className = "cancel";
-  stop.textContent = "Cancel";
-  stop.setAttribute("aria-label", `Cancel ${job.name}`);
-  stop.addEventListener("click", () => cancel(job));
+  stop.addEventListener("click", () => (job.finished() ? remove(job) : cancel(job)));
   item.append(button, stop);
   $("gallery").append(item);
   $("visit").hidden = false;
@@ -86,7 +84,9 @@ function renderCard(job) {
   c.placeholder.textContent = job.failed() ? "no preview" : "no preview in this browser";   // a bad file, or TIFF
   c.bar.value = job.state ? job.state.progress : 0;
   c.bar.hidden = !job.state || job.finished();
-  c.stop.hidden = job.finished();
+  const verb = job.finished() ? "Remove" : "Cancel";   // a finished card can be taken off the page
+  c.stop.textContent = verb;
+  c.stop.setAttribute("aria-label", `${verb} ${job.name}`);
   c.button.classList.toggle("failed", job.failed());
   c.button.classList.toggle("cancelled", job.cancelled);
   c.button.setAttribute("aria-current", job === current ? "true" : "false");
@@ -224,6 +224,25 @@ function cancel(job) {   // stop polling at once; the server forgets the job and
   update(job);
   remember();
   if (job.id) fetch(`/api/jobs/${job.id}`, { method: "DELETE" }).catch(() => {});
+}
+
+function remove(job) {   // a finished card leaves the page, and the server deletes the job's files
+  const index = jobs.indexOf(job);
+  if (index < 0) return;
+  jobs.splice(index, 1);
+  const item = job.card.button.parentElement;
+  const next = item.nextElementSibling || item.previousElementSibling;
+  item.remove();
+  if (job.localUrl) URL.revokeObjectURL(job.localUrl);
+  if (job.id && !job.cancelled) fetch(`/api/jobs/${job.id}`, { method: "DELETE" }).catch(() => {});
+  remember();
+  if (job === current) {
+    current = null;
+    if (jobs.length) show(jobs[jobs.length - 1]);
+    else $("viewer").hidden = true;
+  }
+  if (!jobs.length && $("expired").hidden) $("visit").hidden = true;
+  (next ? next.querySelector(".cancel") : $("drop")).focus();   // keyboard users stay in the gallery
 }
 
 function fail(job, message) {
