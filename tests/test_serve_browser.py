@@ -249,6 +249,8 @@ def test_the_drop_zone_opens_the_file_chooser_from_the_keyboard(page):
             page.wait_for_timeout(50)
         assert len(choosers) == count, f"{key!r} on the drop zone opened no file chooser"
     assert choosers[0].is_multiple()
+    page.keyboard.press("Tab")   # one tab stop chooses files: the hidden input is not a second one
+    assert page.evaluate("document.activeElement.id") == "preset"
 
 
 def test_the_limits_keep_their_decimals(page):
