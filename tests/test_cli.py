@@ -631,3 +631,16 @@ def test_train_closes_references_bar_before_training(tmp_path, terminal, monkeyp
     r = invoke("train", tmp_path / "in", "--model", tmp_path / "m.pt", "--steps", "2")
     assert r.exit_code == 0, r.output
     assert seen == [[("references", 2, True)]]  # closed (a closed bar is disabled) when training starts
+
+
+def test_ctrl_c_while_a_command_starts_says_interrupted_with_exit_code_130(tmp_path, monkeypatch):
+    import rain2avoid.cli.images as images
+
+    def interrupted(device):   # Ctrl-C before the command's own handler is in place (imports, checks)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(images, "check_device", interrupted)
+    write_image(tmp_path / "in" / "a.png", dry_photo())
+    result = invoke("train", tmp_path / "in", "--model", tmp_path / "m.pt")
+    assert (result.exit_code, result.stderr) == (130, "interrupted\n")   # not click's "Aborted!" and exit 1
+    assert not (tmp_path / "m.pt").exists()

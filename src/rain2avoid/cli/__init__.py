@@ -18,7 +18,20 @@ from .serve import serve
 __all__ = ["main", "MAX_PSNR"]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """The command group, where a Ctrl-C that no command handled (while it starts, before
+    its work) ends the run with an "interrupted" line and exit code 130, as the commands'
+    own do, instead of click's "Aborted!" and exit code 1."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            ctx.exit(130)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="rain2avoid")
 def main():
     """Remove rain streaks from photos, learning from each rainy image itself (Rain2Avoid).
