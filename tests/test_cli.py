@@ -349,8 +349,9 @@ def test_eval_table(scored):
 def test_eval_no_matching_names(tmp_path, scored):
     write_image(tmp_path / "other" / "zzz.png", noise((H, W, 3)))
     r = invoke("eval", "--pred", tmp_path / "other", "--target", scored["clean"], "--json")
-    assert r.exit_code != 0 and r.stdout == ""
-    assert "matching" in r.stderr
+    out = json.loads(r.stdout)   # --json prints its object whatever happens
+    assert r.exit_code == 2 and out["n"] == 0 and out["psnr_y"] is None and len(out["unpaired"]) == 3
+    assert "no images with matching names in" in r.stderr
 
 
 def test_eval_size_mismatch(tmp_path, scored):

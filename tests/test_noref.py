@@ -123,7 +123,8 @@ def test_eval_no_reference_json_and_table(two_folders):
     r = invoke("eval", "--no-reference", two_folders / "a", "--json")
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
-    assert set(out) == {"n", "niqe", "brisque", "per_image", "unpaired", "skipped"} and out["n"] == 2
+    assert set(out) == {"n", "niqe", "brisque", "n_niqe", "n_brisque", "per_image", "unpaired", "skipped"}
+    assert out["n"] == out["n_niqe"] == out["n_brisque"] == 2
     assert out["unpaired"] == [] and out["skipped"] == []
     photo = read_image(two_folders / "a" / "x.png")
     assert out["per_image"][0] == {"name": "x", "niqe": niqe(photo), "brisque": brisque(photo)}
@@ -147,6 +148,39 @@ def test_eval_compare_pairs_by_stem_and_counts_lower(two_folders):
     assert out["per_image"][0]["compare_niqe"] == niqe(blurred)
     r = invoke("eval", "--no-reference", two_folders / "a", "--compare", two_folders / "b")
     assert r.exit_code == 0 and "lower in B" in r.stdout and f"{out['compare_niqe_lower']} of 2" in r.stdout
+
+
+def test_eval_no_reference_gives_an_image_too_small_for_niqe_its_brisque(two_folders, photo):
+    small = photo[:120, :150]   # BRISQUE is defined, NIQE (two 96 px blocks) is not
+    write_image(two_folders / "a" / "s.png", small)
+    write_image(two_folders / "b" / "s.png", cv2.GaussianBlur(small, (0, 0), 1))
+    r = invoke("eval", "--no-reference", two_folders / "a", "--json")
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert (out["n"], out["n_niqe"], out["n_brisque"]) == (3, 2, 3)
+    assert out["per_image"][0] == {"name": "s", "niqe": None, "brisque": brisque(small)}
+    assert out["niqe"] == pytest.approx(np.mean([row["niqe"] for row in out["per_image"][1:]]))
+    assert out["brisque"] == pytest.approx(np.mean([row["brisque"] for row in out["per_image"]]))
+    assert "s.png: niqe: the image must hold at least two whole 96x96 blocks" in r.stderr
+    r = invoke("eval", "--no-reference", two_folders / "a", "--compare", two_folders / "b", "--json")
+    out = json.loads(r.stdout)
+    assert r.exit_code == 0 and (out["n"], out["n_niqe"], out["n_brisque"]) == (3, 2, 3)
+    rows = [row for row in out["per_image"] if row["niqe"] is not None]
+    assert out["compare_niqe"] == pytest.approx(np.mean([row["compare_niqe"] for row in rows]))
+    r = invoke("eval", "--no-reference", two_folders / "a", "--compare", two_folders / "b")
+    assert r.exit_code == 0 and "s                        n/a     n/a     n/a" in r.stdout
+    assert "of 2" in r.stdout and "NIQE means over 2 of 3 image(s)" in r.stdout
+
+
+def test_eval_json_of_an_empty_folder_is_printed_and_says_which_folder(two_folders, tmp_path):
+    (tmp_path / "empty").mkdir()
+    for args, message in ((["--no-reference", tmp_path / "empty"], "no images to score in"),
+                          (["--no-reference", two_folders / "a", "--compare", tmp_path / "empty"], "no images in"),
+                          (["--pred", tmp_path / "empty", "--target", two_folders / "a"], "no images in")):
+        r = invoke("eval", *args, "--json")
+        out = json.loads(r.stdout)
+        assert r.exit_code == 2 and out["n"] == 0 and out["per_image"] == [], r.output
+        assert f"{message} {tmp_path / 'empty'}" in r.stderr
 
 
 def test_eval_no_reference_reports_and_skips_bad_files(two_folders):

@@ -38,17 +38,20 @@ def evaluate(pred, target, no_reference, compare, as_json, crop_border, quiet, d
 
     Alpha is ignored (RGBA is scored on its RGB). PSNR is capped at 100 dB: identical
     images score 100 instead of infinity, so means and JSON stay finite. NIQE needs
-    images of at least 192x96 pixels. Unreadable files, pairs of different sizes or
+    images of at least 192x96 pixels, BRISQUE of 14x14, and both some texture: where
+    one is undefined, the image gets n/a (null) for it, a note says why, and its
+    mean is taken over the others. Unreadable files, pairs of different sizes or
     too small to score, and names held by two files of a folder (a.png and a.jpg)
     are reported and skipped (exit code 1); files without a partner are named in a
     note and left out.
 
     --json keys: n (images scored), the means (psnr_y ssim_y psnr_rgb ssim_rgb; or
-    niqe brisque, and with --compare compare_niqe compare_brisque and how many are
-    lower in it, compare_niqe_lower compare_brisque_lower), per_image (name and
-    scores), unpaired (files without a partner) and skipped (one line per file or
-    pair left out). The object is printed even when nothing could be scored: n 0,
-    the means null.
+    niqe brisque, with n_niqe n_brisque the images each is taken over, and with
+    --compare compare_niqe compare_brisque and how many are lower in it,
+    compare_niqe_lower compare_brisque_lower), per_image (name and scores),
+    unpaired (files without a partner) and skipped (one line per file or pair left
+    out). The object is printed even when nothing could be scored (n 0, the means
+    null), an empty folder too (exit code 2).
 
     \b
     Examples:
@@ -81,6 +84,14 @@ def _say_unpaired(ctx: Context, unpaired: list[Path]) -> None:
         names = [str(p) for p in unpaired]
         click.echo(f"note: {len(names)} image(s) without a partner of the same name are left out: "
                    f"{', '.join(names[:5])}{' ...' if len(names) > 5 else ''}", err=True)
+
+
+def _no_pairs(first: Path, second: Path) -> str:
+    """Why no image of ``first`` pairs with one of ``second``: a folder without images, or no names match."""
+    empty = [str(folder) for folder in (first, second) if not list_images(folder)]
+    if empty:
+        return f"no images in {' and '.join(empty)}"
+    return f"no images with matching names in {first} and {second}"
 
 
 def _error(failures: list[str], line: str) -> None:
@@ -131,8 +142,12 @@ def _full_reference(ctx: Context, pred: Path, target: Path, as_json: bool, crop_
     """Score each pair of ``pred`` and ``target``; report and skip the bad ones (exit code 1)."""
     found = pair_by_stem(pred, target)
     _say_unpaired(ctx, found.unpaired)
+    keys = ["psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb"]
     if not found.pairs and not found.ambiguous:
-        raise click.UsageError(f"no images with matching names in {pred} and {target}")
+        if as_json:   # the help promises the object whatever happens
+            click.echo(json.dumps({"n": 0, **dict.fromkeys(keys), "per_image": [],
+                                   "unpaired": [str(f) for f in found.unpaired], "skipped": []}))
+        raise click.UsageError(_no_pairs(pred, target))
     failures: list[str] = []
     for line in found.ambiguous:
         _error(failures, f"{line}; left out")
@@ -150,7 +165,6 @@ def _full_reference(ctx: Context, pred: Path, target: Path, as_json: bool, crop_
     if not rows and not as_json:   # --json still prints its object (n 0, means null): scripts parse stdout
         raise click.ClickException(f"no pair of {pred} and {target} could be scored "
                                    f"({len(failures)} reported above)")
-    keys = ["psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb"]
     means = {k: float(np.mean([r[k] for r in rows])) if rows else None for k in keys}
     if as_json:
         click.echo(json.dumps({"n": len(rows), **means, "per_image": rows,
@@ -168,10 +182,24 @@ def _full_reference(ctx: Context, pred: Path, target: Path, as_json: bool, crop_
 
 # --- no reference ------------------------------------------------------------------------------------------------
 
-def _score(ctx: Context, path: Path) -> dict[str, float]:
+def _score(ctx: Context, path: Path) -> dict[str, float | None]:
+    """NIQE and BRISQUE of the file ``path``; a score undefined for it (too small, flat) is None,
+    with a note saying why; ValueError when neither is defined."""
     from ..noref import brisque, niqe
     image = ctx.read(path)
-    return {"niqe": niqe(image), "brisque": brisque(image)}
+    scores, undefined = {}, []
+    for key, metric in (("niqe", niqe), ("brisque", brisque)):
+        try:
+            scores[key] = metric(image)
+        except ValueError as e:
+            scores[key] = None
+            undefined.append(" ".join(str(e).split()))
+    if len(undefined) == len(scores):
+        raise ValueError("; ".join(undefined))
+    for line in undefined:
+        if not ctx.quiet:
+            tqdm.write(f"note: {path}: {line} (left out of its mean)", file=sys.stderr)
+    return scores
 
 
 def _no_reference(ctx: Context, folder: Path, compare: Path | None, as_json: bool) -> None:
@@ -189,8 +217,9 @@ def _no_reference(ctx: Context, folder: Path, compare: Path | None, as_json: boo
         if failures:
             raise click.ClickException(f"no pair of {folder} and {compare} could be scored "
                                        f"({len(failures)} reported above)")
-        where = f"{folder} and {compare} (no images with matching names)" if compare else folder
-        raise click.UsageError(f"no images to score in {where}")
+        if as_json:   # the help promises the object whatever happens
+            _print_no_reference([], folder, compare, True, found.unpaired if compare is not None else [], [])
+        raise click.UsageError(_no_pairs(folder, compare) if compare else f"no images to score in {folder}")
     rows, total = [], len(files) + len(failures)
     for name, paths in tqdm(files, desc="eval", unit="image", disable=not ctx.bars or len(files) < 2):
         scores = []
@@ -213,29 +242,46 @@ def _no_reference(ctx: Context, folder: Path, compare: Path | None, as_json: boo
         sys.exit(1)
 
 
+def _cell(value: float | None, width: int, decimals: int, sign: str = "") -> str:
+    """A table cell: ``value`` with ``decimals``, or n/a where the score is undefined."""
+    return f"{'n/a':>{width}}" if value is None else f"{value:{sign}{width}.{decimals}f}"
+
+
 def _print_no_reference(rows: list[dict], folder: Path, compare: Path | None, as_json: bool,
                         unpaired: list[Path], failures: list[str]) -> None:
+    """The table or JSON object of ``rows``. A score undefined for an image (None) leaves that image
+    out of the score's means (with --compare, out of both folders' means and the count of lower
+    ones): ``n_niqe`` and ``n_brisque`` say over how many images each mean is taken."""
+    both = {k: [r for r in rows if r[k] is not None and r.get(f"compare_{k}", 0) is not None]
+            for k in ("niqe", "brisque")}
     keys = ["niqe", "brisque"] + (["compare_niqe", "compare_brisque"] if compare is not None else [])
-    means = {k: float(np.mean([r[k] for r in rows])) if rows else None for k in keys}
-    lower = {k: sum(r[f"compare_{k}"] < r[k] for r in rows) for k in ("niqe", "brisque")} if compare else {}
+    means = {k: float(np.mean([r[k] for r in both[k.replace("compare_", "")]])) if both[k.replace("compare_", "")]
+             else None for k in keys}
+    lower = {k: sum(r[f"compare_{k}"] < r[k] for r in both[k]) for k in ("niqe", "brisque")} if compare else {}
+    counts = {f"n_{k}": len(both[k]) for k in ("niqe", "brisque")}
     if as_json:
         extra = {f"compare_{k}_lower": v for k, v in lower.items()}
-        click.echo(json.dumps({"n": len(rows), **means, **extra, "per_image": rows,
+        click.echo(json.dumps({"n": len(rows), **means, **counts, **extra, "per_image": rows,
                                "unpaired": [str(f) for f in unpaired], "skipped": failures}))
         return
     w = _name_width(rows)
     if compare is None:
         click.echo(f"{_pad('image', w)} {'NIQE':>7} {'BRISQUE':>8}")
         for r in rows + [{"name": f"mean ({len(rows)})", **means}]:
-            click.echo(f"{_pad(r['name'], w)} {r['niqe']:7.4f} {r['brisque']:8.3f}")
-        return
-    click.echo(f"A = {folder}, B = {compare} (lower = better; diff = B - A)")
-    click.echo(f"{_pad('image', w)} {'NIQE A':>7} {'NIQE B':>7} {'diff':>7}   "
-               f"{'BRISQUE A':>9} {'BRISQUE B':>9} {'diff':>7}")
-    for r in rows + [{"name": f"mean ({len(rows)})", **means}]:
-        click.echo(f"{_pad(r['name'], w)} {r['niqe']:7.4f} {r['compare_niqe']:7.4f} "
-                   f"{r['compare_niqe'] - r['niqe']:+7.4f}   {r['brisque']:9.3f} {r['compare_brisque']:9.3f} "
-                   f"{r['compare_brisque'] - r['brisque']:+7.3f}")
-    n = len(rows)
-    niqe_lower, brisque_lower = f"{lower['niqe']} of {n}", f"{lower['brisque']} of {n}"
-    click.echo(f"{_pad('lower in B', w)} {'':>7} {niqe_lower:>7} {'':>7}   {'':>9} {brisque_lower:>9}")
+            click.echo(f"{_pad(r['name'], w)} {_cell(r['niqe'], 7, 4)} {_cell(r['brisque'], 8, 3)}")
+    else:
+        click.echo(f"A = {folder}, B = {compare} (lower = better; diff = B - A)")
+        click.echo(f"{_pad('image', w)} {'NIQE A':>7} {'NIQE B':>7} {'diff':>7}   "
+                   f"{'BRISQUE A':>9} {'BRISQUE B':>9} {'diff':>7}")
+        for r in rows + [{"name": f"mean ({len(rows)})", **means}]:
+            diff = {k: None if r[k] is None or r[f"compare_{k}"] is None else r[f"compare_{k}"] - r[k]
+                    for k in ("niqe", "brisque")}
+            click.echo(f"{_pad(r['name'], w)} {_cell(r['niqe'], 7, 4)} {_cell(r['compare_niqe'], 7, 4)} "
+                       f"{_cell(diff['niqe'], 7, 4, '+')}   {_cell(r['brisque'], 9, 3)} "
+                       f"{_cell(r['compare_brisque'], 9, 3)} {_cell(diff['brisque'], 7, 3, '+')}")
+        niqe_lower, brisque_lower = (f"{lower[k]} of {len(both[k])}" for k in ("niqe", "brisque"))
+        click.echo(f"{_pad('lower in B', w)} {'':>7} {niqe_lower:>7} {'':>7}   {'':>9} {brisque_lower:>9}")
+    for k, label in (("niqe", "NIQE"), ("brisque", "BRISQUE")):
+        if len(both[k]) < len(rows):
+            click.echo(f"{label} means over {len(both[k])} of {len(rows)} image(s): undefined for the others "
+                       f"(too small or flat; see the notes)")
