@@ -177,6 +177,37 @@ def test_report_leaves_out_same_stem_files(folders):
     assert "b.jpg and" in r.stderr and "(no PSNR/SSIM for b)" in r.stderr
 
 
+def test_report_notes_what_it_shows_as_n_a_and_results_without_input(folders):
+    """A score undefined for an image, and results without an input, are notes (exit code 0); a colour
+    picture given as a mask is a problem (exit code 1), and the computed mask is shown."""
+    root = folders["root"]
+    for name in ("broken.png",):
+        (root / "rainy" / name).unlink()
+        (root / "derained" / name).unlink()
+    (root / "rainy" / "c.png").unlink()
+    small = folders["rainy"]["c"][:120, :150]   # BRISQUE is defined, NIQE is not (two 96 px blocks)
+    write_image(root / "rainy" / "s.png", small)
+    write_image(root / "derained" / "s.png", small)
+    write_image(root / "derained" / "d.png", small)   # a result without an input
+    r = invoke("report", root / "rainy", root / "derained", "-o", root / "r.html")
+    assert r.exit_code == 0, r.output
+    notes = [line for line in r.stderr.splitlines() if line.startswith("note: ")]
+    assert notes == ["note: s: niqe: the image must hold at least two whole 96x96 blocks (e.g. 192x96 pixels), "
+                     "got 150x120 (shown as n/a)",
+                     f"note: 1 result(s) without an input of the same name in {root / 'rainy'} are left out: "
+                     f"{root / 'derained' / 'd.png'}"]
+    text = (root / "r.html").read_text(encoding="utf-8")
+    assert "2 note(s)" in text and "got 150x120 (shown as n/a)" in text
+    scores = json.loads(dict(Page(text).scripts)["scores"])[2]["scores"]
+    assert scores["input"]["niqe"] is None and scores["input"]["brisque"] == pytest.approx(brisque(small))
+
+    write_image(root / "masks" / "a_mask.png", folders["clean"]["a"])   # a photo, not a mask
+    report = build_report(root / "rainy", root / "derained", root / "r.html", masks=root / "masks")
+    assert report.problems[0] == (f"{root / 'masks' / 'a_mask.png'}: is a colour picture, not a rain mask (a mask "
+                                  "is grey: white where the rain is); the mask shown is computed")
+    assert not report.images[0]["mask_file"]
+
+
 def test_report_with_nothing_to_show_leaves_the_old_file(tmp_path):
     write_image(tmp_path / "in" / "a.png", np.zeros((8, 8, 3), np.uint8))
     (tmp_path / "out").mkdir()
@@ -403,7 +434,7 @@ def test_eval_no_reference_json_names_what_it_skipped(tmp_path):
     r = invoke("eval", "--no-reference", tmp_path / "a", "--json")
     assert r.exit_code == 1
     out = json.loads(r.stdout)
-    assert set(out) == {"n", "niqe", "brisque", "per_image", "unpaired", "skipped"}
+    assert set(out) == {"n", "niqe", "brisque", "n_niqe", "n_brisque", "per_image", "unpaired", "skipped"}
     assert out["n"] == 1 and out["unpaired"] == [] and len(out["skipped"]) == 1 and "bad.png" in out["skipped"][0]
     write_image(tmp_path / "b" / "good.png", image)
     write_image(tmp_path / "b" / "alone.png", image)
@@ -411,8 +442,8 @@ def test_eval_no_reference_json_names_what_it_skipped(tmp_path):
     r = invoke("eval", "--no-reference", tmp_path / "a", "--compare", tmp_path / "b", "--json")
     out = json.loads(r.stdout)
     assert r.exit_code == 1 and out["unpaired"] == [str(tmp_path / "b" / "alone.png")]
-    assert set(out) == {"n", "niqe", "brisque", "compare_niqe", "compare_brisque", "compare_niqe_lower",
-                        "compare_brisque_lower", "per_image", "unpaired", "skipped"}
+    assert set(out) == {"n", "niqe", "brisque", "compare_niqe", "compare_brisque", "n_niqe", "n_brisque",
+                        "compare_niqe_lower", "compare_brisque_lower", "per_image", "unpaired", "skipped"}
     assert len(out["skipped"]) == 1 and "bad.png" in out["skipped"][0]
 
 
@@ -435,11 +466,14 @@ def test_nothing_to_report_or_score_is_a_usage_error(tmp_path):
     for name in ("empty", "other"):
         (tmp_path / name).mkdir()
     write_image(tmp_path / "other" / "x.png", np.zeros((32, 32, 3), np.uint8))
+    write_image(tmp_path / "other2" / "y.png", np.zeros((32, 32, 3), np.uint8))
     for args, line in [(["report", tmp_path / "empty", tmp_path / "other", "-o", tmp_path / "r.html"],
                         f"no images in {tmp_path / 'empty'}"),
                        (["eval", "--no-reference", tmp_path / "empty"], f"no images to score in {tmp_path / 'empty'}"),
                        (["eval", "--pred", tmp_path / "empty", "--target", tmp_path / "other"],
-                        f"no images with matching names in {tmp_path / 'empty'} and {tmp_path / 'other'}")]:
+                        f"no images in {tmp_path / 'empty'}"),
+                       (["eval", "--pred", tmp_path / "other", "--target", tmp_path / "other2"],
+                        f"no images with matching names in {tmp_path / 'other'} and {tmp_path / 'other2'}")]:
         r = invoke(*args)
         assert r.exit_code == 2 and r.stderr.strip().splitlines()[-1] == f"Error: {line}", r.stderr
     assert not (tmp_path / "r.html").exists()

@@ -48,22 +48,28 @@ METRICS = (("niqe", "NIQE", 4, False, False), ("brisque", "BRISQUE", 3, False, F
 
 @dataclass
 class Report:
-    """What :func:`build_report` did: the file, the images in it, and the problems met (one line each)."""
+    """What :func:`build_report` did: the file, the images in it, the problems met (one line each:
+    a file left out or unusable) and the notes (one line each: a score undefined for an image,
+    results without an input)."""
 
     path: Path
     images: list = field(default_factory=list)
     problems: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
 
 
 def _by_stem(folder: Optional[Path]) -> dict[str, list[Path]]:
     return by_stem(list_images(folder)) if folder is not None else {}
 
 
-def _try(score: Callable, *images) -> Optional[float]:
-    """A score, or None where it is undefined for these images (too small, flat)."""
+def _try(score: Callable, *images, undefined: Optional[set] = None) -> Optional[float]:
+    """A score, or None where it is undefined for these images (too small, flat): why is added
+    to ``undefined``."""
     try:
         return float(score(*images))
-    except ValueError:
+    except ValueError as e:
+        if undefined is not None:
+            undefined.add(" ".join(str(e).split()))
         return None
 
 
@@ -106,8 +112,12 @@ def _mask_for(path: Optional[Path], rgb8: np.ndarray, max_pixels, problems: list
     """The mask in the file ``path``, else the guarded LDGP mask; and whether it came from the file."""
     if path is not None:
         try:
-            mask = to_uint8(to_float_rgb(read_image(path, max_pixels=max_pixels))).max(axis=2)
-            if mask.shape == rgb8.shape[:2]:
+            picture = to_uint8(to_float_rgb(read_image(path, max_pixels=max_pixels)))
+            mask = picture.max(axis=2)
+            if int(np.abs(picture - picture.min(axis=2, keepdims=True)).max()) > 16:   # JPEG's colour noise passes
+                problems.append(f"{path}: is a colour picture, not a rain mask (a mask is grey: white where the "
+                                "rain is); the mask shown is computed")
+            elif mask.shape == rgb8.shape[:2]:
                 return mask, True
             problems.append(f"{path}: mask is {mask.shape[1]}x{mask.shape[0]}, the image "
                             f"{rgb8.shape[1]}x{rgb8.shape[0]}; the mask shown is computed")
@@ -116,15 +126,17 @@ def _mask_for(path: Optional[Path], rgb8: np.ndarray, max_pixels, problems: list
     return compute_mask(rgb8, "guarded").mask, False
 
 
-def _entry(stem: str, paths: dict, max_width: int, max_pixels, problems: list) -> dict:
-    """Scores and pictures of one image; ValueError (one line) when its input or result is unusable."""
+def _entry(stem: str, paths: dict, max_width: int, max_pixels, problems: list, undefined: set) -> dict:
+    """Scores and pictures of one image; ValueError (one line) when its input or result is unusable.
+    Why a score is undefined for it (too small, flat) is added to ``undefined``."""
     image = read_image(paths["input"], max_pixels=max_pixels)
     result = read_image(paths["result"], max_pixels=max_pixels)
     if image.shape[:2] != result.shape[:2]:
         raise ValueError(f"{paths['result']}: the result is {result.shape[1]}x{result.shape[0]}, its input "
                          f"{image.shape[1]}x{image.shape[0]}; a result must keep the input's size")
-    scores = {"input": {"niqe": _try(niqe, image), "brisque": _try(brisque, image)},
-              "result": {"niqe": _try(niqe, result), "brisque": _try(brisque, result)}}
+    scores = {name: {"niqe": _try(niqe, picture, undefined=undefined),
+                     "brisque": _try(brisque, picture, undefined=undefined)}
+              for name, picture in (("input", image), ("result", result))}
     if "target" in paths:
         try:
             clean = read_image(paths["target"], max_pixels=max_pixels)
@@ -170,7 +182,8 @@ class NoImages(ValueError):
 
 def build_report(inputs, outputs, path, target=None, masks=None, max_width: int = 1200,
                  title: str = "rain2avoid report", max_pixels: Optional[int] = DEFAULT_MAX_PIXELS,
-                 progress: bool = False, on_problem: Optional[Callable[[str], None]] = None) -> Report:
+                 progress: bool = False, on_problem: Optional[Callable[[str], None]] = None,
+                 on_note: Optional[Callable[[str], None]] = None) -> Report:
     """Write the HTML report of the rainy ``inputs`` and their derained ``outputs`` (folders) to ``path``.
 
     Images pair by file stem. ``target``: folder of clean images (adds PSNR/SSIM
@@ -181,8 +194,11 @@ def build_report(inputs, outputs, path, target=None, masks=None, max_width: int 
     is computed. Pictures are shrunk to ``max_width`` pixels. A missing or
     unreadable file, or a name held by two files of a folder (``a.png`` and
     ``a.jpg``: which pairs with which is unclear), is reported (in
-    ``Report.problems`` and to ``on_problem``) and its image left out. The
-    file is written atomically; ``ValueError`` when no image could be shown.
+    ``Report.problems`` and to ``on_problem``) and its image left out. A score
+    undefined for an image (NIQE below 192x96 pixels, a flat image) shows as
+    n/a, and results without an input are left out; both are noted (in
+    ``Report.notes`` and to ``on_note``). The file is written atomically;
+    ``ValueError`` when no image could be shown.
     """
     inputs, outputs, path = Path(inputs), Path(outputs), Path(path)
     if max_width < 16:
@@ -197,6 +213,11 @@ def build_report(inputs, outputs, path, target=None, masks=None, max_width: int 
         report.problems.append(line)
         if on_problem is not None:
             on_problem(line)
+
+    def note(line: str) -> None:
+        report.notes.append(line)
+        if on_note is not None:
+            on_note(line)
 
     sources = list_images(inputs)
     if not sources:
@@ -222,18 +243,25 @@ def build_report(inputs, outputs, path, target=None, masks=None, max_width: int 
         mask = _mask_file(source, masks, mask_files, plain, notes)
         if mask is not None:
             paths["mask"] = mask
+        undefined: set = set()
         try:
-            report.images.append(_entry(stem, paths, max_width, max_pixels, notes))
+            report.images.append(_entry(stem, paths, max_width, max_pixels, notes, undefined))
         except Exception as e:  # one bad file must not stop the report
             text = " ".join(str(e).split()) or type(e).__name__
             if str(source) not in text and str(paths["result"]) not in text:
                 text = f"{source}: {text}"
-            notes = [f"{text}; left out"]  # the image is left out: its other notes are moot
+            notes, undefined = [f"{text}; left out"], set()  # the image is left out: its other notes are moot
         for line in notes:
             problem(line)
+        for line in sorted(undefined):
+            note(f"{stem}: {line} (shown as n/a)")
+    extra = [str(f) for stem, files in results.items() if stem not in same_stem for f in files]
+    if extra:
+        note(f"{len(extra)} result(s) without an input of the same name in {inputs} are left out: "
+             f"{', '.join(extra[:5])}{' ...' if len(extra) > 5 else ''}")
     if not report.images:
         raise ValueError(f"nothing to report: no image of {inputs} could be shown with its result")
-    page = render(report.images, _summary(report.images), title, report.problems)
+    page = render(report.images, _summary(report.images), title, report.problems, report.notes)
     _write_text_atomically(path, page)
     return report
 
@@ -268,7 +296,8 @@ def _change(a: Optional[float], b: Optional[float], decimals: int, higher: bool)
     return f'<td class="{kind}">{d:+.{decimals}f}</td>'
 
 
-def render(entries: list[dict], summary: list[dict], title: str, problems: list[str]) -> str:
+def render(entries: list[dict], summary: list[dict], title: str, problems: list[str],
+           notes: tuple = ()) -> str:
     """The HTML page (a string) for the entries of :func:`build_report`."""
     used = [m for m in METRICS if any(e["scores"]["input"].get(m[0]) is not None or
                                       e["scores"]["result"].get(m[0]) is not None for e in entries)]
@@ -288,6 +317,8 @@ def render(entries: list[dict], summary: list[dict], title: str, problems: list[
     sections = "".join(_section(i, e, used) for i, e in enumerate(entries))
     issues = ("<details class='problems'><summary>" + f"{len(problems)} problem(s) with the files</summary><ul>"
               + "".join(f"<li>{esc(p)}</li>" for p in problems) + "</ul></details>") if problems else ""
+    issues += ("<details class='notes'><summary>" + f"{len(notes)} note(s)</summary><ul>"
+               + "".join(f"<li>{esc(n)}</li>" for n in notes) + "</ul></details>") if notes else ""
     data = json.dumps([{"name": e["name"], "scores": e["scores"], "rain": e["rain"], "unchanged": e["unchanged"]}
                        for e in entries])
     # no '<' inside <script>: a name such as "<!--<script>" would otherwise swallow the page's script
@@ -339,7 +370,7 @@ th:first-child,td:first-child{text-align:left}.better{color:#087a2a}.worse{color
 .image{border-top:2px solid #ddd;margin-top:2em}.image h2 small{font-weight:normal;color:#666;font-size:.7em}
 .row{display:flex;flex-wrap:wrap;gap:1em;align-items:flex-start}
 figure{margin:0;flex:1 1 0;min-width:200px}figure img{width:100%;display:block;background:#eee}
-figcaption{text-align:center;color:#555}.problems{margin:1em 0;color:#b3261e}
+figcaption{text-align:center;color:#555}.problems{margin:1em 0;color:#b3261e}.notes{margin:1em 0;color:#555}
 .slider{position:relative;flex:3 1 600px;user-select:none;touch-action:pan-y;cursor:ew-resize}
 .slider img{display:block;width:100%}.slider .before{position:absolute;top:0;left:0;clip-path:inset(0 50% 0 0)}
 .slider .bar{position:absolute;top:0;bottom:2em;left:50%;width:2px;background:#fff;box-shadow:0 0 3px #000}

@@ -39,7 +39,8 @@ def report(inputs, outputs, target, masks, output, max_width, title, quiet, debu
     For each image of INPUTS and its result in OUTPUTS (paired by file stem):
     input | result | rain mask, a before/after slider, NIQE and BRISQUE of both,
     and PSNR/SSIM with --target; a result that is its input, unchanged (no rain
-    found), says so. A summary on top gives the means and how many images
+    found), says so. A score undefined for an image (NIQE needs 192x96 pixels)
+    shows as n/a, with a note saying why. A summary on top gives the means and how many images
     improved. Pictures are embedded: the page can be mailed or archived
     alone. Missing or unreadable files, and names held by two files of a folder
     (a.png and a.jpg), are reported and left out (exit code 1). The page is
@@ -63,10 +64,15 @@ def report(inputs, outputs, target, masks, output, max_width, title, quiet, debu
         if not quiet:
             click.echo(f"warning: {line}", err=True)
 
+    def on_note(line: str) -> None:   # a score shown as n/a, results without an input: not failures
+        if not quiet:
+            click.echo(f"note: {line}", err=True)
+
     try:
         with sigterm_as_interrupt():
             result = build_report(inputs, outputs, output, target=target, masks=masks, max_width=max_width,
-                                  title=title, max_pixels=max_pixels, progress=ctx.bars, on_problem=on_problem)
+                                  title=title, max_pixels=max_pixels, progress=ctx.bars, on_problem=on_problem,
+                                  on_note=on_note)
     except KeyboardInterrupt as e:  # the page is written at the end, atomically: nothing half-written is left
         click.echo(f"interrupted: {output} not written", err=True)
         sys.exit(interrupted_exit_code(e))
