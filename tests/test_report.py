@@ -477,3 +477,18 @@ def test_nothing_to_report_or_score_is_a_usage_error(tmp_path):
         r = invoke(*args)
         assert r.exit_code == 2 and r.stderr.strip().splitlines()[-1] == f"Error: {line}", r.stderr
     assert not (tmp_path / "r.html").exists()
+
+
+def test_eval_and_report_list_images_in_the_same_natural_order(tmp_path):
+    names = ["b", "aa", "c10", "c9", "IMG_0002", "img_10"]
+    image = add_rain(clean_example("coffee", size=SIZE), angle=10, density=0.04, length=16, seed=2)[0]
+    for name in names:
+        for folder in ("x", "y"):
+            write_image(tmp_path / folder / f"{name}.png", image)
+    expected = ["aa", "b", "c9", "c10", "IMG_0002", "img_10"]   # numbers by value, case aside
+    report = build_report(tmp_path / "x", tmp_path / "y", tmp_path / "r.html")
+    assert [e["name"] for e in report.images] == expected
+    for args in (["--pred", tmp_path / "x", "--target", tmp_path / "y"],
+                 ["--no-reference", tmp_path / "x", "--compare", tmp_path / "y"]):
+        r = invoke("eval", *args, "--json")
+        assert [row["name"] for row in json.loads(r.stdout)["per_image"]] == expected, r.output

@@ -151,7 +151,7 @@ def _full_reference(ctx: Context, pred: Path, target: Path, as_json: bool, crop_
     failures: list[str] = []
     for line in found.ambiguous:
         _error(failures, f"{line}; left out")
-    pairs = sorted(found.pairs, key=lambda pair: (len(pair[0]), pair[0]))
+    pairs = found.pairs   # in the natural order of the files of --pred, as report and --no-reference list them
     rows = []
     for stem, p, t in tqdm(pairs, desc="eval", unit="image", disable=not ctx.bars or len(pairs) < 2):
         try:
