@@ -473,6 +473,20 @@ def test_mask_file_and_folder(tmp_path, rainy_folder):
     assert r.stdout == f"a.png -> {tmp_path / 'one.png'} (rain on {(m > 10).mean():.1%} of the pixels)\n"
 
 
+@pytest.mark.parametrize("command", ["mask", "refs"])
+def test_mask_and_refs_of_a_folder_skip_existing_outputs_unless_forced(tmp_path, rainy_folder, command):
+    out = tmp_path / "out"
+    shutil.copytree(rainy_folder, out)   # a folder of results with the same names: not to be written over
+    before = (out / "a.png").read_bytes()
+    extra = ["--mean-only"] if command == "refs" else []
+    r = invoke(command, rainy_folder, "-o", out, *extra)
+    assert r.exit_code == 0, r.output
+    assert f"skip a.png: {out / 'a.png'} exists (use --force to redo)" in r.stdout
+    assert (out / "a.png").read_bytes() == before
+    r = invoke(command, rainy_folder, "-o", out, *extra, "--force", "-q")
+    assert r.exit_code == 0 and (out / "a.png").read_bytes() != before
+
+
 def test_refs_file_layout_and_values(tmp_path, rainy_folder):
     out = tmp_path / "refs"
     r = invoke("refs", rainy_folder / "a.png", "-o", out, "--n", "3")

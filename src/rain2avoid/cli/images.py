@@ -318,9 +318,12 @@ def apply(input, model_path, output, veil, veil_threshold, device, overwrite, fo
               help="Output PNG (one image) or folder (one <stem>.png per image).")
 @click.option("--patch-size", type=click.IntRange(min=32), default=80, show_default=True)
 @click.option("--kernel-size", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--force", is_flag=True, help="Redo images whose output already exists (a folder's are skipped).")
 @common_options
-def mask(input, output, patch_size, kernel_size, quiet, debug, max_pixels):
+def mask(input, output, patch_size, kernel_size, force, quiet, debug, max_pixels):
     """Write the LDGP rain mask (graded 0-255; rain where > 10) of an image or of every image in a folder.
+
+    A folder's images whose mask file exists are skipped (--force redoes them).
 
     \b
     Example:
@@ -338,7 +341,8 @@ def mask(input, output, patch_size, kernel_size, quiet, debug, max_pixels):
         write_image(dst, r.mask)
         ctx.say(f"{src.name} -> {dst} (rain on {np.mean(r.mask > 10):.1%} of the pixels)")
 
-    run_jobs(ctx, [(f, output_for(f, output, folder, ".png")) for f in files], work, "mask")
+    run_jobs(ctx, [Job(f, output_for(f, output, folder, ".png")) for f in files], work, "mask",
+             force=force or not folder)
 
 
 @click.command()
@@ -349,9 +353,12 @@ def mask(input, output, patch_size, kernel_size, quiet, debug, max_pixels):
 @click.option("--sampler", type=click.Choice(["nss", "uniform"]), default="nss", show_default=True)
 @click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--mean-only", is_flag=True, help="Only write the closed-form mean reference.")
+@click.option("--force", is_flag=True, help="Redo images whose output already exists (a folder's are skipped).")
 @common_options
-def refs(input, output, n, sampler, seed, mean_only, quiet, debug, max_pixels):
+def refs(input, output, n, sampler, seed, mean_only, force, quiet, debug, max_pixels):
     """Write stochastic derained references: OUTDIR/<stem>/<k>.png and the closed-form mean OUTDIR/<stem>.png.
+
+    A folder's images whose OUTDIR/<stem>.png exists are skipped (--force redoes them).
 
     \b
     Example:
@@ -361,7 +368,7 @@ def refs(input, output, n, sampler, seed, mean_only, quiet, debug, max_pixels):
     from ..pipeline import to_uint8
     from ..sdr import expected_reference, sample_references
     ctx = Context(quiet, debug, max_pixels)
-    files, _ = list_inputs(input)
+    files, folder = list_inputs(input)
 
     def work(src: Path, dst: Path) -> None:
         rgb8 = to_uint8(to_float_rgb(ctx.read(src)))
@@ -372,5 +379,5 @@ def refs(input, output, n, sampler, seed, mean_only, quiet, debug, max_pixels):
                 write_image(dst.parent / src.stem / f"{k}.png", ref)
         ctx.say(f"{src.name} -> {dst}" + ("" if mean_only else f" and {n} references in {dst.parent / src.stem}"))
 
-    run_jobs(ctx, [(f, output / f"{f.stem}.png") for f in files], work, "refs")
+    run_jobs(ctx, [Job(f, output / f"{f.stem}.png") for f in files], work, "refs", force=force or not folder)
 
