@@ -1365,3 +1365,10 @@ def test_arrays_are_writable(tmp_path, monkeypatch):
     read_image(tmp_path / "w.png")[0, 0, 0] = 1
     monkeypatch.setattr(rio.cv2, "imdecode", lambda *args: None)  # Pillow path
     read_image(tmp_path / "w.png")[0, 0, 0] = 1
+
+
+def test_writing_float_pixels_says_how_to_convert_them(tmp_path):
+    with pytest.raises(ValueError, match=r"got float32 \(convert float results with "
+                                         r"rain2avoid\.io\.from_float_rgb\(result, like=image\) first\)"):
+        write_image(tmp_path / "x.png", np.zeros((4, 4, 3), np.float32))
+    assert not (tmp_path / "x.png").exists()

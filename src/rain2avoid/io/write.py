@@ -222,7 +222,7 @@ def _checked_pixels(image: np.ndarray) -> np.ndarray:
     if image.dtype not in (np.uint8, np.uint16):
         raise ValueError(
             f"expected uint8 or uint16 pixels, got {image.dtype} "
-            "(convert float results with from_float_rgb first)"
+            "(convert float results with rain2avoid.io.from_float_rgb(result, like=image) first)"
         )
     if image.ndim == 3 and image.shape[2] == 1:
         image = image[:, :, 0]
