@@ -401,6 +401,22 @@ def test_sixteen_bit_colour_tiff_from_other_writer(tmp_path):
     np.testing.assert_array_equal(back, rgb)
 
 
+def test_sixteen_bit_tiffs_the_decoders_get_wrong_are_refused_saying_why(tmp_path):
+    rgb = random_image((6, 9, 3), np.uint16, seed=11)
+    planar = tiff_bytes(rgb)
+    at = planar.index(struct.pack("<HHI", 284, 3, 1))   # PlanarConfiguration: 1 (interleaved) -> 2 (per channel)
+    (tmp_path / "planar.tif").write_bytes(planar[:at + 8] + struct.pack("<H", 2) + planar[at + 10:])
+    assert_read_error(tmp_path / "planar.tif", "unsupported TIFF layout: 16-bit colour stored per channel (planar)")
+    (tmp_path / "grey_alpha.tif").write_bytes(tiff_bytes(random_image((6, 9, 2), np.uint16, seed=12)))
+    assert_read_error(tmp_path / "grey_alpha.tif", "unsupported TIFF layout: 16-bit grey with alpha; convert it")
+    tifffile = pytest.importorskip("tifffile")   # as Photoshop writes "Pixel Order: Per Channel"
+    tifffile.imwrite(tmp_path / "photoshop.tif", rgb.transpose(2, 0, 1), photometric="rgb", planarconfig="separate")
+    assert_read_error(tmp_path / "photoshop.tif", "stored per channel (planar)")   # OpenCV decoded it as noise
+    tifffile.imwrite(tmp_path / "planar8.tif", (rgb >> 8).astype(np.uint8).transpose(2, 0, 1), photometric="rgb",
+                     planarconfig="separate")
+    np.testing.assert_array_equal(read_image(tmp_path / "planar8.tif"), rgb >> 8)   # Pillow reads 8 bits right
+
+
 def test_cmyk_jpeg_becomes_rgb(tmp_path):
     rgb = Image.fromarray(np.full((8, 8, 3), (200, 30, 60), dtype=np.uint8))
     path = pillow_file(tmp_path / "cmyk.jpg", rgb.convert("CMYK"), "JPEG", quality=100)

@@ -253,11 +253,13 @@ _TIFF_SAMPLE_FORMATS = {1: "uint", 2: "int", 3: "float", 5: "complex int", 6: "c
 
 
 def _check_tiff_sample_type(data: bytes) -> None:
-    """Refuse a TIFF whose first page holds samples other than 1- to 16-bit unsigned integers.
+    """Refuse a TIFF whose first page holds samples other than 1- to 16-bit unsigned integers,
+    or 16-bit samples in a layout the decoders get wrong (colour stored per channel, which
+    OpenCV decodes as noise) or cannot open (grey with alpha).
 
-    Reads the SampleFormat and BitsPerSample tags of the first page itself,
-    because Pillow cannot open float colour TIFFs at all.  A TIFF whose tags
-    cannot be read passes, so that decoding reports the damage.
+    Reads the SampleFormat, BitsPerSample, SamplesPerPixel and PlanarConfiguration tags of
+    the first page itself, because Pillow cannot open float or 16-bit colour TIFFs at all.
+    A TIFF whose tags cannot be read passes, so that decoding reports the damage.
     """
     try:
         tags = TiffImagePlugin.ImageFileDirectory_v2(data[:16] if data[2] == 0x2B or data[3] == 0x2B
@@ -268,12 +270,18 @@ def _check_tiff_sample_type(data: bytes) -> None:
         kinds, bits = tags.get(339, (1,)), tags.get(258, (1,))
         kind = kinds[0] if isinstance(kinds, tuple) else kinds
         depth = max(bits) if isinstance(bits, tuple) else bits
+        samples, planar = int(tags.get(277, 1)), int(tags.get(284, 1))
     except Exception:
         return
-    if kind in (1, 4) and depth <= 16:  # 4: "undefined", read as unsigned
-        return
-    name = f"{_TIFF_SAMPLE_FORMATS.get(kind, 'unknown')}{depth}".replace(" ", "-")
-    raise _BadImage(_unsupported_sample_type(name))
+    if kind not in (1, 4) or depth > 16:  # 4: "undefined", read as unsigned
+        name = f"{_TIFF_SAMPLE_FORMATS.get(kind, 'unknown')}{depth}".replace(" ", "-")
+        raise _BadImage(_unsupported_sample_type(name))
+    if depth > 8 and samples > 1 and planar == 2:
+        raise _BadImage("unsupported TIFF layout: 16-bit colour stored per channel (planar); save it with "
+                        "interleaved pixels (Photoshop: Pixel Order 'Interleaved') or as PNG")
+    if depth > 8 and samples == 2:
+        raise _BadImage("unsupported TIFF layout: 16-bit grey with alpha; convert it to a 16-bit RGBA TIFF "
+                        "or a PNG")
 
 
 def _unsupported_sample_type(name: str) -> str:
