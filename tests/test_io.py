@@ -1,5 +1,6 @@
 """Tests for rain2avoid.io: reading, writing, listing and float conversion."""
 
+import dataclasses
 import errno
 import io
 import os
@@ -567,6 +568,23 @@ def test_meta_without_exif(tmp_path):
 
 def srgb_profile():
     return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+def test_a_cmyk_photo_s_profile_is_not_put_on_its_rgb_result(tmp_path):
+    cmyk_profile = srgb_profile()[:16] + b"CMYK" + srgb_profile()[20:]   # the header says what colours it describes
+    picture = Image.fromarray(np.full((8, 8, 3), (200, 30, 60), np.uint8)).convert("CMYK")
+    picture.save(tmp_path / "cmyk.jpg", quality=100, icc_profile=cmyk_profile)
+    pixels, meta = read_image(tmp_path / "cmyk.jpg", with_meta=True)
+    assert pixels.shape == (8, 8, 3) and meta.icc_profile == cmyk_profile
+    with pytest.warns(UserWarning, match=r"the input's ICC profile describes CMYK colours, not the output's RGB "
+                                         r"ones; writing without it"):
+        write_image(tmp_path / "out.jpg", pixels, meta=meta)
+    with Image.open(tmp_path / "out.jpg") as out:
+        assert out.mode == "RGB" and "icc_profile" not in out.info
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")   # a matching profile is kept, without a word
+        write_image(tmp_path / "rgb.jpg", pixels, meta=dataclasses.replace(meta, icc_profile=srgb_profile()))
+    assert read_image(tmp_path / "rgb.jpg", with_meta=True)[1].icc_profile == srgb_profile()
 
 
 @pytest.mark.parametrize("out_ext", [".jpg", ".png", ".webp", ".tif"])

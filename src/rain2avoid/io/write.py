@@ -200,6 +200,11 @@ def _encode_with_exif(image: np.ndarray, fmt: str, meta: Optional[ImageMeta], jp
         pixels = _drop_opaque_alpha(pixels)
     exif = exif_for_writing(meta.exif) if meta is not None else None
     icc = (meta.icc_profile or None) if meta is not None else None
+    if icc and _icc_space(icc) not in (None, b"GRAY" if pixels.ndim == 2 else b"RGB "):
+        space = _icc_space(icc).decode("latin-1").strip()
+        lose(f"the input's ICC profile describes {space} colours, not the output's "
+             f"{'grey' if pixels.ndim == 2 else 'RGB'} ones; writing without it (viewers take the colours as sRGB)")
+        icc = None
     if (exif or icc) and fmt == "tiff" and _pillow_can_write(pixels):
         return _encode_tiff_with_pillow(pixels, exif, icc)
     if (exif or icc) and fmt in ("jpeg", "png", "webp"):
@@ -213,6 +218,12 @@ def _encode_with_exif(image: np.ndarray, fmt: str, meta: Optional[ImageMeta], jp
     if encoded is None:
         raise ValueError(f"the {fmt.upper()} encoder failed for an image of shape {pixels.shape}")
     return encoded
+
+
+def _icc_space(icc: bytes) -> Optional[bytes]:
+    """The colour space an ICC profile describes (its header's bytes 16-19: b"RGB ", b"GRAY",
+    b"CMYK", ...), or None for data too short to be a profile."""
+    return icc[16:20] if len(icc) >= 128 else None
 
 
 def _checked_pixels(image: np.ndarray) -> np.ndarray:
