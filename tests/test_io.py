@@ -1169,6 +1169,21 @@ def test_new_file_mode_follows_umask(tmp_path):
     assert (tmp_path / "m.png").stat().st_mode & 0o777 == 0o644
 
 
+def test_a_replaced_file_keeps_its_permissions_and_a_read_only_one_is_not_replaced(tmp_path):
+    target = tmp_path / "private.png"
+    write_image(target, random_image((3, 3), seed=1))
+    target.chmod(0o600)
+    write_image(target, random_image((3, 3), seed=2))
+    assert target.stat().st_mode & 0o777 == 0o600   # not made readable by others (0o644)
+    np.testing.assert_array_equal(read_image(target), random_image((3, 3), seed=2))
+    before = target.read_bytes()
+    target.chmod(0o444)   # a rename replaces it whatever its permissions (even for root): refused first
+    with pytest.raises(ImageWriteError, match=r"private\.png: the file is read-only; make it writable "
+                                              r"\(chmod u\+w\) to replace it, or write elsewhere"):
+        write_image(target, random_image((3, 3), seed=3))
+    assert target.read_bytes() == before and temp_files(tmp_path) == []
+
+
 def test_overwrite(tmp_path):
     target = tmp_path / "o.png"
     first, second = random_image((4, 4), seed=1), random_image((4, 4), seed=2)

@@ -234,6 +234,18 @@ def test_writer_error_leaves_no_partial_file(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_read_only_video_is_not_replaced_and_a_replaced_one_keeps_its_permissions(tmp_path):
+    target = tmp_path / "out.mkv"
+    write_video(target, noise_frames(2), 25)
+    target.chmod(0o600)
+    write_video(target, noise_frames(3), 25)
+    assert target.stat().st_mode & 0o777 == 0o600 and frames_of(target).shape[0] == 3
+    target.chmod(0o444)
+    with pytest.raises(VideoWriteError, match="the file is read-only; make it writable"):
+        write_video(target, noise_frames(4), 25)
+    assert frames_of(target).shape[0] == 3 and sorted(p.name for p in tmp_path.iterdir()) == ["out.mkv"]
+
+
 def test_frames_that_change_size_are_one_clear_error(tmp_path):
     frames = list(noise_frames(3)) + list(noise_frames(3, h=32, w=48))
     varsize_avi(tmp_path / "var.avi", frames)

@@ -5,6 +5,8 @@ hidden temporary file next to the target, which is flushed to disk and renamed
 over the target. The target is therefore either the old file or the complete
 new one; a process killed mid-write leaves only the hidden temporary file,
 which :func:`temporary_files` finds. Problems raise :class:`ImageWriteError`.
+A file that is replaced keeps its permissions, and a read-only one (no write
+permission for anyone) is not replaced (:func:`replaceable_mode`).
 
 Who is still writing: a write holds an exclusive ``flock`` on its temporary
 file until the rename. The kernel drops the lock when the process ends, however
@@ -24,6 +26,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import stat
 import uuid
 from pathlib import Path
 from typing import List, Optional, Tuple, Union
@@ -34,7 +37,7 @@ except ImportError:  # Windows: nothing is locked (see the module docstring)
     fcntl = None
 
 __all__ = ["ImageWriteError", "write_bytes", "temporary_files", "stale_temporaries", "locked_temporary", "Claim",
-           "claim", "describe_os_error"]
+           "claim", "describe_os_error", "replaceable_mode"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -171,13 +174,32 @@ def _temporary_prefix(target: Path) -> str:
     return os.fsdecode(os.fsencode(target.name)[:200])
 
 
+def replaceable_mode(target: Path) -> Optional[int]:
+    """The permission bits of the file ``target``, which a new file written over it is to keep;
+    None where there is none. ImageWriteError for a read-only file (write permission for
+    nobody): a rename would replace it all the same, since only the folder's permissions
+    count, but its owner made it read-only to keep it."""
+    try:
+        status = os.stat(target)
+    except OSError:
+        return None
+    if not stat.S_ISREG(status.st_mode):
+        return None
+    if not status.st_mode & 0o222:
+        raise ImageWriteError(target, "the file is read-only; make it writable (chmod u+w) to replace it, "
+                                      "or write elsewhere", errno.EACCES)
+    return stat.S_IMODE(status.st_mode)
+
+
 def write_atomically(target: Path, data: bytes) -> None:
     """Write ``data`` to ``target`` through a synced temporary file and a rename.
 
     The temporary file is locked until the rename (see the module docstring). On any
     failure the temporary file is removed and the target is untouched; OS errors become
-    ImageWriteError.
+    ImageWriteError. A file replaced keeps its permissions; a read-only one is not
+    replaced (:func:`replaceable_mode`).
     """
+    mode = replaceable_mode(target)
     folder = target.parent
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -192,6 +214,8 @@ def write_atomically(target: Path, data: bytes) -> None:
         with open(descriptor, "wb", closefd=False) as handle:
             handle.write(data)
             handle.flush()
+            if mode is not None:
+                os.chmod(temporary, mode)
             os.fsync(handle.fileno())
         if fcntl is None:  # Windows renames no open file (and nothing is locked there)
             os.close(descriptor)

@@ -18,8 +18,6 @@ from __future__ import annotations
 import base64
 import html
 import json
-import os
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
@@ -31,6 +29,7 @@ from tqdm.auto import tqdm
 from .batch.plan import same_file
 from .io import DEFAULT_MAX_PIXELS, list_images, read_image, same_pixels, to_float_rgb, to_uint8
 from .detect import compute_mask
+from .files import write_bytes
 from .ldgp import RAIN_LEVEL
 from .metrics import as_rgb, psnr, ssim
 from .noref import brisque, niqe
@@ -262,24 +261,8 @@ def build_report(inputs, outputs, path, target=None, masks=None, max_width: int 
     if not report.images:
         raise ValueError(f"nothing to report: no image of {inputs} could be shown with its result")
     page = render(report.images, _summary(report.images), title, report.problems, report.notes)
-    _write_text_atomically(path, page)
+    write_bytes(path, page.encode("utf-8"))   # atomically: never a half-written page
     return report
-
-
-def _write_text_atomically(path: Path, text: str) -> None:
-    """Write through a hidden temporary file beside ``path`` and a rename: never a half-written page."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:12]}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # 0o666 & ~umask, like open()
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # --- the page ------------------------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from typing import Iterator, List, Optional, Union
 
 import numpy as np
 
-from ..files import locked_temporary
+from ..files import ImageWriteError, locked_temporary, replaceable_mode
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -290,6 +290,7 @@ class VideoWriter:
         self.frames = 0
         self._tmp: Optional[Path] = None
         self._lock: Optional[int] = None   # holds the temporary file's lock: a run that finds it knows it is live
+        self._mode: Optional[int] = None   # the permissions of the file replaced, which the new one keeps
         self._out = self._video = None
         self._audio_in = self._audio_packets = self._audio_out = self._transcode = None
 
@@ -308,6 +309,10 @@ class VideoWriter:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise VideoWriteError(self.path, f"cannot create folder {folder}: {e.strerror or e}") from None
+        try:
+            self._mode = replaceable_mode(self.path)
+        except ImageWriteError as e:   # a read-only file
+            raise VideoWriteError(self.path, e.reason) from None
         try:   # named as an image's, so that a later run removes it if this one is killed
             self._tmp, self._lock = locked_temporary(self.path)
             # FFmpeg's "bitexact": no random ID (Matroska's SegmentUID) nor version strings in the
@@ -426,6 +431,8 @@ class VideoWriter:
             if self._audio_in is not None:  # closed before the rename: the source may be the target
                 self._audio_in.close()
                 self._audio_in = None
+            if self._mode is not None:   # a file replaced keeps its permissions
+                os.chmod(self._tmp, self._mode)
             os.replace(self._tmp, self.path)
             self._tmp = None
             self._unlock()
