@@ -1,3 +1,4 @@
+import cv2
 import numpy as np
 import pytest
 
@@ -167,6 +168,15 @@ def test_wrong_init_or_device_is_refused_with_what_to_do(rainy_pair, tmp_path):
 def test_tiny_and_odd_images(shape):
     image = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
     assert rain2avoid.derain(image, steps=3).shape == shape
+
+
+@pytest.mark.parametrize("side", [8, 12, 16])
+def test_a_thumbnail_of_a_dry_photo_comes_back_as_it_is(side):
+    from rain2avoid.synth import clean_example
+    thumbnail = cv2.resize(clean_example("chelsea", size=(96, 96)), (side, side), interpolation=cv2.INTER_AREA)
+    result = rain2avoid.derain_detailed(thumbnail, steps=50, veil="off")
+    assert not result.mask.any()   # at 8-16 px a fifth of it was taken for rain and changed by 12-19 levels
+    np.testing.assert_array_equal(result.image, thumbnail)
 
 
 def test_never_brightens(rainy_pair):

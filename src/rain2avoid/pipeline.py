@@ -32,7 +32,7 @@ from .wide import merge_removal, shrink, shrink_factor, shows_lattice
 __all__ = ["derain", "derain_detailed", "DerainResult", "compute_mask", "make_targets", "loss_weights",
            "training_data", "missed_rain", "TrainingData", "OnlineTargets", "training_view", "TURN_SUPPORT",
            "texture_only", "MAX_CHROMA", "nothing_to_learn", "derain_settings", "PAIRED_STEPS", "check_device",
-           "check_init", "with_init_backbone", "STAGES"]
+           "check_init", "with_init_backbone", "STAGES", "MIN_SIDE"]
 
 TURN_SUPPORT = 12
 """The support of the main streak direction (``detect.main_support``) from which
@@ -43,6 +43,12 @@ PAIRED_STEPS = 500
 one trained this many steps (:func:`_runs`): 500 steps score as 700 do on Rain100L dev
 (32.87 dB; SSIM 0.9373 against 0.9381) in 5.5 s per image instead of 8.0 (docs/quality.md,
 fourteenth round)."""
+
+MIN_SIDE = 20
+"""An image narrower or lower than this has no rain sought in it (:func:`training_data`): a
+streak must outlast the mask's 10 px opening twice over to be told from texture. Thumbnails
+of rain-free photos (8-16 px) had a fifth of their pixels taken for rain and changed by 12-19
+grey levels on average; from 20 px no rain is found in them."""
 
 MAX_CHROMA = 0.12
 """Where the rain direction is unsure, a mask whose change is more coloured than this
@@ -197,8 +203,12 @@ def training_data(rgb: np.ndarray, settings: Settings) -> TrainingData:
     as ``settings`` says (``sdrl.train_image`` / ``train_folder`` take these two last), and
     how surely it shows one rain direction (for :func:`training_view`). A mask that
     :func:`texture_only` finds to be coloured texture is emptied: the references are then
-    the image itself. Beside the mask's halo, the rain it missed (``settings.layer``:
-    :func:`layer.unsure_rain`) is left out of the loss."""
+    the image itself, as is the mask of an image under :data:`MIN_SIDE` on a side (but the
+    reference's, ``settings.mask="ldgp"``). Beside the mask's halo, the rain it missed
+    (``settings.layer``: :func:`layer.unsure_rain`) is left out of the loss."""
+    if settings.mask != "ldgp" and min(rgb.shape[:2]) < MIN_SIDE:
+        mask = np.zeros(rgb.shape[:2], np.uint8)
+        return TrainingData(mask, 0, make_targets(rgb, mask, settings), loss_weights(mask, settings.halo), 0)
     rgb8 = to_uint8(rgb)
     streaks = find_streaks(rgb8) if settings.mask != "ldgp" or settings.augment == "auto" else []
     mask, angle = compute_mask(rgb8, settings.mask, streaks)
