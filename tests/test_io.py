@@ -674,6 +674,30 @@ def test_webp_xmp_is_kept_and_set_upright(tmp_path, channels, options):
     np.testing.assert_array_equal(read_image(tmp_path / "out.webp"), decode_image(encode_image("x.webp", read), "x.webp"))
 
 
+def test_print_size_and_gamma_are_kept_in_the_same_format(tmp_path):
+    from PIL import PngImagePlugin
+    pixels = random_image((8, 9, 3))
+    info = PngImagePlugin.PngInfo()
+    info.add(b"gAMA", struct.pack(">I", 100000))   # gamma 1.0: linear values
+    Image.fromarray(pixels).save(tmp_path / "in.png", pnginfo=info, dpi=(300, 300))
+    Image.fromarray(pixels).save(tmp_path / "in.jpg", dpi=(240, 240), quality=95)
+    for name in ("in.png", "in.jpg"):
+        read, meta = read_image(tmp_path / name, with_meta=True)
+        out = tmp_path / name.replace("in", "out")
+        write_image(out, read, meta=meta)
+        with Image.open(tmp_path / name) as before, Image.open(out) as after:
+            assert after.info["dpi"] == before.info["dpi"] and after.info.get("gamma") == before.info.get("gamma")
+        np.testing.assert_array_equal(read_image(out), decode_image(encode_image(name, read), name))
+    with pytest.warns(UserWarning, match=r"the JPEG file's metadata \(resolution\) cannot be carried into a PNG"):
+        write_image(tmp_path / "jpeg.png", read, meta=meta)
+    Image.fromarray(pixels).save(tmp_path / "plain.jpg")   # JFIF without a print size (aspect 1:1)
+    read, meta = read_image(tmp_path / "plain.jpg", with_meta=True)
+    assert meta.extra == ()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        write_image(tmp_path / "plain.png", read, meta=meta)
+
+
 def test_write_resets_orientation_of_given_meta(tmp_path):
     meta = ImageMeta(format="jpeg", exif=exif_bytes(8, "X"))
     write_image(tmp_path / "w.jpg", blocky_gray(), meta=meta)

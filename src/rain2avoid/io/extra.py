@@ -3,7 +3,9 @@
 Photographers keep keywords, captions, ratings, copyright and edit history in a
 JPEG's XMP (an APP1 segment, and more for extended XMP), its IPTC record (APP13,
 Photoshop's resources) and comments (COM), in a PNG's text chunks (tEXt,
-zTXt, iTXt; XMP is an iTXt chunk) and in a WebP's XMP chunk. :func:`extra_segments`
+zTXt, iTXt; XMP is an iTXt chunk) and in a WebP's XMP chunk; and print sizes in
+a JPEG's JFIF density (APP0) or a PNG's pHYs chunk, which a PNG's gAMA, cHRM and
+sRGB chunks join (how its values map to colours). :func:`extra_segments`
 lists them in a file, :func:`insert_segments` puts them into a file freshly
 encoded in the same format.
 They are carried as they are, not parsed, so only into the same format: the
@@ -30,21 +32,25 @@ Segment = Tuple[bytes, bytes]
 
 _XMP = b"http://ns.adobe.com/xap/1.0/\0"
 _XMP_EXTENSION = b"http://ns.adobe.com/xmp/extension/\0"
-_APP1, _APP13, _COM = b"\xff\xe1", b"\xff\xed", b"\xff\xfe"
-_PNG_TEXT = (b"tEXt", b"zTXt", b"iTXt")
+_APP0, _APP1, _APP13, _COM = b"\xff\xe0", b"\xff\xe1", b"\xff\xed", b"\xff\xfe"
+_JFIF = b"JFIF\0"
+_PNG_KEPT = (b"tEXt", b"zTXt", b"iTXt", b"pHYs", b"gAMA", b"cHRM", b"sRGB")
 _WEBP_XMP = b"XMP "
 _ORIENTATION = re.compile(rb"(tiff:Orientation\s*=\s*[\"']|<tiff:Orientation>\s*)[2-8](?=\s*[\"<'])")
 
 
 def extra_segments(data: bytes, fmt: str, upright: bool = False) -> Tuple[Segment, ...]:
-    """The XMP, IPTC and comment segments of a JPEG, the text chunks of a PNG or the XMP chunk
-    of a WebP, in file order (empty for other formats, or where there are none). ``upright``:
-    the pixels were turned by the EXIF orientation, so an XMP orientation is set to 1 too."""
+    """The XMP, IPTC and comment segments of a JPEG and its JFIF density where it gives one
+    (dots per inch or cm), the text, pHYs, gAMA, cHRM and sRGB chunks of a PNG, or the XMP
+    chunk of a WebP, in file order (empty for other formats, or where there are none).
+    ``upright``: the pixels were turned by the EXIF orientation, so an XMP orientation is
+    set to 1 too (a density is kept as it is: it is the same across and down in nearly
+    every file)."""
     if fmt == "jpeg":
         found = [(kind, payload) for kind, payload in _jpeg_segments(data) if kind in (_APP13, _COM) or (
-            kind == _APP1 and payload.startswith((_XMP, _XMP_EXTENSION)))]
+            kind == _APP1 and payload.startswith((_XMP, _XMP_EXTENSION))) or _jfif_density(kind, payload)]
     elif fmt == "png":
-        found = [(kind, bytes(payload)) for kind, payload, _ in png.chunks(data) if kind in _PNG_TEXT]
+        found = [(kind, bytes(payload)) for kind, payload, _ in png.chunks(data) if kind in _PNG_KEPT]
     elif fmt == "webp":
         found = [(_WEBP_XMP, payload) for payload in webp.chunks(data).get(_WEBP_XMP, [])]
     else:
@@ -62,10 +68,15 @@ def insert_segments(encoded: bytes, fmt: str, segments: Tuple[Segment, ...]) -> 
     if not segments:
         return encoded
     if fmt == "jpeg":
+        density = [payload for kind, payload in segments if kind == _APP0]
+        segments = tuple((kind, payload) for kind, payload in segments if kind != _APP0)
         position = 2   # after SOI: past the encoder's own APP segments (JFIF, EXIF, ICC)
         for kind, payload in _jpeg_segments(encoded):
             if not 0xE0 <= kind[1] <= 0xEF:
                 break
+            if density and position == 2 and kind == _APP0 and payload.startswith(_JFIF) and len(payload) >= 12:
+                at = position + 4 + 7   # the encoder's own JFIF segment: its units and densities replaced
+                encoded = encoded[:at] + density[0][7:12] + encoded[at + 5:]
             position += 4 + len(payload)
         if any(len(payload) > 65533 for _, payload in segments):
             raise ValueError("a JPEG segment holds at most 65533 bytes")
@@ -86,10 +97,18 @@ def insert_segments(encoded: bytes, fmt: str, segments: Tuple[Segment, ...]) -> 
 
 
 def describe_segments(segments: Tuple[Segment, ...]) -> str:
-    """What ``segments`` hold, in words: "XMP, IPTC", "comments", "text"."""
-    names = {_APP1: "XMP", _APP13: "IPTC", _COM: "comments", _WEBP_XMP: "XMP"}
+    """What ``segments`` hold, in words: "XMP, IPTC", "comments", "text", "resolution"; empty
+    where they hold only a PNG's sRGB chunk (what every other format takes its colours for)."""
+    names = {_APP0: "resolution", _APP1: "XMP", _APP13: "IPTC", _COM: "comments", _WEBP_XMP: "XMP",
+             b"pHYs": "resolution", b"gAMA": "gamma", b"cHRM": "chromaticities", b"sRGB": ""}
     kinds = dict.fromkeys(names.get(kind, "text") for kind, _ in segments)
-    return ", ".join(kinds)
+    return ", ".join(kind for kind in kinds if kind)
+
+
+def _jfif_density(kind: bytes, payload: bytes) -> bool:
+    """Whether a JPEG segment is a JFIF header giving a print size (units 1 or 2: dots per
+    inch or cm; 0 gives only the pixels' aspect, which every encoder writes as 1:1)."""
+    return kind == _APP0 and payload.startswith(_JFIF) and len(payload) >= 12 and payload[7] in (1, 2)
 
 
 def _upright(payload: bytes) -> bytes:

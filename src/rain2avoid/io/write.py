@@ -183,7 +183,7 @@ def _encode(
     extra = meta.extra if meta is not None else ()
     if extra and fmt == meta.format:
         return insert_segments(encoded, fmt, extra)
-    if extra:
+    if extra and describe_segments(extra):
         lose(f"the {meta.format.upper()} file's metadata ({describe_segments(extra)}) cannot be carried into a "
              f"{fmt.upper()} file; writing without it (write {meta.format.upper()} to keep it)")
     return encoded
