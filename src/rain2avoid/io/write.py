@@ -213,7 +213,8 @@ def _encode_with_exif(image: np.ndarray, fmt: str, meta: Optional[ImageMeta], jp
             return encoded
         lose(f"the EXIF/ICC metadata does not fit in a {fmt.upper()} file; writing without it")
     elif (icc or _describes_picture(exif)) and fmt == "tiff":
-        lose("EXIF/ICC metadata cannot be stored in a 16-bit colour TIFF; writing without it")
+        lose("the metadata (EXIF and ICC; a TIFF's XMP, artist and copyright too) cannot be written into a "
+             "16-bit colour TIFF by this program; writing without it (a 16-bit PNG keeps it)")
     encoded = _encode_opencv(pixels, fmt, jpeg_quality, None, None)
     if encoded is None:
         raise ValueError(f"the {fmt.upper()} encoder failed for an image of shape {pixels.shape}")
