@@ -115,8 +115,16 @@ def test_pil_images_in_other_modes_are_taken_as_their_colours(rainy_pair):
     assert np.array_equal(rain2avoid.derain(cmyk, steps=2), rain2avoid.derain(np.asarray(cmyk.convert("RGB")), steps=2))
     grey_alpha = rain2avoid.derain(Image.fromarray(rainy).convert("LA"), steps=2)
     assert grey_alpha.shape == rainy.shape[:2] + (4,) and (grey_alpha[..., 3] == 255).all()
-    with pytest.raises(ValueError, match=r"mode 'I' has no 8- or 16-bit form to derain: convert it first"):
-        rain2avoid.derain(Image.fromarray(rainy[..., 0].astype(np.int32)), steps=2)
+    with pytest.raises(ValueError, match=r"mode 'I' has no 8- or 16-bit form to derain: pass "
+                                         r"np.asarray\(image\).astype\(np.uint16\) if its values are 0-65535"):
+        rain2avoid.derain(Image.fromarray(rainy[..., 0].astype(np.int32)), steps=2)   # convert('RGB') would clip
+
+
+def test_big_endian_16_bit_pixels_are_taken_as_the_uint16_they_are(rainy_pair):
+    rainy = rainy_pair[0][:24, :32].astype(np.uint16) * 257
+    out = rain2avoid.derain(rainy.astype(">u2"), steps=2)
+    assert out.dtype == np.uint16 and out.dtype.isnative
+    np.testing.assert_array_equal(out, rain2avoid.derain(rainy, steps=2))
 
 
 def test_arrays_of_other_types_or_layouts_are_told_how_to_convert(rainy_pair):

@@ -37,17 +37,25 @@ def as_image(image) -> np.ndarray:
     and ValueError for one whose mode has no such form; anything else (a path, None, a
     list) raises a TypeError."""
     if isinstance(image, np.ndarray):
-        return image
+        return _native(image)
     if isinstance(image, Image.Image):
         try:
             return np.asarray(pillow_in_supported_mode(image))
         except ValueError:
-            raise ValueError(f"a Pillow image in mode {image.mode!r} has no 8- or 16-bit form to derain: convert "
-                             "it first (image.convert('RGB')), or read its file with rain2avoid.read_image") from None
+            how = ("np.asarray(image).astype(np.uint16) if its values are 0-65535 (Pillow opens some 16-bit "
+                   "files so)" if image.mode == "I" else "np.asarray(image) scaled to [0, 1]")
+            raise ValueError(f"a Pillow image in mode {image.mode!r} has no 8- or 16-bit form to derain: pass "
+                             f"{how}, or read its file with rain2avoid.read_image") from None
     if not (hasattr(image, "__array__") or hasattr(image, "__array_interface__")):
         raise TypeError(f"expected an image array (numpy (H, W), (H, W, 3) or (H, W, 4)), got "
                         f"{type(image).__name__}; to derain a file, read it with rain2avoid.read_image first")
-    return np.asarray(image)
+    return _native(np.asarray(image))
+
+
+def _native(array: np.ndarray) -> np.ndarray:
+    """``array`` in the machine's byte order: big-endian 16-bit samples (a FITS or raw file's) as
+    the uint16 they are."""
+    return array if array.dtype.isnative else array.astype(array.dtype.newbyteorder("="))
 
 
 def same_pixels(a: np.ndarray, b: np.ndarray) -> bool:
