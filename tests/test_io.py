@@ -871,11 +871,12 @@ def test_missing_empty_folder_garbage(tmp_path):
     assert_read_error(tmp_path / "text.bmp", "not an image")
 
 
-@pytest.mark.parametrize("fmt", ["GIF", "JPEG2000"])
-def test_known_unsupported_format_is_named(tmp_path, fmt):
-    path = pillow_file(tmp_path / "picture.img", Image.new("RGB", (4, 4)), fmt)
-    message = assert_read_error(path, "unsupported image format")
-    assert ("GIF" if fmt == "GIF" else "JPEG 2000") in message and "convert it to PNG" in message
+@pytest.mark.parametrize("fmt, name", [("GIF", "GIF"), ("JPEG2000", "JPEG 2000"), ("ICO", "ICO (Windows icon)"),
+                                       ("PPM", "Netpbm (PBM/PGM/PPM)")])
+def test_known_unsupported_format_is_named(tmp_path, fmt, name):
+    path = pillow_file(tmp_path / "picture.img", Image.new("RGB", (16, 16)), fmt)
+    message = assert_read_error(path, f"unsupported image format: {name} (")
+    assert "convert it to PNG" in message
 
 
 @pytest.mark.parametrize("fmt, suffix, kind", [("TIFF", ".tif", "2 pages"), ("PNG", ".png", "2 frames"),

@@ -246,6 +246,16 @@ def _sniff_unsupported_format(data: bytes) -> Optional[str]:
         return "JPEG 2000"
     if data[:4] == b"8BPS":
         return "Photoshop PSD"
+    if data[:4] in (b"\x00\x00\x01\x00", b"\x00\x00\x02\x00") and data[4:6] != b"\x00\x00":
+        return "ICO (Windows icon)"
+    if data.startswith((b"\xff\x0a", b"\x00\x00\x00\x0cJXL \r\n\x87\n")):
+        return "JPEG XL"
+    if data[:4] == b"\x76\x2f\x31\x01":
+        return "OpenEXR"
+    if data[:2] in (b"P1", b"P2", b"P3", b"P4", b"P5", b"P6", b"P7") and data[2:3] in (b"\n", b" ", b"\r", b"\t"):
+        return "Netpbm (PBM/PGM/PPM)"
+    if data.startswith((b"#?RADIANCE", b"#?RGBE")):
+        return "Radiance HDR"
     return None
 
 
