@@ -671,7 +671,8 @@ def test_webp_xmp_is_kept_and_set_upright(tmp_path, channels, options):
         assert out.mode == ("RGB", "RGBA")[channels == 4] and out.size == read.shape[1::-1]
         if turned:
             assert out.getexif()[0x010F] == "Canon"
-    np.testing.assert_array_equal(read_image(tmp_path / "out.webp"), decode_image(encode_image("x.webp", read), "x.webp"))
+    same_without_xmp = encode_image("x.webp", read, dataclasses.replace(meta, extra=()))
+    np.testing.assert_array_equal(read_image(tmp_path / "out.webp"), decode_image(same_without_xmp, "x.webp"))
 
 
 def test_print_size_and_gamma_are_kept_in_the_same_format(tmp_path):
@@ -696,6 +697,23 @@ def test_print_size_and_gamma_are_kept_in_the_same_format(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         write_image(tmp_path / "plain.png", read, meta=meta)
+
+
+def test_a_lossy_webp_is_written_lossy_and_a_lossless_one_lossless(tmp_path):
+    from rain2avoid.synth import clean_example
+    photo = clean_example("chelsea", size=(96, 128))
+    Image.fromarray(photo).save(tmp_path / "lossy.webp", quality=80)
+    Image.fromarray(photo).save(tmp_path / "lossless.webp", lossless=True)
+    for name, lossy in (("lossy.webp", True), ("lossless.webp", False)):
+        pixels, meta = read_image(tmp_path / name, with_meta=True)
+        assert meta.lossy is lossy
+        write_image(tmp_path / f"out-{name}", pixels, meta=meta)
+        kinds = webp.chunks((tmp_path / f"out-{name}").read_bytes())
+        assert (b"VP8 " in kinds, b"VP8L" in kinds) == (lossy, not lossy)
+    assert (tmp_path / "out-lossy.webp").stat().st_size < 2 * (tmp_path / "lossy.webp").stat().st_size
+    np.testing.assert_array_equal(read_image(tmp_path / "out-lossless.webp"), read_image(tmp_path / "lossless.webp"))
+    write_image(tmp_path / "from-png.webp", pixels)   # no meta, or another format's: lossless, as before
+    assert b"VP8L" in webp.chunks((tmp_path / "from-png.webp").read_bytes())
 
 
 def test_write_resets_orientation_of_given_meta(tmp_path):

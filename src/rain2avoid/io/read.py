@@ -85,13 +85,15 @@ class ImageMeta:
     upright; ``None`` when the file has no EXIF.  ``icc_profile`` is the
     embedded colour profile, or ``None``.  ``extra`` holds a JPEG's XMP, IPTC
     and comment segments, a PNG's text chunks or a WebP's XMP (:mod:`.extra`):
-    written into an output of the same format.
+    written into an output of the same format.  ``lossy``: a WebP whose image
+    is lossy-compressed (VP8), which a WebP output then is too.
     """
 
     format: str
     exif: Optional[bytes] = None
     icc_profile: Optional[bytes] = None
     extra: Tuple[Segment, ...] = ()
+    lossy: bool = False
 
 
 class _BadImage(Exception):
@@ -211,7 +213,8 @@ def _decode(data: bytes, max_pixels: Optional[int]) -> Tuple[np.ndarray, ImageMe
     if not already_upright:
         pixels = make_upright(pixels, orientation)
     extra = extra_segments(data, fmt, upright=orientation != 1)
-    return pixels, ImageMeta(format=fmt, exif=exif, icc_profile=icc_profile, extra=extra)
+    return pixels, ImageMeta(format=fmt, exif=exif, icc_profile=icc_profile, extra=extra,
+                             lossy=fmt == "webp" and b"VP8 " in webp.chunks(data))
 
 
 def _sniff_format(data: bytes) -> Optional[str]:
@@ -402,7 +405,7 @@ def _decode_webp_without_pillow(data: bytes, max_pixels: Optional[int]) -> Tuple
     icc_profile = chunks.get(b"ICCP", [b""])[0] or None
     extra = extra_segments(data, "webp", upright=orientation != 1)
     return make_upright(pixels, orientation), ImageMeta(format="webp", exif=exif, icc_profile=icc_profile,
-                                                        extra=extra)
+                                                        extra=extra, lossy=b"VP8 " in chunks)
 
 
 def _check_size(size: Tuple[int, int], max_pixels: Optional[int]) -> None:

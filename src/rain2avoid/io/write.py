@@ -112,7 +112,8 @@ def write_image(
     .tiff .webp, any case).  ``image`` is (H, W) gray, (H, W, 3) RGB or
     (H, W, 4) RGBA, ``uint8`` or ``uint16``.  16-bit images stay 16-bit in
     PNG and TIFF; JPEG, BMP and WebP get ``round(x / 257)``.  WebP is written
-    lossless.  JPEG cannot hold transparency: an RGBA image whose alpha is
+    lossless, but at ``jpeg_quality`` where ``meta`` is a lossy WebP's (a
+    photo's result then has about its size, not 4-5 times it).  JPEG cannot hold transparency: an RGBA image whose alpha is
     fully opaque is written as RGB, any other RGBA image is refused.
 
     ``meta.exif`` (orientation forced to 1) and ``meta.icc_profile`` are
@@ -208,14 +209,14 @@ def _encode_with_exif(image: np.ndarray, fmt: str, meta: Optional[ImageMeta], jp
     if (exif or icc) and fmt == "tiff" and _pillow_can_write(pixels):
         return _encode_tiff_with_pillow(pixels, exif, icc)
     if (exif or icc) and fmt in ("jpeg", "png", "webp"):
-        encoded = _encode_opencv(pixels, fmt, jpeg_quality, exif, icc)
+        encoded = _encode_opencv(pixels, fmt, jpeg_quality, exif, icc, _lossy(fmt, meta))
         if encoded is not None:
             return encoded
         lose(f"the EXIF/ICC metadata does not fit in a {fmt.upper()} file; writing without it")
     elif (icc or _describes_picture(exif)) and fmt == "tiff":
         lose("the metadata (EXIF and ICC; a TIFF's XMP, artist and copyright too) cannot be written into a "
              "16-bit colour TIFF by this program; writing without it (a 16-bit PNG keeps it)")
-    encoded = _encode_opencv(pixels, fmt, jpeg_quality, None, None)
+    encoded = _encode_opencv(pixels, fmt, jpeg_quality, None, None, _lossy(fmt, meta))
     if encoded is None:
         raise ValueError(f"the {fmt.upper()} encoder failed for an image of shape {pixels.shape}")
     return encoded
@@ -225,6 +226,11 @@ def _icc_space(icc: bytes) -> Optional[bytes]:
     """The colour space an ICC profile describes (its header's bytes 16-19: b"RGB ", b"GRAY",
     b"CMYK", ...), or None for data too short to be a profile."""
     return icc[16:20] if len(icc) >= 128 else None
+
+
+def _lossy(fmt: str, meta: Optional[ImageMeta]) -> bool:
+    """Whether a ``fmt`` output of an image with ``meta`` is written lossy: a WebP of a lossy WebP."""
+    return fmt == "webp" and meta is not None and meta.lossy
 
 
 def _checked_pixels(image: np.ndarray) -> np.ndarray:
@@ -274,11 +280,14 @@ def _encode_opencv(
     jpeg_quality: int,
     exif: Optional[bytes],
     icc: Optional[bytes],
+    lossy: bool = False,
 ) -> Optional[bytes]:
     """Encode RGB(A) pixels with OpenCV, optionally embedding EXIF/ICC; None on failure."""
     bgr = _rgb_to_opencv(pixels)
     ext = _OPENCV_EXTENSIONS[fmt]
     params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)] if fmt == "jpeg" else []
+    if lossy:   # OpenCV writes WebP lossless without a quality (or above 100)
+        params = [cv2.IMWRITE_WEBP_QUALITY, int(jpeg_quality)]
     kinds, chunks = [], []
     if exif:
         kinds.append(cv2.IMAGE_METADATA_EXIF)
