@@ -659,3 +659,12 @@ def test_ctrl_c_while_a_command_starts_says_interrupted_with_exit_code_130(tmp_p
     result = invoke("train", tmp_path / "in", "--model", tmp_path / "m.pt")
     assert (result.exit_code, result.stderr) == (130, "interrupted\n")   # not click's "Aborted!" and exit 1
     assert not (tmp_path / "m.pt").exists()
+
+
+def test_a_library_warning_is_one_line_said_once(tmp_path):
+    damaged = b"Exif\x00\x00MM\x00*\xff\xff\xff\xff" + b"\x00" * 20   # its first directory lies past the end
+    Image.fromarray(dry_photo()).save(tmp_path / "a.jpg", exif=damaged, quality=95)
+    result = invoke("derain", tmp_path / "a.jpg", "-o", tmp_path / "out.jpg", "--steps", "1")
+    assert result.exit_code == 0, result.output
+    lines = result.stderr.splitlines()
+    assert lines == ["warning: Corrupt EXIF data. Expecting to read 2 bytes but only got 0."], lines   # not Pillow's path

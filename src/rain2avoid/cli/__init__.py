@@ -6,6 +6,8 @@ Exit codes: 0 all done, 1 some files failed (each reported, the rest done),
 
 from __future__ import annotations
 
+import warnings
+
 import click
 
 from .. import __version__
@@ -21,11 +23,23 @@ __all__ = ["main", "MAX_PSNR"]
 class _Commands(click.Group):
     """The command group, where a Ctrl-C that no command handled (while it starts, before
     its work) ends the run with an "interrupted" line and exit code 130, as the commands'
-    own do, instead of click's "Aborted!" and exit code 1."""
+    own do, instead of click's "Aborted!" and exit code 1; and where a library's warning
+    (Pillow's "Corrupt EXIF data", say) is one "warning:" line, as the commands' own are,
+    not two lines naming a file inside the library."""
 
     def invoke(self, ctx: click.Context):
+        said: set[str] = set()
+
+        def one_line(message, category, filename, lineno, file=None, line=None) -> None:
+            text = " ".join(str(message).split())
+            if text not in said:   # a file's damage is met each time it is read: said once
+                said.add(text)
+                click.echo(f"warning: {text}", err=True)
+
         try:
-            return super().invoke(ctx)
+            with warnings.catch_warnings():
+                warnings.showwarning = one_line
+                return super().invoke(ctx)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             ctx.exit(130)
