@@ -634,10 +634,19 @@ def test_jpeg_xmp_iptc_and_comments_are_kept_and_the_xmp_set_upright(tmp_path):
         assert out.info["comment"] == b"shot in the rain" and out.getexif()[0x010F] == "Canon"
         assert out.applist.count(("APP13", IPTC)) == 1 and out.size == (32, 48)
     np.testing.assert_array_equal(read_image(tmp_path / "out.jpg"), decode_image(encode_image("x.jpg", pixels), "x.jpg"))
-    with pytest.warns(UserWarning, match=r"the JPEG file's metadata \(IPTC, XMP, comments\) cannot be carried "
+    with pytest.warns(UserWarning, match=r"the JPEG file's metadata \(IPTC, comments\) cannot be carried "
                                          r"into a PNG file; writing without it \(write JPEG to keep it\)"):
-        write_image(tmp_path / "out.png", pixels, meta=meta)
-    assert read_image(tmp_path / "out.png", with_meta=True)[1].extra == ()
+        write_image(tmp_path / "out.png", pixels, meta=meta)   # the XMP packet can: a PNG holds one too
+    upright = XMP.replace(b'tiff:Orientation="6"', b'tiff:Orientation="1"')
+    with Image.open(tmp_path / "out.png") as out:
+        assert out.text == {"XML:com.adobe.xmp": upright.decode()}
+    with pytest.warns(UserWarning, match=r"\(IPTC, comments\) cannot be carried into a WEBP file"):
+        write_image(tmp_path / "out.webp", pixels, meta=meta)
+    for name in ("out.png", "out.webp"):   # and from there into any of the three
+        _, again = read_image(tmp_path / name, with_meta=True)
+        write_image(tmp_path / f"{name}.jpg", pixels, meta=again)
+        with Image.open(tmp_path / f"{name}.jpg") as out:
+            assert out.info["xmp"] == upright
 
 
 def test_png_text_chunks_are_kept_in_order(tmp_path):
@@ -714,6 +723,19 @@ def test_a_lossy_webp_is_written_lossy_and_a_lossless_one_lossless(tmp_path):
     np.testing.assert_array_equal(read_image(tmp_path / "out-lossless.webp"), read_image(tmp_path / "lossless.webp"))
     write_image(tmp_path / "from-png.webp", pixels)   # no meta, or another format's: lossless, as before
     assert b"VP8L" in webp.chunks((tmp_path / "from-png.webp").read_bytes())
+
+
+def test_a_png_s_compressed_xmp_goes_into_a_jpeg(tmp_path):
+    from PIL import PngImagePlugin
+    info = PngImagePlugin.PngInfo()
+    info.add_itxt("XML:com.adobe.xmp", XMP.decode(), zip=True)
+    info.add_text("Author", "Me")
+    Image.fromarray(random_image((8, 9, 3))).save(tmp_path / "in.png", pnginfo=info)
+    pixels, meta = read_image(tmp_path / "in.png", with_meta=True)
+    with pytest.warns(UserWarning, match=r"the PNG file's metadata \(text\) cannot be carried into a JPEG file"):
+        write_image(tmp_path / "out.jpg", pixels, meta=meta)
+    with Image.open(tmp_path / "out.jpg") as out:
+        assert out.info["xmp"] == XMP
 
 
 def test_write_resets_orientation_of_given_meta(tmp_path):

@@ -8,8 +8,9 @@ a JPEG's JFIF density (APP0) or a PNG's pHYs chunk, which a PNG's gAMA, cHRM and
 sRGB chunks join (how its values map to colours). :func:`extra_segments`
 lists them in a file, :func:`insert_segments` puts them into a file freshly
 encoded in the same format.
-They are carried as they are, not parsed, so only into the same format: the
-writer says when an output in another format loses them.
+They are carried as they are, not parsed, so only into the same format, but
+for the XMP packet, which JPEG, PNG and WebP hold alike (:func:`carry_over`):
+the writer says what an output in another format loses.
 
 One thing in them is changed: an XMP ``tiff:Orientation`` other than 1 becomes
 1 where the pixels were turned upright (as the EXIF orientation is reset), so
@@ -25,7 +26,7 @@ from typing import Iterator, Tuple
 
 from . import png, webp
 
-__all__ = ["Segment", "extra_segments", "insert_segments", "describe_segments"]
+__all__ = ["Segment", "extra_segments", "insert_segments", "describe_segments", "carry_over"]
 
 Segment = Tuple[bytes, bytes]
 """(kind, payload): a JPEG marker (b"\\xff\\xe1") or a PNG chunk type (b"iTXt"), and its content."""
@@ -94,6 +95,45 @@ def insert_segments(encoded: bytes, fmt: str, segments: Tuple[Segment, ...]) -> 
     else:
         raise ValueError(f"no segments can be put into a {fmt.upper()} file")
     return encoded[:position] + added + encoded[position:]
+
+
+_PNG_XMP = b"XML:com.adobe.xmp\0"
+
+
+def carry_over(segments: Tuple[Segment, ...], fmt: str) -> Tuple[Tuple[Segment, ...], Tuple[Segment, ...]]:
+    """(carried, lost): ``segments`` of another format's file as a ``fmt`` file holds them. The
+    XMP packet (a JPEG's APP1, a PNG's iTXt ``XML:com.adobe.xmp``, a WebP's ``XMP `` chunk)
+    goes into a JPEG, PNG or WebP as that format keeps it; the rest is lost (and so is an
+    XMP packet too long for a JPEG segment, or the extension of an extended XMP)."""
+    carried, lost = [], []
+    for kind, payload in segments:
+        packet = _xmp_packet(kind, payload)
+        if packet is None or fmt not in ("jpeg", "png", "webp") or (fmt == "jpeg" and len(_XMP + packet) > 65533):
+            lost.append((kind, payload))
+        elif fmt == "jpeg":
+            carried.append((_APP1, _XMP + packet))
+        elif fmt == "png":   # iTXt: keyword, not compressed, no language, no translated keyword, the text
+            carried.append((b"iTXt", _PNG_XMP + b"\0\0\0\0" + packet))
+        else:
+            carried.append((_WEBP_XMP, packet))
+    return tuple(carried), tuple(lost)
+
+
+def _xmp_packet(kind: bytes, payload: bytes) -> bytes | None:
+    """The XMP packet a segment holds (see :func:`carry_over`), or None."""
+    if kind == _APP1 and payload.startswith(_XMP):
+        return payload[len(_XMP):]
+    if kind == _WEBP_XMP:
+        return payload
+    if kind == b"iTXt" and payload.startswith(_PNG_XMP) and len(payload) >= len(_PNG_XMP) + 2:
+        compressed, rest = payload[len(_PNG_XMP)], payload[len(_PNG_XMP) + 2:]
+        parts = rest.split(b"\0", 2)   # language tag, translated keyword, text
+        if len(parts) == 3:
+            try:
+                return zlib.decompress(parts[2]) if compressed else parts[2]
+            except zlib.error:
+                return None
+    return None
 
 
 def describe_segments(segments: Tuple[Segment, ...]) -> str:

@@ -21,7 +21,7 @@ from PIL import Image
 
 from ..exif import _TIFF_LAYOUT_TAGS, EXIF_HEADER, exif_for_writing
 from ..files import write_atomically as _write_file
-from .extra import describe_segments, insert_segments
+from .extra import carry_over, describe_segments, insert_segments
 from .pixels import same_pixels
 from .read import ImageMeta, PathLike
 
@@ -184,10 +184,11 @@ def _encode(
     extra = meta.extra if meta is not None else ()
     if extra and fmt == meta.format:
         return insert_segments(encoded, fmt, extra)
-    if extra and describe_segments(extra):
-        lose(f"the {meta.format.upper()} file's metadata ({describe_segments(extra)}) cannot be carried into a "
+    carried, lost = carry_over(extra, fmt)   # the XMP packet goes into any format that holds one
+    if describe_segments(lost):
+        lose(f"the {meta.format.upper()} file's metadata ({describe_segments(lost)}) cannot be carried into a "
              f"{fmt.upper()} file; writing without it (write {meta.format.upper()} to keep it)")
-    return encoded
+    return insert_segments(encoded, fmt, carried)
 
 
 def _encode_with_exif(image: np.ndarray, fmt: str, meta: Optional[ImageMeta], jpeg_quality: int, lose) -> bytes:
