@@ -668,3 +668,11 @@ def test_a_library_warning_is_one_line_said_once(tmp_path):
     assert result.exit_code == 0, result.output
     lines = result.stderr.splitlines()
     assert lines == ["warning: Corrupt EXIF data. Expecting to read 2 bytes but only got 0."], lines   # not Pillow's path
+
+
+def test_an_unsupported_input_and_output_are_told_together(tmp_path):
+    Image.fromarray(dry_photo()).save(tmp_path / "a.gif")
+    r = invoke("derain", tmp_path / "a.gif", "-o", tmp_path / "b.gif")
+    assert r.exit_code == 2 and r.stderr.strip().splitlines()[-1].endswith(
+        "unsupported image format '.gif' (use one of .png .jpg .jpeg .bmp .tif .tiff .webp); nor are '.gif' files "
+        "read: convert a.gif to PNG first")   # not one message, then the other after the output is renamed

@@ -156,8 +156,10 @@ def check_outputs(jobs: list[tuple[Path, Path]], overwrite: bool | None,
         if suffix not in IMAGE_EXTENSIONS + VIDEO_EXTENSIONS:  # an image may become a one-frame video
             video = src.suffix.lower() not in IMAGE_EXTENSIONS and is_video(src)
             kind, suffixes = ("video", VIDEO_EXTENSIONS) if video else ("image", IMAGE_EXTENSIONS)
+            both = "" if video or src.suffix.lower() in IMAGE_EXTENSIONS or not src.suffix else (
+                f"; nor are {src.suffix!r} files read: convert {src.name} to PNG first")   # a.gif -o b.gif
             raise click.UsageError(f"output {dst}: unsupported {kind} format {dst.suffix!r} "
-                                   f"(use one of {' '.join(suffixes)})")
+                                   f"(use one of {' '.join(suffixes)}){both}")
         if suffix in IMAGE_EXTENSIONS and src.suffix.lower() not in IMAGE_EXTENSIONS and is_video(src):
             raise click.UsageError(f"output {dst}: unsupported video format {dst.suffix!r} "
                                    f"(use one of {' '.join(VIDEO_EXTENSIONS)})")
