@@ -248,11 +248,40 @@ def _fresh_weights(seed):
     return [p.detach().clone() for p in train_image(x, x[None], Settings(steps=0, seed=seed)).net.parameters()]
 
 
-def test_a_fresh_network_is_the_one_torch_manual_seed_gives():
+@pytest.mark.parametrize("backbone", ["fast", "unet", "dncnn", "resnet", "restormer", "drsformer"])
+def test_a_fresh_network_is_the_one_torch_manual_seed_gives(backbone):
+    """Drawn from a generator of its own, every backbone's first weights are still those of
+    torch.manual_seed(seed): no result measured before changes."""
     from rain2avoid.networks import build_network
+    from rain2avoid.sdrl import _new_network
     torch.manual_seed(5)
-    expected = list(build_network("fast").parameters())
-    assert all(torch.equal(a, b) for a, b in zip(_fresh_weights(5), expected))
+    expected = build_network(backbone).state_dict()
+    torch.manual_seed(42)
+    state = torch.get_rng_state()
+    got = _new_network(Settings(backbone=backbone, seed=5)).state_dict()
+    assert all(torch.equal(got[k], expected[k]) for k in expected)
+    assert torch.equal(torch.get_rng_state(), state)   # the global generator is neither read nor moved
+
+
+def test_another_thread_drawing_from_torch_changes_neither_the_seeds_weights_nor_its_stream():
+    import threading
+    alone = _fresh_weights(3)
+    stop, drawn = threading.Event(), []
+
+    def other():   # another library in the process: seeded, drawing all the while
+        torch.manual_seed(12345)
+        while not stop.is_set():
+            drawn.append(torch.rand(8))
+    thread = threading.Thread(target=other)
+    thread.start()
+    try:
+        builds = [_fresh_weights(3) for _ in range(10)]
+    finally:
+        stop.set()
+        thread.join()
+    assert all(all(torch.equal(a, b) for a, b in zip(weights, alone)) for weights in builds)
+    torch.manual_seed(12345)   # the other thread's stream, drawn again without any build beside it
+    assert all(torch.equal(torch.rand(8), x) for x in drawn)
 
 
 def test_threads_building_networks_at_once_get_their_own_seeds_weights():

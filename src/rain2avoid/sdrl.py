@@ -18,14 +18,16 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
+import inspect
 import math
 import os
-import threading
 from pathlib import Path
 from typing import Callable, Protocol, Sequence, Union
 
 import numpy as np
 import torch
+from torch.overrides import TorchFunctionMode
 from tqdm.auto import tqdm
 
 from .io import from_float_rgb, to_float_rgb, to_uint8
@@ -237,24 +239,43 @@ def _finite(net: torch.nn.Module) -> bool:
     return all(bool(torch.isfinite(v).all()) for v in net.state_dict().values() if v.is_floating_point())
 
 
-# A new network's layers draw their initial weights from torch's one global CPU generator,
-# which every thread shares and which takes no per-call generator: seeding it and building
-# must not interleave with another thread's build (their weights would mix), so builds hold
-# this lock. Nothing else here draws from torch's generators (no dropout; crops and
-# references come from numpy generators of their own).
-_SEEDED_BUILD = threading.Lock()
+class _DrawingFrom(TorchFunctionMode):
+    """Within it, this thread's random fills draw from ``generator`` instead of torch's one global
+    CPU generator: the initialisers layers call as they are built (``nn.init.kaiming_uniform_``,
+    ``Tensor.uniform_``, ``normal_``: anything taking a ``generator``), which take none. Other
+    threads are not touched (torch's mode stack is per thread), and neither is the global
+    generator: a caller's seeded stream, or another thread's, is neither read nor moved."""
+
+    def __init__(self, generator: torch.Generator):
+        super().__init__()
+        self.generator = generator
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = dict(kwargs or {})
+        if kwargs.get("generator") is None and _draws(func):
+            kwargs["generator"] = self.generator
+        return func(*args, **kwargs)
+
+
+@functools.lru_cache(maxsize=None)
+def _draws(func) -> bool:
+    """Whether ``func`` draws random numbers from a ``generator`` it can be given."""
+    if func in (torch.Tensor.uniform_, torch.Tensor.normal_):
+        return True
+    try:
+        return "generator" in inspect.signature(func).parameters
+    except (TypeError, ValueError):   # a builtin without a signature
+        return False
 
 
 def _new_network(settings: Settings) -> torch.nn.Module:
     """A freshly initialised backbone whose weights depend only on ``settings.seed``, whatever
-    other threads do; the caller's torch random state is left as it was."""
-    with _SEEDED_BUILD:
-        state = torch.get_rng_state()
-        try:
-            torch.default_generator.manual_seed(settings.seed)   # what torch.manual_seed does on the CPU
-            return build_network(settings.backbone)
-        finally:
-            torch.set_rng_state(state)
+    other threads do: the same weights as ``torch.manual_seed(seed)`` then building gives,
+    drawn from a generator of its own (a new CPU generator seeded so draws the same stream).
+    Nothing else here draws from torch's generators (no dropout; crops and references come
+    from numpy generators of their own)."""
+    with _DrawingFrom(torch.Generator().manual_seed(settings.seed)):
+        return build_network(settings.backbone)
 
 
 def _start_network(settings: Settings, init: Model | None) -> torch.nn.Module:
