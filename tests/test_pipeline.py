@@ -155,6 +155,23 @@ def test_wrong_images_are_refused_at_the_entry_with_what_to_do(rainy_pair):
             rain2avoid.derain(wrong, steps=2)
 
 
+def test_cuda_without_a_gpu_is_refused_before_any_work(rainy_pair, tmp_path):
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA GPU is here: device='cuda' is right")
+    stages = []
+    with pytest.raises(ValueError, match=r"device 'cuda': (this torch is a CPU build|no CUDA GPU is visible); "
+                                         r"use device='cpu'"):
+        rain2avoid.derain_detailed(rainy_pair[0][:24, :32], device="cuda", steps=1, on_stage=stages.append)
+    assert stages == []   # not an AssertionError from inside torch once training starts
+    x = to_float_rgb(rainy_pair[0][:24, :32])
+    rain2avoid.train_folder([x], [x[None]], rain2avoid.Settings(steps=0)).save(tmp_path / "m.pt")
+    with pytest.raises(ValueError, match=r"device 'cuda:0': .*use device='cpu'"):
+        rain2avoid.load_model(tmp_path / "m.pt", device="cuda:0")
+    with pytest.raises(ValueError, match="device must be 'cpu' or 'cuda', got 'gpu'"):
+        rain2avoid.load_model(tmp_path / "m.pt", device="gpu")
+
+
 def test_wrong_init_or_device_is_refused_with_what_to_do(rainy_pair, tmp_path):
     rainy = rainy_pair[0][:24, :32]
     with pytest.raises(TypeError, match=r"init must be a Model, got str: .* rain2avoid.load_model\(path\)"):

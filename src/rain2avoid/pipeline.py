@@ -14,7 +14,6 @@ from typing import Callable, NamedTuple
 
 import cv2
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
 from .detect import CONFIDENT, compute_mask, find_streaks, main_support
@@ -25,7 +24,7 @@ from .lattice import off_lattice_lines, spectral_rotation
 from .layer import MAX_PIXELS, rotation_of_angle, unsure_rain, work_size
 from .ldgp import RAIN_LEVEL, rotation_for_angle
 from .sdr import ReferenceSampler, expected_reference, sample_references
-from .sdrl import TUNE_PRESETS, Model, Settings, resolve_settings, train_image
+from .sdrl import TUNE_PRESETS, Model, Settings, check_device, resolve_settings, train_image
 from .veil import Veil, find_veil, remove_veil
 from .wide import merge_removal, shrink, shrink_factor, shows_lattice
 
@@ -413,17 +412,6 @@ def check_init(init) -> None:
     if init is not None and not isinstance(init, Model):
         raise TypeError(f"init must be a Model, got {type(init).__name__}: load a model file with "
                         "rain2avoid.load_model(path)")
-
-
-def check_device(device: str) -> None:
-    """Raise a ValueError unless ``device`` names the CPU or a CUDA GPU (``"cpu"``, ``"cuda"``,
-    ``"cuda:1"`` or such a ``torch.device``)."""
-    try:
-        kind = torch.device(device).type
-    except (RuntimeError, TypeError):
-        kind = None
-    if kind not in ("cpu", "cuda"):
-        raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
 
 
 def derain(image: np.ndarray, preset: str = "fast", device: str = "cpu", progress: bool = False,

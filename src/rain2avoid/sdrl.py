@@ -376,11 +376,28 @@ class ModelFileError(ValueError):
     """A model file that is missing, damaged or not a rain2avoid model."""
 
 
+def check_device(device: str) -> None:
+    """Raise a ValueError unless ``device`` names the CPU or a CUDA GPU (``"cpu"``, ``"cuda"``,
+    ``"cuda:1"`` or such a ``torch.device``) that this torch can use: before any work, not
+    from deep inside torch once training starts."""
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, TypeError):
+        kind = None
+    if kind not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+    if kind == "cuda" and not torch.cuda.is_available():
+        why = "this torch is a CPU build" if torch.version.cuda is None else "no CUDA GPU is visible"
+        raise ValueError(f"device {str(device)!r}: {why}; use device='cpu'")
+
+
 def load_model(path: str | os.PathLike, device: str = "cpu") -> Model:
     """Load a model saved by :meth:`Model.save`. Never executes code from the file.
 
     Raises :class:`ModelFileError` for a missing, damaged or foreign file, and for a model
-    whose weights are not finite (a diverged training)."""
+    whose weights are not finite (a diverged training); ValueError for a ``device`` this torch
+    cannot use (:func:`check_device`)."""
+    check_device(device)
     path = Path(path)
     if path.is_dir():
         raise ModelFileError(f"{path}: is a folder, not a model file")
