@@ -108,3 +108,9 @@ def test_tiny_images(shape):
 def test_rejects_float_images():
     with pytest.raises(TypeError, match="uint8"):
         rain_mask(np.zeros((10, 10, 3), np.float32))
+
+
+def test_streak_angle_of_a_float_image_says_how_to_convert_it():
+    with pytest.raises(TypeError, match=r"streak_angle expects a uint8 RGB image, got float64; convert it with "
+                                        r"rain2avoid\.io\.to_uint8"):
+        streak_angle(np.zeros((96, 96, 3)))   # not OpenCV's error from inside its colour conversion

@@ -185,3 +185,16 @@ def test_a_bool_mask_is_the_255_mask_and_a_0_1_mask_is_refused(small):
             call()
     # With threshold=0 a 0/1 mask means what it says: 1 is rain.
     assert np.array_equal(expected_reference(image, ones, threshold=0), expected_reference(image, binary, threshold=0))
+
+
+def test_a_grey_image_gets_grey_references_as_rain_mask_takes_it():
+    from rain2avoid.synth import add_rain, clean_example
+    rgb = add_rain(clean_example("coffee", size=(96, 128)), angle=5, density=0.04, length=16, seed=1)[0]
+    grey = rgb[..., 1].copy()
+    mask = rain_mask(grey).mask
+    assert mask.any()
+    mean = expected_reference(grey, mask)
+    np.testing.assert_array_equal(mean, expected_reference(grey[..., None], mask)[..., 0])
+    refs = sample_references(grey, mask, n=2, seed=3)
+    assert refs.shape == (2, 96, 128) and refs.dtype == np.uint8
+    np.testing.assert_array_equal(refs, sample_references(grey[..., None], mask, n=2, seed=3)[..., 0])

@@ -68,6 +68,8 @@ def patch_angles(image: np.ndarray, patch_size: int = 80) -> list[int]:
     column by column; empty when the image is smaller than one tile."""
     if patch_size < _CELL * _CELLS_PER_BLOCK:
         raise ValueError(f"patch_size must be at least {_CELL * _CELLS_PER_BLOCK}, got {patch_size}")
+    image = np.asarray(image)
+    _check_image(image, "patch_angles")
     gray = _gray(image)
     ny, nx = gray.shape[0] // patch_size, gray.shape[1] // patch_size
     return [
@@ -83,7 +85,10 @@ def streak_angle(image: np.ndarray, patch_size: int = 80, angles: list[int] | No
     vertical streaks). ``angles``: what :func:`patch_angles` returned for it, if the
     caller has it.
     """
-    angles = patch_angles(image, patch_size) if angles is None else angles
+    if angles is None:
+        image = np.asarray(image)
+        _check_image(image, "streak_angle")
+        angles = patch_angles(image, patch_size)
     if not angles:
         return 0
     values, counts = np.unique(angles, return_counts=True)

@@ -49,7 +49,7 @@ class Candidates(NamedTuple):
 
 def _check(image: np.ndarray, mask: np.ndarray, sampler: str, window: int, patch: int) -> None:
     if image.ndim != 3 or image.shape[0] < 1 or image.shape[1] < 1:
-        raise ValueError(f"expected an (H, W, C) image, got shape {image.shape}")
+        raise ValueError(f"expected an (H, W) or (H, W, C) image, got shape {image.shape}")
     if mask.shape != image.shape[:2]:
         raise ValueError(f"mask shape {mask.shape} does not match image shape {image.shape[:2]}")
     if sampler not in SAMPLERS:
@@ -179,13 +179,15 @@ def expected_reference(image: np.ndarray, mask: np.ndarray, sampler: str = "nss"
                        **kwargs) -> np.ndarray:
     """The mean the stochastic references converge to, computed in closed form.
 
-    Returns a float32 (H, W, C) image on the input's scale: the input on
-    background pixels, the weighted average of the candidates on rain pixels
-    (the input where a rain pixel has no candidate). The image is processed in
-    bands of ``band`` rows to bound memory; the result does not depend on it.
+    Returns a float32 (H, W, C) image on the input's scale (an (H, W) one for a grey
+    image): the input on background pixels, the weighted average of the candidates on
+    rain pixels (the input where a rain pixel has no candidate). The image is processed
+    in bands of ``band`` rows to bound memory; the result does not depend on it.
     ``kwargs`` go to :func:`candidates`.
     """
     image, mask = np.asarray(image), np.asarray(mask)
+    if image.ndim == 2:   # grey, as rain_mask takes it
+        return expected_reference(image[..., None], mask, sampler, band, **kwargs)[..., 0]
     out = image.astype(np.float32)
     w = mask.shape[1]
     r = kwargs.get("window", 7) // 2
@@ -202,7 +204,8 @@ def expected_reference(image: np.ndarray, mask: np.ndarray, sampler: str = "nss"
 
 def sample_references(image: np.ndarray, mask: np.ndarray, n: int = 50, sampler: str = "nss",
                       seed: int = 0, band: int = 512, **kwargs) -> np.ndarray:
-    """``n`` stochastic derained references, shape (n, H, W, C), dtype of ``image``.
+    """``n`` stochastic derained references, shape (n, H, W, C) ((n, H, W) for a grey
+    image), dtype of ``image``.
 
     Each reference equals the input on background pixels; each rain pixel takes
     the input colour of one candidate, drawn independently per reference with
@@ -211,6 +214,8 @@ def sample_references(image: np.ndarray, mask: np.ndarray, n: int = 50, sampler:
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
     image, mask = np.asarray(image), np.asarray(mask)
+    if image.ndim == 2:
+        return sample_references(image[..., None], mask, n, sampler, seed, band, **kwargs)[..., 0]
     refs = np.repeat(image[None], n, axis=0)
     rng = np.random.default_rng(seed)
     for c in _candidates_in_bands(image, mask, sampler, band, **kwargs):
