@@ -204,6 +204,13 @@ def test_a_thumbnail_of_a_dry_photo_comes_back_as_it_is(side):
     np.testing.assert_array_equal(result.image, thumbnail)
 
 
+def test_the_largest_seed_works_for_an_ensemble_too(rainy_pair):
+    from rain2avoid.pipeline import _runs
+    settings = rain2avoid.pipeline.derain_settings("high", seed=2 ** 64 - 1)
+    assert [run.seed for run, _ in _runs(settings, None)] == [2 ** 64 - 1, 0, 1]
+    assert rain2avoid.derain(rainy_pair[0][:24, :32], "high", seed=2 ** 64 - 1, steps=1).shape == (24, 32, 3)
+
+
 def test_never_brightens(rainy_pair):
     rainy = rainy_pair[0]
     out = rain2avoid.derain(rainy, steps=20)

@@ -277,7 +277,7 @@ def _runs(settings: Settings, init: Model | None, **options) -> list[tuple[Setti
     two networks that learned the image differently, which average better than two alike."""
     runs = []
     for k in range(settings.ensemble):
-        run = dataclasses.replace(settings, seed=settings.seed + k)
+        run = dataclasses.replace(settings, seed=(settings.seed + k) % 2 ** 64)   # the largest seed wraps to 0
         if init is not None and k > 0:
             given = {name: value for name, value in options.items() if value is not None}
             fresh = resolve_settings("fast", **{"steps": PAIRED_STEPS, **given})

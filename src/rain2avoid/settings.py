@@ -67,7 +67,7 @@ class Settings:
         "mirror"``, or an unresolved "auto") or turned 180 degrees (otherwise): a view
         training has seen.
     ensemble: per-image ``derain`` trains this many networks (seeds ``seed``,
-        ``seed + 1``, ...) and averages their outputs.
+        ``seed + 1``, ..., modulo 2**64) and averages their outputs.
     veil: the veil of heavy rain (mist) on the derained image: "auto" takes it
         away where the photo shows one (``veil.clear_veil``: strength at least
         ``veil_threshold``, a near-neutral veil colour (at its most veiled or at its
