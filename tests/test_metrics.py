@@ -125,3 +125,13 @@ def test_as_rgb_repeats_gray_and_drops_alpha():
     rgba = np.random.default_rng(0).integers(0, 256, (3, 4, 4), dtype=np.uint8)
     np.testing.assert_array_equal(as_rgb(rgba), rgba[..., :3])
     np.testing.assert_array_equal(as_rgb(rgba[..., :3]), rgba[..., :3])
+
+
+def test_grey_images_are_scored_as_their_rgb():
+    rng = np.random.default_rng(4)
+    a, b = (rng.integers(0, 256, (24, 32), dtype=np.uint8) for _ in range(2))
+    for metric in (psnr, ssim):
+        for channel in ("y", "rgb"):
+            assert metric(a, b, channel) == metric(as_rgb(a), as_rgb(b), channel)
+    with pytest.raises(ValueError, match=r"expected \(H, W\) grey or \(H, W, 3\) RGB images"):
+        psnr(a[..., None].repeat(2, axis=2), b[..., None].repeat(2, axis=2))

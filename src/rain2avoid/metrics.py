@@ -79,8 +79,10 @@ def _on_255(image: np.ndarray, who: str) -> np.ndarray:
 def _prepare(pred, target, channel: str, crop_border: int, who: str) -> tuple[np.ndarray, np.ndarray]:
     pred, target = np.asarray(pred), np.asarray(target)
     for image in (pred, target):
-        if image.ndim != 3 or image.shape[2] not in (3, 4):
-            raise ValueError(f"expected (H, W, 3) RGB images (RGBA: alpha is ignored), got {image.shape}")
+        if not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (3, 4))):
+            raise ValueError(f"expected (H, W) grey or (H, W, 3) RGB images (RGBA: alpha is ignored), "
+                             f"got {image.shape}")
+    pred, target = as_rgb(pred), as_rgb(target)   # grey as eval scores it: the same value in R, G and B
     if pred.shape[:2] != target.shape[:2]:
         raise ValueError(f"image shapes differ: {pred.shape[:2]} vs {target.shape[:2]}")
     if channel not in CHANNELS:
@@ -101,7 +103,8 @@ def _prepare(pred, target, channel: str, crop_border: int, who: str) -> tuple[np
 def psnr(pred, target, channel: str = "y", crop_border: int = 0) -> float:
     """Peak signal-to-noise ratio in dB (peak 255). Identical images give ``inf``.
 
-    ``pred``, ``target``: (H, W, 3) RGB or RGBA (alpha ignored), on the 0-255
+    ``pred``, ``target``: (H, W, 3) RGB or RGBA (alpha ignored), or (H, W) grey
+    (scored as :func:`as_rgb` makes it, as ``derain`` returns a grey image), on the 0-255
     scale (:func:`scale_to_255`). For ``"rgb"`` the MSE is taken over all three
     channels together; ``crop_border`` pixels are left out on each side.
     """
