@@ -202,6 +202,10 @@ def test_a_thumbnail_of_a_dry_photo_comes_back_as_it_is(side):
     result = rain2avoid.derain_detailed(thumbnail, steps=50, veil="off")
     assert not result.mask.any()   # at 8-16 px a fifth of it was taken for rain and changed by 12-19 levels
     np.testing.assert_array_equal(result.image, thumbnail)
+    hazy = (thumbnail * 0.5 + 110).astype(np.uint8)   # pale and grey: the veil auto would take from a photo
+    assert rain2avoid.derain_detailed(cv2.resize(hazy, (96, 96)), steps=0).veil is not None
+    result = rain2avoid.derain_detailed(hazy, steps=0)
+    assert result.veil is None and np.array_equal(result.image, hazy)
 
 
 def test_the_largest_seed_works_for_an_ensemble_too(rainy_pair):
@@ -209,6 +213,12 @@ def test_the_largest_seed_works_for_an_ensemble_too(rainy_pair):
     settings = rain2avoid.pipeline.derain_settings("high", seed=2 ** 64 - 1)
     assert [run.seed for run, _ in _runs(settings, None)] == [2 ** 64 - 1, 0, 1]
     assert rain2avoid.derain(rainy_pair[0][:24, :32], "high", seed=2 ** 64 - 1, steps=1).shape == (24, 32, 3)
+
+
+def test_a_callback_that_is_not_a_function_is_refused_before_any_work(rainy_pair):
+    for name in ("on_progress", "on_stage"):
+        with pytest.raises(TypeError, match=f"{name} must be a function \\(or None\\), got int"):
+            rain2avoid.derain(rainy_pair[0][:24, :32], steps=1, **{name: 5})
 
 
 def test_never_brightens(rainy_pair):

@@ -44,8 +44,9 @@ one trained this many steps (:func:`_runs`): 500 steps score as 700 do on Rain10
 fourteenth round)."""
 
 MIN_SIDE = 20
-"""An image narrower or lower than this has no rain sought in it (:func:`training_data`): a
-streak must outlast the mask's 10 px opening twice over to be told from texture. Thumbnails
+"""An image narrower or lower than this has no rain sought in it (:func:`training_data`), nor
+a veil under ``veil="auto"``: a streak must outlast the mask's 10 px opening twice over to be
+told from texture, and a veil's dark channel takes 15 px windows. Thumbnails
 of rain-free photos (8-16 px) had a fifth of their pixels taken for rain and changed by 12-19
 grey levels on average; from 20 px no rain is found in them."""
 
@@ -343,7 +344,8 @@ def derain_detailed(image: np.ndarray, preset: str = "fast", device: str = "cpu"
     """Remove rain from one image, training a network on it. See :func:`derain`.
 
     An image in which no rain is found (an empty mask) trains nothing: it comes back as
-    it is, its veil aside (:func:`nothing_to_learn`).
+    it is, its veil aside (:func:`nothing_to_learn`). An image under :data:`MIN_SIDE` on a
+    side comes back as it is (but under ``veil="on"``).
 
     ``on_progress(done, total)``, if given, is called after every training step
     (``total`` counts the steps of every network of the ensemble). ``on_stage(name)``, if
@@ -353,6 +355,9 @@ def derain_detailed(image: np.ndarray, preset: str = "fast", device: str = "cpu"
     """
     start = time.perf_counter()
     check_device(device)
+    for name, callback in (("on_progress", on_progress), ("on_stage", on_stage)):
+        if callback is not None and not callable(callback):
+            raise TypeError(f"{name} must be a function (or None), got {type(callback).__name__}")
     settings = derain_settings(preset, init, **options)
     image = as_image(image)
     rgb = to_float_rgb(image)
@@ -368,7 +373,9 @@ def derain_detailed(image: np.ndarray, preset: str = "fast", device: str = "cpu"
     else:
         out = _train_and_clean(rgb, data, runs, device, progress, on_progress, on_stage)
     # The veil as the full-size pass's output shows it: taking wide streaks off lowers the dark channel.
-    veil = find_veil(out, settings.veil, settings.veil_threshold)
+    # A thumbnail's veil is not sought either (MIN_SIDE): its dark channel's 15 px window fills it.
+    small = settings.veil == "auto" and min(rgb.shape[:2]) < MIN_SIDE
+    veil = None if small else find_veil(out, settings.veil, settings.veil_threshold)
     factor = shrink_factor(rgb.shape, settings.wide)
     merged = _with_wide_rain(rgb, out, factor, preset, device, progress, init, on_stage, options) if factor else None
     if merged is None:
