@@ -738,6 +738,36 @@ def test_a_png_s_compressed_xmp_goes_into_a_jpeg(tmp_path):
         assert out.info["xmp"] == XMP
 
 
+def test_a_png_xmp_that_unpacks_to_more_than_a_mebibyte_is_not_carried(tmp_path):
+    Image.fromarray(random_image((8, 9, 3))).save(tmp_path / "plain.png")
+    data = (tmp_path / "plain.png").read_bytes()
+    packet = zlib.compress(b"<x:xmpmeta>" + b" " * (3 << 20))   # 3 MiB, a few kB packed
+    itxt = png_chunk(b"iTXt", b"XML:com.adobe.xmp\0\x01\x00\x00\x00" + packet)
+    at = data.index(b"IEND") - 4   # after the image data, where Pillow's own size check does not look
+    (tmp_path / "bomb.png").write_bytes(data[:at] + itxt + data[at:])
+    pixels, meta = read_image(tmp_path / "bomb.png", with_meta=True)
+    with pytest.warns(UserWarning, match=r"the PNG file's metadata \(text\) cannot be carried into a WEBP file"):
+        write_image(tmp_path / "out.webp", pixels, meta=meta)
+    assert (tmp_path / "out.webp").stat().st_size < 10_000   # not the 3 MiB unpacked
+
+
+def test_a_png_s_usual_colour_and_aspect_chunks_are_no_loss_worth_a_warning(tmp_path):
+    from PIL import PngImagePlugin
+    info = PngImagePlugin.PngInfo()   # what Microsoft Paint writes: sRGB, its gamma, square pixels
+    info.add(b"sRGB", b"\x00")
+    info.add(b"gAMA", struct.pack(">I", 45455))
+    Image.fromarray(random_image((8, 9, 3))).save(tmp_path / "paint.png", pnginfo=info)
+    data = (tmp_path / "paint.png").read_bytes()
+    at = data.index(b"IDAT") - 4
+    aspect = png_chunk(b"pHYs", struct.pack(">IIB", 3780, 3780, 0))
+    (tmp_path / "paint.png").write_bytes(data[:at] + aspect + data[at:])
+    pixels, meta = read_image(tmp_path / "paint.png", with_meta=True)
+    assert [kind for kind, _ in meta.extra] == [b"sRGB", b"gAMA", b"pHYs"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        write_image(tmp_path / "paint.jpg", pixels, meta=meta)
+
+
 def test_write_resets_orientation_of_given_meta(tmp_path):
     meta = ImageMeta(format="jpeg", exif=exif_bytes(8, "X"))
     write_image(tmp_path / "w.jpg", blocky_gray(), meta=meta)

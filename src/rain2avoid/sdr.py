@@ -49,7 +49,7 @@ class Candidates(NamedTuple):
 
 def _check(image: np.ndarray, mask: np.ndarray, sampler: str, window: int, patch: int) -> None:
     if image.ndim != 3 or image.shape[0] < 1 or image.shape[1] < 1:
-        raise ValueError(f"expected an (H, W) or (H, W, C) image, got shape {image.shape}")
+        raise ValueError(f"expected an (H, W, C) image (a grey one as image[..., None]), got shape {image.shape}")
     if mask.shape != image.shape[:2]:
         raise ValueError(f"mask shape {mask.shape} does not match image shape {image.shape[:2]}")
     if sampler not in SAMPLERS:

@@ -8,8 +8,9 @@ It is careful with users' photos:
   with the file's bit depth and alpha channel.
 * Writing (:mod:`.write`) encodes the whole image in memory first, then writes it
   atomically: the target is either the old file or the complete new one, never
-  a partial file. Output problems raise :class:`ImageWriteError`. A JPEG's XMP, IPTC
-  and comments and a PNG's text go into an output of the same format (:mod:`.extra`). A result that
+  a partial file. Output problems raise :class:`ImageWriteError`. A JPEG's XMP, IPTC,
+  comments and print size, a PNG's text, print size and gamma, and a WebP's XMP go into an
+  output of the same format, and the XMP across JPEG, PNG and WebP (:mod:`.extra`). A result that
   is its input untouched is written as the input file's own bytes
   (:func:`encode_result`): no second JPEG compression.
 * :func:`list_images` (:mod:`.folders`) lists a folder's images in natural order;

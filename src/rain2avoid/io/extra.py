@@ -98,13 +98,17 @@ def insert_segments(encoded: bytes, fmt: str, segments: Tuple[Segment, ...]) -> 
 
 
 _PNG_XMP = b"XML:com.adobe.xmp\0"
+MAX_XMP = 1 << 20
+"""The longest XMP packet carried into another format (Pillow's limit for a PNG's text, 1 MiB):
+a compressed one is unpacked no further, so a small file cannot ask for gigabytes."""
 
 
 def carry_over(segments: Tuple[Segment, ...], fmt: str) -> Tuple[Tuple[Segment, ...], Tuple[Segment, ...]]:
     """(carried, lost): ``segments`` of another format's file as a ``fmt`` file holds them. The
     XMP packet (a JPEG's APP1, a PNG's iTXt ``XML:com.adobe.xmp``, a WebP's ``XMP `` chunk)
     goes into a JPEG, PNG or WebP as that format keeps it; the rest is lost (and so is an
-    XMP packet too long for a JPEG segment, or the extension of an extended XMP)."""
+    XMP packet too long for a JPEG segment or over :data:`MAX_XMP`, or the extension of an
+    extended XMP)."""
     carried, lost = [], []
     for kind, payload in segments:
         packet = _xmp_packet(kind, payload)
@@ -129,19 +133,28 @@ def _xmp_packet(kind: bytes, payload: bytes) -> bytes | None:
         compressed, rest = payload[len(_PNG_XMP)], payload[len(_PNG_XMP) + 2:]
         parts = rest.split(b"\0", 2)   # language tag, translated keyword, text
         if len(parts) == 3:
+            if not compressed:
+                return parts[2] if len(parts[2]) <= MAX_XMP else None
+            unpack = zlib.decompressobj()
             try:
-                return zlib.decompress(parts[2]) if compressed else parts[2]
+                packet = unpack.decompress(parts[2], MAX_XMP + 1)   # never more than the limit and a byte
             except zlib.error:
                 return None
+            return packet if len(packet) <= MAX_XMP and unpack.eof else None
     return None
 
 
 def describe_segments(segments: Tuple[Segment, ...]) -> str:
     """What ``segments`` hold, in words: "XMP, IPTC", "comments", "text", "resolution"; empty
-    where they hold only a PNG's sRGB chunk (what every other format takes its colours for)."""
+    where they say nothing another format does not assume: a PNG's sRGB chunk (what every
+    other format takes its colours for) with the gAMA and cHRM that go with it, a pHYs chunk
+    that gives only the pixels' aspect (unit 0)."""
+    srgb = any(kind == b"sRGB" for kind, _ in segments)
     names = {_APP0: "resolution", _APP1: "XMP", _APP13: "IPTC", _COM: "comments", _WEBP_XMP: "XMP",
-             b"pHYs": "resolution", b"gAMA": "gamma", b"cHRM": "chromaticities", b"sRGB": ""}
-    kinds = dict.fromkeys(names.get(kind, "text") for kind, _ in segments)
+             b"pHYs": "resolution", b"gAMA": "" if srgb else "gamma", b"cHRM": "" if srgb else "chromaticities",
+             b"sRGB": ""}
+    kinds = dict.fromkeys("" if kind == b"pHYs" and payload[8:9] != b"\x01" else names.get(kind, "text")
+                          for kind, payload in segments)
     return ", ".join(kind for kind in kinds if kind)
 
 

@@ -118,8 +118,11 @@ def write_image(
 
     ``meta.exif`` (orientation forced to 1) and ``meta.icc_profile`` are
     embedded in JPEG, PNG and WebP, and in TIFF except 16-bit colour TIFF;
-    BMP cannot hold them.  ``meta.extra`` (a JPEG's XMP, IPTC and comments, a
-    PNG's text) is written into an output of the input's format only.  When
+    BMP cannot hold them; an ICC profile of other colours than the output's (a CMYK
+    profile on RGB pixels) is left out.  ``meta.extra`` (a JPEG's XMP, IPTC, comments
+    and print size, a PNG's text, print size and gamma chunks, a WebP's XMP) is written
+    into an output of the input's format, and its XMP packet into a JPEG, PNG or WebP
+    output too (:func:`.extra.carry_over`).  When
     metadata cannot be stored a warning is issued and the pixels are written without it (TIFF tags about the file alone,
     such as its resolution or the software that wrote it, are dropped quietly).
     :func:`format_losses` tells beforehand what a format cannot hold.
