@@ -473,6 +473,18 @@ def test_mask_file_and_folder(tmp_path, rainy_folder):
     assert r.stdout == f"a.png -> {tmp_path / 'one.png'} (rain on {(m > 10).mean():.1%} of the pixels)\n"
 
 
+def test_refs_of_a_folder_are_done_only_when_every_reference_is_written(tmp_path, rainy_folder):
+    out = tmp_path / "refs"
+    assert invoke("refs", rainy_folder, "-o", out, "--mean-only", "-q").exit_code == 0
+    r = invoke("refs", rainy_folder, "-o", out, "--n", "2")   # the means exist, the references not yet
+    assert r.exit_code == 0 and "skip" not in r.stdout, r.output
+    assert sorted(p.name for p in (out / "a").iterdir()) == ["0.png", "1.png"]
+    (out / "b" / "1.png").unlink()   # as a run stopped half way through b leaves it
+    r = invoke("refs", rainy_folder, "-o", out, "--n", "2")
+    assert r.stdout.splitlines()[0] == f"skip a.png: {out / 'a' / '1.png'} exists (use --force to redo)"
+    assert (out / "b" / "1.png").is_file()
+
+
 @pytest.mark.parametrize("command", ["mask", "refs"])
 def test_mask_and_refs_of_a_folder_skip_existing_outputs_unless_forced(tmp_path, rainy_folder, command):
     out = tmp_path / "out"

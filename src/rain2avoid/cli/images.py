@@ -358,7 +358,9 @@ def mask(input, output, patch_size, kernel_size, force, quiet, debug, max_pixels
 def refs(input, output, n, sampler, seed, mean_only, force, quiet, debug, max_pixels):
     """Write stochastic derained references: OUTDIR/<stem>/<k>.png and the closed-form mean OUTDIR/<stem>.png.
 
-    A folder's images whose OUTDIR/<stem>.png exists are skipped (--force redoes them).
+    A folder's images whose references are all written are skipped (--force redoes them):
+    the mean is written first and the references after it, so an image is done when its
+    last reference (OUTDIR/<stem>/<n-1>.png; with --mean-only, the mean) exists.
 
     \b
     Example:
@@ -370,14 +372,18 @@ def refs(input, output, n, sampler, seed, mean_only, force, quiet, debug, max_pi
     ctx = Context(quiet, debug, max_pixels)
     files, folder = list_inputs(input)
 
-    def work(src: Path, dst: Path) -> None:
+    def work(src: Path, last: Path) -> None:
         rgb8 = to_uint8(to_float_rgb(ctx.read(src)))
         m = rain_mask(rgb8).mask
-        write_image(dst, np.clip(np.round(expected_reference(rgb8, m, sampler)), 0, 255).astype(np.uint8))
+        mean = output / f"{src.stem}.png"
+        write_image(mean, np.clip(np.round(expected_reference(rgb8, m, sampler)), 0, 255).astype(np.uint8))
         if not mean_only:
             for k, ref in enumerate(sample_references(rgb8, m, n, sampler, seed=seed)):
-                write_image(dst.parent / src.stem / f"{k}.png", ref)
-        ctx.say(f"{src.name} -> {dst}" + ("" if mean_only else f" and {n} references in {dst.parent / src.stem}"))
+                write_image(output / src.stem / f"{k}.png", ref)   # the last one marks the image done
+        ctx.say(f"{src.name} -> {mean}" + ("" if mean_only else f" and {n} references in {output / src.stem}"))
 
-    run_jobs(ctx, [Job(f, output / f"{f.stem}.png") for f in files], work, "refs", force=force or not folder)
+    def last(src: Path) -> Path:
+        return output / f"{src.stem}.png" if mean_only else output / src.stem / f"{n - 1}.png"
+
+    run_jobs(ctx, [Job(f, last(f)) for f in files], work, "refs", force=force or not folder)
 
