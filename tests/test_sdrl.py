@@ -263,6 +263,28 @@ def test_a_fresh_network_is_the_one_torch_manual_seed_gives(backbone):
     assert torch.equal(torch.get_rng_state(), state)   # the global generator is neither read nor moved
 
 
+def test_with_torch_before_2_2_a_network_is_built_from_the_seeded_global_generator(monkeypatch):
+    import rain2avoid.sdrl as sdrl
+    expected = _fresh_weights(9)
+    monkeypatch.setattr(sdrl, "_INITIALISERS_TAKE_A_GENERATOR", False)   # nn.init without generator=
+    torch.manual_seed(42)
+    state = torch.get_rng_state()
+    assert all(torch.equal(a, b) for a, b in zip(_fresh_weights(9), expected))
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_torch_random_builtins_draw_from_the_build_s_generator():
+    from rain2avoid.sdrl import _DrawingFrom
+    torch.manual_seed(3)
+    expected = [torch.randn(4), torch.rand(2), torch.randint(0, 9, (3,)), torch.empty(3).normal_()]
+    torch.manual_seed(42)
+    state = torch.get_rng_state()
+    with _DrawingFrom(torch.Generator().manual_seed(3)):
+        got = [torch.randn(4), torch.rand(2), torch.randint(0, 9, (3,)), torch.empty(3).normal_()]
+    assert all(torch.equal(a, b) for a, b in zip(got, expected))
+    assert torch.equal(torch.get_rng_state(), state)
+
+
 def test_another_thread_drawing_from_torch_changes_neither_the_seeds_weights_nor_its_stream():
     import threading
     alone = _fresh_weights(3)

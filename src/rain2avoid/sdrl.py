@@ -22,6 +22,7 @@ import functools
 import inspect
 import math
 import os
+import threading
 from pathlib import Path
 from typing import Callable, Protocol, Sequence, Union
 
@@ -257,10 +258,17 @@ class _DrawingFrom(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
+_RANDOM_BUILTINS = frozenset((
+    torch.Tensor.uniform_, torch.Tensor.normal_, torch.Tensor.bernoulli_, torch.Tensor.random_,
+    torch.Tensor.exponential_, torch.Tensor.cauchy_, torch.Tensor.log_normal_, torch.Tensor.geometric_,
+    torch.rand, torch.randn, torch.randint, torch.randperm, torch.normal, torch.bernoulli, torch.multinomial))
+"""torch's random functions that take a ``generator`` but show no signature to inspect."""
+
+
 @functools.lru_cache(maxsize=None)
 def _draws(func) -> bool:
     """Whether ``func`` draws random numbers from a ``generator`` it can be given."""
-    if func in (torch.Tensor.uniform_, torch.Tensor.normal_):
+    if func in _RANDOM_BUILTINS:
         return True
     try:
         return "generator" in inspect.signature(func).parameters
@@ -268,14 +276,29 @@ def _draws(func) -> bool:
         return False
 
 
+_INITIALISERS_TAKE_A_GENERATOR = "generator" in inspect.signature(torch.nn.init.kaiming_uniform_).parameters
+"""torch 2.2 and later; before, :func:`_new_network` seeds torch's global generator under
+:data:`_SEEDED_BUILD`, which other threads' builds wait for, but other torch code does not."""
+_SEEDED_BUILD = threading.Lock()
+
+
 def _new_network(settings: Settings) -> torch.nn.Module:
     """A freshly initialised backbone whose weights depend only on ``settings.seed``, whatever
     other threads do: the same weights as ``torch.manual_seed(seed)`` then building gives,
     drawn from a generator of its own (a new CPU generator seeded so draws the same stream).
     Nothing else here draws from torch's generators (no dropout; crops and references come
-    from numpy generators of their own)."""
-    with _DrawingFrom(torch.Generator().manual_seed(settings.seed)):
-        return build_network(settings.backbone)
+    from numpy generators of their own). With torch before 2.2, whose initialisers take no
+    generator, the global one is seeded for the build and given back its state after it."""
+    if _INITIALISERS_TAKE_A_GENERATOR:
+        with _DrawingFrom(torch.Generator().manual_seed(settings.seed)):
+            return build_network(settings.backbone)
+    with _SEEDED_BUILD:
+        state = torch.get_rng_state()
+        try:
+            torch.default_generator.manual_seed(settings.seed)   # what torch.manual_seed does on the CPU
+            return build_network(settings.backbone)
+        finally:
+            torch.set_rng_state(state)
 
 
 def _start_network(settings: Settings, init: Model | None) -> torch.nn.Module:
