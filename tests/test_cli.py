@@ -688,3 +688,19 @@ def test_an_unsupported_input_and_output_are_told_together(tmp_path):
     assert r.exit_code == 2 and r.stderr.strip().splitlines()[-1].endswith(
         "unsupported image format '.gif' (use one of .png .jpg .jpeg .bmp .tif .tiff .webp); nor are '.gif' files "
         "read: convert a.gif to PNG first")   # not one message, then the other after the output is renamed
+
+
+def test_a_read_only_single_output_is_refused_before_the_work(tmp_path, monkeypatch):
+    import rain2avoid.batch.work as work
+    write_image(tmp_path / "a.png", dry_photo())
+    (tmp_path / "out.png").write_bytes(b"kept")
+    (tmp_path / "out.png").chmod(0o444)
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the image was derained before the output was checked")
+    monkeypatch.setattr(work.DerainTask, "compute", no_work)
+    r = invoke("derain", tmp_path / "a.png", "-o", tmp_path / "out.png", "--steps", "1")
+    assert r.exit_code == 1 and r.stderr.strip() == (f"Error: cannot write {tmp_path / 'out.png'}: the file is "
+                                                     "read-only; make it writable (chmod u+w) to replace it, "
+                                                     "or write elsewhere")
+    assert (tmp_path / "out.png").read_bytes() == b"kept"

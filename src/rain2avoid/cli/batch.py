@@ -30,6 +30,7 @@ from ..batch.dask import DaskError, DaskLost, check_scheduler, require_distribut
 from ..batch.local import available_memory, memory_workers, worker_memory
 from ..batch.plan import Job
 from ..batch.work import Outcome, remove_temporaries
+from ..files import ImageWriteError, replaceable_mode
 from ..io import IMAGE_EXTENSIONS
 from .common import (
     Context,
@@ -180,6 +181,12 @@ def run_batch(ctx: Context, task, jobs: list[Job], what: str, force: bool, overw
         return
     check_outputs(jobs, overwrite, task.output_paths)
     todo, done = split_done(jobs, force, overwrite)
+    if not folder:   # a single file's read-only output fails now, not after minutes of work
+        for job in todo:
+            try:
+                replaceable_mode(job.dst)
+            except ImageWriteError as e:
+                raise click.ClickException(str(e)) from None
     remove_temporaries(task, done)  # left by a killed run (the backends do the same for the jobs to do)
     say_skipped(ctx, done)
     show_bar = ctx.bars and len(todo) >= 2
