@@ -224,8 +224,11 @@ def test_finished_cards_can_be_removed_and_stay_removed_after_a_reload(page, tmp
     job_id = page.evaluate(SAVED)[0]["id"]
     page.click("#gallery li:last-child .cancel")   # the failed one, shown in the viewer
     assert page.evaluate(STATES) == [page.text_content("#gallery .state")] and page.text_content("#title") == "small.png"
+    focused = "document.activeElement.classList.contains('card') && document.activeElement.textContent"
+    assert "small.png" in page.evaluate(focused)   # the next card, not its button: Enter again cancels nothing
+    page.keyboard.press("Tab")   # its Remove button, then: the done one's files are deleted from the server too
     assert page.evaluate("document.activeElement.getAttribute('aria-label')") == "Remove small.png"
-    page.keyboard.press("Enter")   # the done one: its files are deleted from the server too
+    page.keyboard.press("Enter")
     wait_until(page, "document.getElementById('visit').hidden && document.getElementById('viewer').hidden", timeout=10)
     assert page.evaluate(SAVED) == [] and page.evaluate("document.activeElement.id") == "drop"
     deadline = time.monotonic() + 10

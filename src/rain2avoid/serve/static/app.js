@@ -242,7 +242,7 @@ function remove(job) {   // a finished card leaves the page, and the server dele
     else $("viewer").hidden = true;
   }
   if (!jobs.length && $("expired").hidden) $("visit").hidden = true;
-  (next ? next.querySelector(".cancel") : $("drop")).focus();   // keyboard users stay in the gallery
+  (next ? next.querySelector(".card") : $("drop")).focus();   // the next card itself: Enter there shows it, never cancels it
 }
 
 function fail(job, message) {
