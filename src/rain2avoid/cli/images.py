@@ -385,5 +385,6 @@ def refs(input, output, n, sampler, seed, mean_only, force, quiet, debug, max_pi
     def last(src: Path) -> Path:
         return output / f"{src.stem}.png" if mean_only else output / src.stem / f"{n - 1}.png"
 
+    check_outputs([Job(f, output / f"{f.stem}.png") for f in files], None)   # the means: none may be an input
     run_jobs(ctx, [Job(f, last(f)) for f in files], work, "refs", force=force or not folder)
 
