@@ -45,7 +45,7 @@ fourteenth round)."""
 
 MIN_SIDE = 20
 """An image narrower or lower than this has no rain sought in it (:func:`training_data`), nor
-a veil under ``veil="auto"``: a streak must outlast the mask's 10 px opening twice over to be
+a veil under ``veil="auto"``, whatever the preset (:func:`nothing_to_learn`): a streak must outlast the mask's 10 px opening twice over to be
 told from texture, and a veil's dark channel takes 15 px windows. Thumbnails
 of rain-free photos (8-16 px) had a fifth of their pixels taken for rain and changed by 12-19
 grey levels on average; from 20 px no rain is found in them."""
@@ -203,10 +203,10 @@ def training_data(rgb: np.ndarray, settings: Settings) -> TrainingData:
     as ``settings`` says (``sdrl.train_image`` / ``train_folder`` take these two last), and
     how surely it shows one rain direction (for :func:`training_view`). A mask that
     :func:`texture_only` finds to be coloured texture is emptied: the references are then
-    the image itself, as is the mask of an image under :data:`MIN_SIDE` on a side (but the
-    reference's, ``settings.mask="ldgp"``). Beside the mask's halo, the rain it missed
+    the image itself, as is the mask of an image under :data:`MIN_SIDE` on a side (the
+    reference's too). Beside the mask's halo, the rain it missed
     (``settings.layer``: :func:`layer.unsure_rain`) is left out of the loss."""
-    if settings.mask != "ldgp" and min(rgb.shape[:2]) < MIN_SIDE:
+    if min(rgb.shape[:2]) < MIN_SIDE:
         mask = np.zeros(rgb.shape[:2], np.uint8)
         return TrainingData(mask, 0, make_targets(rgb, mask, settings), loss_weights(mask, settings.halo), 0)
     rgb8 = to_uint8(rgb)
@@ -250,9 +250,11 @@ def nothing_to_learn(mask: np.ndarray, settings: Settings) -> bool:
 
     With an empty mask every reference is the image itself: a network trained on them
     could only learn to copy it (and take seconds to do so). The reference preset's
-    mask (``settings.mask="ldgp"``) still trains, as the reference implementation does.
+    mask (``settings.mask="ldgp"``) still trains, as the reference implementation does,
+    but not on an image under :data:`MIN_SIDE` on a side (its U-Net, trained on the whole
+    image, cannot train on one of 16 px: its smallest scale is one pixel).
     """
-    return settings.mask != "ldgp" and not mask.any()
+    return min(mask.shape[:2]) < MIN_SIDE or (settings.mask != "ldgp" and not mask.any())
 
 
 def training_view(augment: str, support: int) -> str:
