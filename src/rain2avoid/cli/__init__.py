@@ -1,7 +1,8 @@
 """Command line: a thin layer over the Python API, one module per group of commands.
 
 Exit codes: 0 all done, 1 some files failed (each reported, the rest done),
-2 usage errors (bad flags, output equal to input, ...).
+2 usage errors (bad flags, output equal to input, ...), 130 interrupted (Ctrl-C),
+143 terminated (SIGTERM).
 """
 
 from __future__ import annotations

@@ -15,8 +15,9 @@ from .common import SEED
 @click.command()
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), default=Path("rain2avoid-demo"),
               show_default=True, help="Folder for the demo's pictures.")
-@click.option("--seed", type=SEED, default=0, show_default=True)
-@click.option("--quiet", "-q", is_flag=True)
+@click.option("--seed", type=SEED, default=0, show_default=True,
+              help="Seed of the rain put on the photo and of the training.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress display (the results are printed all the same).")
 def demo(output, seed, quiet):
     """Put synthetic rain on a built-in clean photo, derain it and score the result.
 

@@ -316,8 +316,10 @@ def apply(input, model_path, output, veil, veil_threshold, device, overwrite, fo
 @click.argument("input", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
               help="Output PNG (one image) or folder (one <stem>.png per image).")
-@click.option("--patch-size", type=click.IntRange(min=32), default=80, show_default=True)
-@click.option("--kernel-size", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--patch-size", type=click.IntRange(min=32), default=80, show_default=True,
+              help="Side of the tiles that vote for the streaks' direction (px).")
+@click.option("--kernel-size", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Length of the opening: bright runs along the streaks shorter than this are not rain (px).")
 @click.option("--force", is_flag=True, help="Redo images whose output already exists (a folder's are skipped).")
 @common_options
 def mask(input, output, patch_size, kernel_size, force, quiet, debug, max_pixels):
@@ -350,8 +352,10 @@ def mask(input, output, patch_size, kernel_size, force, quiet, debug, max_pixels
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Output folder.")
 @click.option("--n", "n", type=click.IntRange(min=1), default=50, show_default=True, help="References per image.")
-@click.option("--sampler", type=click.Choice(["nss", "uniform"]), default="nss", show_default=True)
-@click.option("--seed", type=SEED, default=0, show_default=True)
+@click.option("--sampler", type=click.Choice(["nss", "uniform"]), default="nss", show_default=True,
+              help="How a rain pixel's replacement is drawn from its window: nss (by the likeness of "
+                   "their neighbourhoods) or uniform.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the references' draws.")
 @click.option("--mean-only", is_flag=True, help="Only write the closed-form mean reference.")
 @click.option("--force", is_flag=True, help="Redo images whose output already exists (a folder's are skipped).")
 @common_options
