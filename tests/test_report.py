@@ -189,6 +189,8 @@ def test_report_notes_what_it_shows_as_n_a_and_results_without_input(folders):
     write_image(root / "rainy" / "s.png", small)
     write_image(root / "derained" / "s.png", small)
     write_image(root / "derained" / "d.png", small)   # a result without an input
+    write_image(root / "derained" / "s_mask.png", small[..., 0])   # derain --save-intermediates: no result
+    write_image(root / "derained" / "s_reference.png", small)
     r = invoke("report", root / "rainy", root / "derained", "-o", root / "r.html")
     assert r.exit_code == 0, r.output
     notes = [line for line in r.stderr.splitlines() if line.startswith("note: ")]

@@ -254,7 +254,9 @@ def build_report(inputs, outputs, path, target=None, masks=None, max_width: int 
             problem(line)
         for line in sorted(undefined):
             note(f"{stem}: {line} (shown as n/a)")
-    extra = [str(f) for stem, files in results.items() if stem not in same_stem for f in files]
+    # derain --save-intermediates writes <stem>_mask.png and <stem>_reference.png beside a result: not results
+    beside = {f"{stem}_{kind}" for stem in same_stem for kind in ("mask", "reference")}
+    extra = [str(f) for stem, files in results.items() if stem not in same_stem and stem not in beside for f in files]
     if extra:
         note(f"{len(extra)} result(s) without an input of the same name in {inputs} are left out: "
              f"{', '.join(extra[:5])}{' ...' if len(extra) > 5 else ''}")
