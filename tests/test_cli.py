@@ -704,3 +704,20 @@ def test_a_read_only_single_output_is_refused_before_the_work(tmp_path, monkeypa
                                                      "read-only; make it writable (chmod u+w) to replace it, "
                                                      "or write elsewhere")
     assert (tmp_path / "out.png").read_bytes() == b"kept"
+
+
+def test_a_read_only_model_is_refused_before_the_training(tmp_path, monkeypatch):
+    import rain2avoid.batch.train as train
+    write_image(tmp_path / "in" / "a.png", dry_photo())
+    assert invoke("train", tmp_path / "in", "--model", tmp_path / "m.pt", "--steps", "0", "-q").exit_code == 0
+    (tmp_path / "m.pt").chmod(0o444)
+    before = (tmp_path / "m.pt").read_bytes()
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained before the model file was checked")
+    monkeypatch.setattr(train, "train_files", no_training)
+    r = invoke("train", tmp_path / "in", "--model", tmp_path / "m.pt", "--steps", "1")
+    assert r.exit_code == 1 and r.stderr.strip() == (f"Error: model not saved: cannot write {tmp_path / 'm.pt'}: "
+                                                     "the file is read-only; make it writable (chmod u+w) to "
+                                                     "replace it, or write elsewhere")
+    assert (tmp_path / "m.pt").read_bytes() == before

@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 from ..batch.plan import Job, same_file
 from ..batch.train import DEFAULT_BUDGET_MB
 from ..batch.work import ApplyTask, Claims, DerainTask, cached_model
-from ..files import stale_temporaries
+from ..files import ImageWriteError, replaceable_mode, stale_temporaries
 from ..io import IMAGE_EXTENSIONS, to_float_rgb, write_image
 from ..settings import FOLDER_PRESETS, PRESETS
 from ..veil import VEIL_THRESHOLD
@@ -257,6 +257,10 @@ def _check_model_output(model_path: Path, files: list[Path]) -> None:
             raise click.UsageError(f"--model {model_path} exists and is not a model this rain2avoid reads, so "
                                    f"it would be replaced; give another file name such as rain.pt, or remove "
                                    f"it first") from None
+        try:
+            replaceable_mode(model_path)   # a read-only model fails now, not after the training
+        except ImageWriteError as e:
+            raise click.ClickException(f"model not saved: {e}") from None
     if model_path.suffix.lower() in IMAGE_EXTENSIONS + VIDEO_EXTENSIONS:
         raise click.UsageError(f"--model {model_path} is named like an image or a video (folder runs would "
                                f"read it as one); give a file name such as {model_path.with_suffix('.pt')}")
