@@ -1516,3 +1516,12 @@ def test_writing_float_pixels_says_how_to_convert_them(tmp_path):
                                          r"rain2avoid\.io\.from_float_rgb\(result, like=image\) first\)"):
         write_image(tmp_path / "x.png", np.zeros((4, 4, 3), np.float32))
     assert not (tmp_path / "x.png").exists()
+
+
+def test_a_pillow_image_is_written_as_its_pixels(tmp_path):
+    pixels = random_image((6, 7, 3))
+    write_image(tmp_path / "rgb.png", Image.fromarray(pixels))
+    np.testing.assert_array_equal(read_image(tmp_path / "rgb.png"), pixels)
+    palette = Image.fromarray(pixels).quantize(8)   # written as the colours it shows, not its indices
+    write_image(tmp_path / "p.png", palette)
+    np.testing.assert_array_equal(read_image(tmp_path / "p.png"), np.asarray(palette.convert("RGB")))

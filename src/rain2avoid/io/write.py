@@ -22,7 +22,7 @@ from PIL import Image
 from ..exif import _TIFF_LAYOUT_TAGS, EXIF_HEADER, exif_for_writing
 from ..files import write_atomically as _write_file
 from .extra import carry_over, describe_segments, insert_segments
-from .pixels import same_pixels
+from .pixels import as_image, same_pixels
 from .read import ImageMeta, PathLike
 
 # Output suffix -> format name (the same names ImageMeta.format uses).
@@ -110,7 +110,8 @@ def write_image(
 
     The format comes from the suffix of ``path`` (.png .jpg .jpeg .bmp .tif
     .tiff .webp, any case).  ``image`` is (H, W) gray, (H, W, 3) RGB or
-    (H, W, 4) RGBA, ``uint8`` or ``uint16``.  16-bit images stay 16-bit in
+    (H, W, 4) RGBA, ``uint8`` or ``uint16`` (or a Pillow image, taken as its array,
+    a palette one as its colours).  16-bit images stay 16-bit in
     PNG and TIFF; JPEG, BMP and WebP get ``round(x / 257)``.  WebP is written
     lossless, but at ``jpeg_quality`` where ``meta`` is a lossy WebP's (a
     photo's result then has about its size, not 4-5 times it).  JPEG cannot hold transparency: an RGBA image whose alpha is
@@ -238,7 +239,10 @@ def _lossy(fmt: str, meta: Optional[ImageMeta]) -> bool:
 
 
 def _checked_pixels(image: np.ndarray) -> np.ndarray:
-    """Validate an image array for writing; returns it as (H, W) or (H, W, 3|4)."""
+    """Validate an image array for writing; returns it as (H, W) or (H, W, 3|4). A Pillow image
+    is taken as ``derain`` takes it (:func:`.pixels.as_image`: its grey, RGB or RGBA array)."""
+    if isinstance(image, Image.Image):
+        image = as_image(image)
     if not isinstance(image, np.ndarray):
         raise ValueError(f"expected a numpy array, got {type(image).__name__}")
     if image.dtype not in (np.uint8, np.uint16):
