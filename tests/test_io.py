@@ -1525,3 +1525,17 @@ def test_a_pillow_image_is_written_as_its_pixels(tmp_path):
     palette = Image.fromarray(pixels).quantize(8)   # written as the colours it shows, not its indices
     write_image(tmp_path / "p.png", palette)
     np.testing.assert_array_equal(read_image(tmp_path / "p.png"), np.asarray(palette.convert("RGB")))
+
+
+def test_a_jpeg_s_full_resolution_colour_is_kept_in_a_jpeg_output(tmp_path):
+    from PIL import JpegImagePlugin
+    pixels = random_image((16, 24, 3))
+    for subsampling, full in ((0, True), (2, False)):   # 4:4:4, as a photographer's export; 4:2:0
+        Image.fromarray(pixels).save(tmp_path / "in.jpg", quality=95, subsampling=subsampling)
+        read, meta = read_image(tmp_path / "in.jpg", with_meta=True)
+        assert meta.full_chroma is full
+        write_image(tmp_path / "out.jpg", read, meta=meta)
+        with Image.open(tmp_path / "out.jpg") as out:
+            assert JpegImagePlugin.get_sampling(out) == subsampling
+    Image.fromarray(pixels[..., 0]).save(tmp_path / "grey.jpg", quality=95)
+    assert read_image(tmp_path / "grey.jpg", with_meta=True)[1].full_chroma is False   # one component

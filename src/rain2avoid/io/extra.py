@@ -26,7 +26,7 @@ from typing import Iterator, Tuple
 
 from . import png, webp
 
-__all__ = ["Segment", "extra_segments", "insert_segments", "describe_segments", "carry_over"]
+__all__ = ["Segment", "extra_segments", "insert_segments", "describe_segments", "carry_over", "full_chroma"]
 
 Segment = Tuple[bytes, bytes]
 """(kind, payload): a JPEG marker (b"\\xff\\xe1") or a PNG chunk type (b"iTXt"), and its content."""
@@ -162,6 +162,18 @@ def _jfif_density(kind: bytes, payload: bytes) -> bool:
     """Whether a JPEG segment is a JFIF header giving a print size (units 1 or 2: dots per
     inch or cm; 0 gives only the pixels' aspect, which every encoder writes as 1:1)."""
     return kind == _APP0 and payload.startswith(_JFIF) and len(payload) >= 12 and payload[7] in (1, 2)
+
+
+def full_chroma(data: bytes) -> bool:
+    """Whether a JPEG stores its colour at full resolution (4:4:4: every component sampled
+    alike in its frame header), as photographers' exports at the highest quality do; a
+    JPEG output then keeps it (the encoder's default halves the colour, 4:2:0)."""
+    for kind, payload in _jpeg_segments(data):
+        if 0xC0 <= kind[1] <= 0xCF and kind[1] not in (0xC4, 0xC8, 0xCC) and len(payload) >= 6:
+            count = payload[5]
+            factors = {payload[6 + 3 * i + 1] for i in range(count) if 6 + 3 * i + 1 < len(payload)}
+            return count >= 3 and len(factors) == 1
+    return False
 
 
 def _upright(payload: bytes) -> bytes:

@@ -35,7 +35,7 @@ from PIL import (
 from ..exif import make_upright, read_exif, reset_orientation
 from ..files import describe_os_error as _describe_os_error
 from . import png, webp
-from .extra import Segment, extra_segments
+from .extra import Segment, extra_segments, full_chroma
 from .pixels import UINT16_MODES, pillow_in_supported_mode
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -86,7 +86,8 @@ class ImageMeta:
     embedded colour profile, or ``None``.  ``extra`` holds a JPEG's XMP, IPTC
     and comment segments, a PNG's text chunks or a WebP's XMP (:mod:`.extra`):
     written into an output of the same format.  ``lossy``: a WebP whose image
-    is lossy-compressed (VP8), which a WebP output then is too.
+    is lossy-compressed (VP8), which a WebP output then is too.  ``full_chroma``: a JPEG
+    whose colour is stored at full resolution (4:4:4), which a JPEG output then keeps.
     """
 
     format: str
@@ -94,6 +95,7 @@ class ImageMeta:
     icc_profile: Optional[bytes] = None
     extra: Tuple[Segment, ...] = ()
     lossy: bool = False
+    full_chroma: bool = False
 
 
 class _BadImage(Exception):
@@ -214,7 +216,8 @@ def _decode(data: bytes, max_pixels: Optional[int]) -> Tuple[np.ndarray, ImageMe
         pixels = make_upright(pixels, orientation)
     extra = extra_segments(data, fmt, upright=orientation != 1)
     return pixels, ImageMeta(format=fmt, exif=exif, icc_profile=icc_profile, extra=extra,
-                             lossy=fmt == "webp" and b"VP8 " in webp.chunks(data))
+                             lossy=fmt == "webp" and b"VP8 " in webp.chunks(data),
+                             full_chroma=fmt == "jpeg" and full_chroma(data))
 
 
 def _sniff_format(data: bytes) -> Optional[str]:

@@ -114,7 +114,8 @@ def write_image(
     a palette one as its colours).  16-bit images stay 16-bit in
     PNG and TIFF; JPEG, BMP and WebP get ``round(x / 257)``.  WebP is written
     lossless, but at ``jpeg_quality`` where ``meta`` is a lossy WebP's (a
-    photo's result then has about its size, not 4-5 times it).  JPEG cannot hold transparency: an RGBA image whose alpha is
+    photo's result then has about its size, not 4-5 times it).  A JPEG's colour is
+    halved (4:2:0) unless ``meta`` is a 4:4:4 JPEG's.  JPEG cannot hold transparency: an RGBA image whose alpha is
     fully opaque is written as RGB, any other RGBA image is refused.
 
     ``meta.exif`` (orientation forced to 1) and ``meta.icc_profile`` are
@@ -214,14 +215,15 @@ def _encode_with_exif(image: np.ndarray, fmt: str, meta: Optional[ImageMeta], jp
     if (exif or icc) and fmt == "tiff" and _pillow_can_write(pixels):
         return _encode_tiff_with_pillow(pixels, exif, icc)
     if (exif or icc) and fmt in ("jpeg", "png", "webp"):
-        encoded = _encode_opencv(pixels, fmt, jpeg_quality, exif, icc, _lossy(fmt, meta))
+        encoded = _encode_opencv(pixels, fmt, jpeg_quality, exif, icc, _lossy(fmt, meta),
+                                 _full_chroma(fmt, meta))
         if encoded is not None:
             return encoded
         lose(f"the EXIF/ICC metadata does not fit in a {fmt.upper()} file; writing without it")
     elif (icc or _describes_picture(exif)) and fmt == "tiff":
         lose("the metadata (EXIF and ICC; a TIFF's XMP, artist and copyright too) cannot be written into a "
              "16-bit colour TIFF by this program; writing without it (a 16-bit PNG keeps it)")
-    encoded = _encode_opencv(pixels, fmt, jpeg_quality, None, None, _lossy(fmt, meta))
+    encoded = _encode_opencv(pixels, fmt, jpeg_quality, None, None, _lossy(fmt, meta), _full_chroma(fmt, meta))
     if encoded is None:
         raise ValueError(f"the {fmt.upper()} encoder failed for an image of shape {pixels.shape}")
     return encoded
@@ -231,6 +233,12 @@ def _icc_space(icc: bytes) -> Optional[bytes]:
     """The colour space an ICC profile describes (its header's bytes 16-19: b"RGB ", b"GRAY",
     b"CMYK", ...), or None for data too short to be a profile."""
     return icc[16:20] if len(icc) >= 128 else None
+
+
+def _full_chroma(fmt: str, meta: Optional[ImageMeta]) -> bool:
+    """Whether a ``fmt`` output of an image with ``meta`` keeps full-resolution colour: a JPEG
+    of a 4:4:4 JPEG."""
+    return fmt == "jpeg" and meta is not None and meta.full_chroma
 
 
 def _lossy(fmt: str, meta: Optional[ImageMeta]) -> bool:
@@ -289,6 +297,7 @@ def _encode_opencv(
     exif: Optional[bytes],
     icc: Optional[bytes],
     lossy: bool = False,
+    full_chroma: bool = False,
 ) -> Optional[bytes]:
     """Encode RGB(A) pixels with OpenCV, optionally embedding EXIF/ICC; None on failure."""
     bgr = _rgb_to_opencv(pixels)
@@ -296,6 +305,8 @@ def _encode_opencv(
     params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)] if fmt == "jpeg" else []
     if lossy:   # OpenCV writes WebP lossless without a quality (or above 100)
         params = [cv2.IMWRITE_WEBP_QUALITY, int(jpeg_quality)]
+    if full_chroma and pixels.ndim == 3:   # 4:4:4, as the input JPEG was; the default is 4:2:0
+        params += [cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444]
     kinds, chunks = [], []
     if exif:
         kinds.append(cv2.IMAGE_METADATA_EXIF)
