@@ -45,10 +45,10 @@ fourteenth round)."""
 
 MIN_SIDE = 20
 """An image narrower or lower than this has no rain sought in it (:func:`training_data`), nor
-a veil under ``veil="auto"``, whatever the preset (:func:`nothing_to_learn`): a streak must outlast the mask's 10 px opening twice over to be
-told from texture, and a veil's dark channel takes 15 px windows. Thumbnails
-of rain-free photos (8-16 px) had a fifth of their pixels taken for rain and changed by 12-19
-grey levels on average; from 20 px no rain is found in them."""
+a veil under ``veil="auto"``, whatever the preset (:func:`nothing_to_learn`): a streak must
+outlast the mask's 10 px opening twice over to be told from texture, and a veil's dark channel
+takes 15 px windows. Thumbnails of rain-free photos (8-16 px) had a fifth of their pixels taken
+for rain and changed by 12-19 grey levels on average; from 20 px no rain is found in them."""
 
 MAX_CHROMA = 0.12
 """Where the rain direction is unsure, a mask whose change is more coloured than this

@@ -310,7 +310,8 @@ def settings_options(f):
     f = click.option("--veil-threshold", type=click.FloatRange(min=0, max=1), default=None, metavar="STRENGTH",
                      help=VEIL_THRESHOLD_HELP)(f)
     f = click.option("--veil", type=click.Choice(["auto", "on", "off"]), default=None, help=VEIL_HELP)(f)
-    f = click.option("--seed", type=SEED, default=None, help="Random seed (the same seed and number of torch threads, the same output).")(f)
+    f = click.option("--seed", type=SEED, default=None,
+                     help="Random seed (the same seed and number of torch threads, the same output).")(f)
     f = click.option("--sampler", type=click.Choice(["nss", "uniform"]), default=None,
                      help="Reference sampler.")(f)
     f = click.option("--refs", "refs", type=click.IntRange(min=1), default=None,

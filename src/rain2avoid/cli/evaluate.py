@@ -145,8 +145,7 @@ def _full_reference(ctx: Context, pred: Path, target: Path, as_json: bool, crop_
     keys = ["psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb"]
     if not found.pairs and not found.ambiguous:
         if as_json:   # the help promises the object whatever happens
-            click.echo(json.dumps({"n": 0, **dict.fromkeys(keys), "per_image": [],
-                                   "unpaired": [str(f) for f in found.unpaired], "skipped": []}))
+            _print_full_json([], dict.fromkeys(keys), found.unpaired, [])
         raise click.UsageError(_no_pairs(pred, target))
     failures: list[str] = []
     for line in found.ambiguous:
@@ -167,8 +166,7 @@ def _full_reference(ctx: Context, pred: Path, target: Path, as_json: bool, crop_
                                    f"({len(failures)} reported above)")
     means = {k: float(np.mean([r[k] for r in rows])) if rows else None for k in keys}
     if as_json:
-        click.echo(json.dumps({"n": len(rows), **means, "per_image": rows,
-                               "unpaired": [str(f) for f in found.unpaired], "skipped": failures}))
+        _print_full_json(rows, means, found.unpaired, failures)
     else:
         w = _name_width(rows)
         click.echo(f"{_pad('image', w)} {'PSNR-Y':>8} {'SSIM-Y':>7} {'PSNR-RGB':>9} {'SSIM-RGB':>9}")
@@ -178,6 +176,13 @@ def _full_reference(ctx: Context, pred: Path, target: Path, as_json: bool, crop_
     report_failures(failures, total, "could not be scored")
     if failures:
         sys.exit(1)
+
+
+def _print_full_json(rows: list[dict], means: dict, unpaired: list[Path], failures: list[str]) -> None:
+    """The --json object of full-reference ``rows``: n, ``means`` (null for no rows), per_image,
+    unpaired and skipped."""
+    click.echo(json.dumps({"n": len(rows), **means, "per_image": rows, "unpaired": [str(f) for f in unpaired],
+                           "skipped": failures}))
 
 
 # --- no reference ------------------------------------------------------------------------------------------------
@@ -255,8 +260,8 @@ def _print_no_reference(rows: list[dict], folder: Path, compare: Path | None, as
     both = {k: [r for r in rows if r[k] is not None and r.get(f"compare_{k}", 0) is not None]
             for k in ("niqe", "brisque")}
     keys = ["niqe", "brisque"] + (["compare_niqe", "compare_brisque"] if compare is not None else [])
-    means = {k: float(np.mean([r[k] for r in both[k.replace("compare_", "")]])) if both[k.replace("compare_", "")]
-             else None for k in keys}
+    scored = {k: both[k.removeprefix("compare_")] for k in keys}   # compare_niqe: the rows both have NIQE for
+    means = {k: float(np.mean([r[k] for r in scored[k]])) if scored[k] else None for k in keys}
     lower = {k: sum(r[f"compare_{k}"] < r[k] for r in both[k]) for k in ("niqe", "brisque")} if compare else {}
     counts = {f"n_{k}": len(both[k]) for k in ("niqe", "brisque")}
     if as_json:

@@ -75,7 +75,7 @@ def insert_segments(encoded: bytes, fmt: str, segments: Tuple[Segment, ...]) -> 
         for kind, payload in _jpeg_segments(encoded):
             if not 0xE0 <= kind[1] <= 0xEF:
                 break
-            if density and position == 2 and kind == _APP0 and payload.startswith(_JFIF) and len(payload) >= 12:
+            if density and position == 2 and _is_jfif(kind, payload):
                 at = position + 4 + 7   # the encoder's own JFIF segment: its units and densities replaced
                 encoded = encoded[:at] + density[0][7:12] + encoded[at + 5:]
             position += 4 + len(payload)
@@ -158,10 +158,15 @@ def describe_segments(segments: Tuple[Segment, ...]) -> str:
     return ", ".join(kind for kind in kinds if kind)
 
 
+def _is_jfif(kind: bytes, payload: bytes) -> bool:
+    """Whether a JPEG segment is a whole JFIF header (units at byte 7, densities at 8-11)."""
+    return kind == _APP0 and payload.startswith(_JFIF) and len(payload) >= 12
+
+
 def _jfif_density(kind: bytes, payload: bytes) -> bool:
     """Whether a JPEG segment is a JFIF header giving a print size (units 1 or 2: dots per
     inch or cm; 0 gives only the pixels' aspect, which every encoder writes as 1:1)."""
-    return kind == _APP0 and payload.startswith(_JFIF) and len(payload) >= 12 and payload[7] in (1, 2)
+    return _is_jfif(kind, payload) and payload[7] in (1, 2)
 
 
 def full_chroma(data: bytes) -> bool:

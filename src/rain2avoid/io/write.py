@@ -212,18 +212,18 @@ def _encode_with_exif(image: np.ndarray, fmt: str, meta: Optional[ImageMeta], jp
         lose(f"the input's ICC profile describes {space} colours, not the output's "
              f"{'grey' if pixels.ndim == 2 else 'RGB'} ones; writing without it (viewers take the colours as sRGB)")
         icc = None
+    params = _encoder_params(fmt, pixels, meta, jpeg_quality)
     if (exif or icc) and fmt == "tiff" and _pillow_can_write(pixels):
         return _encode_tiff_with_pillow(pixels, exif, icc)
     if (exif or icc) and fmt in ("jpeg", "png", "webp"):
-        encoded = _encode_opencv(pixels, fmt, jpeg_quality, exif, icc, _lossy(fmt, meta),
-                                 _full_chroma(fmt, meta))
+        encoded = _encode_opencv(pixels, fmt, params, exif, icc)
         if encoded is not None:
             return encoded
         lose(f"the EXIF/ICC metadata does not fit in a {fmt.upper()} file; writing without it")
     elif (icc or _describes_picture(exif)) and fmt == "tiff":
         lose("the metadata (EXIF and ICC; a TIFF's XMP, artist and copyright too) cannot be written into a "
              "16-bit colour TIFF by this program; writing without it (a 16-bit PNG keeps it)")
-    encoded = _encode_opencv(pixels, fmt, jpeg_quality, None, None, _lossy(fmt, meta), _full_chroma(fmt, meta))
+    encoded = _encode_opencv(pixels, fmt, params, None, None)
     if encoded is None:
         raise ValueError(f"the {fmt.upper()} encoder failed for an image of shape {pixels.shape}")
     return encoded
@@ -235,15 +235,18 @@ def _icc_space(icc: bytes) -> Optional[bytes]:
     return icc[16:20] if len(icc) >= 128 else None
 
 
-def _full_chroma(fmt: str, meta: Optional[ImageMeta]) -> bool:
-    """Whether a ``fmt`` output of an image with ``meta`` keeps full-resolution colour: a JPEG
-    of a 4:4:4 JPEG."""
-    return fmt == "jpeg" and meta is not None and meta.full_chroma
-
-
-def _lossy(fmt: str, meta: Optional[ImageMeta]) -> bool:
-    """Whether a ``fmt`` output of an image with ``meta`` is written lossy: a WebP of a lossy WebP."""
-    return fmt == "webp" and meta is not None and meta.lossy
+def _encoder_params(fmt: str, pixels: np.ndarray, meta: Optional[ImageMeta], jpeg_quality: int) -> list:
+    """OpenCV's parameters for a ``fmt`` output: a JPEG's quality, and its full-resolution colour
+    (4:4:4) where ``meta`` is a 4:4:4 JPEG's (the default halves it); a WebP at ``jpeg_quality``
+    where ``meta`` is a lossy WebP's (without a quality OpenCV writes WebP lossless)."""
+    params = []
+    if fmt == "jpeg":
+        params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)]
+        if meta is not None and meta.full_chroma and pixels.ndim == 3:
+            params += [cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444]
+    elif fmt == "webp" and meta is not None and meta.lossy:
+        params = [cv2.IMWRITE_WEBP_QUALITY, int(jpeg_quality)]
+    return params
 
 
 def _checked_pixels(image: np.ndarray) -> np.ndarray:
@@ -293,20 +296,14 @@ def _drop_opaque_alpha(rgba: np.ndarray) -> np.ndarray:
 def _encode_opencv(
     pixels: np.ndarray,
     fmt: str,
-    jpeg_quality: int,
+    params: list,
     exif: Optional[bytes],
     icc: Optional[bytes],
-    lossy: bool = False,
-    full_chroma: bool = False,
 ) -> Optional[bytes]:
-    """Encode RGB(A) pixels with OpenCV, optionally embedding EXIF/ICC; None on failure."""
+    """Encode RGB(A) pixels with OpenCV (``params``: :func:`_encoder_params`), optionally embedding
+    EXIF/ICC; None on failure."""
     bgr = _rgb_to_opencv(pixels)
     ext = _OPENCV_EXTENSIONS[fmt]
-    params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)] if fmt == "jpeg" else []
-    if lossy:   # OpenCV writes WebP lossless without a quality (or above 100)
-        params = [cv2.IMWRITE_WEBP_QUALITY, int(jpeg_quality)]
-    if full_chroma and pixels.ndim == 3:   # 4:4:4, as the input JPEG was; the default is 4:2:0
-        params += [cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444]
     kinds, chunks = [], []
     if exif:
         kinds.append(cv2.IMAGE_METADATA_EXIF)
