@@ -455,3 +455,17 @@ def test_the_reference_preset_or_another_backbone_cannot_start_from_a_model(rain
         rain2avoid.derain(rainy_pair[0], preset="reference", init=model)
     with pytest.raises(ValueError, match="'fast' network, not 'unet'"):
         rain2avoid.derain(rainy_pair[0], init=model, backbone="unet")
+
+
+def test_progress_without_a_stderr_is_silent(rainy_pair, monkeypatch, capsys):
+    # Under pythonw (a GUI app embedding the library) sys.stderr is None: progress=True failed
+    # in tqdm with "'NoneType' object has no attribute 'write'" once training began.
+    import sys
+    from rain2avoid.sdrl import Settings, train_image
+    from rain2avoid.pipeline import make_targets
+    monkeypatch.setattr(sys, "stderr", None)
+    out = rain2avoid.derain(rainy_pair[0], progress=True, steps=3)
+    assert out.shape == rainy_pair[0].shape
+    rgb = rainy_pair[0].astype(np.float32) / 255
+    train_image(rgb, make_targets(rgb, np.zeros(rgb.shape[:2], bool), Settings()), Settings(steps=2), progress=True)
+    assert capsys.readouterr().out == ""   # nor were the stages said on stdout instead

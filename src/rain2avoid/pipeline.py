@@ -353,9 +353,11 @@ def derain_detailed(image: np.ndarray, preset: str = "fast", device: str = "cpu"
     (``total`` counts the steps of every network of the ensemble). ``on_stage(name)``, if
     given, is called as each stage starts: ``"rain"``, then ``"training"`` and ``"cleaning"``
     for each network (:data:`STAGES`); finding the rain takes most of a large photo's time
-    and has no steps to count. With ``progress`` the stages are also said on stderr.
+    and has no steps to count. With ``progress`` the stages are also said on stderr (where
+    there is one: not under ``pythonw``, whose ``sys.stderr`` is None).
     """
     start = time.perf_counter()
+    progress = progress and sys.stderr is not None
     check_device(device)
     for name, callback in (("on_progress", on_progress), ("on_stage", on_stage)):
         if callback is not None and not callable(callback):

@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
@@ -222,7 +223,7 @@ def build_report(inputs, outputs, path, target=None, masks=None, max_width: int 
     if not sources:
         raise NoImages(f"no images in {inputs}")
     same_stem = by_stem(sources)
-    for source in tqdm(sources, desc="report", unit="image", disable=not progress or len(sources) < 2):
+    for source in tqdm(sources, desc="report", unit="image", disable=not progress or len(sources) < 2 or sys.stderr is None):
         stem = source.stem
         if stem not in results:
             problem(f"{source}: no result named {stem}.* in {outputs}; left out")

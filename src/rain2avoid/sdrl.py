@@ -22,6 +22,7 @@ import functools
 import inspect
 import math
 import os
+import sys
 import threading
 from pathlib import Path
 from typing import Callable, Protocol, Sequence, Union
@@ -214,7 +215,7 @@ def _fit(net: torch.nn.Module, samples: _Samples, settings: Settings, device: st
     # Channels-last convolutions are about 20 % faster on a CPU for these small crops.
     net.to(device, memory_format=torch.channels_last).train()
     opt = _Adam(net.parameters())
-    bar = tqdm(range(settings.steps), desc=desc, unit="step", disable=not progress, leave=False)
+    bar = tqdm(range(settings.steps), desc=desc, unit="step", disable=not progress or sys.stderr is None, leave=False)
     for step in bar:
         if before_step is not None:
             before_step(step)

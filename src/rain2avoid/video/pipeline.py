@@ -19,6 +19,7 @@ exactly as ``rain2avoid derain photo.png``.
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,7 +96,8 @@ def _derain_frame(frame: np.ndarray, ref: TemporalReference, model: Model, fuse:
 
 
 def _bar(progress: bool, total: int, desc: str):
-    return tqdm(total=total or None, desc=desc, unit="frame", disable=not progress, leave=False)
+    return tqdm(total=total or None, desc=desc, unit="frame", disable=not progress or sys.stderr is None,
+                leave=False)
 
 
 def derain_video(src: PathLike, dst: PathLike, preset: str = "fast", model: Optional[Model] = None,
