@@ -223,7 +223,8 @@ def build_report(inputs, outputs, path, target=None, masks=None, max_width: int 
     if not sources:
         raise NoImages(f"no images in {inputs}")
     same_stem = by_stem(sources)
-    for source in tqdm(sources, desc="report", unit="image", disable=not progress or len(sources) < 2 or sys.stderr is None):
+    quiet = not progress or len(sources) < 2 or sys.stderr is None
+    for source in tqdm(sources, desc="report", unit="image", disable=quiet):
         stem = source.stem
         if stem not in results:
             problem(f"{source}: no result named {stem}.* in {outputs}; left out")
